@@ -1,0 +1,1 @@
+"""The thin aiohttp intake: parse, call the engine, respond."""

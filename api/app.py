@@ -1,0 +1,46 @@
+"""create_app(settings): the aiohttp application, its shared state and its database pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from api import payments, problems
+from config.settings import Settings
+from engine import db, devdb, ids
+from engine.repository import Repository
+
+log = structlog.get_logger()
+
+SETTINGS = web.AppKey("settings", Settings)
+REPO = web.AppKey("repo", Repository)
+SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    dsn = await asyncio.to_thread(devdb.database_url, settings)
+    pool = await db.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        repo = Repository(pool)
+        app[REPO] = repo
+        app[SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
+        yield
+    finally:
+        await pool.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The intake application: payments, lookup, manual trigger, dead letters."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[problems.middleware]
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    payments.add_routes(app)
+    return app

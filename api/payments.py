@@ -1,0 +1,208 @@
+"""Handlers of the Hamster PG contract: parse, call the engine, respond."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from api import app as app_module
+from api import models, problems
+from engine import errors, intake, trigger
+from engine.models import DeliveryRecord, NewPayment, Payment, Status
+
+# Shape of a tid; anything else cannot exist, so it is answered 404 without a query.
+_TID = re.compile(r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$")
+_MAX_PAGE = 500
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
+def _validation_problem(exc: ValidationError) -> problems.Problem:
+    errs = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    return problems.validation(errs[0]["field"], errs[0]["message"], errs)
+
+
+def ack(p: Payment, *, created: bool) -> dict[str, Any]:
+    """The seed's 202 body (and, for a replay, the same body with the current status)."""
+    return {
+        "status": p.status.value,
+        "code": "ACK_OK",
+        "transactionId": p.tid,
+        "amount": p.amount,
+        "currency": p.currency,
+        "echo": p.echo,
+        "message": "Payment request received and processing"
+        if created
+        else "Payment request already received",
+    }
+
+
+def lookup(p: Payment) -> dict[str, Any]:
+    """The seed's lookup body."""
+    return {
+        "tid": p.tid,
+        "orderId": p.order_id,
+        "amount": p.amount,
+        "currency": p.currency,
+        "status": p.status.value,
+        "approvalNo": p.approval_no,
+        "failReason": p.fail_reason,
+        "requestedAt": _iso(p.requested_at),
+        "processedAt": _iso(p.processed_at),
+        "webhookSentAt": _iso(p.webhook_sent_at),
+        "webhookResponseCode": p.webhook_response_code,
+    }
+
+
+def _delivery(d: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "eventId": d.event_id,
+        "eventStatus": d.event_status,
+        "tid": d.tid,
+        "url": d.url,
+        "status": d.status,
+        "attempts": d.attempts,
+        "lastResponseCode": d.last_response_code,
+        "lastError": d.last_error,
+        "createdAt": _iso(d.created_at),
+        "deliveredAt": _iso(d.delivered_at),
+    }
+
+
+async def create_payment(request: web.Request) -> web.Response:
+    """POST /api/payment: 202 once the PENDING row is committed; 200 for a replay."""
+    settings = request.app[app_module.SETTINGS]
+    data = models.parse_json(await request.read())
+    if not isinstance(data, dict):
+        raise problems.validation("body", "must be a JSON object")
+    try:
+        req = models.PaymentRequest.model_validate(
+            data, context={"max_amount": settings.max_amount}
+        )
+    except ValidationError as exc:
+        raise _validation_problem(exc) from None
+    currency = req.currency or settings.default_currency
+    webhook_url = req.webhook_url or str(settings.default_webhook_url)
+    new = NewPayment(
+        mid=req.mid,
+        order_id=req.order_id,
+        user_public_id=req.user_public_id,
+        amount=req.amount,
+        currency=currency,
+        echo=req.echo,
+        webhook_url=webhook_url,
+        request_digest=intake.request_digest(req.digest_fields(currency, webhook_url)),
+    )
+    accepted = await intake.accept(
+        request.app[app_module.REPO], new,
+        snowflake=request.app[app_module.SNOWFLAKE], tid_prefix=settings.tid_prefix,
+    )  # fmt: skip
+    body = ack(accepted.payment, created=accepted.created)
+    if accepted.created:
+        # The seed's 202 echoes what was sent, key order included.
+        body["echo"] = req.echo
+    return _json(body, 202 if accepted.created else 200)
+
+
+async def get_transaction(request: web.Request) -> web.Response:
+    """GET /api/payment/transaction/{tid}: the seed's lookup body."""
+    tid = request.match_info["tid"]
+    payment = await request.app[app_module.REPO].payment_by_tid(tid) if _TID.match(tid) else None
+    if payment is None:
+        raise errors.PaymentNotFound(tid)
+    return _json(lookup(payment))
+
+
+async def transaction_webhooks(request: web.Request) -> web.Response:
+    """GET /api/payment/transaction/{tid}/webhooks: every delivery of one payment."""
+    tid = request.match_info["tid"]
+    repo = request.app[app_module.REPO]
+    payment = await repo.payment_by_tid(tid) if _TID.match(tid) else None
+    if payment is None:
+        raise errors.PaymentNotFound(tid)
+    deliveries = await repo.deliveries_of(payment.id)
+    return _json({"tid": tid, "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries]})
+
+
+async def trigger_webhook(request: web.Request) -> web.Response:
+    """POST /api/payment/webhook/trigger/{tid}?status=SUCCESS|FAILED."""
+    tid = request.match_info["tid"]
+    raw = request.query.get("status")
+    if raw not in (Status.SUCCESS.value, Status.FAILED.value):
+        raise problems.validation("status", "must be SUCCESS or FAILED (query parameter)")
+    if not _TID.match(tid):
+        raise errors.PaymentNotFound(tid)
+    action = await trigger.trigger(request.app[app_module.REPO], tid, Status(raw))
+    return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise problems.validation(name, f"must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+async def dead_webhooks(request: web.Request) -> web.Response:
+    """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
+    after = _int_query(request, "after", 0, 0, 2**63 - 1)
+    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    dead = await request.app[app_module.REPO].dead_deliveries(after, limit)
+    body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
+    body["next"] = dead[-1].id if len(dead) == limit else None
+    return _json(body)
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    """POST /api/webhooks/{id}/redeliver: send a DEAD delivery again, with fresh attempts."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or int(raw) > 2**63 - 1:
+        raise errors.DeliveryNotFound(0) from None
+    if not await request.app[app_module.REPO].redeliver(int(raw)):
+        raise errors.DeliveryNotFound(int(raw))
+    return _json({"id": int(raw), "status": "PENDING"}, 202)
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: 200 when the database answers."""
+    repo = request.app[app_module.REPO]
+    try:
+        await repo.pool.fetchval("SELECT 1")
+    except Exception as exc:
+        raise errors.DatabaseUnavailable() from exc
+    return _json({"ok": True})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the contract's routes."""
+    app.add_routes([
+        web.post("/api/payment", create_payment),
+        web.get("/api/payment/transaction/{tid}", get_transaction),
+        web.get("/api/payment/transaction/{tid}/webhooks", transaction_webhooks),
+        web.post("/api/payment/webhook/trigger/{tid}", trigger_webhook),
+        web.get("/api/webhooks/dead", dead_webhooks),
+        web.post("/api/webhooks/{id}/redeliver", redeliver),
+        web.get("/health", health),
+    ])  # fmt: skip

@@ -1,0 +1,116 @@
+"""Errors as application/problem+json (RFC 9457), mapped from our errors in one place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from engine import errors
+
+log = structlog.get_logger()
+
+CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An HTTP problem to answer with; `field` names the offending input, if one."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def response(self, instance: str | None = None) -> web.Response:
+        """The problem+json response."""
+        body: dict[str, Any] = {
+            "type": f"/problems/{self.slug}" if self.slug else "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.extra)
+        return web.Response(
+            status=self.status,
+            text=json.dumps(body, ensure_ascii=False),
+            content_type=CONTENT_TYPE,
+            headers=self.headers,
+        )
+
+
+def validation(field: str, message: str, errors_: list[dict[str, str]] | None = None) -> Problem:
+    """422 naming the first failing field, with every failure listed."""
+    return Problem(
+        422, "Unprocessable Content", f"{field}: {message}", slug="validation-error",
+        field=field, extra={"errors": errors_ or [{"field": field, "message": message}]},
+    )  # fmt: skip
+
+
+def _from_engine(exc: errors.PaymentError) -> Problem:
+    if isinstance(exc, errors.IdempotencyConflict):
+        return Problem(409, "Conflict", exc.detail, slug="idempotency-conflict",
+                       field="orderId", extra={"transactionId": exc.tid})  # fmt: skip
+    if isinstance(exc, errors.PaymentNotFound):
+        return Problem(404, "Not Found", exc.detail, slug="payment-not-found")
+    if isinstance(exc, errors.StateConflict):
+        return Problem(409, "Conflict", exc.detail, slug="state-conflict",
+                       field="status", extra={"currentStatus": exc.current})  # fmt: skip
+    if isinstance(exc, errors.DeliveryNotFound):
+        return Problem(404, "Not Found", exc.detail, slug="delivery-not-found")
+    if isinstance(exc, errors.DatabaseUnavailable):
+        return Problem(503, "Service Unavailable", exc.detail, slug="database-unavailable",
+                       headers={"Retry-After": "1"})  # fmt: skip
+    return Problem(400, "Bad Request", exc.detail)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into problem+json; never let bad input become a 500."""
+    try:
+        return await handler(request)
+    except Problem as p:
+        return p.response(request.path)
+    except errors.PaymentError as exc:
+        return _from_engine(exc).response(request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = {
+            404: f"no such resource: {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: "the request body is larger than this server accepts",
+        }.get(exc.status, exc.text or exc.reason)
+        problem = Problem(exc.status, exc.reason, detail)
+        if exc.status == 405 and "Allow" in exc.headers:
+            problem.headers["Allow"] = exc.headers["Allow"]
+        return problem.response(request.path)
+    except Exception:
+        log.exception("api.unhandled_error", path=request.path, method=request.method)
+        return Problem(500, "Internal Server Error", "an unexpected error occurred").response(
+            request.path
+        )

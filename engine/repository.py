@@ -1,0 +1,230 @@
+"""The one door to the database: named queries in, typed models out, driver errors translated."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+
+from engine import errors
+from engine.models import (
+    Claimed,
+    Delivery,
+    DeliveryRecord,
+    NewPayment,
+    Outcome,
+    Payment,
+    Settled,
+    Status,
+)
+from engine.queries import QUERIES as Q
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Failures that mean "the database is not there right now", as opposed to a bug or bad data.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+class TidCollision(Exception):
+    """The random transaction id was taken already; draw another."""
+
+
+def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise errors.DatabaseUnavailable() from exc
+
+    return wrapper
+
+
+def _payment(r: asyncpg.Record) -> Payment:
+    values = dict(r)
+    values["status"] = Status(values["status"])
+    return Payment(**values)
+
+
+class Repository:
+    """Runs the engine's named queries on a pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- intake ---
+
+    @_translated
+    async def insert_payment(self, new: NewPayment, *, public_id: str, tid: str) -> Payment | None:
+        """Store a new PENDING payment; None if the merchant already has one for this order."""
+        try:
+            row = await self.pool.fetchrow(
+                Q["insert_payment"], public_id, tid, new.mid, new.order_id,
+                new.user_public_id, new.amount, new.currency, new.echo,
+                new.request_digest, new.webhook_url,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "payment_processes_tid_key":
+                raise TidCollision(tid) from exc
+            raise
+        return _payment(row) if row else None
+
+    @_translated
+    async def payment_by_order(self, mid: str, order_id: str) -> Payment | None:
+        """The payment a merchant has for an order, if any."""
+        row = await self.pool.fetchrow(Q["get_payment_by_order"], mid, order_id)
+        return _payment(row) if row else None
+
+    @_translated
+    async def payment_by_tid(self, tid: str) -> Payment | None:
+        """One payment by transaction id, if it exists."""
+        row = await self.pool.fetchrow(Q["get_payment_by_tid"], tid)
+        return _payment(row) if row else None
+
+    # --- payment engine ---
+
+    @_translated
+    async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Claim up to `limit` due PENDING payments for `owner`."""
+        rows = await self.pool.fetch(Q["claim_pending"], owner, limit, lease_seconds)
+        return [Claimed(**dict(r)) for r in rows]
+
+    @_translated
+    async def settle(self, owner: str, outcomes: Sequence[Outcome]) -> list[Settled]:
+        """Write final states (and their webhooks) for rows `owner` still holds."""
+        if not outcomes:
+            return []
+        rows = await self.pool.fetch(
+            Q["settle_batch"],
+            [o.id for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.approval_no for o in outcomes],
+            [o.fail_reason for o in outcomes],
+            owner,
+        )
+        return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
+
+    @_translated
+    async def release(self, owner: str, ids: Sequence[int], delay_seconds: float) -> list[str]:
+        """Give held payments back to the queue; returns their tids."""
+        if not ids:
+            return []
+        rows = await self.pool.fetch(Q["release_batch"], list(ids), owner, delay_seconds)
+        return [r["tid"] for r in rows]
+
+    @_translated
+    async def reap_payments(self, limit: int) -> list[tuple[str, str | None]]:
+        """Expired PROCESSING leases back to PENDING; returns (tid, old owner)."""
+        rows = await self.pool.fetch(Q["reap_expired_payments"], limit)
+        return [(r["tid"], r["lease_owner"]) for r in rows]
+
+    @_translated
+    async def settle_manual(
+        self, tid: str, status: Status, approval_no: str | None, fail_reason: str | None
+    ) -> Settled | None:
+        """Settle a payment that is not final yet (manual trigger); None if it was final."""
+        row = await self.pool.fetchrow(
+            Q["settle_manual"], tid, status.value, approval_no, fail_reason
+        )
+        return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
+
+    @_translated
+    async def enqueue_resend(self, tid: str, status: Status) -> int | None:
+        """Queue the webhook of a final payment again; None unless it is final with `status`."""
+        row = await self.pool.fetchrow(Q["enqueue_resend"], tid, status.value)
+        return int(row["id"]) if row else None
+
+    # --- webhooks ---
+
+    @_translated
+    async def claim_deliveries(
+        self, owner: str, limit: int, lease_seconds: float
+    ) -> list[Delivery]:
+        """Claim up to `limit` due webhook deliveries for `owner`."""
+        rows = await self.pool.fetch(Q["claim_deliveries"], owner, limit, lease_seconds)
+        out = []
+        for r in rows:
+            values: dict[str, Any] = dict(r)
+            values["event_status"] = Status(values["event_status"])
+            out.append(Delivery(**values))
+        return out
+
+    @_translated
+    async def delivery_succeeded(
+        self, delivery_id: int, owner: str, code: int, started: datetime, attempt_no: int
+    ) -> bool:
+        """Record a 2xx; False if this worker no longer held the delivery."""
+        updated = await self.pool.fetchval(
+            Q["delivery_succeeded"], delivery_id, owner, code, started, attempt_no
+        )
+        return bool(updated)
+
+    @_translated
+    async def delivery_failed(
+        self,
+        delivery_id: int,
+        owner: str,
+        *,
+        code: int | None,
+        error: str,
+        started: datetime,
+        max_attempts: int,
+        delay_seconds: float,
+    ) -> tuple[str, int] | None:
+        """Record a failed attempt; returns (new status, attempts) or None if not held."""
+        row = await self.pool.fetchrow(
+            Q["delivery_failed"], delivery_id, owner, code, error[:1000], started,
+            max_attempts, delay_seconds,
+        )  # fmt: skip
+        return (row["status"], row["attempts"]) if row else None
+
+    @_translated
+    async def release_deliveries(self, owner: str, ids: Sequence[int]) -> int:
+        """Give held deliveries back without counting an attempt."""
+        if not ids:
+            return 0
+        return len(await self.pool.fetch(Q["release_deliveries"], list(ids), owner))
+
+    @_translated
+    async def reap_deliveries(self, limit: int) -> int:
+        """Deliveries whose worker died mid-send go back to PENDING."""
+        return len(await self.pool.fetch(Q["reap_expired_deliveries"], limit))
+
+    @_translated
+    async def dead_deliveries(self, after_id: int, limit: int) -> list[DeliveryRecord]:
+        """DEAD deliveries after `after_id`, oldest first."""
+        rows = await self.pool.fetch(Q["list_dead_deliveries"], after_id, limit)
+        return [DeliveryRecord(**dict(r), status="DEAD") for r in rows]
+
+    @_translated
+    async def redeliver(self, delivery_id: int) -> bool:
+        """DEAD -> PENDING with a fresh attempt budget, and wake the senders."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q["redeliver_dead"], delivery_id)
+            if row:
+                await conn.execute(Q["notify_webhooks"])
+        return row is not None
+
+    @_translated
+    async def deliveries_of(self, payment_id: int) -> list[DeliveryRecord]:
+        """Every delivery of one payment."""
+        rows = await self.pool.fetch(Q["deliveries_of_payment"], payment_id)
+        return [DeliveryRecord(**dict(r)) for r in rows]
+
+    @_translated
+    async def next_node_id(self) -> int:
+        """A Snowflake node id for this process."""
+        return int(await self.pool.fetchval(Q["next_node_id"]))

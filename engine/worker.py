@@ -1,0 +1,223 @@
+"""The worker process: drains payments and webhooks, woken by NOTIFY, paced by APScheduler.
+
+Each kind of work has one loop. A pass that fills its batch runs again at once; otherwise the
+loop sleeps until NOTIFY says work arrived, the scheduled safety-net poll fires, or a retry it
+scheduled falls due. `python -m engine.worker` runs it; several may run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import aiohttp
+import asyncpg
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from config import settings as config_settings
+from engine import acquirer, claim, db, devdb, errors, logs, webhooks
+from engine.repository import Repository
+
+log = structlog.get_logger()
+
+PAYMENTS_CHANNEL = "payments_pending"
+WEBHOOKS_CHANNEL = "webhooks_pending"
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Runs the payment and webhook loops of one process until told to stop."""
+
+    def __init__(
+        self,
+        settings: config_settings.Settings,
+        repo: Repository,
+        session: aiohttp.ClientSession,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.session = session
+        self.owner = owner or worker_id()
+        self.acquirer = acquirer.AcquirerClient(
+            session,
+            str(settings.acquirer_url).rstrip("/"),
+            settings.acquirer_timeout_seconds,
+            settings.acquirer_max_attempts,
+        )
+        self.backoff = webhooks.Backoff(
+            settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
+        )
+        self.payments_wake = asyncio.Event()
+        self.webhooks_wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.log = log.bind(worker=self.owner)
+
+    def wake(self) -> None:
+        """Make both loops look for work now."""
+        self.payments_wake.set()
+        self.webhooks_wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; loops finish the pass they are in and return."""
+        if not self.stopping.is_set():
+            self.log.info("worker.stopping")
+        self.stopping.set()
+        self.wake()
+
+    async def payments_pass(self) -> claim.Pass:
+        """One pass over payments with this worker's settings."""
+        s = self.settings
+        return await claim.run_once(
+            self.repo, self.acquirer, owner=self.owner, batch_size=s.batch_size,
+            lease_seconds=s.lease_seconds, requeue_seconds=s.acquirer_requeue_seconds,
+        )  # fmt: skip
+
+    async def webhooks_pass(self) -> webhooks.Pass:
+        """One pass over due webhooks with this worker's settings."""
+        s = self.settings
+        return await webhooks.run_once(
+            self.repo, self.session, owner=self.owner, batch_size=s.webhook_batch_size,
+            lease_seconds=s.lease_seconds, timeout=s.webhook_timeout_seconds,
+            max_attempts=s.webhook_max_attempts, backoff=self.backoff,
+        )  # fmt: skip
+
+    async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:
+        """Until `wake` is set, we are stopping, or `timeout` seconds pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+
+    async def _loop(
+        self, name: str, wake: asyncio.Event, one_pass: Callable[[], Awaitable[tuple[int, ...]]]
+    ) -> None:
+        failures = 0
+        batch = self.settings.batch_size if name == "payments" else self.settings.webhook_batch_size
+        while not self.stopping.is_set():
+            # Clear before the pass: a NOTIFY that lands during it makes the next pass run.
+            wake.clear()
+            try:
+                result = await one_pass()
+            except errors.DatabaseUnavailable:
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                self.log.warning("worker.database_unavailable", loop=name, retry_in=delay)
+                await self._sleep(self.stopping, delay)
+                continue
+            except Exception:
+                failures += 1
+                self.log.exception("worker.pass_failed", loop=name)
+                await self._sleep(self.stopping, min(0.1 * 2**failures, 5.0))
+                continue
+            failures = 0
+            if result[0] >= batch:
+                await asyncio.sleep(0)  # a full batch: there is likely more, go again
+                continue
+            retry_in = result[2] if len(result) > 2 else None
+            await self._sleep(wake, retry_in)
+
+    async def _reap(self) -> None:
+        try:
+            n = await claim.reap(self.repo) + await webhooks.reap(self.repo)
+        except errors.DatabaseUnavailable:
+            return
+        if n:
+            self.wake()
+
+    async def _listen(self, dsn: str) -> None:
+        """Hold a LISTEN connection; reconnect if it drops (and poll once, in case we missed)."""
+        while not self.stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c: closed.set())
+                await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments_wake.set())
+                await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks_wake.set())
+                self.wake()
+                stop_wait = asyncio.ensure_future(self.stopping.wait())
+                closed_wait = asyncio.ensure_future(closed.wait())
+                await asyncio.wait({stop_wait, closed_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                closed_wait.cancel()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.log.warning("worker.listen_failed", error=str(exc))
+                await self._sleep(self.stopping, 1.0)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        s = self.settings
+        scheduler = AsyncIOScheduler()
+        if s.polling_enabled:
+            # The seed's poller, kept as the safety net: initialDelay, then every fixedDelay.
+            scheduler.add_job(
+                self.wake, "interval", id="poll", seconds=s.polling_fixed_delay_ms / 1000,
+                next_run_time=datetime.now() + timedelta(milliseconds=s.polling_initial_delay_ms),
+                max_instances=1, coalesce=True,
+            )  # fmt: skip
+        scheduler.add_job(
+            self._reap, "interval", id="reap", seconds=s.reaper_interval_ms / 1000,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+        return scheduler
+
+    async def serve(self, dsn: str) -> None:
+        """Run until stop(); then finish or hand back what this worker holds."""
+        self.log.info("worker.started", batch_size=self.settings.batch_size)
+        scheduler = self._scheduler()
+        scheduler.start()
+        tasks = [
+            asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass)),
+            asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass)),
+            asyncio.create_task(self._listen(dsn)),
+        ]
+        await self.stopping.wait()
+        scheduler.shutdown(wait=False)
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        for task in pending:
+            task.cancel()  # their handlers give held rows back before they end
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.log.info("worker.stopped", cancelled=len(pending))
+
+
+async def run(settings: config_settings.Settings) -> None:
+    """Open the pool and HTTP session, migrate, and serve until SIGTERM or SIGINT."""
+    dsn = await asyncio.to_thread(devdb.database_url, settings)
+    pool = await db.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=30)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            worker = Worker(settings, Repository(pool), session)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.stop)
+            await worker.serve(dsn)
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    """Entry point of the `worker` Procfile process."""
+    settings = config_settings.load()
+    logs.configure(settings.log_format, settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Entry point: `python -m simulator` serves the simulator on SIM_HOST:SIM_PORT."""
+
+import logging
+import sys
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from simulator.app import create_app
+from simulator.settings import SimulatorSettings
+
+
+def configure_logging(log_format: str) -> None:
+    """Route structlog output to stdout as console text or JSON lines."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+
+
+def main() -> int:
+    """Load settings, configure logging and serve until SIGINT/SIGTERM; returns the exit status."""
+    try:
+        settings = SimulatorSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SIM_" + str(first["loc"][0]).upper() if first["loc"] else "SIM_*"
+        # One line, exit status 2: the conventional "usage/configuration error" signal.
+        print(f"simulator: invalid {name}: {first['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    structlog.get_logger("simulator").info(
+        "simulator.starting", host=settings.host, port=settings.port
+    )
+    # run_app installs SIGINT and SIGTERM handlers that trigger a graceful shutdown.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    structlog.get_logger("simulator").info("simulator.stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

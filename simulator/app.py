@@ -1,0 +1,21 @@
+"""Application factory: one aiohttp app serving both the acquirer and the merchant."""
+
+from aiohttp import web
+
+from simulator.acquirer import setup_acquirer
+from simulator.merchant import setup_merchant
+from simulator.settings import SimulatorSettings
+
+
+async def health(_request: web.Request) -> web.Response:
+    """Liveness probe."""
+    return web.json_response({"ok": True})
+
+
+def create_app(settings: SimulatorSettings) -> web.Application:
+    """Build a fresh simulator app; all state lives in this app, so apps never share it."""
+    app = web.Application()
+    setup_acquirer(app, settings)
+    setup_merchant(app)
+    app.router.add_get("/health", health)
+    return app
