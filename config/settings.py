@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the engine; environment variables are `ENGINE_<FIELD>` unless noted."""
 
-    model_config = SettingsConfigDict(env_prefix="ENGINE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="ENGINE_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # Any PostgreSQL (`postgresql://user:pass@host:5432/db`). Unset: the embedded server in data_dir.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")

@@ -59,7 +59,7 @@ class AcquirerClient:
         """Approve or decline one payment; AcquirerUnavailable if no usable answer came."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
             retry=retry_if_exception_type(AcquirerUnavailable),
             reraise=True,
         )

@@ -62,7 +62,7 @@ class Backoff:
     """Exponential backoff with jitter between delivery attempts (tenacity's strategy)."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self._wait = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._wait = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
