@@ -17,7 +17,7 @@ class Settings(BaseSettings):
         env_prefix="ENGINE_", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    # Any PostgreSQL (`postgresql://user:pass@host:5432/db`). Unset: the embedded server in data_dir.
+    # Any PostgreSQL (`postgresql://user:pass@host/db`). Unset: the embedded server in data_dir.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     # Where the embedded PostgreSQL keeps its files; a restart keeps every payment.
     data_dir: Path = Path(".data")
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
 
 def load() -> Settings:
-    """Read settings from the environment; a bad value stops the process with a message naming it."""
+    """Read settings from the environment; a bad value stops the process, naming it."""
     try:
         return Settings()
     except ValidationError as exc:

@@ -75,6 +75,7 @@ def _outcome(payment: Claimed, answer: dict[str, Any]) -> Outcome:
         return Outcome(payment.id, Status.SUCCESS, approval_no=answer["approvalNo"])
     if status == "DECLINED":
         reason = answer.get("reason")
-        return Outcome(payment.id, Status.FAILED,
-                       fail_reason=reason if isinstance(reason, str) and reason else "DECLINED")  # fmt: skip
+        if not (isinstance(reason, str) and reason):
+            reason = "DECLINED"
+        return Outcome(payment.id, Status.FAILED, fail_reason=reason)
     raise AcquirerUnavailable(f"acquirer answer not understood: {str(answer)[:200]}")

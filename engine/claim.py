@@ -16,10 +16,11 @@ log = structlog.get_logger()
 
 
 class Pass(NamedTuple):
-    """What one pass did: rows claimed, rows this worker settled."""
+    """What one pass did: rows claimed, rows settled, and when a requeued row falls due."""
 
     claimed: int
     settled: int
+    retry_in: float | None = None
 
 
 async def run_once(
@@ -72,7 +73,7 @@ async def run_once(
             log.warning("payment.settle_lost_race", tid=c.tid, worker=owner)
     if retry:
         await repo.release(owner, retry, requeue_seconds)
-    return Pass(len(claimed), len(settled))
+    return Pass(len(claimed), len(settled), requeue_seconds if retry else None)
 
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:

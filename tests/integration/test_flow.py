@@ -13,7 +13,10 @@ from tests.conftest import SEED_REQUEST
 
 
 async def test_seed_request_settles_and_reports(
-    client: TestClient, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    client: TestClient,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     resp = await client.post("/api/payment", json=SEED_REQUEST)

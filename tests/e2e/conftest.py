@@ -1,0 +1,94 @@
+"""Helpers to run the real Procfile processes against this test's database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: this venv first on PATH, JSON logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "SIM_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["ENGINE_LOG_FORMAT"] = "json"
+    env["SIM_LOG_FORMAT"] = "json"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+async def wait_until(
+    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.02
+) -> object:
+    """Await `check()` (sync or async) until truthy; fail naming `what` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Processes:
+    """Child processes started by a test, all stopped at its end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start `args` in the repository root, its output to a log file."""
+        log = open(self.log_dir / f"{name}-{len(self.children)}.log", "wb")  # noqa: SIM115
+        child = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.children.append(child)
+        return child
+
+    def output(self) -> str:
+        """Everything the children printed, for failure messages."""
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.log_dir.glob("*.log"))
+
+    def stop_all(self) -> None:
+        """SIGTERM every child's process group, then SIGKILL what is left."""
+        for child in self.children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(timeout=5)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Start real processes; they are stopped when the test ends."""
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()

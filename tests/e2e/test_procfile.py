@@ -1,0 +1,87 @@
+"""The whole system as `make run` starts it: honcho, the Procfile, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from datetime import datetime
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.conftest import SEED_REQUEST
+from tests.e2e.conftest import Processes, free_port, process_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def _ok(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_seed_curl_flow_through_the_procfile(processes: Processes, database_url: str) -> None:
+    web_port, sim_port = free_port(), free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    env = process_env(
+        DATABASE_URL=database_url,
+        ENGINE_WEB_PORT=str(web_port),
+        SIM_PORT=str(sim_port),
+        ENGINE_ACQUIRER_URL=f"{sim}/acquirer",
+        ENGINE_DEFAULT_WEBHOOK_URL=f"{sim}/api/webhook/pg/DUMMY",
+    )
+    honcho = processes.start("honcho", [sys.executable, "-m", "honcho", "start", "-f", "Procfile"],
+                             env)  # fmt: skip
+    web = f"http://127.0.0.1:{web_port}"
+    async with aiohttp.ClientSession() as s:
+        await wait_until(lambda: _ok(s, f"{web}/health"), timeout=30, what="web /health")
+        await wait_until(lambda: _ok(s, f"{sim}/health"), timeout=30, what="simulator /health")
+        # The seed's curl, as written in the seed.
+        async with s.post(f"{web}/api/payment", json=SEED_REQUEST) as resp:
+            assert resp.status == 202, await resp.text()
+            ack = await resp.json()
+        tid = ack["transactionId"]
+        assert ack["status"] == "PENDING" and ack["code"] == "ACK_OK"
+
+        async def webhook() -> dict[str, object] | None:
+            async with s.get(f"{sim}/api/webhook/pg/DUMMY") as resp:
+                hooks = (await resp.json())["webhooks"]
+            return next((h for h in hooks if h["body"]["transactionId"] == tid), None)
+
+        # The seed polls every 3 s after 5 s; NOTIFY makes this well under a second.
+        hook = await wait_until(
+            webhook, timeout=10, what=f"webhook for {tid}\n{processes.output()}"
+        )
+        assert isinstance(hook, dict)
+        body = hook["body"]
+        assert body["status"] in ("SUCCESS", "FAILED")
+        assert body["echo"] == SEED_REQUEST["echo"]
+
+        async def delivered() -> dict[str, object] | None:
+            async with s.get(f"{web}/api/payment/transaction/{tid}") as resp:
+                got = await resp.json()
+            return got if got["webhookSentAt"] else None
+
+        looked = await wait_until(delivered, timeout=10, what="webhookSentAt recorded")
+        assert isinstance(looked, dict)
+        assert looked["status"] == body["status"]
+        for key in ("requestedAt", "processedAt", "webhookSentAt"):
+            assert datetime.fromisoformat(str(looked[key])).utcoffset() is not None
+
+    os.killpg(honcho.pid, signal.SIGTERM)
+    assert honcho.wait(timeout=20) is not None
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'"
+            )
+            == 0
+        )
+    finally:
+        await conn.close()
