@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import payments, problems
+from api import openapi, payments, problems
 from config.settings import Settings
 from engine import db, devdb, ids
 from engine.repository import Repository
@@ -43,4 +43,5 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     payments.add_routes(app)
+    app.router.add_get("/openapi.json", openapi.serve)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime
@@ -17,6 +18,9 @@ from engine.models import DeliveryRecord, NewPayment, Payment, Status
 
 # Shape of a tid; anything else cannot exist, so it is answered 404 without a query.
 _TID = re.compile(r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$")
+# A bigint in ASCII digits (str.isdigit() also accepts "²" and other digits int() refuses).
+_BIGINT = re.compile(r"^[0-9]{1,19}$")
+_MAX_BIGINT = 2**63 - 1
 _MAX_PAGE = 500
 
 
@@ -73,6 +77,15 @@ def lookup(p: Payment) -> dict[str, Any]:
     }
 
 
+def _unresolved(p: Payment) -> dict[str, Any]:
+    return lookup(p) | {
+        "reason": p.unresolved_reason,
+        "outcomeUnknownSince": _iso(p.outcome_unknown_since),
+        "attempts": p.attempts,
+        "nextAttemptAt": _iso(p.next_attempt_at) if p.next_attempt_at.year < 9999 else None,
+    }
+
+
 def _delivery(d: DeliveryRecord) -> dict[str, Any]:
     return {
         "id": d.id,
@@ -92,7 +105,14 @@ def _delivery(d: DeliveryRecord) -> dict[str, Any]:
 async def create_payment(request: web.Request) -> web.Response:
     """POST /api/payment: 202 once the PENDING row is committed; 200 for a replay."""
     settings = request.app[app_module.SETTINGS]
-    data = models.parse_json(await request.read())
+    try:
+        async with asyncio.timeout(settings.body_read_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise problems.Problem(
+            408, "Request Timeout", "the request body did not arrive in time", field="body"
+        ) from None
+    data = models.parse_json(raw)
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:
@@ -160,14 +180,14 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not _BIGINT.match(raw) or not lo <= int(raw) <= hi:
         raise problems.validation(name, f"must be an integer from {lo} to {hi}")
     return int(raw)
 
 
 async def dead_webhooks(request: web.Request) -> web.Response:
     """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
-    after = _int_query(request, "after", 0, 0, 2**63 - 1)
+    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     dead = await request.app[app_module.REPO].dead_deliveries(after, limit)
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
@@ -175,11 +195,21 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     return _json(body)
 
 
+async def unresolved_payments(request: web.Request) -> web.Response:
+    """GET /api/payment/unresolved?after=&limit=: payments whose outcome is not known."""
+    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
+    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    rows = await request.app[app_module.REPO].unresolved(after, limit)
+    body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
+    body["next"] = rows[-1].id if len(rows) == limit else None
+    return _json(body)
+
+
 async def redeliver(request: web.Request) -> web.Response:
     """POST /api/webhooks/{id}/redeliver: send a DEAD delivery again, with fresh attempts."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
-        raise errors.DeliveryNotFound(0) from None
+    if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
+        raise errors.DeliveryNotFound(0)
     if not await request.app[app_module.REPO].redeliver(int(raw)):
         raise errors.DeliveryNotFound(int(raw))
     return _json({"id": int(raw), "status": "PENDING"}, 202)
@@ -202,6 +232,7 @@ def add_routes(app: web.Application) -> None:
         web.get("/api/payment/transaction/{tid}", get_transaction),
         web.get("/api/payment/transaction/{tid}/webhooks", transaction_webhooks),
         web.post("/api/payment/webhook/trigger/{tid}", trigger_webhook),
+        web.get("/api/payment/unresolved", unresolved_payments),
         web.get("/api/webhooks/dead", dead_webhooks),
         web.post("/api/webhooks/{id}/redeliver", redeliver),
         web.get("/health", health),

@@ -6,8 +6,15 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine import signing
+
+# DEV ONLY, public in this repository: the webhook signing secret used when
+# ENGINE_WEBHOOK_SECRET is unset, so `make run` works out of the box. The simulator's merchant
+# receiver accepts the same one by default (SIM_WEBHOOK_SECRET). Never use it in production.
+DEV_WEBHOOK_SECRET = "whsec_aGFtc3Rlci1kZXYtb25seS13ZWJob29rLXNlY3JldCE="
 
 
 class Settings(BaseSettings):
@@ -30,6 +37,8 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8083, ge=0, le=65535)
     # Requests larger than this are refused with 413 before they are read.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A client that has not sent its whole body after this long gets 408 (slow-client guard).
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
     # Largest amount accepted, in minor units; above it the request gets 422.
     max_amount: int = Field(default=1_000_000_000_000, ge=1, le=2**62)
     # ISO 4217 code used when a request names none; amounts are integers in its minor unit.
@@ -57,8 +66,12 @@ class Settings(BaseSettings):
     acquirer_timeout_seconds: float = Field(default=5.0, gt=0)
     # Tries of one acquirer call within a claim (backoff with jitter between them).
     acquirer_max_attempts: int = Field(default=3, ge=1, le=20)
-    # When the acquirer cannot be reached, the payment goes back to PENDING this much later.
-    acquirer_requeue_seconds: float = Field(default=5.0, ge=0)
+    # A payment that got no answer is tried again after a backoff from this...
+    acquirer_requeue_seconds: float = Field(default=0.5, ge=0)
+    # ...doubling (with jitter) up to this.
+    acquirer_requeue_max_seconds: float = Field(default=60.0, ge=0)
+    # A payment whose outcome stays unknown this long is shown as UNRESOLVED (still inquired).
+    unresolved_after_seconds: float = Field(default=600.0, gt=0)
 
     # --- webhooks ---
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -68,6 +81,9 @@ class Settings(BaseSettings):
     webhook_backoff_initial_seconds: float = Field(default=0.5, ge=0)
     webhook_backoff_max_seconds: float = Field(default=300.0, ge=0)
     webhook_batch_size: int = Field(default=50, ge=1, le=10_000)
+    # Signs deliveries to urls with no registered endpoint (`python -m engine.endpoints`);
+    # `whsec_<base64>`. The default is the public DEV_WEBHOOK_SECRET: set it in production.
+    webhook_secret: str = DEV_WEBHOOK_SECRET
 
     # On SIGTERM a worker stops claiming and waits this long for what it holds.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
@@ -77,12 +93,23 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: str) -> str:
+        signing.secret_key(value)  # raises ValueError unless whsec_<base64>
+        return value
+
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("ENGINE_DB_POOL_MIN must not exceed ENGINE_DB_POOL_MAX")
         if self.webhook_backoff_initial_seconds > self.webhook_backoff_max_seconds:
             raise ValueError("ENGINE_WEBHOOK_BACKOFF_INITIAL_SECONDS exceeds the maximum")
+        if self.acquirer_requeue_seconds > self.acquirer_requeue_max_seconds:
+            raise ValueError("ENGINE_ACQUIRER_REQUEUE_SECONDS exceeds the maximum")
+        if self.lease_seconds <= self.acquirer_timeout_seconds:
+            # A lease shorter than one call would let a second worker take a live payment.
+            raise ValueError("ENGINE_LEASE_SECONDS must exceed ENGINE_ACQUIRER_TIMEOUT_SECONDS")
         return self
 
 

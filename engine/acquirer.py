@@ -1,7 +1,12 @@
-"""The acquirer client: asks the card network to approve a payment, by idempotent reference."""
+"""The card provider: the acquirer over HTTP (the simulator in development).
+
+The tid is the idempotency reference. Only errors that prove the request never arrived are
+retried within a call; anything that may have charged is left to the status inquiry.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,67 +14,98 @@ import aiohttp
 import structlog
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
-from engine.errors import AcquirerUnavailable
 from engine.models import Claimed, Outcome, Status
+from engine.provider import ProviderRejected, ProviderUnavailable
 
 log = structlog.get_logger()
 
 
+def _not_processed(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderUnavailable) and not exc.maybe_processed
+
+
 @dataclass(frozen=True, slots=True)
 class AcquirerClient:
-    """Authorizes payments over HTTP; the tid is the reference, so asking twice charges once."""
+    """Authorizes and inquires over HTTP."""
 
     session: aiohttp.ClientSession
     base_url: str
     timeout_seconds: float
     max_attempts: int
+    name: str = "card"
 
-    async def _authorize_once(self, payment: Claimed) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        try:
+            async with self.session.request(
+                method,
+                f"{self.base_url}{path}",
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never made: the request cannot have been processed.
+            raise ProviderUnavailable(f"connect failed: {exc}", maybe_processed=False) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"{type(exc).__name__}: {exc}", maybe_processed=True) from exc
+        if status >= 500:
+            raise ProviderUnavailable(f"acquirer answered {status}", maybe_processed=True)
+        if status in (401, 403):
+            raise ProviderRejected(f"acquirer refused our credentials ({status})")
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError as exc:
+            raise ProviderUnavailable(
+                f"unreadable answer ({status}): {text[:200]}", maybe_processed=True
+            ) from exc
+
+    async def _retrying(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, Any]:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
+            retry=retry_if_exception(_not_processed),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(method, path, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def authorize(self, payment: Claimed) -> Outcome:
+        """Ask for an approval by reference; a decline is a final answer."""
         body = {
             "reference": payment.tid,
             "amount": payment.amount,
             "currency": payment.currency,
             "orderId": payment.order_id,
         }
-        try:
-            async with self.session.post(
-                f"{self.base_url}/authorize",
-                json=body,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-            ) as resp:
-                if resp.status >= 500:
-                    raise AcquirerUnavailable(f"acquirer answered {resp.status}")
-                if resp.status != 200:
-                    # Not a business answer: the charge did not happen. Retry later, loudly.
-                    text = (await resp.text())[:200]
-                    log.error("acquirer.rejected_request", tid=payment.tid, status=resp.status,
-                              body=text)  # fmt: skip
-                    raise AcquirerUnavailable(f"acquirer refused the request ({resp.status})")
-                answer: dict[str, Any] = await resp.json(content_type=None)
-                return answer
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AcquirerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        status, answer = await self._retrying("POST", "/authorize", body)
+        if status != 200:
+            # A 4xx is not a business answer, and the charge did not happen. Flag it.
+            raise ProviderRejected(f"acquirer refused the request ({status}): {answer}")
+        return _outcome(payment, answer)
 
-    async def authorize(self, payment: Claimed) -> Outcome:
-        """Approve or decline one payment; AcquirerUnavailable if no usable answer came."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
-            retry=retry_if_exception_type(AcquirerUnavailable),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                answer = await self._authorize_once(payment)
+    async def inquire(self, payment: Claimed) -> Outcome | None:
+        """The acquirer's record of this reference, or None if it has none."""
+        status, answer = await self._retrying("GET", f"/transactions/{payment.tid}", None)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the inquiry ({status}): {answer}")
         return _outcome(payment, answer)
 
 
-def _outcome(payment: Claimed, answer: dict[str, Any]) -> Outcome:
+def _outcome(payment: Claimed, answer: Any) -> Outcome:
+    if not isinstance(answer, dict):
+        raise ProviderUnavailable(f"answer not understood: {answer!r:.200}", maybe_processed=True)
     status = answer.get("status")
     if status == "APPROVED" and isinstance(answer.get("approvalNo"), str):
         return Outcome(payment.id, Status.SUCCESS, approval_no=answer["approvalNo"])
@@ -78,4 +114,4 @@ def _outcome(payment: Claimed, answer: dict[str, Any]) -> Outcome:
         if not (isinstance(reason, str) and reason):
             reason = "DECLINED"
         return Outcome(payment.id, Status.FAILED, fail_reason=reason)
-    raise AcquirerUnavailable(f"acquirer answer not understood: {str(answer)[:200]}")
+    raise ProviderUnavailable(f"answer not understood: {answer!r:.200}", maybe_processed=True)

@@ -31,6 +31,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
 
 
+CONNECT_TIMEOUT_SECONDS = 5.0
+COMMAND_TIMEOUT_SECONDS = 30.0
+
 # Connecting fails like this while PostgreSQL is down or starting; anything else (a wrong
 # password, a missing database) is a configuration error and stops the process.
 _NOT_UP_YET = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
@@ -52,7 +55,13 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     async for attempt in retrying:
         with attempt:
             pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, init=_init_connection
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                # Fail fast while PostgreSQL is down: the intake answers 503, workers back off.
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                command_timeout=COMMAND_TIMEOUT_SECONDS,
             )
     assert pool is not None
     return pool

@@ -15,6 +15,8 @@ class Status(StrEnum):
     PROCESSING = "PROCESSING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
+    # The outcome is not known and inquiries have not settled it within the window.
+    UNRESOLVED = "UNRESOLVED"
 
     @property
     def is_final(self) -> bool:
@@ -64,6 +66,9 @@ class Payment:
     attempts: int
     next_attempt_at: datetime
     updated_at: datetime
+    provider: str = "card"
+    outcome_unknown_since: datetime | None = None
+    unresolved_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,22 @@ class Claimed:
     currency: str
     order_id: str
     attempts: int
+    provider: str = "card"
+    # Set when an earlier call may have charged: ask the provider before charging again.
+    outcome_unknown_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """A claimed payment going back to the queue (or to UNRESOLVED) without an outcome."""
+
+    id: int
+    status: Status
+    # Seconds until it is due again; None means never by itself (it waits for a person).
+    delay: float | None
+    # True when the last call may have moved money.
+    unknown: bool
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +152,15 @@ class DeliveryRecord:
     tid: str | None = None
     delivered_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One signing secret of a merchant webhook endpoint (several while a secret is rolled)."""
+
+    id: int
+    mid: str | None
+    url: str
+    secret: str
+    created_at: datetime
+    expires_at: datetime | None

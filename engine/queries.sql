@@ -21,7 +21,8 @@ SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2;
 SELECT * FROM payment_processes WHERE tid = $1;
 
 -- claim_pending --
--- Claim up to $2 due PENDING rows for worker $1, leased for $3 seconds; returns them.
+-- Claim up to $2 due PENDING (or UNRESOLVED, to inquire again) rows for worker $1, leased for
+-- $3 seconds; returns them.
 UPDATE payment_processes p
 SET status = 'PROCESSING',
     lease_owner = $1,
@@ -29,17 +30,21 @@ SET status = 'PROCESSING',
     processing_started_at = coalesce(p.processing_started_at, now()),
     attempts = p.attempts + 1,
     updated_at = now()
-WHERE p.id IN (
-        -- The partial index on PENDING serves this; finished rows are never read.
+-- = ANY(ARRAY(...)), not IN (...): the array is built once, so LIMIT bounds the statement.
+-- With IN, the planner may run the subquery once per outer row (a nested-loop semi-join),
+-- each run skipping the rows already locked and taking the next: far more than $2 rows.
+WHERE p.id = ANY(ARRAY(
+        -- The partial index on claimable rows serves this; finished rows are never read.
         SELECT id FROM payment_processes
-        WHERE status = 'PENDING' AND next_attempt_at <= now()
+        WHERE status IN ('PENDING', 'UNRESOLVED') AND next_attempt_at <= now()
         ORDER BY next_attempt_at, id
         LIMIT $2
         -- Rows another worker is claiming right now are skipped, not waited for.
-        FOR UPDATE SKIP LOCKED)
-  -- Compare-and-set: the row must still be PENDING when we write it.
-  AND p.status = 'PENDING'
-RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts;
+        FOR UPDATE SKIP LOCKED))
+  -- Compare-and-set: the row must still be waiting when we write it.
+  AND p.status IN ('PENDING', 'UNRESOLVED')
+RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts, p.provider,
+          p.outcome_unknown_since;
 
 -- settle_batch --
 -- PROCESSING -> SUCCESS/FAILED for rows still leased by worker $5, and the webhook to send,
@@ -68,27 +73,57 @@ WITH outcome AS (
 SELECT id, tid, status FROM settled;
 
 -- release_batch --
--- Give rows held by worker $2 back to the queue, due again in $3 seconds. $1 ids
+-- Give rows held by worker $2 back to the queue, due again in $3 seconds. $1 ids;
+-- $4 true when a call was in flight (it may have charged: inquire before charging again).
 UPDATE payment_processes
 SET status = 'PENDING',
     lease_owner = NULL,
     lease_expires_at = NULL,
     next_attempt_at = now() + make_interval(secs => $3),
+    outcome_unknown_since = CASE WHEN $4 THEN coalesce(outcome_unknown_since, now())
+                                 ELSE outcome_unknown_since END,
     updated_at = now()
 WHERE id = ANY($1::bigint[]) AND status = 'PROCESSING' AND lease_owner = $2
 RETURNING id, tid;
 
--- reap_expired_payments --
--- PROCESSING rows whose worker died (lease expired) go back to PENDING. $1 limit
+-- requeue_batch --
+-- Rows held by worker $6 that got no outcome go back to $2 status (PENDING or UNRESOLVED),
+-- due after $3 seconds (null: never by itself), marked unknown when $4, with reason $5.
+-- $1 ids; $2..$5 arrays of the same length.
+WITH r AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::boolean[], $5::text[])
+        AS r(id, status, delay, unknown, reason)
+)
 UPDATE payment_processes p
-SET status = 'PENDING', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE p.id IN (
-        SELECT id FROM payment_processes
-        WHERE status = 'PROCESSING' AND lease_expires_at < now()
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED)
-  AND p.status = 'PROCESSING' AND p.lease_expires_at < now()
-RETURNING p.id, p.tid, p.lease_owner;
+SET status = r.status,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    next_attempt_at = CASE WHEN r.delay IS NULL THEN 'infinity'::timestamptz
+                           ELSE now() + make_interval(secs => r.delay) END,
+    outcome_unknown_since = CASE WHEN r.unknown THEN coalesce(p.outcome_unknown_since, now())
+                                 ELSE p.outcome_unknown_since END,
+    unresolved_reason = r.reason,
+    updated_at = now()
+FROM r
+WHERE p.id = r.id AND p.status = 'PROCESSING' AND p.lease_owner = $6
+RETURNING p.id, p.tid, p.status;
+
+-- reap_expired_payments --
+-- PROCESSING rows whose worker died (lease expired) go back to PENDING. It may have died
+-- mid-call, so the outcome is unknown: the next attempt inquires first. $1 limit
+-- The CTE is materialized (run once, so LIMIT holds) and keeps the old owner for the log.
+WITH expired AS MATERIALIZED (
+    SELECT id, lease_owner FROM payment_processes
+    WHERE status = 'PROCESSING' AND lease_expires_at < now()
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE payment_processes p
+SET status = 'PENDING', lease_owner = NULL, lease_expires_at = NULL,
+    outcome_unknown_since = coalesce(p.outcome_unknown_since, now()), updated_at = now()
+FROM expired
+WHERE p.id = expired.id AND p.status = 'PROCESSING' AND p.lease_expires_at < now()
+RETURNING p.id, p.tid, expired.lease_owner;
 
 -- settle_manual --
 -- Manual trigger: settle a payment not yet final with status $2, and queue its webhook.
@@ -97,7 +132,7 @@ WITH settled AS (
     UPDATE payment_processes
     SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE tid = $1 AND status IN ('PENDING', 'PROCESSING')
+    WHERE tid = $1 AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
     RETURNING id, public_id, tid, status, webhook_url
 ), outbox AS (
     INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
@@ -123,12 +158,12 @@ SET status = 'SENDING',
     attempts = d.attempts + 1,
     updated_at = now()
 FROM payment_processes p
-WHERE d.id IN (
+WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pending)
         SELECT id FROM webhook_deliveries
         WHERE status = 'PENDING' AND next_attempt_at <= now()
         ORDER BY next_attempt_at, id
         LIMIT $2
-        FOR UPDATE SKIP LOCKED)
+        FOR UPDATE SKIP LOCKED))
   AND d.status = 'PENDING'
   AND p.id = d.payment_id
 RETURNING d.id, d.event_id, d.event_status, d.url, d.attempts, d.payment_id,
@@ -186,11 +221,11 @@ RETURNING id;
 -- Deliveries whose worker died mid-send go back to PENDING (the attempt counts). $1 limit
 UPDATE webhook_deliveries d
 SET status = 'PENDING', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE d.id IN (
+WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pending)
         SELECT id FROM webhook_deliveries
         WHERE status = 'SENDING' AND lease_expires_at < now()
         LIMIT $1
-        FOR UPDATE SKIP LOCKED)
+        FOR UPDATE SKIP LOCKED))
   AND d.status = 'SENDING' AND d.lease_expires_at < now()
 RETURNING d.id;
 
@@ -222,6 +257,35 @@ ORDER BY d.id;
 -- Wake webhook senders (used when a delivery becomes due other than by insert).
 SELECT pg_notify('webhooks_pending', '');
 
+-- list_unresolved --
+-- UNRESOLVED payments after id $1, oldest first, at most $2.
+SELECT * FROM payment_processes
+WHERE status = 'UNRESOLVED' AND id > $1
+ORDER BY id
+LIMIT $2;
+
 -- next_node_id --
 -- A Snowflake node id for this process.
 SELECT nextval('snowflake_node_seq') % 1024 AS node_id;
+
+-- active_endpoint_secrets --
+-- The active signing secrets of every endpoint whose url is in $1 (text[]), newest first.
+SELECT url, secret
+FROM webhook_endpoints
+WHERE url = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())
+ORDER BY url, created_at DESC, id DESC;
+
+-- insert_endpoint --
+-- Register a signing secret for an endpoint. $1 mid or null, $2 url, $3 secret
+INSERT INTO webhook_endpoints (mid, url, secret)
+VALUES ($1, $2, $3)
+RETURNING *;
+
+-- expire_endpoint_secrets --
+-- Start a roll: the active secrets of url $1 expire in $2 seconds (sooner ones keep theirs).
+-- Returns the rows it touched, so the new secret can keep their mid.
+UPDATE webhook_endpoints
+-- least() ignores NULL: a secret without expiry gets now() + $2.
+SET expires_at = least(expires_at, now() + make_interval(secs => $2))
+WHERE url = $1 AND (expires_at IS NULL OR expires_at > now())
+RETURNING id, mid, created_at;

@@ -15,9 +15,11 @@ from engine.models import (
     Claimed,
     Delivery,
     DeliveryRecord,
+    Endpoint,
     NewPayment,
     Outcome,
     Payment,
+    Requeue,
     Settled,
     Status,
 )
@@ -118,12 +120,35 @@ class Repository:
         return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
 
     @_translated
-    async def release(self, owner: str, ids: Sequence[int], delay_seconds: float) -> list[str]:
+    async def release(
+        self, owner: str, ids: Sequence[int], delay_seconds: float, *, unknown: bool = False
+    ) -> list[str]:
         """Give held payments back to the queue; returns their tids."""
         if not ids:
             return []
-        rows = await self.pool.fetch(Q["release_batch"], list(ids), owner, delay_seconds)
+        rows = await self.pool.fetch(Q["release_batch"], list(ids), owner, delay_seconds, unknown)
         return [r["tid"] for r in rows]
+
+    @_translated
+    async def requeue(self, owner: str, items: Sequence[Requeue]) -> list[Settled]:
+        """Put held payments without an outcome back (PENDING or UNRESOLVED)."""
+        if not items:
+            return []
+        rows = await self.pool.fetch(
+            Q["requeue_batch"],
+            [i.id for i in items],
+            [i.status.value for i in items],
+            [i.delay for i in items],
+            [i.unknown for i in items],
+            [i.reason for i in items],
+            owner,
+        )
+        return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
+
+    @_translated
+    async def unresolved(self, after_id: int, limit: int) -> list[Payment]:
+        """UNRESOLVED payments after `after_id`, oldest first."""
+        return [_payment(r) for r in await self.pool.fetch(Q["list_unresolved"], after_id, limit)]
 
     @_translated
     async def reap_payments(self, limit: int) -> list[tuple[str, str | None]]:
@@ -223,6 +248,37 @@ class Repository:
         """Every delivery of one payment."""
         rows = await self.pool.fetch(Q["deliveries_of_payment"], payment_id)
         return [DeliveryRecord(**dict(r)) for r in rows]
+
+    # --- webhook endpoints (signing secrets) ---
+
+    @_translated
+    async def active_secrets(self, urls: Sequence[str]) -> dict[str, list[str]]:
+        """url -> its active signing secrets, newest first, for every url that has one."""
+        if not urls:
+            return {}
+        found: dict[str, list[str]] = {}
+        for r in await self.pool.fetch(Q["active_endpoint_secrets"], list(urls)):
+            found.setdefault(r["url"], []).append(r["secret"])
+        return found
+
+    @_translated
+    async def add_endpoint(self, url: str, secret: str, mid: str | None = None) -> Endpoint:
+        """Register another signing secret for `url`."""
+        return Endpoint(**dict(await self.pool.fetchrow(Q["insert_endpoint"], mid, url, secret)))
+
+    @_translated
+    async def roll_endpoint(self, url: str, secret: str, grace_seconds: float) -> Endpoint | None:
+        """Add `secret` to `url`; its other secrets expire in `grace_seconds`.
+
+        None (and nothing changed) if `url` has no active secret to roll.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetch(Q["expire_endpoint_secrets"], url, grace_seconds)
+            if not old:
+                return None
+            newest = max(old, key=lambda r: (r["created_at"], r["id"]))
+            row = await conn.fetchrow(Q["insert_endpoint"], newest["mid"], url, secret)
+        return Endpoint(**dict(row))
 
     @_translated
     async def next_node_id(self) -> int:

@@ -1,5 +1,8 @@
 """Webhook dispatch from the outbox: claim due deliveries, POST the seed's JSON, record it.
 
+Every attempt is signed the Standard Webhooks way (webhook-id, webhook-timestamp,
+webhook-signature), with each active secret of the url's endpoint, or the default secret.
+
 Delivery is at least once. The retry schedule lives in the database (next_attempt_at), so a
 crash loses no retry; tenacity computes the backoff. After the last attempt a delivery is DEAD:
 kept, listed, and sendable again.
@@ -8,8 +11,10 @@ kept, listed, and sendable again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -17,7 +22,8 @@ import aiohttp
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
-from engine.errors import WebhookRetryable
+from engine import signing
+from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
 from engine.repository import Repository
 
@@ -71,17 +77,27 @@ class Backoff:
         return float(self._wait(state))
 
 
-async def send(session: aiohttp.ClientSession, d: Delivery, *, timeout: float) -> int:
-    """POST one delivery; returns the 2xx status, or raises WebhookRetryable."""
-    body = json.dumps(payload(d), ensure_ascii=False, separators=(",", ":")).encode()
-    headers = {
+def signed_headers(d: Delivery, body: bytes, secrets: Sequence[str]) -> dict[str, str]:
+    """Headers of one attempt: a fresh timestamp, and a signature per secret over `body`."""
+    timestamp = int(time.time())
+    return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         # Stable across retries of the same event, so the merchant can deduplicate.
         "webhook-id": d.event_id,
-        "webhook-timestamp": str(int(time.time())),
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.sign(secrets, d.event_id, timestamp, body),
     }
+
+
+async def send(
+    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str]
+) -> int:
+    """POST one delivery signed with `secrets`; returns the 2xx status, or WebhookRetryable."""
+    body = json.dumps(payload(d), ensure_ascii=False, separators=(",", ":")).encode()
     try:
+        # Inside the try: a malformed stored secret fails this attempt (recorded), not the pass.
+        headers = signed_headers(d, body, secrets)
         async with session.post(
             d.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
@@ -102,11 +118,12 @@ async def _deliver(
     timeout: float,
     max_attempts: int,
     backoff: Backoff,
+    secrets: Sequence[str],
 ) -> float | None:
     """Send one delivery. Returns 0.0 if delivered, the retry delay if one was scheduled."""
     started = datetime.now(UTC)
     try:
-        code = await send(session, d, timeout=timeout)
+        code = await send(session, d, timeout=timeout, secrets=secrets)
     except WebhookRetryable as exc:
         delay = backoff.delay(d.attempts)
         result = await repo.delivery_failed(
@@ -140,15 +157,28 @@ async def run_once(
     timeout: float,
     max_attempts: int,
     backoff: Backoff,
+    default_secret: str,
 ) -> Pass:
-    """Send up to `batch_size` due webhooks; returns what it did and when to look again."""
+    """Send up to `batch_size` due webhooks; returns what it did and when to look again.
+
+    Urls with no registered endpoint are signed with `default_secret`.
+    """
     claimed = await repo.claim_deliveries(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0, None)
     try:
+        try:
+            # One round trip for the whole batch, not one per delivery.
+            registered = await repo.active_secrets(sorted({d.url for d in claimed}))
+        except DatabaseUnavailable:
+            # Nothing was sent: hand the claims back now rather than when their leases expire.
+            with contextlib.suppress(DatabaseUnavailable):
+                await repo.release_deliveries(owner, [d.id for d in claimed])
+            raise
         results = await asyncio.gather(*(
             _deliver(repo, session, d, owner=owner, timeout=timeout,
-                     max_attempts=max_attempts, backoff=backoff)
+                     max_attempts=max_attempts, backoff=backoff,
+                     secrets=registered.get(d.url) or [default_secret])
             for d in claimed
         ))  # fmt: skip
     except asyncio.CancelledError:

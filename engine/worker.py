@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config import settings as config_settings
 from engine import acquirer, claim, db, devdb, errors, logs, webhooks
+from engine.provider import Provider
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -68,6 +69,14 @@ class Worker:
             settings.acquirer_timeout_seconds,
             settings.acquirer_max_attempts,
         )
+        # The provider registry: a new payment method is one module and one line here.
+        self.providers: dict[str, Provider] = {self.acquirer.name: self.acquirer}
+        self.policy = claim.Policy(
+            webhooks.Backoff(
+                settings.acquirer_requeue_seconds, settings.acquirer_requeue_max_seconds
+            ),
+            timedelta(seconds=settings.unresolved_after_seconds),
+        )
         self.backoff = webhooks.Backoff(
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
@@ -92,8 +101,8 @@ class Worker:
         """One pass over payments with this worker's settings."""
         s = self.settings
         return await claim.run_once(
-            self.repo, self.acquirer, owner=self.owner, batch_size=s.batch_size,
-            lease_seconds=s.lease_seconds, requeue_seconds=s.acquirer_requeue_seconds,
+            self.repo, self.providers, owner=self.owner, batch_size=s.batch_size,
+            lease_seconds=s.lease_seconds, policy=self.policy,
         )  # fmt: skip
 
     async def webhooks_pass(self) -> webhooks.Pass:
@@ -103,6 +112,7 @@ class Worker:
             self.repo, self.session, owner=self.owner, batch_size=s.webhook_batch_size,
             lease_seconds=s.lease_seconds, timeout=s.webhook_timeout_seconds,
             max_attempts=s.webhook_max_attempts, backoff=self.backoff,
+            default_secret=s.webhook_secret,
         )  # fmt: skip
 
     async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:
@@ -207,6 +217,9 @@ class Worker:
 
 async def run(settings: config_settings.Settings) -> None:
     """Open the pool and HTTP session, migrate, and serve until SIGTERM or SIGINT."""
+    if settings.webhook_secret == config_settings.DEV_WEBHOOK_SECRET:
+        # Fine for `make run`; anyone can forge webhooks signed with a secret that is public.
+        log.warning("webhook.dev_secret", hint="set ENGINE_WEBHOOK_SECRET outside development")
     dsn = await asyncio.to_thread(devdb.database_url, settings)
     pool = await db.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:

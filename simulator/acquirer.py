@@ -1,13 +1,24 @@
-"""Fake card acquirer: deterministic approve/decline, an idempotent ledger and admin knobs."""
+"""Fake card acquirer: deterministic approve/decline, an idempotent ledger, admin knobs and faults.
+
+Faults model what makes a payment's outcome unknown to the engine: errors and resets before any
+decision (nothing was charged), and timeouts or dropped connections after the decision (the
+money moved but the answer was lost). Whatever fires, a reference is decided at most once, and
+the status inquiry always tells the truth about what was decided.
+"""
 
 import asyncio
 import hashlib
+import math
+import random
 import secrets
+import socket
+import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +38,25 @@ DECLINE_REASONS = (
 PROCESS_SEED = secrets.token_hex(16)
 
 Json = dict[str, Any]
+
+FaultKind = Literal["timeout", "error", "reset", "drop_after_charge", "down", "inquiry_error"]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "timeout",
+    "error",
+    "reset",
+    "drop_after_charge",
+    "down",
+    "inquiry_error",
+)
+
+# Status of the (never sent) response a handler returns after dropping the connection; it only
+# shows in the access log. 444 is nginx's "connection closed without response".
+DROPPED_STATUS = 444
+
+# How often a hanging request checks whether its client has gone away.
+HANG_POLL_SECONDS = 0.05
+
+log = structlog.get_logger("simulator.acquirer")
 
 
 class AuthorizeRequest(BaseModel):
@@ -48,32 +78,141 @@ class ConfigUpdate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     success_rate: float | None = Field(default=None, ge=0.0, le=1.0)
-    latency_ms: int | None = Field(default=None, ge=0)
     seed: str | None = None
+    # Fault knobs, as in SimulatorSettings.
+    latency_ms: int | None = Field(default=None, ge=0)
+    latency_jitter_ms: int | None = Field(default=None, ge=0)
+    timeout_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    hang_ms: int | None = Field(default=None, ge=0)
+    timeout_after_charge: bool | None = None
+    error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    error_status: int | None = Field(default=None, ge=500, le=599)
+    reset_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    drop_after_charge_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    inquiry_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Setting it (even to the same value) restarts the fault random stream.
+    fault_seed: str | None = None
+    # Admin-only: answer 503 to every authorize and inquiry for this long; 0 ends an outage.
+    down_for_ms: int | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault knobs; frozen, so a handler's snapshot stays consistent while it awaits."""
+
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
+    timeout_rate: float = 0.0
+    hang_ms: int = 30000
+    timeout_after_charge: bool = True
+    error_rate: float = 0.0
+    error_status: int = 503
+    reset_rate: float = 0.0
+    drop_after_charge_rate: float = 0.0
+    inquiry_error_rate: float = 0.0
+    fault_seed: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: SimulatorSettings) -> "Faults":
+        """The configured defaults (SIM_* settings)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+
+def fault_rng(seed: str) -> random.Random:
+    """The fault random stream: fixed by a non-empty seed, unpredictable otherwise."""
+    return random.Random(seed or None)
 
 
 @dataclass
 class AcquirerState:
-    """Per-app acquirer state: run-time config, stored answers, ledger and counters."""
+    """Per-app acquirer state: run-time config, faults, stored answers, ledger and counters."""
 
     success_rate: float
-    latency_ms: int
     seed: str
+    default_faults: Faults
+    faults: Faults = field(init=False)
+    rng: random.Random = field(init=False)
+    # time.monotonic() until which the acquirer is "down" (admin down_for_ms).
+    down_until: float = 0.0
     answers: dict[str, Json] = field(default_factory=dict)
     charges: list[Json] = field(default_factory=list)
     authorize_calls: int = 0
     approved: int = 0
     declined: int = 0
+    inquiries: int = 0
+    injected: dict[FaultKind, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+
+    def __post_init__(self) -> None:
+        self.faults = self.default_faults
+        self.rng = fault_rng(self.faults.fault_seed)
 
     def config(self) -> Json:
         """Current run-time configuration as JSON."""
-        return {"success_rate": self.success_rate, "latency_ms": self.latency_ms, "seed": self.seed}
+        down_ms = max(0, math.ceil((self.down_until - time.monotonic()) * 1000))
+        config: Json = {"success_rate": self.success_rate, "seed": self.seed}
+        config |= {f.name: getattr(self.faults, f.name) for f in fields(self.faults)}
+        return config | {"down_for_ms": down_ms}
+
+    def update(self, update: ConfigUpdate) -> None:
+        """Apply the fields given in an admin config update."""
+        changes = update.model_dump(exclude_none=True)
+        if "success_rate" in changes:
+            self.success_rate = changes.pop("success_rate")
+        if "seed" in changes:
+            self.seed = changes.pop("seed")
+        if "down_for_ms" in changes:
+            self.down_until = time.monotonic() + changes.pop("down_for_ms") / 1000
+        self.faults = replace(self.faults, **changes)
+        if "fault_seed" in changes:
+            self.rng = fault_rng(self.faults.fault_seed)
 
     def reset(self) -> None:
-        """Forget every answer, charge and counter; configuration is kept."""
+        """Forget answers, charges and counters; faults return to the configured defaults.
+
+        success_rate and seed are kept.
+        """
         self.answers.clear()
         self.charges.clear()
-        self.authorize_calls = self.approved = self.declined = 0
+        self.authorize_calls = self.approved = self.declined = self.inquiries = 0
+        self.injected = dict.fromkeys(FAULT_KINDS, 0)
+        self.faults = self.default_faults
+        self.rng = fault_rng(self.faults.fault_seed)
+        self.down_until = 0.0
+
+    def is_down(self) -> bool:
+        """Whether an admin outage (down_for_ms) is in progress."""
+        return time.monotonic() < self.down_until
+
+    def record_fault(self, kind: FaultKind, reference: str | None) -> None:
+        """Count and log one injected fault."""
+        self.injected[kind] += 1
+        log.info("acquirer.fault_injected", fault=kind, reference=reference)
+
+    def draw_fault(self, faults: Faults) -> FaultKind | None:
+        """Pick this authorize call's fault, if any; earlier kinds win when several fire."""
+        rates: tuple[tuple[FaultKind, float], ...] = (
+            ("reset", faults.reset_rate),
+            ("error", faults.error_rate),
+            ("timeout", faults.timeout_rate),
+            ("drop_after_charge", faults.drop_after_charge_rate),
+        )
+        # Draw for every kind every time, so changing one rate does not shift the others' draws.
+        rolls = [self.rng.random() for _ in rates]
+        # random() is in [0, 1): a rate of 1.0 always fires and 0.0 never does.
+        return next((kind for (kind, rate), roll in zip(rates, rolls) if roll < rate), None)
+
+    def draw_delay(self, faults: Faults) -> float:
+        """This answer's latency in seconds: latency_ms plus uniform jitter."""
+        return (faults.latency_ms + self.rng.uniform(0, faults.latency_jitter_ms)) / 1000
+
+    def settle(self, req: AuthorizeRequest) -> tuple[Json, int]:
+        """The answer for `req` and its HTTP status: stored, newly decided, or a conflict."""
+        answer = self.answers.get(req.reference)
+        if answer is None:
+            return self.decide(req), 200
+        if answer["amount"] != req.amount:
+            return {"error": "reference_conflict"}, 409
+        return answer, 200
 
     def decide(self, req: AuthorizeRequest) -> Json:
         """Decide a new reference, record the answer (and the charge if approved), return it."""
@@ -109,21 +248,77 @@ class AcquirerState:
 ACQUIRER_STATE = web.AppKey("acquirer_state", AcquirerState)
 
 
+def injected_error(status: int = 503) -> web.Response:
+    """The answer of an injected error."""
+    return web.json_response({"error": "injected"}, status=status)
+
+
+def drop_connection(request: web.Request, *, reset: bool) -> web.Response:
+    """Close the client's connection without an HTTP answer; return a response never sent.
+
+    reset=True sends a TCP RST (the client sees "connection reset by peer"); otherwise a plain
+    close (FIN), which an HTTP client reports as "server disconnected".
+    """
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if reset and sock is not None:
+            # Lingering on with a zero timeout makes the kernel answer close() with an RST.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            transport.close()
+    # aiohttp writes this to the closed transport, which it quietly treats as a client
+    # disconnection. Raising instead would log an error and a 500.
+    return web.Response(status=DROPPED_STATUS)
+
+
+async def hang(request: web.Request, seconds: float) -> None:
+    """Wait `seconds`, or less if the client goes away (its answer could not arrive anyway)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (transport := request.transport) is not None and not transport.is_closing():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(remaining, HANG_POLL_SECONDS))
+
+
 async def authorize(request: web.Request) -> web.Response:
-    """Approve or decline a payment; repeats of a reference get the stored answer."""
+    """Approve or decline a payment; repeats of a reference get the stored answer.
+
+    Faults: down (503), reset and error (nothing decided), timeout (decided first only if
+    timeout_after_charge) and drop_after_charge (decided, then the connection is closed).
+    """
     state = request.app[ACQUIRER_STATE]
     state.authorize_calls += 1
+    if state.is_down():
+        state.record_fault("down", None)
+        return injected_error()
     req = await read_model(request, AuthorizeRequest)
+    faults = state.faults
+    fault = state.draw_fault(faults)
+    delay = state.draw_delay(faults)
+    decides = fault not in ("reset", "error") and not (
+        fault == "timeout" and not faults.timeout_after_charge
+    )
     # Look up and record with no await in between, so concurrent duplicates of a new reference
     # find the first one's answer and the ledger gets exactly one entry without a lock.
-    answer = state.answers.get(req.reference)
-    if answer is None:
-        answer = state.decide(req)
-    elif answer["amount"] != req.amount:
-        return web.json_response({"error": "reference_conflict"}, status=409)
+    answer, status = state.settle(req) if decides else ({"error": "injected"}, 504)
+    if fault is not None:
+        state.record_fault(fault, req.reference)
     # Latency only after the decision is recorded, for the same reason.
-    await asyncio.sleep(state.latency_ms / 1000)
-    return web.json_response(answer)
+    await asyncio.sleep(delay)
+    if fault == "reset":
+        return drop_connection(request, reset=True)
+    if fault == "error":
+        return injected_error(faults.error_status)
+    if fault == "drop_after_charge":
+        return drop_connection(request, reset=False)
+    if fault == "timeout":
+        # Answered late if the client still waits: the stored answer, or a 504 if undecided.
+        await hang(request, faults.hang_ms / 1000)
+    return web.json_response(answer, status=status)
 
 
 async def list_charges(request: web.Request) -> web.Response:
@@ -133,39 +328,44 @@ async def list_charges(request: web.Request) -> web.Response:
 
 
 async def get_transaction(request: web.Request) -> web.Response:
-    """Status inquiry: the stored answer for a reference, or 404."""
-    answer = request.app[ACQUIRER_STATE].answers.get(request.match_info["reference"])
+    """Status inquiry: the stored answer for a reference, 404 if never decided, or a fault."""
+    state = request.app[ACQUIRER_STATE]
+    state.inquiries += 1
+    reference = request.match_info["reference"]
+    if state.is_down():
+        state.record_fault("down", reference)
+        return injected_error()
+    if state.rng.random() < state.faults.inquiry_error_rate:
+        state.record_fault("inquiry_error", reference)
+        return injected_error()
+    answer = state.answers.get(reference)
     if answer is None:
         return web.json_response({"error": "not_found"}, status=404)
     return web.json_response(answer)
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    """Counters: every authorize HTTP call, and approved/declined decisions (one per reference)."""
+    """Counters: authorize and inquiry HTTP calls, decisions (one per reference), faults."""
     state = request.app[ACQUIRER_STATE]
     stats = {
         "authorizeCalls": state.authorize_calls,
         "approved": state.approved,
         "declined": state.declined,
+        "inquiries": state.inquiries,
+        "injected": dict(state.injected),
     }
     return web.json_response(stats)
 
 
 async def update_config(request: web.Request) -> web.Response:
-    """Change success_rate / latency_ms / seed at run time; affects only new references."""
+    """Change outcome and fault knobs at run time; outcomes change only for new references."""
     state = request.app[ACQUIRER_STATE]
-    update = await read_model(request, ConfigUpdate)
-    if update.success_rate is not None:
-        state.success_rate = update.success_rate
-    if update.latency_ms is not None:
-        state.latency_ms = update.latency_ms
-    if update.seed is not None:
-        state.seed = update.seed
+    state.update(await read_model(request, ConfigUpdate))
     return web.json_response(state.config())
 
 
 async def reset(request: web.Request) -> web.Response:
-    """Clear ledger, stored answers and stats."""
+    """Clear ledger, stored answers and stats; faults back to the configured defaults."""
     request.app[ACQUIRER_STATE].reset()
     return web.json_response({"reset": True})
 
@@ -173,7 +373,9 @@ async def reset(request: web.Request) -> web.Response:
 def setup_acquirer(app: web.Application, settings: SimulatorSettings) -> None:
     """Attach acquirer state and routes under /acquirer to `app`."""
     app[ACQUIRER_STATE] = AcquirerState(
-        success_rate=settings.success_rate, latency_ms=settings.latency_ms, seed=settings.seed
+        success_rate=settings.success_rate,
+        seed=settings.seed,
+        default_faults=Faults.from_settings(settings),
     )
     app.router.add_post("/acquirer/authorize", authorize)
     app.router.add_get("/acquirer/charges", list_charges)

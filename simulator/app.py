@@ -16,6 +16,6 @@ def create_app(settings: SimulatorSettings) -> web.Application:
     """Build a fresh simulator app; all state lives in this app, so apps never share it."""
     app = web.Application()
     setup_acquirer(app, settings)
-    setup_merchant(app)
+    setup_merchant(app, settings)
     app.router.add_get("/health", health)
     return app

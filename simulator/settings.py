@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from simulator.signatures import DEV_WEBHOOK_SECRET, WebhookSecret
+
 
 class SimulatorSettings(BaseSettings):
     """Configuration for the simulator process and in-process test servers."""
@@ -21,5 +23,30 @@ class SimulatorSettings(BaseSettings):
     seed: str = ""
     # Delay added before each authorize answer, to exercise client timeouts.
     latency_ms: int = Field(default=0, ge=0)
+    # Acquirer fault injection (all off by default). Rates are probabilities in [0, 1] per
+    # authorize call, drawn from one random stream per app; see simulator/acquirer.py.
+    # Extra latency per authorize answer, uniform in [0, latency_jitter_ms].
+    latency_jitter_ms: int = Field(default=0, ge=0)
+    # Accept the request but answer only after hang_ms, so the client times out.
+    timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    hang_ms: int = Field(default=30000, ge=0)
+    # Whether a timed-out request is decided (and charged) before the hang; if not, nothing is.
+    timeout_after_charge: bool = True
+    # Answer error_status with {"error": "injected"} without deciding or charging.
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    error_status: int = Field(default=503, ge=500, le=599)
+    # Drop the connection with a TCP reset, without answering, deciding or charging.
+    reset_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Decide and charge, then close the connection without answering: the answer is lost.
+    drop_after_charge_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Answer 503 to a status inquiry (GET /acquirer/transactions/{reference}).
+    inquiry_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Fixes which calls get a fault; empty means unpredictable (a fresh random seed per app).
+    fault_seed: str = ""
+    # The merchant receiver accepts webhooks signed with this secret (whsec_<base64>); the
+    # default is the engine's public dev secret. POST /api/webhook/admin/secrets changes it.
+    webhook_secret: WebhookSecret = DEV_WEBHOOK_SECRET
+    # A webhook-timestamp further than this from the receiver's clock is refused (replays).
+    webhook_tolerance_seconds: int = Field(default=300, ge=0)
     # "json" for machine-readable logs (CI, containers), "console" for humans.
     log_format: Literal["console", "json"] = "console"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_until
+
+__all__ = ["Processes", "free_port", "process_env", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,23 +35,6 @@ def process_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
-
-
-async def wait_until(
-    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.02
-) -> object:
-    """Await `check()` (sync or async) until truthy; fail naming `what` at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 class Processes:

@@ -15,6 +15,10 @@ pytestmark = pytest.mark.asyncio
 
 Client = TestClient[Any, Any]
 
+NO_FAULTS = dict.fromkeys(
+    ("timeout", "error", "reset", "drop_after_charge", "down", "inquiry_error"), 0
+)
+
 
 def settings(**overrides: Any) -> SimulatorSettings:
     """Settings independent of the caller's SIM_* environment."""
@@ -84,7 +88,13 @@ async def test_success_rate_zero_declines_all_with_known_reasons(
     assert len({reason for _, reason in results}) > 1  # reasons vary with the hash
     assert (await get_json(client, "/acquirer/charges"))["count"] == 0
     stats = await get_json(client, "/acquirer/stats")
-    assert stats == {"authorizeCalls": 50, "approved": 0, "declined": 50}
+    assert stats == {
+        "authorizeCalls": 50,
+        "approved": 0,
+        "declined": 50,
+        "inquiries": 0,
+        "injected": NO_FAULTS,
+    }
 
 
 async def test_repeat_reference_is_idempotent(aiohttp_client: AiohttpClient) -> None:
@@ -97,7 +107,13 @@ async def test_repeat_reference_is_idempotent(aiohttp_client: AiohttpClient) -> 
     assert ledger["count"] == 1
     assert ledger["charges"][0]["approvalNo"] == first["approvalNo"]
     stats = await get_json(client, "/acquirer/stats")
-    assert stats == {"authorizeCalls": 2, "approved": 1, "declined": 0}
+    assert stats == {
+        "authorizeCalls": 2,
+        "approved": 1,
+        "declined": 0,
+        "inquiries": 0,
+        "injected": NO_FAULTS,
+    }
 
 
 async def test_concurrent_duplicates_charge_once(aiohttp_client: AiohttpClient) -> None:
@@ -161,7 +177,9 @@ async def test_admin_config_and_reset(aiohttp_client: AiohttpClient) -> None:
     assert (await authorize(client, payment("CFG-1")))[1]["status"] == "DECLINED"
     async with client.post("/acquirer/admin/config", json={"success_rate": 1.0}) as resp:
         assert resp.status == 200
-        assert await resp.json() == {"success_rate": 1.0, "latency_ms": 0, "seed": "test-seed"}
+        config = await resp.json()
+        assert config["success_rate"] == 1.0
+        assert (config["latency_ms"], config["seed"]) == (0, "test-seed")
     assert (await authorize(client, payment("CFG-2")))[1]["status"] == "APPROVED"
     # A stored answer is final: changing the rate does not re-decide a known reference.
     assert (await authorize(client, payment("CFG-1")))[1]["status"] == "DECLINED"
@@ -175,6 +193,8 @@ async def test_admin_config_and_reset(aiohttp_client: AiohttpClient) -> None:
         "authorizeCalls": 0,
         "approved": 0,
         "declined": 0,
+        "inquiries": 0,
+        "injected": NO_FAULTS,
     }
     async with client.get("/acquirer/transactions/CFG-1") as resp:
         assert resp.status == 404

@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpClient
 from simulator.app import create_app
 from simulator.server import running
 from simulator.settings import SimulatorSettings
+from tests.simulator import signed
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,7 +31,8 @@ async def get_json(client: Client, path: str) -> Any:
 
 
 async def post_webhook(client: Client, path: str, body: Any) -> int:
-    async with client.post(path, json=body, headers={"X-Signature": "sig"}) as resp:
+    data = signed.encode(body)
+    async with client.post(path, data=data, headers=signed.headers(data)) as resp:
         return resp.status
 
 
@@ -42,7 +44,9 @@ async def set_faults(client: Client, script: dict[str, Any]) -> tuple[int, Any]:
 async def test_webhook_is_recorded(aiohttp_client: AiohttpClient) -> None:
     client = await make_client(aiohttp_client)
     event = {"transactionId": "T-1", "status": "APPROVED", "amount": 1000}
-    async with client.post(DUMMY, json=event, headers={"X-Signature": "abc"}) as resp:
+    data = signed.encode(event)
+    headers = {**signed.headers(data, msg_id="evt_1"), "X-Extra": "abc"}
+    async with client.post(DUMMY, data=data, headers=headers) as resp:
         assert resp.status == 200
         assert await resp.json() == {"received": True}
     listing = await get_json(client, DUMMY)
@@ -50,13 +54,16 @@ async def test_webhook_is_recorded(aiohttp_client: AiohttpClient) -> None:
     hook = listing["webhooks"][0]
     assert hook["path"] == DUMMY and hook["status"] == 200
     assert hook["body"] == event and json.loads(hook["raw"]) == event
-    assert hook["headers"]["X-Signature"] == "abc"
+    assert hook["headers"]["X-Extra"] == "abc" and hook["headers"]["webhook-id"] == "evt_1"
+    assert hook["verified"] is True and hook["rejectReason"] is None
     assert hook["receivedAt"].endswith("+00:00")
 
 
 async def test_non_json_body_recorded_with_null_body(aiohttp_client: AiohttpClient) -> None:
     client = await make_client(aiohttp_client)
-    async with client.post(DUMMY, data=b"plain text") as resp:
+    async with client.post(
+        DUMMY, data=b"plain text", headers=signed.headers(b"plain text")
+    ) as resp:
         assert resp.status == 200
     hook = (await get_json(client, DUMMY))["webhooks"][0]
     assert hook["body"] is None and hook["raw"] == "plain text"
@@ -65,7 +72,8 @@ async def test_non_json_body_recorded_with_null_body(aiohttp_client: AiohttpClie
 async def test_fail_next_then_success(aiohttp_client: AiohttpClient) -> None:
     client = await make_client(aiohttp_client)
     status, script = await set_faults(client, {"fail_next": 2, "status": 503})
-    assert status == 200 and script == {"fail_next": 2, "status": 503, "delay_ms": 0}
+    assert status == 200
+    assert script == {"fail_next": 2, "status": 503, "delay_ms": 0, "down_for_ms": 0}
     statuses = [
         await post_webhook(client, DUMMY, {"transactionId": "T-9", "n": n}) for n in range(3)
     ]
@@ -85,7 +93,8 @@ async def test_fault_script_validation_and_clearing(aiohttp_client: AiohttpClien
     assert await post_webhook(client, DUMMY, {}) == 500
     assert loop.time() - started >= 0.045
     status, script = await set_faults(client, {"fail_next": 0, "delay_ms": 0})
-    assert status == 200 and script == {"fail_next": 0, "status": 503, "delay_ms": 0}
+    assert status == 200
+    assert script == {"fail_next": 0, "status": 503, "delay_ms": 0, "down_for_ms": 0}
     assert await post_webhook(client, DUMMY, {}) == 200
 
 
@@ -114,8 +123,9 @@ async def test_running_serves_real_socket() -> None:
                 assert resp.status == 200
                 assert await resp.json() == {"ok": True}
             # Deliver in the background, as the engine would, and wait on the condition.
+            data = signed.encode({"transactionId": "X"})
             task = asyncio.create_task(
-                session.post(f"{sim.url}{DUMMY}", json={"transactionId": "X"})
+                session.post(f"{sim.url}{DUMMY}", data=data, headers=signed.headers(data))
             )
             hooks = await sim.wait_for_webhooks(1, path=DUMMY, timeout=5.0)
             assert hooks[0]["body"] == {"transactionId": "X"}

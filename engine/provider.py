@@ -1,0 +1,52 @@
+"""What a payment provider (acquirer, payment method) must do, and how it may fail.
+
+A new provider is one module with a class that has these methods, plus one line where the
+worker builds its registry. The engine relies on the error classes to stay correct:
+
+- ProviderUnavailable(maybe_processed=False): the request surely did not reach the provider
+  (connection refused). Safe to send again.
+- ProviderUnavailable(maybe_processed=True): timeout, reset, 5xx, an answer we cannot read.
+  Money may have moved; the engine asks `inquire` before it may send the charge again.
+- ProviderRejected: the provider refused us (authentication, signature). Not retried;
+  the payment is flagged UNRESOLVED for a person.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from engine.models import Claimed, Outcome
+
+
+class ProviderUnavailable(Exception):
+    """No usable answer came; `maybe_processed` says whether money may have moved."""
+
+    def __init__(self, reason: str, *, maybe_processed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.maybe_processed = maybe_processed
+
+
+class ProviderRejected(Exception):
+    """The provider refused the request itself (credentials, signature); do not retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Provider(Protocol):
+    """Settles payments of one kind. The payment's tid is the idempotency reference."""
+
+    @property
+    def name(self) -> str:
+        """The registry name payments refer to (payment_processes.provider)."""
+        ...
+
+    async def authorize(self, payment: Claimed) -> Outcome:
+        """Charge: an approval or a decline, or raise one of the errors above."""
+        ...
+
+    async def inquire(self, payment: Claimed) -> Outcome | None:
+        """What happened to this reference: its outcome, or None if the provider has none."""
+        ...

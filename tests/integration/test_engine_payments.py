@@ -1,0 +1,435 @@
+"""The payment engine on a real PostgreSQL and simulator: claims, compare-and-set settles,
+the outbox, an unreachable acquirer, the reaper, and two workers draining one queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import asyncpg
+import pytest
+
+from config.settings import Settings
+from engine import claim, db
+from engine.acquirer import AcquirerClient
+from engine.models import Outcome, Status
+from engine.repository import Repository
+from engine.trigger import MANUAL_FAIL_REASON, trigger
+from engine.worker import Worker
+from simulator.server import SimulatorHandle
+from tests.integration.engine_support import (
+    FINAL,
+    acquirer_config,
+    acquirer_stats,
+    count_unsettled,
+    insert_payments,
+    ledger,
+    statuses,
+    tuned,
+    wait_until,
+)
+
+
+def _acquirer(http: aiohttp.ClientSession, sim: SimulatorHandle) -> AcquirerClient:
+    return AcquirerClient(http, f"{sim.url}/acquirer", 5.0, 1)
+
+
+async def _delivery_count(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM webhook_deliveries"))
+
+
+# --- 1. compare-and-set -------------------------------------------------------------------
+
+
+async def test_settle_by_a_worker_without_the_lease_changes_nothing(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    [tid] = await insert_payments(pool, sim, 1)
+    [held] = await repo.claim_pending("owner-a", 10, 30)
+    assert held.tid == tid and held.attempts == 1
+
+    intruder = [Outcome(held.id, Status.SUCCESS, approval_no="AP1")]
+    assert await repo.settle("owner-b", intruder) == []
+    assert await repo.release("owner-b", [held.id], 0) == []
+    row = await repo.payment_by_tid(tid)
+    assert row is not None
+    assert row.status is Status.PROCESSING and row.lease_owner == "owner-a"
+    assert row.approval_no is None and row.processed_at is None
+    assert await _delivery_count(pool) == 0
+
+    # The holder can, once; a repeat of the write (or a change of mind) is a no-op.
+    [settled] = await repo.settle("owner-a", [Outcome(held.id, Status.SUCCESS, approval_no="AP2")])
+    assert settled.tid == tid and settled.status is Status.SUCCESS
+    again = [Outcome(held.id, Status.FAILED, fail_reason="LIMIT_EXCEEDED")]
+    assert await repo.settle("owner-a", again) == []
+    row = await repo.payment_by_tid(tid)
+    assert row is not None
+    assert row.status is Status.SUCCESS and row.approval_no == "AP2" and row.lease_owner is None
+    assert await _delivery_count(pool) == 1
+
+
+async def test_settle_after_manual_trigger_is_a_lost_race_not_an_error(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    await acquirer_config(http, sim, success_rate=1.0, latency_ms=500)
+    [tid] = await insert_payments(pool, sim, 1)
+    slow = Worker(settings, repo, http, owner="slow-worker")
+    run = asyncio.create_task(slow.payments_pass())
+
+    async def acquirer_asked() -> bool:
+        return (await acquirer_stats(http, sim))["authorizeCalls"] == 1
+
+    await wait_until(acquirer_asked, what="the worker is waiting on the acquirer")
+    assert (await statuses(pool))[tid] == "PROCESSING"
+    assert await trigger(repo, tid, Status.FAILED) == "settled"
+
+    result = await asyncio.wait_for(run, 5)  # raises here if the lost race were raised
+    assert (result.claimed, result.settled) == (1, 0)
+    row = await repo.payment_by_tid(tid)
+    assert row is not None
+    assert row.status is Status.FAILED and row.fail_reason == MANUAL_FAIL_REASON
+    assert row.approval_no is None and row.lease_owner is None
+    [delivery] = await repo.deliveries_of(row.id)
+    assert delivery.event_status == "FAILED"
+
+
+async def test_claim_takes_only_pending_rows(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    tids = await insert_payments(pool, sim, 8)
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'PROCESSING', lease_owner = 'other', "
+        "lease_expires_at = now() + interval '1 minute' WHERE tid = $1", tids[0],
+    )  # fmt: skip
+    # An expired lease is the reaper's business, not a claim's.
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'PROCESSING', lease_owner = 'gone', "
+        "lease_expires_at = now() - interval '1 minute' WHERE tid = $1", tids[1],
+    )  # fmt: skip
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'AP1' WHERE tid = $1",
+        tids[2],
+    )
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'FAILED', fail_reason = 'X' WHERE tid = $1",
+        tids[3],
+    )
+
+    claimed = await repo.claim_pending("me", 100, 30)
+    assert sorted(c.tid for c in claimed) == tids[4:]
+    assert await repo.claim_pending("me", 100, 30) == []
+    after = await pool.fetch("SELECT tid, status, lease_owner, attempts FROM payment_processes")
+    untouched = {r["tid"]: (r["status"], r["lease_owner"], r["attempts"]) for r in after}
+    assert untouched[tids[0]] == ("PROCESSING", "other", 0)
+    assert untouched[tids[1]] == ("PROCESSING", "gone", 0)
+    assert untouched[tids[2]] == ("SUCCESS", None, 0)
+    assert untouched[tids[3]] == ("FAILED", None, 0)
+
+
+async def test_concurrent_claims_never_share_a_row(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    tids = await insert_payments(pool, sim, 200)
+    batches = await asyncio.gather(*(repo.claim_pending(f"w{i}", 30, 30) for i in range(8)))
+    batches.append(await repo.claim_pending("sweeper", 1000, 30))
+    ids = [c.id for batch in batches for c in batch]
+    assert len(ids) == len(set(ids)) == 200
+    assert sorted(c.tid for batch in batches for c in batch) == tids
+    owners = await pool.fetch("SELECT id, lease_owner FROM payment_processes")
+    by_id = {r["id"]: r["lease_owner"] for r in owners}
+    owner_names = [f"w{i}" for i in range(8)] + ["sweeper"]
+    for owner, batch in zip(owner_names, batches, strict=True):
+        assert all(by_id[c.id] == owner for c in batch)
+    assert all(len(batch) <= 30 for batch in batches), [len(b) for b in batches]
+
+
+async def test_row_not_due_yet_is_not_claimed(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    [later] = await insert_payments(pool, sim, 1, due_in_seconds=3600)
+    [now] = await insert_payments(pool, sim, 1, first=1)
+    assert [c.tid for c in await repo.claim_pending("me", 10, 30)] == [now]
+    assert await repo.claim_pending("me", 10, 30) == []
+    assert (await statuses(pool))[later] == "PENDING"
+    await pool.execute(
+        "UPDATE payment_processes SET next_attempt_at = now() - interval '1 second' "
+        "WHERE tid = $1", later,
+    )  # fmt: skip
+    assert [c.tid for c in await repo.claim_pending("me", 10, 30)] == [later]
+
+
+@pytest.mark.parametrize("pending", [2, 4, 40])
+async def test_claim_returns_at_most_limit_rows(
+    pending: int, pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    await insert_payments(pool, sim, pending)
+    claimed = await repo.claim_pending("me", 1, 30)
+    assert len(claimed) == 1, [c.tid for c in claimed]
+    processing = await pool.fetchval(
+        "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'"
+    )
+    assert processing == 1
+
+
+async def test_reap_reports_the_owner_whose_lease_expired(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    [tid] = await insert_payments(pool, sim, 1)
+    await repo.claim_pending("dead-worker", 10, 30)
+    await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
+    assert await repo.reap_payments(10) == [(tid, "dead-worker")]
+
+
+async def test_reap_returns_at_most_limit_rows(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    await insert_payments(pool, sim, 4)
+    await repo.claim_pending("dead-worker", 10, 30)
+    await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
+    assert len(await repo.reap_payments(1)) == 1
+    pending = await pool.fetchval("SELECT count(*) FROM payment_processes WHERE status = 'PENDING'")
+    assert pending == 1
+
+
+@pytest.mark.parametrize("query", ["claim_pending", "reap_payments", "claim_deliveries"])
+async def test_limit_holds_whatever_join_the_planner_picks(
+    query: str, pool: asyncpg.Pool, repo: Repository, database_url: str, sim: SimulatorHandle
+) -> None:
+    """A claim's LIMIT must bound the statement, not one scan of a subquery the planner may
+    run again for every outer row (a nested loop without a Materialize node)."""
+    tids = await insert_payments(pool, sim, 6)
+    if query == "reap_payments":
+        await repo.claim_pending("dead-worker", 10, 30)
+        await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
+    if query == "claim_deliveries":
+        for tid in tids:
+            await trigger(repo, tid, Status.SUCCESS)
+    # Steer new sessions of this database to the plan that shows it: a nested loop that scans
+    # the subquery again for every outer row (what the planner picked on its own for the
+    # schema of migration 0001).
+    for knob in ("material", "hashjoin", "mergejoin", "hashagg", "sort"):
+        await pool.execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET enable_"
+            + knob
+            + " = off', current_database()); END $$"
+        )
+    nested = await db.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        other = Repository(nested)
+        if query == "claim_pending":
+            taken = len(await other.claim_pending("me", 1, 30))
+        elif query == "reap_payments":
+            taken = len(await other.reap_payments(1))
+        else:
+            taken = len(await other.claim_deliveries("me", 1, 30))
+    finally:
+        await nested.close()
+    assert taken == 1
+
+
+# --- 2. two workers, one queue ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [10, 25])
+async def test_two_workers_drain_500_payments_exactly_once(
+    batch_size: int, pool: asyncpg.Pool, repo: Repository, settings: Settings,
+    sim: SimulatorHandle, http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    await acquirer_config(http, sim, latency_ms=5)
+    tids = await insert_payments(pool, sim, 500)
+    tuned_settings = tuned(settings, batch_size=batch_size)
+    workers = [Worker(tuned_settings, repo, http, owner=f"worker-{n}") for n in "ab"]
+
+    largest_claim = 0
+
+    async def drain(worker: Worker) -> int:
+        nonlocal largest_claim
+        settled = 0
+        while True:
+            result = await worker.payments_pass()
+            largest_claim = max(largest_claim, result.claimed)
+            settled += result.settled
+            if result.claimed == 0:
+                if await count_unsettled(pool) == 0:
+                    return settled
+                await asyncio.sleep(0.02)  # the other worker holds the rest
+
+    per_worker = await asyncio.wait_for(asyncio.gather(*(drain(w) for w in workers)), 60)
+    assert sum(per_worker) == 500
+    assert all(n > 0 for n in per_worker), per_worker
+
+    rows = await pool.fetch(
+        "SELECT tid, status, approval_no, attempts, lease_owner FROM payment_processes"
+    )
+    assert sorted(r["tid"] for r in rows) == tids
+    assert all(r["status"] in FINAL for r in rows)
+    assert all(r["attempts"] == 1 and r["lease_owner"] is None for r in rows)
+    approved = {r["tid"]: r["approval_no"] for r in rows if r["status"] == "SUCCESS"}
+    charges = await ledger(http, sim)
+    references = [c["reference"] for c in charges]
+    assert len(references) == len(set(references))
+    assert {c["reference"]: c["approvalNo"] for c in charges} == approved
+    stats = await acquirer_stats(http, sim)
+    assert stats["authorizeCalls"] == 500
+    assert stats["approved"] + stats["declined"] == 500
+
+    per_payment = await pool.fetch(
+        "SELECT p.status, count(d.id) AS n, min(d.event_status) AS event FROM payment_processes p"
+        " LEFT JOIN webhook_deliveries d ON d.payment_id = p.id GROUP BY p.id"
+    )
+    assert all(r["n"] == 1 and r["event"] == r["status"] for r in per_payment)
+    # batch_size bounds a claim: no pass may take (and hold leases on) more than that.
+    assert largest_claim <= batch_size
+
+
+# --- 3. the outbox ------------------------------------------------------------------------
+
+
+async def test_every_final_payment_has_exactly_one_outbox_row(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    tids = await insert_payments(pool, sim, 60)
+    # Some are settled by hand first: those must not get a second row from the engine.
+    assert await trigger(repo, tids[0], Status.SUCCESS) == "settled"
+    assert await trigger(repo, tids[1], Status.FAILED) == "settled"
+    worker = Worker(settings, repo, http, owner="outbox-worker")
+    while (await worker.payments_pass()).claimed:
+        pass
+    assert await count_unsettled(pool) == 0
+
+    counts = await pool.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM payment_processes WHERE status IN ('SUCCESS', 'FAILED'))
+                   AS final,
+               (SELECT count(DISTINCT payment_id) FROM webhook_deliveries) AS reported,
+               (SELECT count(*) FROM webhook_deliveries) AS deliveries
+        """
+    )
+    assert counts["final"] == counts["reported"] == counts["deliveries"] == 60
+    mismatched = await pool.fetchval(
+        """
+        SELECT count(*) FROM webhook_deliveries d JOIN payment_processes p ON p.id = d.payment_id
+        WHERE d.event_status <> p.status OR d.url <> p.webhook_url
+           OR d.event_id <> 'evt_' || p.public_id || '_' || lower(p.status)
+        """
+    )
+    assert mismatched == 0
+
+
+async def test_settle_is_atomic_with_its_outbox_row(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    await insert_payments(pool, sim, 3)
+    claimed = await repo.claim_pending("me", 10, 30)
+    outcomes = [Outcome(c.id, Status.SUCCESS, approval_no=f"AP{c.id}") for c in claimed]
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$;
+        CREATE TRIGGER refuse_outbox BEFORE INSERT ON webhook_deliveries
+            FOR EACH ROW EXECUTE FUNCTION refuse_outbox();
+        """
+    )
+    with pytest.raises(asyncpg.RaiseError, match="outbox unavailable"):
+        await repo.settle("me", outcomes)
+    rows = await pool.fetch("SELECT status, lease_owner, approval_no FROM payment_processes")
+    assert [tuple(r) for r in rows] == [("PROCESSING", "me", None)] * 3
+
+    await pool.execute("DROP TRIGGER refuse_outbox ON webhook_deliveries")
+    assert len(await repo.settle("me", outcomes)) == 3
+    assert await _delivery_count(pool) == 3
+
+
+# --- 4. acquirer unreachable --------------------------------------------------------------
+
+
+async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    await acquirer_config(http, sim, success_rate=1.0)
+    [tid] = await insert_payments(pool, sim, 1)
+    cut_off = tuned(
+        settings, acquirer_url="http://127.0.0.1:9/acquirer", acquirer_max_attempts=2,
+        acquirer_timeout_seconds=1.0, acquirer_requeue_seconds=0.5,
+    )  # fmt: skip
+    result = await Worker(cut_off, repo, http, owner="cut-off").payments_pass()
+    assert (result.claimed, result.settled) == (1, 0)
+
+    row = await pool.fetchrow(
+        "SELECT status, lease_owner, lease_expires_at, attempts, fail_reason, processed_at,"
+        " next_attempt_at > now() AS later FROM payment_processes WHERE tid = $1", tid,
+    )  # fmt: skip
+    assert row["status"] == "PENDING" and row["fail_reason"] is None
+    assert row["processed_at"] is None
+    assert row["lease_owner"] is None and row["lease_expires_at"] is None
+    assert row["attempts"] == 1 and row["later"] is True
+    assert await _delivery_count(pool) == 0
+
+    healthy = Worker(settings, repo, http, owner="healthy")
+
+    async def settled_now() -> int:
+        return (await healthy.payments_pass()).settled
+
+    assert await wait_until(settled_now, what="the requeued payment settles") == 1
+    payment = await repo.payment_by_tid(tid)
+    assert payment is not None
+    assert payment.status is Status.SUCCESS and payment.attempts == 2
+    [charge] = await ledger(http, sim)
+    assert charge["reference"] == tid and charge["approvalNo"] == payment.approval_no
+    assert len(await repo.deliveries_of(payment.id)) == 1
+
+
+# --- 5. the reaper ------------------------------------------------------------------------
+
+
+async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    await acquirer_config(http, sim, success_rate=1.0)
+    tids = await insert_payments(pool, sim, 1)
+    [alive] = await repo.claim_pending("alive-worker", 10, 60)
+    tids += await insert_payments(pool, sim, 3, first=1)
+    dead = await repo.claim_pending("dead-worker", 10, 0.05)
+    assert alive.tid == tids[0] and [c.tid for c in dead] == tids[1:]
+    # The dead worker got the acquirer's answer for its first row and died before writing it.
+    unwritten = await _acquirer(http, sim).authorize(dead[0])
+    assert unwritten.status is Status.SUCCESS
+
+    reaped = 0
+
+    async def all_reaped() -> bool:
+        nonlocal reaped
+        reaped += await claim.reap(repo)
+        return reaped >= 3
+
+    await wait_until(all_reaped, what="the dead worker's leases are reaped")
+    assert reaped == 3
+    rows = {r["tid"]: r for r in await pool.fetch(
+        "SELECT tid, status, lease_owner, lease_expires_at FROM payment_processes"
+    )}  # fmt: skip
+    assert rows[alive.tid]["status"] == "PROCESSING"
+    assert rows[alive.tid]["lease_owner"] == "alive-worker"
+    for c in dead:
+        assert rows[c.tid]["status"] == "PENDING"
+        assert rows[c.tid]["lease_owner"] is None and rows[c.tid]["lease_expires_at"] is None
+
+    # The dead worker comes back late: its lease is gone, so its write changes nothing.
+    assert await repo.settle("dead-worker", [unwritten]) == []
+
+    survivor = Worker(settings, repo, http, owner="survivor")
+    result = await survivor.payments_pass()
+    assert (result.claimed, result.settled) == (3, 3)
+    charges = await ledger(http, sim)
+    references = [c["reference"] for c in charges]
+    assert sorted(references) == tids[1:]
+    [charge] = [c for c in charges if c["reference"] == dead[0].tid]
+    payment = await repo.payment_by_tid(dead[0].tid)
+    assert payment is not None and payment.status is Status.SUCCESS and payment.attempts == 2
+    assert payment.approval_no == unwritten.approval_no == charge["approvalNo"]
+    stats = await acquirer_stats(http, sim)
+    assert stats["approved"] == 3 and stats["declined"] == 0
+    assert (await statuses(pool))[alive.tid] == "PROCESSING"
