@@ -15,6 +15,8 @@ from engine import signing
 # ENGINE_WEBHOOK_SECRET is unset, so `make run` works out of the box. The simulator's merchant
 # receiver accepts the same one by default (SIM_WEBHOOK_SECRET). Never use it in production.
 DEV_WEBHOOK_SECRET = "whsec_aGFtc3Rlci1kZXYtb25seS13ZWJob29rLXNlY3JldCE="
+# Public and for development only: API keys are hashed with it. Set your own in production.
+DEV_API_KEY_SECRET = "dev-only-api-key-hashing-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -73,6 +75,19 @@ class Settings(BaseSettings):
     # A payment whose outcome stays unknown this long is shown as UNRESOLVED (still inquired).
     unresolved_after_seconds: float = Field(default=600.0, gt=0)
 
+    # --- the Atom provider (payments with provider 'atom'; protocol in engine/atom_crypto.py) ---
+    atom_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8082/atom")
+    # DEV ONLY, public in this repository: the simulator's defaults (SIM_ATOM_*), so `make run`
+    # works. Set every ENGINE_ATOM_* credential to what Atom issued outside development.
+    atom_merch_id: str = Field(default="900001", min_length=1)
+    atom_password: str = Field(default="dev-only-atom-password", min_length=1)
+    atom_req_hash_key: str = Field(default="dev-only-atom-req-hash-key", min_length=1)
+    atom_res_hash_key: str = Field(default="dev-only-atom-res-hash-key", min_length=1)
+    atom_req_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A71E", min_length=1)
+    atom_res_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A7FE", min_length=1)
+    # One Atom call may take this long before its outcome counts as unknown.
+    atom_timeout_seconds: float = Field(default=5.0, gt=0)
+
     # --- webhooks ---
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     # Attempts before a delivery is DEAD (kept, listed, sendable again; never dropped).
@@ -82,6 +97,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(default=300.0, ge=0)
     webhook_batch_size: int = Field(default=50, ge=1, le=10_000)
     # Signs deliveries to urls with no registered endpoint (`python -m engine.endpoints`);
+    # The server secret API keys are hashed with (HMAC-SHA256). Changing it invalidates every
+    # key. The default is public and for development only: set your own in production.
+    api_key_secret: str = Field(default=DEV_API_KEY_SECRET, min_length=16)
     # `whsec_<base64>`. The default is the public DEV_WEBHOOK_SECRET: set it in production.
     webhook_secret: str = DEV_WEBHOOK_SECRET
 
@@ -110,6 +128,8 @@ class Settings(BaseSettings):
         if self.lease_seconds <= self.acquirer_timeout_seconds:
             # A lease shorter than one call would let a second worker take a live payment.
             raise ValueError("ENGINE_LEASE_SECONDS must exceed ENGINE_ACQUIRER_TIMEOUT_SECONDS")
+        if self.lease_seconds <= self.atom_timeout_seconds:
+            raise ValueError("ENGINE_LEASE_SECONDS must exceed ENGINE_ATOM_TIMEOUT_SECONDS")
         return self
 
 

@@ -59,7 +59,7 @@ async def _answer(providers: Mapping[str, Provider], c: Claimed) -> Outcome:
 def _requeue(c: Claimed, exc: BaseException, policy: Policy, now: datetime) -> Requeue:
     if isinstance(exc, ProviderRejected):
         log.error("payment.flagged", tid=c.tid, reason=exc.reason)
-        return Requeue(c.id, Status.UNRESOLVED, None, False, exc.reason)
+        return Requeue(c.id, Status.UNRESOLVED, None, exc.maybe_processed, exc.reason)
     if isinstance(exc, ProviderUnavailable):
         maybe, reason = exc.maybe_processed, exc.reason
     else:  # our own bug mid-call: the request may have gone out

@@ -47,6 +47,14 @@ class DeliveryNotFound(PaymentError):
         self.delivery_id = delivery_id
 
 
+class MerchantNotFound(PaymentError):
+    """No merchant has this mid."""
+
+    def __init__(self, mid: str) -> None:
+        super().__init__(f"no merchant with mid {mid!r}")
+        self.mid = mid
+
+
 class DatabaseUnavailable(PaymentError):
     """The database cannot be reached right now; try again shortly."""
 

@@ -17,11 +17,51 @@ class Status(StrEnum):
     FAILED = "FAILED"
     # The outcome is not known and inquiries have not settled it within the window.
     UNRESOLVED = "UNRESOLVED"
+    # Canceled by the merchant before it was processed.
+    CANCELED = "CANCELED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
 
     @property
     def is_final(self) -> bool:
         """True once the outcome is known and can no longer change."""
         return self in (Status.SUCCESS, Status.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    """A merchant: the seed's mid, made real."""
+
+    id: int
+    mid: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """An API key as lists show it: never the key itself."""
+
+    id: int
+    mode: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthKey:
+    """What a presented key resolves to."""
+
+    id: int
+    mid: str
+    mode: str
+    prefix: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +109,11 @@ class Payment:
     provider: str = "card"
     outcome_unknown_since: datetime | None = None
     unresolved_reason: str | None = None
+    order_name: str | None = None
+    canceled_at: datetime | None = None
+    refunded_amount: int = 0
+    refund_reserved: int = 0
+    last_actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,17 @@ class ProviderUnavailable(Exception):
 
 
 class ProviderRejected(Exception):
-    """The provider refused the request itself (credentials, signature); do not retry."""
+    """The provider refused us, or its answer cannot be trusted; do not retry, flag it.
 
-    def __init__(self, reason: str) -> None:
+    `maybe_processed` is True when money may still have moved (e.g. an answer whose signature
+    does not verify): the payment is then also marked outcome-unknown, so whoever resolves it
+    asks the provider first.
+    """
+
+    def __init__(self, reason: str, *, maybe_processed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.maybe_processed = maybe_processed
 
 
 class Provider(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -11,11 +12,15 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from engine import errors
+from engine.merchants import IssuedKey
 from engine.models import (
+    ApiKeyInfo,
+    AuthKey,
     Claimed,
     Delivery,
     DeliveryRecord,
     Endpoint,
+    Merchant,
     NewPayment,
     Outcome,
     Payment,
@@ -55,8 +60,12 @@ def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
+_PAYMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Payment))
+
+
 def _payment(r: asyncpg.Record) -> Payment:
-    values = dict(r)
+    # Only the model's fields: a migration that adds a column must not break reads.
+    values = {k: v for k, v in r.items() if k in _PAYMENT_FIELDS}
     values["status"] = Status(values["status"])
     return Payment(**values)
 
@@ -279,6 +288,88 @@ class Repository:
             newest = max(old, key=lambda r: (r["created_at"], r["id"]))
             row = await conn.fetchrow(Q["insert_endpoint"], newest["mid"], url, secret)
         return Endpoint(**dict(row))
+
+    # --- merchants and API keys ---
+
+    @_translated
+    async def create_merchant(self, mid: str, name: str) -> Merchant | None:
+        """Create a merchant; None if the mid is taken."""
+        row = await self.pool.fetchrow(Q["create_merchant"], mid, name)
+        return Merchant(**dict(row)) if row else None
+
+    @_translated
+    async def merchant(self, mid: str) -> Merchant | None:
+        """A merchant by mid."""
+        row = await self.pool.fetchrow(Q["get_merchant"], mid)
+        return Merchant(**dict(row)) if row else None
+
+    async def _insert_key(
+        self, conn: asyncpg.Connection, merchant_id: int, mode: str, secret: str,
+        expires_at: datetime | None,
+    ) -> IssuedKey:  # fmt: skip
+        from engine import merchants
+
+        for _ in range(3):  # a collision of 256 random bits will not happen; the constraint says so
+            key = merchants.new_key("test" if mode == "test" else "live")
+            try:
+                row = await conn.fetchrow(
+                    Q["insert_api_key"], merchant_id, mode, merchants.display_prefix(key),
+                    merchants.key_hash(secret, key), expires_at,
+                )  # fmt: skip
+            except asyncpg.UniqueViolationError:
+                continue
+            assert row is not None
+            return IssuedKey(
+                id=row["id"], key=key, mode=row["mode"], prefix=row["prefix"],
+                created_at=row["created_at"], expires_at=row["expires_at"],
+            )  # fmt: skip
+        raise RuntimeError("could not issue a unique API key")
+
+    @_translated
+    async def issue_key(
+        self, mid: str, mode: str, secret: str, expires_at: datetime | None = None
+    ) -> IssuedKey:
+        """A new key for merchant `mid` (which must exist)."""
+        async with self.pool.acquire() as conn:
+            merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
+            if merchant_id is None:
+                raise errors.MerchantNotFound(mid)
+            return await self._insert_key(conn, merchant_id, mode, secret, expires_at)
+
+    @_translated
+    async def authenticate(self, hashed: bytes) -> AuthKey | None:
+        """The key with this hash, if any (active or not), and its merchant."""
+        row = await self.pool.fetchrow(Q["authenticate_key"], hashed)
+        return AuthKey(**dict(row)) if row else None
+
+    @_translated
+    async def api_keys(self, mid: str) -> list[ApiKeyInfo]:
+        """Every key of a merchant, newest first."""
+        return [ApiKeyInfo(**dict(r)) for r in await self.pool.fetch(Q["list_api_keys"], mid)]
+
+    @_translated
+    async def roll_key(
+        self, mid: str, key_id: int, grace_seconds: float, secret: str
+    ) -> tuple[IssuedKey, ApiKeyInfo] | None:
+        """A new key now; the old one keeps working `grace_seconds` more. None if not active."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds)
+            if old is None:
+                return None
+            merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
+            new = await self._insert_key(conn, merchant_id, old["mode"], secret, None)
+            return new, ApiKeyInfo(**dict(old))
+
+    @_translated
+    async def revoke_key(self, mid: str, key_id: int) -> ApiKeyInfo | None:
+        """The key stops working now; None if it is not this merchant's or already revoked."""
+        row = await self.pool.fetchrow(Q["revoke_api_key"], mid, key_id)
+        return ApiKeyInfo(**dict(row)) if row else None
+
+    @_translated
+    async def merchant_webhook_url(self, mid: str) -> str | None:
+        """The merchant's newest active webhook endpoint, if it registered one."""
+        return await self.pool.fetchval(Q["merchant_endpoint_url"], mid)  # type: ignore[no-any-return]
 
     @_translated
     async def next_node_id(self) -> int:

@@ -23,7 +23,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config import settings as config_settings
-from engine import acquirer, claim, db, devdb, errors, logs, webhooks
+from engine import acquirer, atom, claim, db, devdb, errors, logs, webhooks
 from engine.provider import Provider
 from engine.repository import Repository
 
@@ -71,6 +71,8 @@ class Worker:
         )
         # The provider registry: a new payment method is one module and one line here.
         self.providers: dict[str, Provider] = {self.acquirer.name: self.acquirer}
+        self.atom = atom.AtomProvider.from_settings(session, settings)
+        self.providers[self.atom.name] = self.atom
         self.policy = claim.Policy(
             webhooks.Backoff(
                 settings.acquirer_requeue_seconds, settings.acquirer_requeue_max_seconds

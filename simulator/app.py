@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from simulator.acquirer import setup_acquirer
+from simulator.atom import setup_atom
 from simulator.merchant import setup_merchant
 from simulator.settings import SimulatorSettings
 
@@ -17,5 +18,6 @@ def create_app(settings: SimulatorSettings) -> web.Application:
     app = web.Application()
     setup_acquirer(app, settings)
     setup_merchant(app, settings)
+    setup_atom(app, settings)
     app.router.add_get("/health", health)
     return app

@@ -48,5 +48,13 @@ class SimulatorSettings(BaseSettings):
     webhook_secret: WebhookSecret = DEV_WEBHOOK_SECRET
     # A webhook-timestamp further than this from the receiver's clock is refused (replays).
     webhook_tolerance_seconds: int = Field(default=300, ge=0)
+    # The Atom endpoint's merchant credentials (simulator/atom.py). DEV ONLY and public: the
+    # engine's ENGINE_ATOM_* defaults are the same strings.
+    atom_merch_id: str = Field(default="900001", min_length=1)
+    atom_password: str = Field(default="dev-only-atom-password", min_length=1)
+    atom_req_hash_key: str = Field(default="dev-only-atom-req-hash-key", min_length=1)
+    atom_res_hash_key: str = Field(default="dev-only-atom-res-hash-key", min_length=1)
+    atom_req_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A71E", min_length=1)
+    atom_res_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A7FE", min_length=1)
     # "json" for machine-readable logs (CI, containers), "console" for humans.
     log_format: Literal["console", "json"] = "console"

@@ -108,6 +108,7 @@ class System:
             ENGINE_DEFAULT_WEBHOOK_URL=f"{self.sim}/api/webhook/pg/DUMMY",
             ENGINE_LEASE_SECONDS="2",
             ENGINE_ACQUIRER_TIMEOUT_SECONDS="1",
+            ENGINE_ATOM_TIMEOUT_SECONDS="1",
             ENGINE_ACQUIRER_MAX_ATTEMPTS="2",
             ENGINE_ACQUIRER_REQUEUE_SECONDS="0.1",
             ENGINE_ACQUIRER_REQUEUE_MAX_SECONDS="1",

@@ -78,3 +78,5 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()
+    # Shown by pytest when the test failed: what every child printed.
+    print(procs.output())

@@ -30,6 +30,7 @@ def worker_env(database_url: str, sim: SimulatorHandle) -> dict[str, str]:
         # A short lease so the survivor takes over the dead worker's rows quickly.
         ENGINE_LEASE_SECONDS="1",
         ENGINE_ACQUIRER_TIMEOUT_SECONDS="0.8",
+        ENGINE_ATOM_TIMEOUT_SECONDS="0.8",
         ENGINE_REAPER_INTERVAL_MS="100",
         ENGINE_POLLING_INITIAL_DELAY_MS="0",
         ENGINE_POLLING_FIXED_DELAY_MS="200",

@@ -1,0 +1,283 @@
+"""The Atom provider: encrypted, signed authorize and status calls, and callback verification.
+
+The protocol is defined in engine/atom_crypto.py. The tid is the merchTxnId, Atom's idempotency
+reference. An answer is believed only after its signature verifies: one that does not is
+counted, logged as `atom.signature_failed` and raised as ProviderRejected, so the payment waits
+for a person and a forged or corrupted answer can never settle it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+
+from config.settings import Settings
+from engine.atom_crypto import (
+    TXN_AUTH,
+    TXN_STATUS,
+    AtomCredentials,
+    AtomCryptoError,
+    AtomProtocolError,
+    AtomSignatureError,
+    decrypt,
+    derive_key,
+    encrypt,
+    request_signature,
+    response_signature,
+    signatures_match,
+)
+from engine.models import Claimed, Outcome, Status
+from engine.provider import ProviderRejected, ProviderUnavailable
+
+log = structlog.get_logger()
+
+APPROVED = "OTS0000"
+DECLINED = "OTS0600"
+NO_RECORD = "OTS0404"
+
+_ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
+
+
+@dataclass(frozen=True, slots=True)
+class AtomAnswer:
+    """A decrypted response or callback whose signature verified."""
+
+    merch_txn_id: str
+    atom_txn_id: str
+    status_code: str
+    amount: str
+    currency: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AtomCallback:
+    """What a verified callback says about one payment (the tid is merch_txn_id)."""
+
+    merch_txn_id: str
+    status: Status
+    # Atom's transaction id: the approval number of a SUCCESS.
+    atom_txn_id: str
+    # The decline reason of a FAILED, else None.
+    reason: str | None
+    amount: int
+    currency: str
+
+
+def credentials(settings: Settings) -> AtomCredentials:
+    """The engine's Atom credentials from its settings."""
+    return AtomCredentials(
+        merch_id=settings.atom_merch_id,
+        password=settings.atom_password,
+        req_hash_key=settings.atom_req_hash_key,
+        res_hash_key=settings.atom_res_hash_key,
+        req_enc_key=settings.atom_req_enc_key,
+        res_enc_key=settings.atom_res_enc_key,
+    )
+
+
+def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, txn: str) -> str:
+    """The encData of a signed AUTH or STATUS request for `tid`."""
+    body = {
+        "merchId": creds.merch_id,
+        "merchTxnId": tid,
+        "amount": str(amount),
+        "currency": currency,
+        "txnType": txn,
+        "signature": request_signature(creds, tid, amount, currency, txn),
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    return encrypt(derive_key(creds.req_enc_key), text.encode())
+
+
+def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
+    """Decrypt and verify a response or callback.
+
+    Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
+    AtomSignatureError (the signature does not match the fields).
+    """
+    plaintext = decrypt(derive_key(creds.res_enc_key), enc_data)
+    try:
+        data = json.loads(plaintext)
+    except ValueError:  # also UnicodeDecodeError: decrypted garbage
+        raise AtomProtocolError("decrypted encData is not JSON") from None
+    if not isinstance(data, dict):
+        raise AtomProtocolError("decrypted encData is not a JSON object")
+    missing = [k for k in _ANSWER_FIELDS if not isinstance(data.get(k), str)]
+    if missing:
+        raise AtomProtocolError(f"answer lacks string fields {missing}")
+    description = data.get("description")
+    answer = AtomAnswer(
+        merch_txn_id=data["merchTxnId"],
+        atom_txn_id=data["atomTxnId"],
+        status_code=data["statusCode"],
+        amount=data["amount"],
+        currency=data["currency"],
+        description=description if isinstance(description, str) else None,
+    )
+    expected = response_signature(
+        creds, answer.atom_txn_id, answer.merch_txn_id, answer.status_code, answer.amount,
+        answer.currency,
+    )  # fmt: skip
+    if not signatures_match(expected, data["signature"]):
+        raise AtomSignatureError(
+            f"signature does not verify for merchTxnId {answer.merch_txn_id!r}",
+            merch_txn_id=answer.merch_txn_id,
+        )
+    return answer
+
+
+def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
+    """Decrypt a callback's encData with res_enc_key and verify its signature.
+
+    For the callback route: raises AtomSignatureError when the signature does not match (never
+    act on such a callback), AtomCryptoError when it does not decrypt, and AtomProtocolError
+    when it is not a final answer. Use AtomProvider.verify_callback to have failures counted.
+    """
+    answer = open_answer(creds, enc_data_hex)
+    if not answer.amount.isdigit():
+        raise AtomProtocolError(f"callback amount is not minor units: {answer.amount!r}")
+    if answer.status_code == APPROVED and answer.atom_txn_id:
+        status, reason = Status.SUCCESS, None
+    elif answer.status_code == DECLINED:
+        status, reason = Status.FAILED, answer.description or "DECLINED"
+    else:
+        raise AtomProtocolError(f"callback is not a final answer: {answer.status_code!r}")
+    return AtomCallback(
+        merch_txn_id=answer.merch_txn_id,
+        status=status,
+        atom_txn_id=answer.atom_txn_id,
+        reason=reason,
+        amount=int(answer.amount),
+        currency=answer.currency,
+    )
+
+
+class AtomProvider:
+    """Authorizes and inquires at Atom over HTTP; counts answers that fail their signature."""
+
+    name = "atom"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        creds: AtomCredentials,
+        timeout_seconds: float,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.creds = creds
+        self.timeout_seconds = timeout_seconds
+        # Answers and callbacks refused for their signature, since this provider was built.
+        self.signature_failures = 0
+        # Derive both keys now rather than on the first payment's call.
+        derive_key(creds.req_enc_key)
+        derive_key(creds.res_enc_key)
+
+    @classmethod
+    def from_settings(cls, session: aiohttp.ClientSession, settings: Settings) -> AtomProvider:
+        """The provider the worker registers, from ENGINE_ATOM_* settings."""
+        return cls(
+            session, str(settings.atom_url), credentials(settings), settings.atom_timeout_seconds
+        )
+
+    def _signature_failed(self, exc: AtomSignatureError, tid: str | None) -> None:
+        self.signature_failures += 1
+        log.error("atom.signature_failed", tid=tid, merch_txn_id=exc.merch_txn_id,
+                  failures=self.signature_failures)  # fmt: skip
+
+    async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
+        enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
+        try:
+            async with self.session.post(
+                f"{self.base_url}{path}",
+                json={"merchId": self.creds.merch_id, "encData": enc},
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never made: the request cannot have been processed.
+            raise ProviderUnavailable(f"atom connect failed: {exc}", maybe_processed=False) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                f"atom {type(exc).__name__}: {exc}", maybe_processed=True
+            ) from exc
+        if status >= 500:
+            raise ProviderUnavailable(f"atom answered {status}", maybe_processed=True)
+        if status in (401, 403):
+            raise ProviderRejected(f"atom refused our credentials or signature ({status}): "
+                                   f"{text[:200]}")  # fmt: skip
+        if status != 200:
+            # Not a business answer, and nothing was charged. A person looks at it.
+            raise ProviderRejected(f"atom refused the request ({status}): {text[:200]}")
+        return self._open(payment, text)
+
+    def _open(self, payment: Claimed, text: str) -> AtomAnswer:
+        try:
+            body: Any = json.loads(text)
+            enc = body["encData"]
+            if not isinstance(enc, str):
+                raise TypeError("encData is not a string")
+            answer = open_answer(self.creds, enc)
+        except AtomSignatureError as exc:
+            self._signature_failed(exc, payment.tid)
+            # Not trusted, but money may have moved: flagged, and inquired before any resend.
+            raise ProviderRejected(
+                f"atom answer failed signature verification for {payment.tid}: not trusted",
+                maybe_processed=True,
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            # AtomCryptoError and AtomProtocolError are ValueErrors. We sent the request, and
+            # an answer we cannot read may still mean money moved.
+            kind = "undecryptable" if isinstance(exc, AtomCryptoError) else "unreadable"
+            raise ProviderUnavailable(f"atom answer {kind}: {exc}", maybe_processed=True) from exc
+        # Signed, but about another payment: a mix-up at Atom or a replayed answer.
+        mine = (payment.tid, str(payment.amount), payment.currency)
+        if (answer.merch_txn_id, answer.amount, answer.currency) != mine:
+            raise ProviderRejected(
+                f"atom answered for {answer.merch_txn_id} {answer.amount} {answer.currency}, "
+                f"not {payment.tid} {payment.amount} {payment.currency}",
+                maybe_processed=True,
+            )
+        return answer
+
+    async def authorize(self, payment: Claimed) -> Outcome:
+        """Ask Atom to charge by reference; a decline is a final answer."""
+        answer = await self._call("/auth", payment, TXN_AUTH)
+        outcome = _outcome(payment, answer)
+        if outcome is None:
+            # "No record" is no answer to a charge; whether it happened is for the inquiry.
+            raise ProviderUnavailable("atom answered a charge with no record (OTS0404)",
+                                      maybe_processed=True)  # fmt: skip
+        return outcome
+
+    async def inquire(self, payment: Claimed) -> Outcome | None:
+        """Atom's record of this reference, or None if it has none (OTS0404)."""
+        answer = await self._call("/status", payment, TXN_STATUS)
+        return _outcome(payment, answer)
+
+    def verify_callback(self, enc_data_hex: str) -> AtomCallback:
+        """verify_callback with this provider's credentials, counting signature failures."""
+        try:
+            return verify_callback(self.creds, enc_data_hex)
+        except AtomSignatureError as exc:
+            self._signature_failed(exc, exc.merch_txn_id)
+            raise
+
+
+def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
+    if answer.status_code == APPROVED and answer.atom_txn_id:
+        return Outcome(payment.id, Status.SUCCESS, approval_no=answer.atom_txn_id)
+    if answer.status_code == DECLINED:
+        return Outcome(payment.id, Status.FAILED, fail_reason=answer.description or "DECLINED")
+    if answer.status_code == NO_RECORD:
+        return None
+    raise ProviderUnavailable(
+        f"atom answer not understood: statusCode {answer.status_code!r}", maybe_processed=True
+    )

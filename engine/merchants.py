@@ -1,0 +1,125 @@
+"""Merchants and their API keys: unpredictable, unique, stored only as a keyed hash.
+
+A key is `sk_live_` or `sk_test_` followed by 32 bytes from the OS CSPRNG in Base62. It is
+shown once. The database keeps HMAC-SHA256(server secret, key): fast enough to check on every
+request (a password hash is deliberately slow, and a 256-bit random key needs no stretching),
+and worthless to whoever steals the table without the server secret.
+
+`python -m engine.merchants create --mid M --name N [--mode test]` creates a merchant and its
+first key; `demo` does it once for `make run` and prints the key every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from config import settings as config_settings
+from engine import db, devdb, ids
+
+Mode = Literal["live", "test"]
+_RANDOM_BYTES = 32
+# Shown in lists so a person can tell keys apart: the mode and 6 characters of the key.
+_PREFIX_CHARS = 6
+
+
+def new_key(mode: Mode) -> str:
+    """A fresh key: sk_<mode>_ and 32 CSPRNG bytes in Base62 (43 characters)."""
+    number = int.from_bytes(secrets.token_bytes(_RANDOM_BYTES), "big")
+    return f"sk_{mode}_{ids.base62(number, width=43)}"
+
+
+def key_hash(secret: str, key: str) -> bytes:
+    """HMAC-SHA256 of the key under the server secret: what the database stores."""
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).digest()
+
+
+def display_prefix(key: str) -> str:
+    """What lists show of a key, e.g. sk_live_AbC12x."""
+    head, _, rest = key.rpartition("_")
+    return f"{head}_{rest[:_PREFIX_CHARS]}"
+
+
+def parse_key(key: str) -> Mode | None:
+    """The mode of a well-formed key, or None: anything else is not worth a query."""
+    for mode in ("live", "test"):
+        rest = key.removeprefix(f"sk_{mode}_")
+        if rest != key and len(rest) == 43 and rest.isascii() and rest.isalnum():
+            return mode
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just made: the only time the whole key is known."""
+
+    id: int
+    key: str
+    mode: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+async def _create(url: str, settings: config_settings.Settings, mid: str, name: str,
+                  mode: Mode, *, existing_ok: bool = False) -> dict[str, Any]:  # fmt: skip
+    from engine.repository import Repository
+
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        repo = Repository(pool)
+        merchant = await repo.create_merchant(mid, name)
+        if merchant is None and not existing_ok:
+            raise SystemExit(f"merchant {mid!r} exists already")
+        issued = await repo.issue_key(mid, mode, settings.api_key_secret)
+        return {"mid": mid, "name": name, "apiKey": issued.key, "prefix": issued.prefix,
+                "webhookUrl": str(settings.default_webhook_url),
+                "webhookSecret": settings.webhook_secret}  # fmt: skip
+    finally:
+        await pool.close()
+
+
+def main(argv: list[str]) -> int:
+    """CLI for operators: create a merchant (and its first key), or the demo merchant."""
+    parser = argparse.ArgumentParser(prog="python -m engine.merchants")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a merchant and print its first key as JSON")
+    create.add_argument("--mid", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--mode", choices=["live", "test"], default="live")
+    sub.add_parser("demo", help="the demo merchant of `make run` (made once, shown every time)")
+    args = parser.parse_args(argv)
+    settings = config_settings.load()
+    url = devdb.database_url(settings)
+    if args.command == "create":
+        print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode))))
+        return 0
+    # The demo key is kept in the data folder so `make run` can show it on every start.
+    saved = Path(settings.data_dir) / "demo-merchant.json"
+    if saved.exists():
+        demo = json.loads(saved.read_text())
+    else:
+        demo = asyncio.run(_create(url, settings, "hamster_dummy_mid_001", "Demo merchant",
+                                   "test", existing_ok=True))  # fmt: skip
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(demo, indent=2))
+        saved.chmod(0o600)
+    print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
+    print(f"  webhook secret {demo['webhookSecret']} (signs webhooks to {demo['webhookUrl']})")
+    print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,253 @@
+"""The OpenAPI 3.1 document: it is valid, it covers every route, and the live app keeps to it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from jsonschema import Draft202012Validator, FormatChecker
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from api import openapi
+from api.app import create_app
+from config.settings import Settings
+from tests.conftest import SEED_REQUEST
+
+PROBLEM = "application/problem+json"
+# Where the document is registered for $ref resolution; its refs are all "#/components/...".
+DOC_URI = "urn:hamster:openapi"
+FORMATS = FormatChecker()
+
+
+def schema_validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema 2020-12 validator for `schema`, resolving its refs inside `doc`."""
+    resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(DOC_URI, resource)
+    if "$ref" in schema:
+        schema = {"$ref": f"{DOC_URI}{schema['$ref']}"}
+    return Draft202012Validator(schema, registry=registry, format_checker=FORMATS)
+
+
+def component(doc: dict[str, Any], name: str) -> Draft202012Validator:
+    """A validator for one schema of the document's components."""
+    return schema_validator(doc, {"$ref": f"#/components/schemas/{name}"})
+
+
+def assert_valid(validator: Draft202012Validator, body: Any, what: str) -> None:
+    """Every error of `body` against `validator`, in one message."""
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+    assert not errors, f"{what} does not match its schema: {errors}\nbody: {body!r}"
+
+
+async def conforms(
+    doc: dict[str, Any], method: str, template: str, resp: aiohttp.ClientResponse
+) -> Any:
+    """Assert `resp` is a documented response of the operation, of its content type and schema."""
+    text = await resp.text()
+    operation = doc["paths"][template][method.lower()]
+    documented = operation["responses"]
+    assert str(resp.status) in documented, (
+        f"{method} {template}: {resp.status} undocumented: {text}"
+    )
+    response = documented[str(resp.status)]
+    assert list(response["content"]) == [resp.content_type], (resp.content_type, response)
+    for name, header in response.get("headers", {}).items():
+        assert not header.get("required") or name in resp.headers, name
+    body = json.loads(text)
+    schema = response["content"][resp.content_type]["schema"]
+    assert_valid(schema_validator(doc, schema), body, f"{method} {template} {resp.status}")
+    return body
+
+
+def test_formats_are_checked() -> None:
+    # Without rfc3339-validator jsonschema would pass any "date-time" silently.
+    assert "date-time" in FORMATS.checkers
+    assert not FORMATS.conforms("2026-01-01 12:00", "date-time")
+
+
+def test_document_validates_as_openapi_31(settings: Settings) -> None:
+    doc = openapi.document(settings)
+    assert doc["openapi"].startswith("3.1.")
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    # Every component is itself a valid JSON Schema 2020-12 schema.
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+
+
+def test_amount_is_a_bounded_integer_from_settings(settings: Settings) -> None:
+    amount = openapi.document(settings)["components"]["schemas"]["PaymentRequest"]["properties"][
+        "amount"
+    ]
+    assert amount["type"] == "integer"
+    assert amount["exclusiveMinimum"] == 0
+    assert amount["maximum"] == settings.max_amount
+    other = settings.model_copy(update={"max_amount": 12345})
+    doc = openapi.document(other)
+    assert (
+        doc["components"]["schemas"]["PaymentRequest"]["properties"]["amount"]["maximum"] == 12345
+    )
+    validator = component(doc, "PaymentRequest")
+    assert validator.is_valid({**SEED_REQUEST, "amount": 12345})
+    for bad in (12346, 0, -1, 1.5, "1", True, None):
+        assert not validator.is_valid({**SEED_REQUEST, "amount": bad}), bad
+
+
+def test_every_route_is_documented(settings: Settings) -> None:
+    app = create_app(settings)
+    doc = openapi.document(settings)
+    routed: set[tuple[str, str]] = set()
+    for resource in app.router.resources():
+        if isinstance(resource, web.StaticResource):
+            continue
+        for route in resource:
+            if route.method != "HEAD":
+                routed.add((route.method.lower(), resource.canonical))
+    documented = {(method, path) for path, item in doc["paths"].items() for method in item}
+    assert routed == documented
+    assert ("get", "/openapi.json") in routed
+    # And every error the document names is a problem+json.
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert list(response["content"]) == [PROBLEM], (method, path, status)
+                    ref = response["content"][PROBLEM]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Problem"
+
+
+async def test_served_document_is_the_settings_document(
+    client: TestClient, settings: Settings
+) -> None:
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "application/json"
+    served = await conforms(openapi.document(settings), "GET", "/openapi.json", resp)
+    assert served == openapi.document(settings)
+
+
+async def test_live_responses_match_the_document(
+    client: TestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    doc = openapi.document(settings)
+    pay, lookup = "/api/payment", "/api/payment/transaction/{tid}"
+
+    resp = await client.post(pay, json=SEED_REQUEST)
+    assert resp.status == 202, await resp.text()
+    tid = (await conforms(doc, "POST", pay, resp))["transactionId"]
+
+    resp = await client.get(lookup.format(tid=tid))
+    assert resp.status == 200
+    await conforms(doc, "GET", lookup, resp)
+
+    resp = await client.post(pay, json=SEED_REQUEST)
+    assert resp.status == 200
+    assert (await conforms(doc, "POST", pay, resp))["transactionId"] == tid
+
+    resp = await client.post(pay, json={**SEED_REQUEST, "amount": 1})
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", pay, resp))["transactionId"] == tid
+
+    resp = await client.get(lookup.format(tid="DUMMY_20260101_00000000"))
+    assert resp.status == 404
+    await conforms(doc, "GET", lookup, resp)
+
+    resp = await client.post(pay, json={**SEED_REQUEST, "amount": "10000"})
+    assert resp.status == 422
+    body = await conforms(doc, "POST", pay, resp)
+    assert body["field"] == "amount" and body["errors"][0]["field"] == "amount"
+
+    resp = await client.post(pay, data=b"{", headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    await conforms(doc, "POST", pay, resp)
+
+    # 405 belongs to no operation: it is a Problem, and Allow names the documented methods.
+    resp = await client.get(pay)
+    assert resp.status == 405
+    assert resp.content_type == PROBLEM
+    assert_valid(component(doc, "Problem"), await resp.json(), "405")
+    assert set(resp.headers["Allow"].split(",")) == {"POST"}
+    resp = await client.get("/api/nothing")
+    assert resp.status == 404 and resp.content_type == PROBLEM
+    assert_valid(component(doc, "Problem"), await resp.json(), "unknown route 404")
+
+
+async def test_operational_responses_match_the_document(
+    client: TestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    doc = openapi.document(settings)
+    trigger = "/api/payment/webhook/trigger/{tid}"
+    hooks = "/api/payment/transaction/{tid}/webhooks"
+    first = await (await client.post("/api/payment", json=SEED_REQUEST)).json()
+    tid = first["transactionId"]
+    second = {**SEED_REQUEST, "orderId": "ORD_UNRESOLVED"}
+    other = (await (await client.post("/api/payment", json=second)).json())["transactionId"]
+
+    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"})
+    assert resp.status == 202, await resp.text()
+    assert (await conforms(doc, "POST", trigger, resp))["action"] == "settled"
+    resp = await client.post(trigger.format(tid=tid), params={"status": "FAILED"})
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", trigger, resp))["currentStatus"] == "SUCCESS"
+    resp = await client.post(trigger.format(tid=tid), params={"status": "nope"})
+    assert resp.status == 422
+    await conforms(doc, "POST", trigger, resp)
+    resp = await client.post(trigger.format(tid="DUMMY_20260101_00000000"),
+                             params={"status": "FAILED"})  # fmt: skip
+    assert resp.status == 404
+    await conforms(doc, "POST", trigger, resp)
+
+    resp = await client.get(hooks.format(tid=tid))
+    assert resp.status == 200
+    [delivery] = (await conforms(doc, "GET", hooks, resp))["deliveries"]
+
+    # Bring about the states the lists show, as the worker would have left them.
+    await pool.execute(
+        "UPDATE webhook_deliveries SET status = 'DEAD', attempts = 8, last_error = 'refused'"
+    )
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'UNRESOLVED', unresolved_reason = 'timeout',"
+        " outcome_unknown_since = now(), attempts = 3 WHERE tid = $1",
+        other,
+    )
+    for path, key in (
+        ("/api/webhooks/dead", "deliveries"),
+        ("/api/payment/unresolved", "payments"),
+    ):
+        resp = await client.get(path, params={"limit": "1"})
+        assert resp.status == 200, await resp.text()
+        page = await conforms(doc, "GET", path, resp)
+        # A full page: `next` is the cursor of the following one (an id, opaque for payments).
+        assert len(page[key]) == 1 and isinstance(page["next"], int), page
+        resp = await client.get(path, params={"limit": "0"})
+        assert resp.status == 422
+        await conforms(doc, "GET", path, resp)
+
+    redeliver = "/api/webhooks/{id}/redeliver"
+    resp = await client.post(redeliver.format(id=delivery["id"]))
+    assert resp.status == 202, await resp.text()
+    await conforms(doc, "POST", redeliver, resp)
+    resp = await client.post(redeliver.format(id=delivery["id"]))
+    assert resp.status == 404
+    await conforms(doc, "POST", redeliver, resp)
+
+    resp = await client.get("/health")
+    assert resp.status == 200
+    await conforms(doc, "GET", "/health", resp)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"ok": True, "extra": 1}, {"ok": False}],
+    ids=["extra-member", "wrong-value"],
+)
+def test_response_schemas_are_strict(settings: Settings, body: dict[str, Any]) -> None:
+    # Success bodies are closed: a handler that starts returning more fails the tests above.
+    assert not component(openapi.document(settings), "Health").is_valid(body)
