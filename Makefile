@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint stop-db clean
+.PHONY: run test lint stop-db clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +17,23 @@ $(STAMP): pyproject.toml
 ## run: start the embedded PostgreSQL (unless DATABASE_URL is set), migrate, start every Procfile process
 run: $(STAMP)
 	$(PY) -m engine.devdb start
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile $(HONCHO_ARGS)
+	$(PY) -m engine.merchants demo
+	rm -rf .data/metrics && mkdir -p .data/metrics
+	PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/.data/metrics" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(VENV)/bin/honcho start -f Procfile $(HONCHO_ARGS)
 
 ## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: the whole system on its own embedded PostgreSQL, measured; prints one table and writes
+## bench/RESULTS.md. Options via BENCH_ARGS, e.g. BENCH_ARGS="--quick" (see bench/README.md)
+bench: $(BENCH_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

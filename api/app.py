@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
-from api import openapi, payments, problems
+from api import auth, history, keys, observability, openapi, payments, problems, refunds
 from config.settings import Settings
-from engine import db, devdb, ids
+from engine import db, devdb, ids, wakeup
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -18,6 +19,7 @@ log = structlog.get_logger()
 SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", Repository)
 SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
+WAKERS = web.AppKey("wakers", wakeup.Wakers)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -30,7 +32,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         repo = Repository(pool)
         app[REPO] = repo
         app[SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
+        app[WAKERS] = wakeup.Wakers(pool)
         yield
+        await app[WAKERS].close()
     finally:
         await pool.close()
 
@@ -38,10 +42,21 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The intake application: payments, lookup, manual trigger, dead letters."""
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[problems.middleware]
+        client_max_size=settings.max_body_bytes,
+        # problems outermost: what auth raises becomes problem+json too.
+        middlewares=[
+            observability.timing,
+            problems.middleware,
+            auth.middleware(REPO, settings.api_key_secret),
+        ],
     )
     app[SETTINGS] = settings
+    app[auth.FAILURES] = Counter()
     app.cleanup_ctx.append(_database)
     payments.add_routes(app)
+    keys.add_routes(app)
+    refunds.add_routes(app)
+    history.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve)
+    app.router.add_get("/metrics", observability.serve_metrics)
     return app

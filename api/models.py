@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -12,6 +12,11 @@ from api import problems
 
 # Deeper JSON than this is refused: nothing legitimate nests so far, and it guards recursion.
 MAX_ECHO_DEPTH = 32
+
+
+def check_text(value: str) -> str:
+    """The string, if PostgreSQL can store it as text; else ValueError (a 422)."""
+    return _check_text(value)
 
 
 def _check_text(value: str) -> str:
@@ -50,11 +55,15 @@ class PaymentRequest(BaseModel):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     echo: dict[str, Any] = Field(default_factory=dict)
     webhook_url: str | None = Field(default=None, alias="webhookUrl", max_length=2048)
+    # Which provider settles it: a card through the acquirer, or Atom.
+    provider: Literal["card", "atom"] = "card"
+    # The merchant's name for the order, searchable in the history.
+    order_name: str | None = Field(default=None, alias="orderName", min_length=1, max_length=200)
 
-    @field_validator("user_public_id", "order_id")
+    @field_validator("user_public_id", "order_id", "order_name")
     @classmethod
-    def _text(cls, value: str) -> str:
-        return _check_text(value)
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else _check_text(value)
 
     @field_validator("amount")
     @classmethod
@@ -82,13 +91,7 @@ class PaymentRequest(BaseModel):
         AnyHttpUrl(value)  # raises on anything but an absolute http(s) URL
         return value
 
-    @property
-    def mid(self) -> str:
-        """The merchant id the seed carries in echo.mid ('' when absent)."""
-        mid = self.echo.get("mid")
-        return mid if isinstance(mid, str) else ""
-
-    def digest_fields(self, currency: str, webhook_url: str) -> dict[str, Any]:
+    def digest_fields(self, currency: str, webhook_url: str | None) -> dict[str, Any]:
         """What makes two requests for the same order the same request."""
         return {
             "userPublicId": self.user_public_id,
@@ -97,6 +100,8 @@ class PaymentRequest(BaseModel):
             "currency": currency,
             "echo": self.echo,
             "webhookUrl": webhook_url,
+            "provider": self.provider,
+            "orderName": self.order_name,
         }
 
 

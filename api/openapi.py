@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_schema
 
 from api import app as app_module
-from api import models, problems
+from api import history, keys, models, problems, refunds
 from config.settings import Settings
-from engine.models import Status
+from engine.models import HistoryKind, RefundStatus, Status
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -22,6 +22,12 @@ MAX_BIGINT = 2**63 - 1
 # The handlers answer 404 without a query for anything else (see payments._TID).
 TID_PATTERN = r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$"
 MAX_PAGE = 500
+# Every /api/ operation needs `Authorization: Bearer <API key>` (api/auth.py).
+SECURITY_SCHEME = "apiKey"
+_SECURED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+KEY_PATTERN = r"^sk_(live|test)_[0-9A-Za-z]{43}$"
+# Why a 401 was answered, in its `reason` member.
+AuthFailure = Literal["missing", "malformed", "unknown", "expired", "revoked"]
 # The seed's request, as the README shows it.
 SEED_EXAMPLE: dict[str, Any] = {
     "userPublicId": "USR_123",
@@ -91,7 +97,8 @@ class WebhookDelivery(_Response):
 
     id: int
     eventId: str
-    eventStatus: Literal["SUCCESS", "FAILED"]
+    # What webhook_deliveries.event_status may hold (migration 0005 adds the refund events).
+    eventStatus: Literal["SUCCESS", "FAILED", "CANCELED", "REFUNDED", "REFUND_FAILED"]
     tid: str | None
     url: str
     status: Literal["PENDING", "SENDING", "DELIVERED", "DEAD"]
@@ -138,6 +145,109 @@ class Health(_Response):
     ok: Literal[True]
 
 
+class ApiKeyInfo(_Response):
+    """An API key as lists show it: its prefix, never the key."""
+
+    id: int = Field(ge=1)
+    mode: Literal["live", "test"]
+    prefix: str = Field(pattern=r"^sk_(live|test)_[0-9A-Za-z]{6}$")
+    createdAt: datetime
+    lastUsedAt: datetime | None
+    # Set by a roll's grace period: the key stops working then.
+    expiresAt: datetime | None
+    revokedAt: datetime | None
+
+
+class ApiKeyList(_Response):
+    """The caller's merchant's keys, newest first."""
+
+    keys: list[ApiKeyInfo]
+
+
+class IssuedKey(_Response):
+    """A key just made. `key` is shown this once; only its hash is kept."""
+
+    id: int = Field(ge=1)
+    mode: Literal["live", "test"]
+    prefix: str = Field(pattern=r"^sk_(live|test)_[0-9A-Za-z]{6}$")
+    key: str = Field(pattern=KEY_PATTERN)
+    createdAt: datetime
+    expiresAt: datetime | None
+
+
+class RolledKey(_Response):
+    """201 of a roll: the new key (shown once), and the old one with the end of its grace."""
+
+    new: IssuedKey
+    old: ApiKeyInfo
+
+
+class Refund(_Response):
+    """A refund as the API shows it."""
+
+    refundId: str = Field(pattern=r"^RF[0-9A-Za-z]{11}$")
+    transactionId: str
+    amount: int = Field(gt=0)
+    currency: str
+    reason: str | None
+    status: RefundStatus
+    refundNo: str | None
+    failReason: str | None
+    requestedAt: datetime
+    processedAt: datetime | None
+
+
+class PaymentRefunds(_Response):
+    """A payment's refunds, oldest first."""
+
+    transactionId: str
+    refunds: list[Refund]
+
+
+class HistoryItem(_Response):
+    """One line of the history: a payment, a cancel or a refund."""
+
+    kind: HistoryKind
+    tid: str
+    refundId: str | None
+    orderId: str
+    orderName: str | None
+    customerId: str
+    # The refund's amount, for a refund.
+    amount: int = Field(gt=0)
+    currency: str
+    status: Status | RefundStatus
+    createdAt: datetime
+
+
+class HistoryPage(_Response):
+    """One page of the history, newest first; `next` is the `cursor` of the next page, if one."""
+
+    items: list[HistoryItem]
+    next: str | None
+
+
+class PaymentEvent(_Response):
+    """One state change of a payment or of one of its refunds."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    from_: str | None = Field(alias="from")
+    to: str
+    # "engine:<worker>", "merchant:<key prefix>", ...
+    actor: str
+    at: datetime
+    refundId: str | None
+
+
+class PaymentEvents(_Response):
+    """Every state change of one payment, oldest first."""
+
+    tid: str
+    events: list[PaymentEvent]
+
+
 class FieldError(_Response):
     """One failing input of a 422."""
 
@@ -167,13 +277,20 @@ class Problem(BaseModel):
     currentStatus: str | SkipJsonSchema[None] = Field(
         default=None, description="409 state-conflict: the payment's final status."
     )
+    reason: AuthFailure | SkipJsonSchema[None] = Field(
+        default=None, description="401: why the API key was not accepted."
+    )
 
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.PaymentRequest, "validation"),
+    (keys.IssueRequest, "validation"),
+    (keys.RollRequest, "validation"),
+    (refunds.RefundRequest, "validation"),
     *((m, "serialization") for m in (PaymentAck, PaymentLookup, UnresolvedPage, PaymentWebhooks,
                                       DeadLetterPage, TriggerAccepted, RedeliverAccepted, Health,
-                                      Problem)),
+                                      ApiKeyInfo, ApiKeyList, IssuedKey, RolledKey, Refund,
+                                      PaymentRefunds, HistoryPage, PaymentEvents, Problem)),
 ]  # fmt: skip
 
 
@@ -197,7 +314,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     body["echo"]["properties"] = {"mid": {"anyOf": [mid, {"type": "null"}]}}
     body["echo"]["description"] = (
         "Returned as sent in the 202 and in webhooks. At most 32 levels deep; no NUL characters."
+        " echo.mid, if given and not null, must be the API key's merchant (else 403)."
     )
+    body["provider"]["description"] = "Who settles it: `card` (the acquirer) or `atom`."
+    body["orderName"]["description"] = "The merchant's name for the order (1 to 200 characters)."
     url = body["webhookUrl"]["anyOf"][0]
     # "iri": the server takes international host names too (sent on as punycode).
     url.update(format="iri", pattern="^https?://")
@@ -224,9 +344,183 @@ def _problem(description: str) -> dict[str, Any]:
 
 _RETRY_AFTER = {"required": True, "schema": {"type": "string"}, "description": "Seconds to wait."}
 _UNAVAILABLE = _problem("The database is unreachable.") | {"headers": {"Retry-After": _RETRY_AFTER}}
+_CHALLENGE = {"required": True, "schema": {"type": "string", "const": 'Bearer realm="api"'}}
+_UNAUTHORIZED = _problem(
+    "No usable API key: missing, malformed, unknown, expired or revoked (`reason` says which)."
+) | {"headers": {"WWW-Authenticate": _CHALLENGE}}
+_KEY_ID = {"name": "id", "in": "path", "required": True,
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
+
+
+def _secured(operations: dict[str, Any]) -> dict[str, Any]:
+    """Every /api/ operation: the bearer key required, and its 401 documented."""
+    for path, item in operations.items():
+        if path.startswith("/api/"):
+            for operation in item.values():
+                operation["security"] = _SECURED
+                operation["responses"]["401"] = _UNAUTHORIZED
+    return operations
+
+
+def _key_paths() -> dict[str, Any]:
+    key_not_found = _problem("This merchant has no such (active) API key.")
+    bad_json = _problem("The body is not JSON: malformed, not UTF-8, duplicate keys.")
+    bad_body = _problem("A member is unknown or invalid; `field` names it.")
+    # A fuzzer may roll or revoke only keys it made itself, never the one it calls with.
+    made = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+            for op in ("rollKey", "revokeKey")}  # fmt: skip
+    return {
+        "/api/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "summary": "The merchant's API keys (prefixes only), newest first.",
+                "responses": {"200": _json("ApiKeyList", "The keys."), "503": _UNAVAILABLE},
+            },
+            "post": {
+                "operationId": "issueKey",
+                "summary": "A new API key, shown once; of the caller's mode unless `mode` says.",
+                "requestBody": {"required": False, "content": _content(JSON, "IssueRequest")},
+                "responses": {
+                    "201": _json("IssuedKey", "The new key.") | {"links": made},
+                    "400": bad_json, "422": bad_body, "503": _UNAVAILABLE,
+                },
+            },
+        },
+        "/api/keys/{id}/roll": {"post": {
+            "operationId": "rollKey",
+            "summary": "A new key now; the old one works `graceSeconds` more, then stops.",
+            "parameters": [_KEY_ID],
+            "requestBody": {"required": False, "content": _content(JSON, "RollRequest")},
+            "responses": {
+                "201": _json("RolledKey", "The new key and the old one's end."),
+                "400": bad_json, "404": key_not_found, "422": bad_body, "503": _UNAVAILABLE,
+            },
+        }},
+        "/api/keys/{id}": {"delete": {
+            "operationId": "revokeKey",
+            "summary": "The key stops working now.",
+            "parameters": [_KEY_ID],
+            "responses": {
+                "200": _json("ApiKeyInfo", "The revoked key."),
+                "404": key_not_found, "503": _UNAVAILABLE,
+            },
+        }},
+    }  # fmt: skip
+
 
 _TID = {"name": "tid", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": TID_PATTERN}}  # fmt: skip
+
+
+def _one_or_more(values: list[str]) -> str:
+    """A pattern for a comma-separated list of `values`."""
+    one = "|".join(values)
+    return f"^({one})(,({one}))*$"
+
+
+_HISTORY_PARAMS = [
+    {"name": "kind", "in": "query", "required": False,
+     "description": "Only these kinds, comma-separated.",
+     "schema": {"type": "string", "pattern": _one_or_more([k.value for k in HistoryKind])}},
+    {"name": "status", "in": "query", "required": False,
+     "description": "Only these statuses (of payments or refunds), comma-separated.",
+     "schema": {"type": "string", "pattern": _one_or_more(
+         sorted({s.value for s in Status} | {s.value for s in RefundStatus}))}},
+    {"name": "from", "in": "query", "required": False,
+     "description": "createdAt at or after this instant (with a UTC offset).",
+     "schema": {"type": "string", "format": "date-time"}},
+    {"name": "to", "in": "query", "required": False,
+     "description": "createdAt before this instant; later than `from`, else 422.",
+     "schema": {"type": "string", "format": "date-time"}},
+    {"name": "minAmount", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}},
+    {"name": "maxAmount", "in": "query", "required": False,
+     "description": "Not less than `minAmount`, else 422.",
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}},
+    {"name": "q", "in": "query", "required": False,
+     "description": "A prefix of the order id or customer id, or of the order name (any case).",
+     "schema": {"type": "string", "minLength": 1, "maxLength": history.MAX_Q}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": history.MAX_LIMIT,
+                "default": history.DEFAULT_LIMIT}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "The previous page's `next`, unchanged (anything else is 422).",
+     "schema": {"type": "string"}},
+]  # fmt: skip
+
+
+def _refund_and_history_paths(not_found: dict[str, Any]) -> dict[str, Any]:
+    bad_json = _problem("Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep.")
+    idempotency_key = {
+        "name": "Idempotency-Key", "in": "header", "required": True,
+        "description": "The same key again answers with the same refund (200).",
+        "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+    }  # fmt: skip
+    return {
+        "/api/payments": {"get": {
+            "operationId": "listHistory",
+            "summary": "The merchant's payments, cancels and refunds, newest first.",
+            "parameters": _HISTORY_PARAMS,
+            "responses": {"200": _json("HistoryPage", "One page."),
+                          "422": _problem("A filter, `limit` or `cursor` is not valid."),
+                          "503": _UNAVAILABLE},
+        }},
+        "/api/payments/{tid}/events": {"get": {
+            "operationId": "getPaymentEvents",
+            "summary": "Every state change of a payment and its refunds, oldest first.",
+            "parameters": [_TID],
+            "responses": {"200": _json("PaymentEvents", "The events."), "404": not_found,
+                          "503": _UNAVAILABLE},
+        }},
+        "/api/payments/{tid}/cancel": {"post": {
+            "operationId": "cancelPayment",
+            "summary": "A PENDING payment becomes CANCELED.",
+            "parameters": [_TID],
+            "responses": {
+                "200": _json("PaymentLookup", "Canceled."),
+                "404": not_found,
+                "409": _problem("The payment is past PENDING (or may have been charged)."),
+                "503": _UNAVAILABLE,
+            },
+        }},
+        "/api/payments/{tid}/refunds": {
+            "post": {
+                "operationId": "createRefund",
+                "summary": "Give back (part of) a captured payment: 202 once accepted.",
+                "parameters": [_TID, idempotency_key],
+                "requestBody": {"required": True, "content": _content(JSON, "RefundRequest")},
+                "responses": {
+                    "202": _json("Refund", "Accepted: REFUND_PENDING."),
+                    "200": _json("Refund", "A replay: the refund of this Idempotency-Key."),
+                    "400": bad_json,
+                    "404": not_found,
+                    "409": _problem("Not refundable: not captured, more than is left, or the "
+                                    "Idempotency-Key was used for another request."),
+                    "413": _problem("The body is larger than the server accepts."),
+                    "422": _problem("The Idempotency-Key or a field is missing or invalid."),
+                    "503": _UNAVAILABLE,
+                },
+            },
+            "get": {
+                "operationId": "listRefunds",
+                "summary": "A payment's refunds, oldest first.",
+                "parameters": [_TID],
+                "responses": {"200": _json("PaymentRefunds", "The refunds."), "404": not_found,
+                              "503": _UNAVAILABLE},
+            },
+        },
+        "/api/refunds/{refund_id}": {"get": {
+            "operationId": "getRefund",
+            "summary": "One refund.",
+            "parameters": [{"name": "refund_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": _json("Refund", "The refund."),
+                          "404": _problem("This merchant has no refund with this id."),
+                          "503": _UNAVAILABLE},
+        }},
+    }  # fmt: skip
+
+
 _PAGING = [
     {"name": "after", "in": "query", "required": False,
      "description": "Only items with a larger id (the previous page's `next`).",
@@ -237,7 +531,8 @@ _PAGING = [
 
 
 def _paths() -> dict[str, Any]:
-    not_found = _problem("No payment has this transaction id.")
+    # Another merchant's payment is not found either: whether it exists does not leak.
+    not_found = _problem("This merchant has no payment with this transaction id.")
     bad_paging = _problem("`after` or `limit` is not an integer in range.")
     pay_body = _content(JSON, "PaymentRequest", SEED_EXAMPLE)
     # Links say where a response's ids go next (and let a fuzzer reach real payments).
@@ -245,7 +540,7 @@ def _paths() -> dict[str, Any]:
         op: {"operationId": op, "parameters": {"tid": "$response.body#/transactionId"}}
         for op in ("getTransaction", "getTransactionWebhooks", "triggerWebhook")
     }
-    return {
+    return _secured({
         "/api/payment": {"post": {
             "operationId": "createPayment",
             "summary": "Accept a payment: 202 once its PENDING row is committed.",
@@ -255,6 +550,7 @@ def _paths() -> dict[str, Any]:
                 "200": _json("PaymentAck", "A replay: the same request for the same order."),
                 "400": _problem("Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep."),
                 "408": _problem("The body did not arrive in time."),
+                "403": _problem("echo.mid names another merchant than the API key's."),
                 "409": _problem("The order was already paid for with another request."),
                 "413": _problem("The body is larger than the server accepts."),
                 "422": _problem("A field is missing or invalid; `field` names it."),
@@ -282,6 +578,7 @@ def _paths() -> dict[str, Any]:
                                   "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]}}],
             "responses": {
                 "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
+                "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
                 "404": not_found,
                 "409": _problem("The payment is final with the other status."),
                 "422": _problem("`status` is missing or not SUCCESS/FAILED."),
@@ -311,7 +608,7 @@ def _paths() -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}}],
             "responses": {
                 "202": _json("RedeliverAccepted", "PENDING again."),
-                "404": _problem("No DEAD delivery has this id."),
+                "404": _problem("This merchant has no DEAD delivery with this id."),
                 "503": _UNAVAILABLE,
             },
         }},
@@ -326,7 +623,15 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The OpenAPI 3.1 document.",
                                   "content": {JSON: {"schema": {"type": "object"}}}}},
         }},
-    }  # fmt: skip
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of every process.",
+            "responses": {"200": {"description": "The Prometheus text format.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        **_key_paths(),
+        **_refund_and_history_paths(not_found),
+    })  # fmt: skip
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -337,11 +642,19 @@ def document(settings: Settings) -> dict[str, Any]:
             "title": "Hamster payment gateway engine",
             "version": "0.1.0",
             "description": "Amounts are integers in the currency's minor unit. Every error is "
-            "application/problem+json (RFC 9457); 404 and 405 for unknown paths and methods too.",
+            "application/problem+json (RFC 9457); 404 and 405 for unknown paths and methods too. "
+            "Every /api/ path needs `Authorization: Bearer <API key>`; what it reads and writes "
+            "is that key's merchant's alone (anyone else's ids are 404).",
         },
         "paths": _paths(),
-        "components": {"schemas": _schemas(settings)},
-    }
+        "components": {
+            "schemas": _schemas(settings),
+            "securitySchemes": {SECURITY_SCHEME: {
+                "type": "http", "scheme": "bearer", "bearerFormat": "sk_live_… or sk_test_…",
+                "description": "An API key: sk_live_ or sk_test_ and 43 Base62 characters.",
+            }},
+        },
+    }  # fmt: skip
 
 
 async def serve(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from api import app as app_module
-from api import models, problems
+from api import auth, models, problems
 from engine import errors, intake, trigger
 from engine.models import DeliveryRecord, NewPayment, Payment, Status
 
@@ -121,24 +121,38 @@ async def create_payment(request: web.Request) -> web.Response:
         )
     except ValidationError as exc:
         raise _validation_problem(exc) from None
+    who = auth.caller(request)
+    if "mid" in req.echo and req.echo["mid"] is not None and req.echo["mid"] != who.mid:
+        raise problems.Problem(
+            403, "Forbidden", "echo.mid names another merchant than the API key's",
+            slug="merchant-mismatch", field="echo.mid",
+        )  # fmt: skip
+    repo = request.app[app_module.REPO]
     currency = req.currency or settings.default_currency
-    webhook_url = req.webhook_url or str(settings.default_webhook_url)
+    # The digest covers what was asked for, not what it resolved to: a replay still matches
+    # after the merchant registers an endpoint. Naming the default is the same as naming none.
+    asked = None if req.webhook_url == str(settings.default_webhook_url) else req.webhook_url
     new = NewPayment(
-        mid=req.mid,
+        mid=who.mid,
         order_id=req.order_id,
         user_public_id=req.user_public_id,
         amount=req.amount,
         currency=currency,
         echo=req.echo,
-        webhook_url=webhook_url,
-        request_digest=intake.request_digest(req.digest_fields(currency, webhook_url)),
+        webhook_url=req.webhook_url,
+        request_digest=intake.request_digest(req.digest_fields(currency, asked)),
+        provider=req.provider,
+        order_name=req.order_name,
+        actor=who.actor,
     )
     accepted = await intake.accept(
-        request.app[app_module.REPO], new,
+        repo, new,
         snowflake=request.app[app_module.SNOWFLAKE], tid_prefix=settings.tid_prefix,
+        default_webhook_url=str(settings.default_webhook_url),
     )  # fmt: skip
     body = ack(accepted.payment, created=accepted.created)
     if accepted.created:
+        request.app[app_module.WAKERS].payments.poke()
         # The seed's 202 echoes what was sent, key order included.
         body["echo"] = req.echo
     return _json(body, 202 if accepted.created else 200)
@@ -146,21 +160,26 @@ async def create_payment(request: web.Request) -> web.Response:
 
 async def get_transaction(request: web.Request) -> web.Response:
     """GET /api/payment/transaction/{tid}: the seed's lookup body."""
+    payment = await _payment(request)
+    return _json(lookup(payment))
+
+
+async def _payment(request: web.Request) -> Payment:
+    """The caller's payment named in the path; 404 for anyone else's (existence never leaks)."""
     tid = request.match_info["tid"]
-    payment = await request.app[app_module.REPO].payment_by_tid(tid) if _TID.match(tid) else None
+    mid = auth.caller(request).mid
+    repo = request.app[app_module.REPO]
+    payment = await repo.payment_by_tid(tid, mid) if _TID.match(tid) else None
     if payment is None:
         raise errors.PaymentNotFound(tid)
-    return _json(lookup(payment))
+    return payment
 
 
 async def transaction_webhooks(request: web.Request) -> web.Response:
     """GET /api/payment/transaction/{tid}/webhooks: every delivery of one payment."""
-    tid = request.match_info["tid"]
-    repo = request.app[app_module.REPO]
-    payment = await repo.payment_by_tid(tid) if _TID.match(tid) else None
-    if payment is None:
-        raise errors.PaymentNotFound(tid)
-    deliveries = await repo.deliveries_of(payment.id)
+    payment = await _payment(request)
+    tid = payment.tid
+    deliveries = await request.app[app_module.REPO].deliveries_of(payment.id)
     return _json({"tid": tid, "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries]})
 
 
@@ -172,7 +191,12 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         raise problems.validation("status", "must be SUCCESS or FAILED (query parameter)")
     if not _TID.match(tid):
         raise errors.PaymentNotFound(tid)
-    action = await trigger.trigger(request.app[app_module.REPO], tid, Status(raw))
+    who = auth.caller(request)
+    action = await trigger.trigger(
+        request.app[app_module.REPO], tid, Status(raw), mid=who.mid, actor=who.actor,
+        may_settle=who.is_test,
+    )  # fmt: skip
+    request.app[app_module.WAKERS].webhooks.poke()
     return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
 
 
@@ -189,7 +213,9 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    dead = await request.app[app_module.REPO].dead_deliveries(after, limit)
+    dead = await request.app[app_module.REPO].dead_deliveries(
+        auth.caller(request).mid, after, limit
+    )
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
     body["next"] = dead[-1].id if len(dead) == limit else None
     return _json(body)
@@ -199,7 +225,7 @@ async def unresolved_payments(request: web.Request) -> web.Response:
     """GET /api/payment/unresolved?after=&limit=: payments whose outcome is not known."""
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    rows = await request.app[app_module.REPO].unresolved(after, limit)
+    rows = await request.app[app_module.REPO].unresolved(auth.caller(request).mid, after, limit)
     body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
     body["next"] = rows[-1].id if len(rows) == limit else None
     return _json(body)
@@ -210,7 +236,7 @@ async def redeliver(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
         raise errors.DeliveryNotFound(0)
-    if not await request.app[app_module.REPO].redeliver(int(raw)):
+    if not await request.app[app_module.REPO].redeliver(int(raw), auth.caller(request).mid):
         raise errors.DeliveryNotFound(int(raw))
     return _json({"id": int(raw), "status": "PENDING"}, 202)
 

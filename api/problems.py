@@ -71,12 +71,19 @@ def validation(field: str, message: str, errors_: list[dict[str, str]] | None = 
 def _from_engine(exc: errors.PaymentError) -> Problem:
     if isinstance(exc, errors.IdempotencyConflict):
         return Problem(409, "Conflict", exc.detail, slug="idempotency-conflict",
-                       field="orderId", extra={"transactionId": exc.tid})  # fmt: skip
+                       field=exc.field, extra={"transactionId": exc.tid})  # fmt: skip
+    if isinstance(exc, errors.RefundExceedsCaptured):
+        return Problem(409, "Conflict", exc.detail, slug="refund-exceeds-captured",
+                       field="amount", extra={"refundable": exc.refundable})  # fmt: skip
     if isinstance(exc, errors.PaymentNotFound):
         return Problem(404, "Not Found", exc.detail, slug="payment-not-found")
     if isinstance(exc, errors.StateConflict):
         return Problem(409, "Conflict", exc.detail, slug="state-conflict",
                        field="status", extra={"currentStatus": exc.current})  # fmt: skip
+    if isinstance(exc, errors.Forbidden):
+        return Problem(403, "Forbidden", exc.detail, slug="forbidden")
+    if isinstance(exc, errors.MerchantNotFound):
+        return Problem(404, "Not Found", exc.detail, slug="merchant-not-found")
     if isinstance(exc, errors.DeliveryNotFound):
         return Problem(404, "Not Found", exc.detail, slug="delivery-not-found")
     if isinstance(exc, errors.DatabaseUnavailable):

@@ -19,7 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from engine.models import Claimed, Outcome, Status
+from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome, RefundStatus, Status
 from engine.provider import ProviderRejected, ProviderUnavailable
 
 log = structlog.get_logger()
@@ -101,6 +101,43 @@ class AcquirerClient:
         if status != 200:
             raise ProviderRejected(f"acquirer refused the inquiry ({status}): {answer}")
         return _outcome(payment, answer)
+
+    async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
+        """Ask for money back, by the refund's own reference; a rejection is final."""
+        body = {
+            "reference": refund.public_id,
+            "paymentReference": refund.tid,
+            "amount": refund.amount,
+            "currency": refund.currency,
+        }
+        status, answer = await self._retrying("POST", "/refunds", body)
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the refund request ({status}): {answer}")
+        return _refund_outcome(refund, answer)
+
+    async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
+        """The acquirer's record of this refund, or None if it has none."""
+        status, answer = await self._retrying("GET", f"/refunds/{refund.public_id}", None)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the refund inquiry ({status}): {answer}")
+        return _refund_outcome(refund, answer)
+
+
+def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:
+    if isinstance(answer, dict) and answer.get("status") == "REFUNDED":
+        number = answer.get("refundNo")
+        return RefundOutcome(refund.id, RefundStatus.REFUNDED,
+                             refund_no=number if isinstance(number, str) else None)  # fmt: skip
+    if isinstance(answer, dict) and answer.get("status") == "REJECTED":
+        reason = answer.get("reason")
+        if not isinstance(reason, str):
+            reason = "REJECTED"
+        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED, fail_reason=reason)
+    raise ProviderUnavailable(
+        f"refund answer not understood: {answer!r:.200}", maybe_processed=True
+    )
 
 
 def _outcome(payment: Claimed, answer: Any) -> Outcome:

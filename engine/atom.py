@@ -1,7 +1,8 @@
-"""The Atom provider: encrypted, signed authorize and status calls, and callback verification.
+"""The Atom provider: encrypted, signed authorize, status and refund calls, and callbacks.
 
 The protocol is defined in engine/atom_crypto.py. The tid is the merchTxnId, Atom's idempotency
-reference. An answer is believed only after its signature verifies: one that does not is
+reference for a charge; a refund's public id is the refundTxnId, its reference for a refund. An
+answer is believed only after its signature verifies: one that does not is
 counted, logged as `atom.signature_failed` and raised as ProviderRejected, so the payment waits
 for a person and a forged or corrupted answer can never settle it.
 """
@@ -9,15 +10,19 @@ for a person and a forged or corrupted answer can never settle it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 
 from config.settings import Settings
+from engine import metrics
 from engine.atom_crypto import (
     TXN_AUTH,
+    TXN_REFUND,
+    TXN_REFUND_STATUS,
     TXN_STATUS,
     AtomCredentials,
     AtomCryptoError,
@@ -26,11 +31,13 @@ from engine.atom_crypto import (
     decrypt,
     derive_key,
     encrypt,
+    refund_request_signature,
+    refund_response_signature,
     request_signature,
     response_signature,
     signatures_match,
 )
-from engine.models import Claimed, Outcome, Status
+from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome, RefundStatus, Status
 from engine.provider import ProviderRejected, ProviderUnavailable
 
 log = structlog.get_logger()
@@ -38,8 +45,15 @@ log = structlog.get_logger()
 APPROVED = "OTS0000"
 DECLINED = "OTS0600"
 NO_RECORD = "OTS0404"
+# The same codes in a refund answer: refunded, and rejected (description = the reason).
+REFUNDED = APPROVED
+REJECTED = DECLINED
 
 _ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
+_REFUND_ANSWER_FIELDS = ("merchTxnId", "refundTxnId", "atomRefundId", "statusCode", "amount",
+                         "currency", "signature")  # fmt: skip
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,20 @@ class AtomAnswer:
 
     merch_txn_id: str
     atom_txn_id: str
+    status_code: str
+    amount: str
+    currency: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AtomRefundAnswer:
+    """A decrypted refund or refund-status answer whose signature verified."""
+
+    merch_txn_id: str
+    refund_txn_id: str
+    # "" unless money was returned.
+    atom_refund_id: str
     status_code: str
     amount: str
     currency: str
@@ -94,12 +122,25 @@ def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, t
     return encrypt(derive_key(creds.req_enc_key), text.encode())
 
 
-def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
-    """Decrypt and verify a response or callback.
+def seal_refund_request(
+    creds: AtomCredentials, tid: str, refund_txn_id: str, amount: int, currency: str, txn: str
+) -> str:
+    """The encData of a signed REFUND or REFUND_STATUS request for refund `refund_txn_id`."""
+    body = {
+        "merchId": creds.merch_id,
+        "merchTxnId": tid,
+        "refundTxnId": refund_txn_id,
+        "amount": str(amount),
+        "currency": currency,
+        "txnType": txn,
+        "signature": refund_request_signature(creds, tid, refund_txn_id, amount, currency, txn),
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    return encrypt(derive_key(creds.req_enc_key), text.encode())
 
-    Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
-    AtomSignatureError (the signature does not match the fields).
-    """
+
+def _answer_fields(creds: AtomCredentials, enc_data: str, fields: tuple[str, ...]) -> Any:
+    """The decrypted JSON object of an answer, checked to have `fields` as strings."""
     plaintext = decrypt(derive_key(creds.res_enc_key), enc_data)
     try:
         data = json.loads(plaintext)
@@ -107,9 +148,19 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
         raise AtomProtocolError("decrypted encData is not JSON") from None
     if not isinstance(data, dict):
         raise AtomProtocolError("decrypted encData is not a JSON object")
-    missing = [k for k in _ANSWER_FIELDS if not isinstance(data.get(k), str)]
+    missing = [k for k in fields if not isinstance(data.get(k), str)]
     if missing:
         raise AtomProtocolError(f"answer lacks string fields {missing}")
+    return data
+
+
+def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
+    """Decrypt and verify a response or callback.
+
+    Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
+    AtomSignatureError (the signature does not match the fields).
+    """
+    data = _answer_fields(creds, enc_data, _ANSWER_FIELDS)
     description = data.get("description")
     answer = AtomAnswer(
         merch_txn_id=data["merchTxnId"],
@@ -126,6 +177,31 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
     if not signatures_match(expected, data["signature"]):
         raise AtomSignatureError(
             f"signature does not verify for merchTxnId {answer.merch_txn_id!r}",
+            merch_txn_id=answer.merch_txn_id,
+        )
+    return answer
+
+
+def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswer:
+    """Decrypt and verify a refund or refund-status answer; raises as open_answer does."""
+    data = _answer_fields(creds, enc_data, _REFUND_ANSWER_FIELDS)
+    description = data.get("description")
+    answer = AtomRefundAnswer(
+        merch_txn_id=data["merchTxnId"],
+        refund_txn_id=data["refundTxnId"],
+        atom_refund_id=data["atomRefundId"],
+        status_code=data["statusCode"],
+        amount=data["amount"],
+        currency=data["currency"],
+        description=description if isinstance(description, str) else None,
+    )
+    expected = refund_response_signature(
+        creds, answer.atom_refund_id, answer.merch_txn_id, answer.refund_txn_id,
+        answer.status_code, answer.amount, answer.currency,
+    )  # fmt: skip
+    if not signatures_match(expected, data["signature"]):
+        raise AtomSignatureError(
+            f"signature does not verify for refundTxnId {answer.refund_txn_id!r}",
             merch_txn_id=answer.merch_txn_id,
         )
     return answer
@@ -158,7 +234,7 @@ def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
 
 
 class AtomProvider:
-    """Authorizes and inquires at Atom over HTTP; counts answers that fail their signature."""
+    """Charges, refunds and inquires at Atom over HTTP; counts answers failing their signature."""
 
     name = "atom"
 
@@ -186,13 +262,17 @@ class AtomProvider:
             session, str(settings.atom_url), credentials(settings), settings.atom_timeout_seconds
         )
 
-    def _signature_failed(self, exc: AtomSignatureError, tid: str | None) -> None:
+    def _signature_failed(
+        self, exc: AtomSignatureError, tid: str | None, refund: str | None = None
+    ) -> None:
         self.signature_failures += 1
-        log.error("atom.signature_failed", tid=tid, merch_txn_id=exc.merch_txn_id,
-                  failures=self.signature_failures)  # fmt: skip
+        metrics.SIGNATURE_FAILURES.labels("atom").inc()
+        about = {"tid": tid} if refund is None else {"tid": tid, "refund": refund}
+        log.error("atom.signature_failed", merch_txn_id=exc.merch_txn_id,
+                  failures=self.signature_failures, **about)  # fmt: skip
 
-    async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
-        enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
+    async def _post(self, path: str, enc: str) -> str:
+        """POST a sealed request; the body of a 200, or the error its failure means."""
         try:
             async with self.session.post(
                 f"{self.base_url}{path}",
@@ -214,22 +294,27 @@ class AtomProvider:
             raise ProviderRejected(f"atom refused our credentials or signature ({status}): "
                                    f"{text[:200]}")  # fmt: skip
         if status != 200:
-            # Not a business answer, and nothing was charged. A person looks at it.
+            # Not a business answer, and no money moved. A person looks at it.
             raise ProviderRejected(f"atom refused the request ({status}): {text[:200]}")
-        return self._open(payment, text)
+        return text
 
-    def _open(self, payment: Claimed, text: str) -> AtomAnswer:
+    def _read(
+        self, text: str, opener: Callable[[AtomCredentials, str], T], tid: str,
+        refund: str | None = None,
+    ) -> T:  # fmt: skip
+        """The verified answer in a 200's body, or the error an unusable answer means."""
+        subject = tid if refund is None else f"refund {refund} of {tid}"
         try:
             body: Any = json.loads(text)
             enc = body["encData"]
             if not isinstance(enc, str):
                 raise TypeError("encData is not a string")
-            answer = open_answer(self.creds, enc)
+            return opener(self.creds, enc)
         except AtomSignatureError as exc:
-            self._signature_failed(exc, payment.tid)
+            self._signature_failed(exc, tid, refund)
             # Not trusted, but money may have moved: flagged, and inquired before any resend.
             raise ProviderRejected(
-                f"atom answer failed signature verification for {payment.tid}: not trusted",
+                f"atom answer failed signature verification for {subject}: not trusted",
                 maybe_processed=True,
             ) from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -237,6 +322,10 @@ class AtomProvider:
             # an answer we cannot read may still mean money moved.
             kind = "undecryptable" if isinstance(exc, AtomCryptoError) else "unreadable"
             raise ProviderUnavailable(f"atom answer {kind}: {exc}", maybe_processed=True) from exc
+
+    async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
+        enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
+        answer = self._read(await self._post(path, enc), open_answer, payment.tid)
         # Signed, but about another payment: a mix-up at Atom or a replayed answer.
         mine = (payment.tid, str(payment.amount), payment.currency)
         if (answer.merch_txn_id, answer.amount, answer.currency) != mine:
@@ -262,6 +351,36 @@ class AtomProvider:
         answer = await self._call("/status", payment, TXN_STATUS)
         return _outcome(payment, answer)
 
+    async def _call_refund(self, path: str, refund: ClaimedRefund, txn: str) -> AtomRefundAnswer:
+        enc = seal_refund_request(self.creds, refund.tid, refund.public_id, refund.amount,
+                                  refund.currency, txn)  # fmt: skip
+        text = await self._post(path, enc)
+        answer = self._read(text, open_refund_answer, refund.tid, refund.public_id)
+        # Signed, but about another refund: a mix-up at Atom or a replayed answer.
+        mine = (refund.tid, refund.public_id, str(refund.amount), refund.currency)
+        theirs = (answer.merch_txn_id, answer.refund_txn_id, answer.amount, answer.currency)
+        if theirs != mine:
+            raise ProviderRejected(
+                f"atom answered for refund {' '.join(theirs)}, not {' '.join(mine)}",
+                maybe_processed=True,
+            )
+        return answer
+
+    async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
+        """Ask Atom to return money by the refund's reference; a rejection is final."""
+        answer = await self._call_refund("/refund", refund, TXN_REFUND)
+        outcome = _refund_outcome(refund, answer)
+        if outcome is None:
+            # As for a charge: whether the refund happened is for the refund-status inquiry.
+            raise ProviderUnavailable("atom answered a refund with no record (OTS0404)",
+                                      maybe_processed=True)  # fmt: skip
+        return outcome
+
+    async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
+        """Atom's record of this refund reference, or None if it has none (OTS0404)."""
+        answer = await self._call_refund("/refund-status", refund, TXN_REFUND_STATUS)
+        return _refund_outcome(refund, answer)
+
     def verify_callback(self, enc_data_hex: str) -> AtomCallback:
         """verify_callback with this provider's credentials, counting signature failures."""
         try:
@@ -280,4 +399,18 @@ def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
         return None
     raise ProviderUnavailable(
         f"atom answer not understood: statusCode {answer.status_code!r}", maybe_processed=True
+    )
+
+
+def _refund_outcome(refund: ClaimedRefund, answer: AtomRefundAnswer) -> RefundOutcome | None:
+    if answer.status_code == REFUNDED and answer.atom_refund_id:
+        return RefundOutcome(refund.id, RefundStatus.REFUNDED, refund_no=answer.atom_refund_id)
+    if answer.status_code == REJECTED:
+        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED,
+                             fail_reason=answer.description or "REJECTED")  # fmt: skip
+    if answer.status_code == NO_RECORD:
+        return None
+    raise ProviderUnavailable(
+        f"atom refund answer not understood: statusCode {answer.status_code!r}",
+        maybe_processed=True,
     )

@@ -32,6 +32,25 @@ Wire. POST {atom_url}/auth or {atom_url}/status, a JSON (or form) body
 statusCode: "OTS0000" approved, "OTS0600" declined (description = the reason), "OTS0404" no
 record (status inquiries only). A callback is the same encData as a response, sent by Atom.
 HTTP 401 {"error": "bad_signature"} answers a request whose signature does not verify.
+
+Refunds. POST {atom_url}/refund (txn_type "REFUND") returns money of a charged merchTxnId;
+POST {atom_url}/refund-status (txn_type "REFUND_STATUS") asks what became of a refund. Same
+envelope and encryption; the JSON request is {"merchId", "merchTxnId", "refundTxnId", "amount",
+"currency", "txnType", "signature"}: merchTxnId is the payment's tid, refundTxnId our refund's
+public id (Atom's idempotency reference for refunds: a repeat gets the stored answer, and the
+same refundTxnId with another merchTxnId or amount is HTTP 409 {"error": "reference_conflict"}),
+amount the refund's minor units. Its signature is the lowercase hex of HMAC-SHA512(req_hash_key,
+merch_id + password + merch_txn_id + refund_txn_id + amount + currency + txn_type). The tid
+(`<A-Z0-9 prefix>_<YYYYMMDD>_<8 digits>`) and the refund id ("RF" + 11 Base62 characters) have
+fixed shapes and amount is digits only, so here too no two requests concatenate alike.
+The answer's encData holds {"merchTxnId", "refundTxnId", "atomRefundId", "statusCode", "amount",
+"currency", "signature"} plus "description" on a rejection, signed as the lowercase hex of
+HMAC-SHA512(res_hash_key, merch_id + atom_refund_id + merch_txn_id + refund_txn_id +
+status_code + amount + currency). statusCode: "OTS0000" refunded (atomRefundId = Atom's refund
+id), "OTS0600" rejected (description "NOT_CAPTURED": the merchTxnId was never charged;
+"EXCEEDS_CAPTURED": refunds so far plus this one would pass the charge), "OTS0404" no record
+(refund-status only). atomRefundId is "" unless money was returned. As for payments, the
+signature does not cover "description".
 """
 
 from __future__ import annotations
@@ -53,6 +72,8 @@ BLOCK_BYTES = 16
 
 TXN_AUTH = "AUTH"
 TXN_STATUS = "STATUS"
+TXN_REFUND = "REFUND"
+TXN_REFUND_STATUS = "REFUND_STATUS"
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
@@ -141,6 +162,35 @@ def response_signature(
 ) -> str:
     """The signature of a response or callback (lowercase hex)."""
     message = f"{creds.merch_id}{atom_txn_id}{merch_txn_id}{status_code}{amount}{currency}"
+    return _hmac_hex(creds.res_hash_key, message)
+
+
+def refund_request_signature(
+    creds: AtomCredentials,
+    merch_txn_id: str,
+    refund_txn_id: str,
+    amount: int,
+    currency: str,
+    txn_type: str,
+) -> str:
+    """The signature of a REFUND or REFUND_STATUS request (lowercase hex)."""
+    message = (f"{creds.merch_id}{creds.password}{merch_txn_id}{refund_txn_id}{amount}"
+               f"{currency}{txn_type}")  # fmt: skip
+    return _hmac_hex(creds.req_hash_key, message)
+
+
+def refund_response_signature(
+    creds: AtomCredentials,
+    atom_refund_id: str,
+    merch_txn_id: str,
+    refund_txn_id: str,
+    status_code: str,
+    amount: str,
+    currency: str,
+) -> str:
+    """The signature of a refund or refund-status answer (lowercase hex)."""
+    message = (f"{creds.merch_id}{atom_refund_id}{merch_txn_id}{refund_txn_id}{status_code}"
+               f"{amount}{currency}")  # fmt: skip
     return _hmac_hex(creds.res_hash_key, message)
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import structlog
 
-from engine.models import Claimed, Outcome, Requeue, Status
+from engine import metrics
+from engine.models import Claimed, Outcome, Requeue
 from engine.provider import Provider, ProviderRejected, ProviderUnavailable
 from engine.repository import Repository
 from engine.webhooks import Backoff
@@ -40,13 +41,18 @@ class Policy(NamedTuple):
 
 async def _decide(provider: Provider, c: Claimed) -> Outcome:
     if c.outcome_unknown_since is not None:
-        found = await provider.inquire(c)
+        with metrics.provider_call(provider.name, "inquire") as timed:
+            found = await provider.inquire(c)
+            timed["result"] = "no_record" if found is None else found.status.value.lower()
         if found is not None:
             log.info("payment.inquiry_resolved", tid=c.tid, status=found.status.value)
             return found
         # The provider never saw it: sending the charge again cannot charge twice.
         log.info("payment.inquiry_no_record", tid=c.tid)
-    return await provider.authorize(c)
+    with metrics.provider_call(provider.name, "authorize") as timed:
+        outcome = await provider.authorize(c)
+        timed["result"] = outcome.status.value.lower()
+    return outcome
 
 
 async def _answer(providers: Mapping[str, Provider], c: Claimed) -> Outcome:
@@ -56,24 +62,47 @@ async def _answer(providers: Mapping[str, Provider], c: Claimed) -> Outcome:
     return await _decide(provider, c)
 
 
-def _requeue(c: Claimed, exc: BaseException, policy: Policy, now: datetime) -> Requeue:
+class Held(Protocol):
+    """What deciding a retry needs of a claimed payment or refund."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def outcome_unknown_since(self) -> datetime | None: ...
+
+
+def requeue(
+    item: Held, exc: BaseException, policy: Policy, now: datetime, *, kind: str,
+    pending: str, unresolved: str, **ids: str,
+) -> Requeue:  # fmt: skip
+    """How a claimed item without an outcome goes back: when, in which state, and why.
+
+    Shared by payments and refunds: a refusal is flagged for a person; an unknown outcome is
+    retried (inquiring first) with backoff, and shown as unresolved past the window.
+    """
     if isinstance(exc, ProviderRejected):
-        log.error("payment.flagged", tid=c.tid, reason=exc.reason)
-        return Requeue(c.id, Status.UNRESOLVED, None, exc.maybe_processed, exc.reason)
+        metrics.ERRORS.labels("provider_rejected").inc()
+        log.error(f"{kind}.flagged", reason=exc.reason, **ids)
+        return Requeue(item.id, unresolved, None, exc.maybe_processed, exc.reason)
     if isinstance(exc, ProviderUnavailable):
         maybe, reason = exc.maybe_processed, exc.reason
     else:  # our own bug mid-call: the request may have gone out
         maybe, reason = True, f"{type(exc).__name__}: {exc}"
-        log.error("payment.process_error", tid=c.tid, error=repr(exc))
-    unknown = maybe or c.outcome_unknown_since is not None
-    since = c.outcome_unknown_since or now
-    delay = policy.backoff.delay(c.attempts)
+        metrics.ERRORS.labels("internal").inc()
+        log.error(f"{kind}.process_error", error=repr(exc), **ids)
+    metrics.ERRORS.labels("outcome_unknown" if maybe else "provider_unavailable").inc()
+    unknown = maybe or item.outcome_unknown_since is not None
+    since = item.outcome_unknown_since or now
+    delay = policy.backoff.delay(item.attempts)
     if unknown and now - since >= policy.unresolved_after:
-        log.error("payment.unresolved", tid=c.tid, reason=reason, unknown_since=since.isoformat())
-        return Requeue(c.id, Status.UNRESOLVED, delay, True, reason)
-    log.warning("payment.provider_unavailable", tid=c.tid, reason=reason, attempt=c.attempts,
-                outcome_unknown=unknown, retry_in=round(delay, 3))  # fmt: skip
-    return Requeue(c.id, Status.PENDING, delay, maybe, reason if unknown else None)
+        metrics.ERRORS.labels("unresolved").inc()
+        log.error(f"{kind}.unresolved", reason=reason, unknown_since=since.isoformat(), **ids)
+        return Requeue(item.id, unresolved, delay, True, reason)
+    log.warning(f"{kind}.provider_unavailable", reason=reason, attempt=item.attempts,
+                outcome_unknown=unknown, retry_in=round(delay, 3), **ids)  # fmt: skip
+    return Requeue(item.id, pending, delay, maybe, reason if unknown else None)
 
 
 async def run_once(
@@ -107,11 +136,16 @@ async def run_once(
         if isinstance(answer, Outcome):
             outcomes.append(answer)
         elif isinstance(answer, Exception):
-            requeues.append(_requeue(c, answer, policy, now))
+            requeues.append(requeue(
+                c, answer, policy, now, kind="payment", pending="PENDING",
+                unresolved="UNRESOLVED", tid=c.tid,
+            ))  # fmt: skip
         else:
             raise answer  # CancelledError or worse: not ours to swallow
     settled = await repo.settle(owner, outcomes)
+    provider_of = {c.id: c.provider for c in claimed}
     for s in settled:
+        metrics.PAYMENTS_SETTLED.labels(s.status.value, provider_of[s.id]).inc()
         log.info("payment.settled", tid=s.tid, status=s.status.value, worker=owner)
     lost = {o.id for o in outcomes} - {s.id for s in settled}
     for c in claimed:

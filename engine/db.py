@@ -39,6 +39,15 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 _NOT_UP_YET = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip the default reset on release (RESET ALL, UNLISTEN *, …): a round trip per query.
+
+    Safe because pooled connections never keep session state: settings are SET LOCAL, the
+    migration lock is released in a finally, LISTEN uses its own connection. asyncpg still
+    rolls back any open transaction before calling this.
+    """
+
+
 def _log_unavailable(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.warning("database.unavailable", attempt=state.attempt_number, error=str(error))
@@ -59,6 +68,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
                 min_size=min_size,
                 max_size=max_size,
                 init=_init_connection,
+                reset=_keep_session,
                 # Fail fast while PostgreSQL is down: the intake answers 503, workers back off.
                 timeout=CONNECT_TIMEOUT_SECONDS,
                 command_timeout=COMMAND_TIMEOUT_SECONDS,

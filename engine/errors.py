@@ -12,14 +12,25 @@ class PaymentError(Exception):
 
 
 class IdempotencyConflict(PaymentError):
-    """This orderId was already used for this merchant with a different request."""
+    """This idempotency key was already used for this merchant with a different request."""
 
-    def __init__(self, order_id: str, tid: str) -> None:
-        super().__init__(
-            f"orderId {order_id!r} was already used with a different request (tid {tid})"
-        )
-        self.order_id = order_id
+    def __init__(self, key: str, tid: str, *, field: str = "orderId") -> None:
+        super().__init__(f"{field} {key!r} was already used with a different request (tid {tid})")
+        self.order_id = key
         self.tid = tid
+        self.field = field
+
+
+class RefundExceedsCaptured(PaymentError):
+    """The refund would take the payment's refunds above what was captured."""
+
+    def __init__(self, tid: str, amount: int, refundable: int) -> None:
+        super().__init__(
+            f"refund of {amount} exceeds what is left to refund on {tid} ({refundable})"
+        )
+        self.tid = tid
+        self.amount = amount
+        self.refundable = refundable
 
 
 class PaymentNotFound(PaymentError):
@@ -37,6 +48,10 @@ class StateConflict(PaymentError):
         super().__init__(detail)
         self.tid = tid
         self.current = current
+
+
+class Forbidden(PaymentError):
+    """This key may not do that."""
 
 
 class DeliveryNotFound(PaymentError):

@@ -34,8 +34,9 @@ class Accepted:
 
 
 async def accept(
-    repo: Repository, new: NewPayment, *, snowflake: ids.Snowflake, tid_prefix: str
-) -> Accepted:
+    repo: Repository, new: NewPayment, *, snowflake: ids.Snowflake, tid_prefix: str,
+    default_webhook_url: str,
+) -> Accepted:  # fmt: skip
     """Store a PENDING payment, or return the one this order already has.
 
     The same order with the same request is a replay and gets the same transaction; the same
@@ -44,8 +45,9 @@ async def accept(
     for _ in range(_TID_DRAWS):
         try:
             created = await repo.insert_payment(
-                new, public_id=snowflake.next_id(), tid=ids.new_tid(tid_prefix)
-            )
+                new, public_id=snowflake.next_id(), tid=ids.new_tid(tid_prefix),
+                default_webhook_url=default_webhook_url,
+            )  # fmt: skip
         except TidCollision as exc:
             log.warning("payment.tid_collision", tid=str(exc))
             continue

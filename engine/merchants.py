@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config import settings as config_settings
-from engine import db, devdb, ids
+from engine import db, devdb, ids, logs
 
 Mode = Literal["live", "test"]
 _RANDOM_BYTES = 32
@@ -101,6 +101,8 @@ def main(argv: list[str]) -> int:
     sub.add_parser("demo", help="the demo merchant of `make run` (made once, shown every time)")
     args = parser.parse_args(argv)
     settings = config_settings.load()
+    # Logs go to stderr: stdout is the JSON a script reads (`create`), and nothing else.
+    logs.configure(settings.log_format, settings.log_level)
     url = devdb.database_url(settings)
     if args.command == "create":
         print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode))))

@@ -24,8 +24,8 @@ class Status(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        """True once the outcome is known and can no longer change."""
-        return self in (Status.SUCCESS, Status.FAILED)
+        """True once the engine will not process it again (its outcome is known)."""
+        return self not in (Status.PENDING, Status.PROCESSING, Status.UNRESOLVED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +74,13 @@ class NewPayment:
     amount: int
     currency: str
     echo: dict[str, Any]
-    webhook_url: str
+    # As asked for; None means the merchant's registered endpoint, else the default.
+    webhook_url: str | None
     request_digest: str
+    provider: str = "card"
+    order_name: str | None = None
+    # Who asked ("merchant:<key prefix>"), recorded in the payment's history.
+    actor: str = "merchant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,8 @@ class Requeue:
     """A claimed payment going back to the queue (or to UNRESOLVED) without an outcome."""
 
     id: int
-    status: Status
+    # PENDING or UNRESOLVED (REFUND_PENDING or REFUND_UNRESOLVED for a refund).
+    status: str
     # Seconds until it is due again; None means never by itself (it waits for a person).
     delay: float | None
     # True when the last call may have moved money.
@@ -169,7 +175,8 @@ class Delivery:
 
     id: int
     event_id: str
-    event_status: Status
+    # SUCCESS or FAILED for a payment's outcome; REFUNDED or REFUND_FAILED for a refund's.
+    event_status: str
     url: str
     attempts: int
     payment_id: int
@@ -179,6 +186,11 @@ class Delivery:
     approval_no: str | None
     fail_reason: str | None
     echo: dict[str, Any]
+    refunded_amount: int = 0
+    refund_public_id: str | None = None
+    refund_amount: int | None = None
+    refund_no: str | None = None
+    refund_fail_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +221,134 @@ class Endpoint:
     secret: str
     created_at: datetime
     expires_at: datetime | None
+
+
+class RefundStatus(StrEnum):
+    """Where a refund is. REFUND_PENDING -> REFUND_PROCESSING -> REFUNDED | REFUND_FAILED."""
+
+    REFUND_PENDING = "REFUND_PENDING"
+    REFUND_PROCESSING = "REFUND_PROCESSING"
+    REFUNDED = "REFUNDED"
+    REFUND_FAILED = "REFUND_FAILED"
+    # Its outcome is not known, or the provider refused us: listed, waits for an answer.
+    REFUND_UNRESOLVED = "REFUND_UNRESOLVED"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """One row of refunds, with its payment's tid."""
+
+    id: int
+    public_id: str
+    payment_id: int
+    tid: str
+    mid: str
+    amount: int
+    currency: str
+    reason: str | None
+    idempotency_key: str
+    request_digest: str
+    status: RefundStatus
+    provider_refund_no: str | None
+    fail_reason: str | None
+    requested_at: datetime
+    processed_at: datetime | None
+    attempts: int
+    outcome_unknown_since: datetime | None
+    unresolved_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRefund:
+    """A refund this worker holds the lease on."""
+
+    id: int
+    public_id: str
+    payment_id: int
+    tid: str
+    amount: int
+    currency: str
+    attempts: int
+    provider: str
+    outcome_unknown_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    """What the provider decided for a refund."""
+
+    id: int
+    status: RefundStatus
+    refund_no: str | None = None
+    fail_reason: str | None = None
+
+
+class HistoryKind(StrEnum):
+    """What a line of a merchant's history records."""
+
+    PAYMENT = "payment"
+    # A canceled payment, listed at the time it was canceled.
+    CANCEL = "cancel"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One state change of a payment or of one of its refunds (a payment_events row)."""
+
+    id: int
+    from_status: str | None
+    to_status: str
+    actor: str
+    at: datetime
+    # The refund's public id when the change was a refund's.
+    refund_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """What a history listing is narrowed to; None leaves that part open."""
+
+    kinds: frozenset[HistoryKind] = frozenset(HistoryKind)
+    statuses: frozenset[str] | None = None
+    # Half-open: created_from <= created_at < created_to.
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    min_amount: int | None = None
+    max_amount: int | None = None
+    # A prefix of the order id, of the order name (in any case) or of the customer id.
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryKey:
+    """A position in a history, which runs newest first by (created_at, kind, id)."""
+
+    created_at: datetime
+    kind: HistoryKind
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One line of a merchant's history: a payment, a cancel or a refund."""
+
+    kind: HistoryKind
+    # payment_processes.id, or refunds.id for a refund.
+    id: int
+    tid: str
+    # The refund's public id (refunds only).
+    refund_id: str | None
+    order_id: str
+    order_name: str | None
+    user_public_id: str
+    # The refund's amount for a refund.
+    amount: int
+    currency: str
+    status: str
+    created_at: datetime
+
+    @property
+    def key(self) -> HistoryKey:
+        """Where the page after this item starts."""
+        return HistoryKey(self.created_at, self.kind, self.id)

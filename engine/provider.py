@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.models import Claimed, Outcome
+from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome
 
 
 class ProviderUnavailable(Exception):
@@ -55,4 +55,12 @@ class Provider(Protocol):
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
         """What happened to this reference: its outcome, or None if the provider has none."""
+        ...
+
+    async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
+        """Return money: REFUNDED, or REFUND_FAILED with the provider's reason."""
+        ...
+
+    async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
+        """What happened to this refund reference, or None if the provider has no record."""
         ...

@@ -4,11 +4,17 @@
 -- insert_payment --
 -- Accept a payment. Returns the row, or nothing when (mid, order_id) exists (idempotent replay).
 -- $1 public_id, $2 tid, $3 mid, $4 order_id, $5 user_public_id, $6 amount, $7 currency,
--- $8 echo, $9 request_digest, $10 webhook_url
+-- $8 echo, $9 request_digest, $10 webhook_url asked for (or null), $11 provider,
+-- $12 order_name, $13 actor, $14 default webhook url. With no url asked for, the merchant's
+-- newest active endpoint is used (looked up here: no extra round trip), else the default.
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     webhook_url, provider, order_name, last_actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+        coalesce($10, (SELECT url FROM webhook_endpoints
+                       WHERE mid = $3 AND (expires_at IS NULL OR expires_at > now())
+                       ORDER BY id DESC LIMIT 1), $14),
+        $11, $12, $13)
 ON CONFLICT (mid, order_id) DO NOTHING
 RETURNING *;
 
@@ -17,8 +23,8 @@ RETURNING *;
 SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2;
 
 -- get_payment_by_tid --
--- One payment by transaction id. $1 tid
-SELECT * FROM payment_processes WHERE tid = $1;
+-- One payment of merchant $2 by transaction id $1 (another merchant's is not found).
+SELECT * FROM payment_processes WHERE tid = $1 AND mid = $2;
 
 -- claim_pending --
 -- Claim up to $2 due PENDING (or UNRESOLVED, to inquire again) rows for worker $1, leased for
@@ -29,6 +35,8 @@ SET status = 'PROCESSING',
     lease_expires_at = now() + make_interval(secs => $3),
     processing_started_at = coalesce(p.processing_started_at, now()),
     attempts = p.attempts + 1,
+    -- The history names who made each change: here and below, the worker.
+    last_actor = $1,
     updated_at = now()
 -- = ANY(ARRAY(...)), not IN (...): the array is built once, so LIMIT bounds the statement.
 -- With IN, the planner may run the subquery once per outer row (a nested-loop semi-join),
@@ -61,6 +69,7 @@ WITH outcome AS (
         processed_at = now(),
         lease_owner = NULL,
         lease_expires_at = NULL,
+        last_actor = $5,
         updated_at = now()
     FROM outcome o
     -- Compare-and-set on state and lease: a worker that lost its lease changes nothing.
@@ -82,6 +91,7 @@ SET status = 'PENDING',
     next_attempt_at = now() + make_interval(secs => $3),
     outcome_unknown_since = CASE WHEN $4 THEN coalesce(outcome_unknown_since, now())
                                  ELSE outcome_unknown_since END,
+    last_actor = $2,
     updated_at = now()
 WHERE id = ANY($1::bigint[]) AND status = 'PROCESSING' AND lease_owner = $2
 RETURNING id, tid;
@@ -103,6 +113,7 @@ SET status = r.status,
     outcome_unknown_since = CASE WHEN r.unknown THEN coalesce(p.outcome_unknown_since, now())
                                  ELSE p.outcome_unknown_since END,
     unresolved_reason = r.reason,
+    last_actor = $6,
     updated_at = now()
 FROM r
 WHERE p.id = r.id AND p.status = 'PROCESSING' AND p.lease_owner = $6
@@ -120,19 +131,21 @@ WITH expired AS MATERIALIZED (
 )
 UPDATE payment_processes p
 SET status = 'PENDING', lease_owner = NULL, lease_expires_at = NULL,
-    outcome_unknown_since = coalesce(p.outcome_unknown_since, now()), updated_at = now()
+    outcome_unknown_since = coalesce(p.outcome_unknown_since, now()), last_actor = 'reaper',
+    updated_at = now()
 FROM expired
 WHERE p.id = expired.id AND p.status = 'PROCESSING' AND p.lease_expires_at < now()
 RETURNING p.id, p.tid, expired.lease_owner;
 
 -- settle_manual --
 -- Manual trigger: settle a payment not yet final with status $2, and queue its webhook.
--- $1 tid, $2 status, $3 approval_no, $4 fail_reason. Returns nothing if it was final already.
+-- $1 tid, $2 status, $3 approval_no, $4 fail_reason, $5 mid, $6 actor.
+-- Returns nothing if it was final already (or is not this merchant's).
 WITH settled AS (
     UPDATE payment_processes
     SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE tid = $1 AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
+        lease_owner = NULL, lease_expires_at = NULL, last_actor = $6, updated_at = now()
+    WHERE tid = $1 AND mid = $5 AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
     RETURNING id, public_id, tid, status, webhook_url
 ), outbox AS (
     INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
@@ -141,33 +154,40 @@ WITH settled AS (
 SELECT id, tid, status FROM settled;
 
 -- enqueue_resend --
--- Queue the webhook of a final payment again (same event id). $1 tid, $2 expected status
+-- Queue the webhook of a final payment again (same event id). $1 tid, $2 expected status,
+-- $3 mid
 INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
 SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url
 FROM payment_processes
-WHERE tid = $1 AND status = $2
+WHERE tid = $1 AND status = $2 AND mid = $3
 RETURNING id;
 
 -- claim_deliveries --
 -- Claim up to $2 due webhook deliveries for worker $1, leased for $3 seconds, with what the
--- payload needs from the payment.
-UPDATE webhook_deliveries d
-SET status = 'SENDING',
-    lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $3),
-    attempts = d.attempts + 1,
-    updated_at = now()
-FROM payment_processes p
-WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pending)
-        SELECT id FROM webhook_deliveries
-        WHERE status = 'PENDING' AND next_attempt_at <= now()
-        ORDER BY next_attempt_at, id
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED))
-  AND d.status = 'PENDING'
-  AND p.id = d.payment_id
-RETURNING d.id, d.event_id, d.event_status, d.url, d.attempts, d.payment_id,
-          p.tid, p.amount, p.currency, p.approval_no, p.fail_reason, p.echo;
+-- payload needs from the payment (and the refund, for a refund's event).
+WITH claimed AS (
+    UPDATE webhook_deliveries d
+    SET status = 'SENDING',
+        lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $3),
+        attempts = d.attempts + 1,
+        updated_at = now()
+    WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pending)
+            SELECT id FROM webhook_deliveries
+            WHERE status = 'PENDING' AND next_attempt_at <= now()
+            ORDER BY next_attempt_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED))
+      AND d.status = 'PENDING'
+    RETURNING d.id, d.event_id, d.event_status, d.url, d.attempts, d.payment_id, d.refund_id
+)
+SELECT c.id, c.event_id, c.event_status, c.url, c.attempts, c.payment_id,
+       p.tid, p.amount, p.currency, p.approval_no, p.fail_reason, p.echo, p.refunded_amount,
+       r.public_id AS refund_public_id, r.amount AS refund_amount,
+       r.provider_refund_no AS refund_no, r.fail_reason AS refund_fail_reason
+FROM claimed c
+JOIN payment_processes p ON p.id = c.payment_id
+LEFT JOIN refunds r ON r.id = c.refund_id;
 
 -- delivery_succeeded --
 -- Mark delivery $1 (held by worker $2) DELIVERED, record the attempt and the payment's
@@ -230,20 +250,22 @@ WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pe
 RETURNING d.id;
 
 -- list_dead_deliveries --
--- DEAD deliveries, oldest first, after id $1, at most $2.
+-- DEAD deliveries of merchant $3, oldest first, after id $1, at most $2.
 SELECT d.id, d.event_id, d.event_status, d.url, d.attempts, d.last_response_code, d.last_error,
        d.created_at, d.updated_at, p.tid
 FROM webhook_deliveries d JOIN payment_processes p ON p.id = d.payment_id
-WHERE d.status = 'DEAD' AND d.id > $1
+WHERE d.status = 'DEAD' AND d.id > $1 AND p.mid = $3
 ORDER BY d.id
 LIMIT $2;
 
 -- redeliver_dead --
--- DEAD -> PENDING for delivery $1, with a fresh attempt budget. Returns it if it was DEAD.
-UPDATE webhook_deliveries
+-- DEAD -> PENDING for delivery $1 of merchant $2, with a fresh attempt budget.
+-- Returns it if it was DEAD (and the merchant's).
+UPDATE webhook_deliveries d
 SET status = 'PENDING', attempts = 0, next_attempt_at = now(), updated_at = now()
-WHERE id = $1 AND status = 'DEAD'
-RETURNING id;
+FROM payment_processes p
+WHERE d.id = $1 AND d.status = 'DEAD' AND p.id = d.payment_id AND p.mid = $2
+RETURNING d.id;
 
 -- deliveries_of_payment --
 -- Every delivery of payment $1 with its attempts, oldest first.
@@ -258,9 +280,9 @@ ORDER BY d.id;
 SELECT pg_notify('webhooks_pending', '');
 
 -- list_unresolved --
--- UNRESOLVED payments after id $1, oldest first, at most $2.
+-- UNRESOLVED payments of merchant $3 after id $1, oldest first, at most $2.
 SELECT * FROM payment_processes
-WHERE status = 'UNRESOLVED' AND id > $1
+WHERE status = 'UNRESOLVED' AND id > $1 AND mid = $3
 ORDER BY id
 LIMIT $2;
 
@@ -316,7 +338,7 @@ WITH k AS (
 ), touched AS (
     UPDATE api_keys SET last_used_at = now()
     WHERE id = (SELECT id FROM k)
-      AND revoked_at IS NULL
+      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
       AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')
 )
 SELECT k.*, (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())) AS active
@@ -347,9 +369,277 @@ FROM merchants m
 WHERE m.id = a.merchant_id AND m.mid = $1 AND a.id = $2 AND a.revoked_at IS NULL
 RETURNING a.id, a.mode, a.prefix, a.created_at, a.last_used_at, a.expires_at, a.revoked_at;
 
--- merchant_endpoint_url --
--- The newest active webhook endpoint of merchant $1, used when a payment names none.
-SELECT url FROM webhook_endpoints
-WHERE mid = $1 AND (expires_at IS NULL OR expires_at > now())
-ORDER BY id DESC
-LIMIT 1;
+-- ===== cancel and refunds =====
+
+-- cancel_payment --
+-- PENDING -> CANCELED for merchant $2's payment $1, by $3. Only while nothing may have been
+-- charged (no unknown outcome), so a cancel never leaves money behind. Returns the row.
+UPDATE payment_processes
+SET status = 'CANCELED', canceled_at = now(), last_actor = $3, updated_at = now()
+WHERE tid = $1 AND mid = $2 AND status = 'PENDING' AND outcome_unknown_since IS NULL
+RETURNING *;
+
+-- refund_by_key --
+-- Merchant $1's refund with idempotency key $2, with its payment's tid.
+SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
+WHERE r.mid = $1 AND r.idempotency_key = $2;
+
+-- reserve_refund --
+-- Reserve $3 of merchant $2's payment $1 for a refund: a compare-and-set that holds under
+-- concurrency, since the row lock serializes reservations and each re-checks the total.
+UPDATE payment_processes
+SET refund_reserved = refund_reserved + $3, updated_at = now()
+WHERE tid = $1 AND mid = $2 AND status IN ('SUCCESS', 'PARTIALLY_REFUNDED')
+  AND refund_reserved + $3 <= amount
+RETURNING id, currency, amount, refund_reserved;
+
+-- insert_refund --
+-- A REFUND_PENDING refund. $1 public_id, $2 payment_id, $3 mid, $4 amount, $5 currency,
+-- $6 reason, $7 idempotency key, $8 request digest, $9 actor
+INSERT INTO refunds (public_id, payment_id, mid, amount, currency, reason, idempotency_key,
+                     request_digest, last_actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *;
+
+-- refunds_of_payment --
+-- The refunds of merchant $2's payment $1, oldest first.
+SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
+WHERE p.tid = $1 AND p.mid = $2
+ORDER BY r.id;
+
+-- refund_by_public_id --
+-- Merchant $2's refund $1.
+SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
+WHERE r.public_id = $1 AND r.mid = $2;
+
+-- claim_refunds --
+-- Claim up to $2 due refunds for worker $1, leased for $3 seconds, with their payment's
+-- reference and provider.
+UPDATE refunds r
+SET status = 'REFUND_PROCESSING',
+    lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $3),
+    attempts = r.attempts + 1,
+    last_actor = $1,
+    updated_at = now()
+FROM payment_processes p
+WHERE r.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pending)
+        SELECT id FROM refunds
+        WHERE status IN ('REFUND_PENDING', 'REFUND_UNRESOLVED') AND next_attempt_at <= now()
+        ORDER BY next_attempt_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED))
+  AND r.status IN ('REFUND_PENDING', 'REFUND_UNRESOLVED')
+  AND p.id = r.payment_id
+RETURNING r.id, r.public_id, r.payment_id, p.tid, r.amount, r.currency, r.attempts, p.provider,
+          r.outcome_unknown_since;
+
+-- settle_refunds --
+-- REFUND_PROCESSING -> REFUNDED/REFUND_FAILED for refunds still leased by worker $5; the
+-- payment's refunded amount and status follow (a failed refund frees its reservation), and
+-- the webhook is queued, all in one statement.
+-- $1 ids, $2 statuses, $3 provider refund numbers, $4 fail reasons, $5 owner
+WITH outcome AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+        AS o(id, status, refund_no, fail_reason)
+), settled AS (
+    UPDATE refunds r
+    SET status = o.status, provider_refund_no = o.refund_no, fail_reason = o.fail_reason,
+        processed_at = now(), lease_owner = NULL, lease_expires_at = NULL, last_actor = $5,
+        updated_at = now()
+    FROM outcome o
+    WHERE r.id = o.id AND r.status = 'REFUND_PROCESSING' AND r.lease_owner = $5
+    RETURNING r.id, r.public_id, r.payment_id, r.amount, r.status
+), per_payment AS (
+    SELECT payment_id,
+           coalesce(sum(amount) FILTER (WHERE status = 'REFUNDED'), 0) AS done,
+           coalesce(sum(amount) FILTER (WHERE status = 'REFUND_FAILED'), 0) AS failed
+    FROM settled GROUP BY payment_id
+), paid AS (
+    UPDATE payment_processes p
+    SET refunded_amount = p.refunded_amount + pp.done,
+        refund_reserved = p.refund_reserved - pp.failed,
+        status = CASE WHEN pp.done = 0 THEN p.status
+                      WHEN p.refunded_amount + pp.done = p.amount THEN 'REFUNDED'
+                      ELSE 'PARTIALLY_REFUNDED' END,
+        last_actor = $5,
+        updated_at = now()
+    FROM per_payment pp
+    WHERE p.id = pp.payment_id
+    RETURNING p.id, p.webhook_url
+), outbox AS (
+    INSERT INTO webhook_deliveries (payment_id, refund_id, event_id, event_status, url)
+    SELECT s.payment_id, s.id, 'evt_' || s.public_id || '_' || lower(s.status), s.status,
+           paid.webhook_url
+    FROM settled s JOIN paid ON paid.id = s.payment_id
+)
+SELECT s.id, s.public_id, s.status FROM settled s;
+
+-- requeue_refunds --
+-- Refunds held by worker $6 that got no outcome go back to $2 status (REFUND_PENDING or
+-- REFUND_UNRESOLVED), due after $3 seconds (null: never by itself), unknown when $4,
+-- reason $5. $1 ids; $2..$5 arrays of the same length.
+WITH r AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::boolean[], $5::text[])
+        AS r(id, status, delay, unknown, reason)
+)
+UPDATE refunds f
+SET status = r.status,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    next_attempt_at = CASE WHEN r.delay IS NULL THEN 'infinity'::timestamptz
+                           ELSE now() + make_interval(secs => r.delay) END,
+    outcome_unknown_since = CASE WHEN r.unknown THEN coalesce(f.outcome_unknown_since, now())
+                                 ELSE f.outcome_unknown_since END,
+    unresolved_reason = r.reason,
+    updated_at = now()
+FROM r
+WHERE f.id = r.id AND f.status = 'REFUND_PROCESSING' AND f.lease_owner = $6
+RETURNING f.id, f.public_id, f.status;
+
+-- reap_expired_refunds --
+-- REFUND_PROCESSING refunds whose worker died go back to REFUND_PENDING, outcome unknown
+-- (it may have died mid-call). $1 limit
+WITH expired AS MATERIALIZED (
+    SELECT id, lease_owner FROM refunds
+    WHERE status = 'REFUND_PROCESSING' AND lease_expires_at < now()
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE refunds r
+SET status = 'REFUND_PENDING', lease_owner = NULL, lease_expires_at = NULL,
+    outcome_unknown_since = coalesce(r.outcome_unknown_since, now()), last_actor = 'reaper',
+    updated_at = now()
+FROM expired
+WHERE r.id = expired.id AND r.status = 'REFUND_PROCESSING'
+RETURNING r.id, r.public_id, expired.lease_owner;
+
+-- release_refunds --
+-- Give refunds held by worker $2 back, due now; $3 true when a call was in flight. $1 ids
+UPDATE refunds
+SET status = 'REFUND_PENDING', lease_owner = NULL, lease_expires_at = NULL,
+    outcome_unknown_since = CASE WHEN $3 THEN coalesce(outcome_unknown_since, now())
+                                 ELSE outcome_unknown_since END,
+    updated_at = now()
+WHERE id = ANY($1::bigint[]) AND status = 'REFUND_PROCESSING' AND lease_owner = $2
+RETURNING id;
+
+-- ===== history =====
+-- A merchant's transaction history: each payment's timeline, and the listing of payments,
+-- cancels and refunds (GET /api/payments/{tid}/events, GET /api/payments).
+
+-- history_payment_events --
+-- The timeline of payment $1 (its id), oldest first; refund_id is the refund's public id.
+SELECT e.id, e.from_status, e.to_status, e.actor, e.at, r.public_id AS refund_id
+FROM payment_events e LEFT JOIN refunds r ON r.id = e.refund_id
+WHERE e.payment_id = $1
+ORDER BY e.id;
+
+-- history_custom_plans --
+-- Plan the listing for the values it runs with, never with a cached generic plan: only then do
+-- the unused filters below fold away and a prefix search becomes an index range.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- history_list --
+-- Merchant $1's history, newest first by (created_at, kind, id): payments (not canceled; at
+-- requested_at), cancels (canceled payments; at canceled_at, else updated_at) and refunds (at
+-- their requested_at). $2 kinds (text[] of payment, cancel, refund); null means no filter for
+-- $3 statuses (text[]), $4 created_at >= , $5 created_at < , $6 amount >= , $7 amount <= ,
+-- $8 prefix of order_id, of lower(order_name) (compared lowered) or of user_public_id;
+-- $9, $10, $11 the (created_at, kind, id) the page starts after (null, '', 0 for the first);
+-- $12 how many rows.
+-- Each branch walks its own index in the page's order and stops after $12 rows, so the final
+-- sort never sees more than 4 * $12 rows, however long the history.
+-- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
+SELECT kind, id, tid, refund_id, order_id, order_name, user_public_id, amount, currency,
+       status, created_at
+FROM (
+    (SELECT 'payment' AS kind, p.id, p.tid, NULL::text AS refund_id, p.order_id, p.order_name,
+            p.user_public_id, p.amount, p.currency, p.status, p.requested_at AS created_at
+     FROM payment_processes p
+     WHERE 'payment' = ANY($2::text[]) AND p.mid = $1 AND p.status <> 'CANCELED'
+       AND ($3::text[] IS NULL OR p.status = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.requested_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.requested_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.order_id ^@ $8 OR lower(p.order_name) ^@ lower($8)
+            OR p.user_public_id ^@ $8)
+       AND (p.requested_at, 'payment', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.requested_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
+            p.currency, p.status, p.canceled_at
+     FROM payment_processes p
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.status = 'CANCELED'
+       AND p.canceled_at IS NOT NULL
+       AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.canceled_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.canceled_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.order_id ^@ $8 OR lower(p.order_name) ^@ lower($8)
+            OR p.user_public_id ^@ $8)
+       AND (p.canceled_at, 'cancel', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.canceled_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    -- Canceled without a canceled_at: timed by updated_at (expected to be none or very few).
+    (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
+            p.currency, p.status, p.updated_at
+     FROM payment_processes p
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.status = 'CANCELED'
+       AND p.canceled_at IS NULL
+       AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.updated_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.updated_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.order_id ^@ $8 OR lower(p.order_name) ^@ lower($8)
+            OR p.user_public_id ^@ $8)
+       AND (p.updated_at, 'cancel', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.updated_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    (SELECT 'refund', r.id, p.tid, r.public_id, p.order_id, p.order_name, p.user_public_id,
+            r.amount, r.currency, r.status, r.requested_at
+     FROM refunds r JOIN payment_processes p ON p.id = r.payment_id AND p.mid = r.mid
+     WHERE 'refund' = ANY($2::text[]) AND r.mid = $1
+       AND ($3::text[] IS NULL OR r.status = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR r.requested_at >= $4)
+       AND ($5::timestamptz IS NULL OR r.requested_at < $5)
+       AND ($6::bigint IS NULL OR r.amount >= $6)
+       AND ($7::bigint IS NULL OR r.amount <= $7)
+       AND ($8::text IS NULL OR p.order_id ^@ $8 OR lower(p.order_name) ^@ lower($8)
+            OR p.user_public_id ^@ $8)
+       AND (r.requested_at, 'refund', r.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY r.requested_at DESC, r.id DESC
+     LIMIT $12)
+) h
+ORDER BY created_at DESC, kind DESC, id DESC
+LIMIT $12;
+
+-- ===== metrics =====
+
+-- metrics_snapshot --
+-- Rows in each active state and the oldest waiting ages; every count is served by a partial
+-- index on active states, so it stays cheap however many finished rows there are.
+SELECT
+    (SELECT count(*) FROM payment_processes WHERE status = 'PENDING') AS pending,
+    (SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING') AS processing,
+    (SELECT count(*) FROM payment_processes WHERE status = 'UNRESOLVED') AS unresolved,
+    (SELECT count(*) FROM refunds WHERE status = 'REFUND_PENDING') AS refund_pending,
+    (SELECT count(*) FROM refunds WHERE status = 'REFUND_PROCESSING') AS refund_processing,
+    (SELECT count(*) FROM refunds WHERE status = 'REFUND_UNRESOLVED') AS refund_unresolved,
+    (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING') AS webhooks_pending,
+    (SELECT count(*) FROM webhook_deliveries WHERE status = 'SENDING') AS webhooks_sending,
+    (SELECT count(*) FROM webhook_deliveries WHERE status = 'DEAD') AS webhooks_dead,
+    (SELECT extract(epoch FROM now() - min(requested_at)) FROM payment_processes
+     WHERE status = 'PENDING') AS oldest_pending_age,
+    (SELECT extract(epoch FROM now() - min(requested_at)) FROM payment_processes
+     WHERE status = 'UNRESOLVED') AS oldest_unresolved_age;

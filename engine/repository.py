@@ -17,13 +17,22 @@ from engine.models import (
     ApiKeyInfo,
     AuthKey,
     Claimed,
+    ClaimedRefund,
     Delivery,
     DeliveryRecord,
     Endpoint,
+    HistoryFilter,
+    HistoryItem,
+    HistoryKey,
+    HistoryKind,
     Merchant,
     NewPayment,
     Outcome,
     Payment,
+    PaymentEvent,
+    Refund,
+    RefundOutcome,
+    RefundStatus,
     Requeue,
     Settled,
     Status,
@@ -45,6 +54,16 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class RefundKeyTaken(Exception):
+    """A concurrent request made a refund with this idempotency key first."""
+
+
+def _refund(r: Any) -> Refund:
+    values = {k: v for k, v in dict(r).items() if k in _REFUND_FIELDS}
+    values["status"] = RefundStatus(values["status"])
+    return Refund(**values)
+
+
 class TidCollision(Exception):
     """The random transaction id was taken already; draw another."""
 
@@ -61,6 +80,7 @@ def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 _PAYMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Payment))
+_REFUND_FIELDS = frozenset(f.name for f in dataclasses.fields(Refund))
 
 
 def _payment(r: asyncpg.Record) -> Payment:
@@ -79,13 +99,16 @@ class Repository:
     # --- intake ---
 
     @_translated
-    async def insert_payment(self, new: NewPayment, *, public_id: str, tid: str) -> Payment | None:
+    async def insert_payment(
+        self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
+    ) -> Payment | None:
         """Store a new PENDING payment; None if the merchant already has one for this order."""
         try:
             row = await self.pool.fetchrow(
                 Q["insert_payment"], public_id, tid, new.mid, new.order_id,
                 new.user_public_id, new.amount, new.currency, new.echo,
-                new.request_digest, new.webhook_url,
+                new.request_digest, new.webhook_url, new.provider, new.order_name, new.actor,
+                default_webhook_url,
             )  # fmt: skip
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "payment_processes_tid_key":
@@ -100,9 +123,9 @@ class Repository:
         return _payment(row) if row else None
 
     @_translated
-    async def payment_by_tid(self, tid: str) -> Payment | None:
-        """One payment by transaction id, if it exists."""
-        row = await self.pool.fetchrow(Q["get_payment_by_tid"], tid)
+    async def payment_by_tid(self, tid: str, mid: str) -> Payment | None:
+        """Merchant `mid`'s payment with this transaction id, if it has one."""
+        row = await self.pool.fetchrow(Q["get_payment_by_tid"], tid, mid)
         return _payment(row) if row else None
 
     # --- payment engine ---
@@ -146,7 +169,7 @@ class Repository:
         rows = await self.pool.fetch(
             Q["requeue_batch"],
             [i.id for i in items],
-            [i.status.value for i in items],
+            [i.status for i in items],
             [i.delay for i in items],
             [i.unknown for i in items],
             [i.reason for i in items],
@@ -155,9 +178,10 @@ class Repository:
         return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
 
     @_translated
-    async def unresolved(self, after_id: int, limit: int) -> list[Payment]:
-        """UNRESOLVED payments after `after_id`, oldest first."""
-        return [_payment(r) for r in await self.pool.fetch(Q["list_unresolved"], after_id, limit)]
+    async def unresolved(self, mid: str, after_id: int, limit: int) -> list[Payment]:
+        """Merchant `mid`'s UNRESOLVED payments after `after_id`, oldest first."""
+        rows = await self.pool.fetch(Q["list_unresolved"], after_id, limit, mid)
+        return [_payment(r) for r in rows]
 
     @_translated
     async def reap_payments(self, limit: int) -> list[tuple[str, str | None]]:
@@ -167,18 +191,19 @@ class Repository:
 
     @_translated
     async def settle_manual(
-        self, tid: str, status: Status, approval_no: str | None, fail_reason: str | None
-    ) -> Settled | None:
+        self, tid: str, mid: str, status: Status, approval_no: str | None,
+        fail_reason: str | None, *, actor: str,
+    ) -> Settled | None:  # fmt: skip
         """Settle a payment that is not final yet (manual trigger); None if it was final."""
         row = await self.pool.fetchrow(
-            Q["settle_manual"], tid, status.value, approval_no, fail_reason
+            Q["settle_manual"], tid, status.value, approval_no, fail_reason, mid, actor
         )
         return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
 
     @_translated
-    async def enqueue_resend(self, tid: str, status: Status) -> int | None:
+    async def enqueue_resend(self, tid: str, mid: str, status: Status) -> int | None:
         """Queue the webhook of a final payment again; None unless it is final with `status`."""
-        row = await self.pool.fetchrow(Q["enqueue_resend"], tid, status.value)
+        row = await self.pool.fetchrow(Q["enqueue_resend"], tid, status.value, mid)
         return int(row["id"]) if row else None
 
     # --- webhooks ---
@@ -189,12 +214,7 @@ class Repository:
     ) -> list[Delivery]:
         """Claim up to `limit` due webhook deliveries for `owner`."""
         rows = await self.pool.fetch(Q["claim_deliveries"], owner, limit, lease_seconds)
-        out = []
-        for r in rows:
-            values: dict[str, Any] = dict(r)
-            values["event_status"] = Status(values["event_status"])
-            out.append(Delivery(**values))
-        return out
+        return [Delivery(**dict(r)) for r in rows]
 
     @_translated
     async def delivery_succeeded(
@@ -238,16 +258,16 @@ class Repository:
         return len(await self.pool.fetch(Q["reap_expired_deliveries"], limit))
 
     @_translated
-    async def dead_deliveries(self, after_id: int, limit: int) -> list[DeliveryRecord]:
-        """DEAD deliveries after `after_id`, oldest first."""
-        rows = await self.pool.fetch(Q["list_dead_deliveries"], after_id, limit)
+    async def dead_deliveries(self, mid: str, after_id: int, limit: int) -> list[DeliveryRecord]:
+        """Merchant `mid`'s DEAD deliveries after `after_id`, oldest first."""
+        rows = await self.pool.fetch(Q["list_dead_deliveries"], after_id, limit, mid)
         return [DeliveryRecord(**dict(r), status="DEAD") for r in rows]
 
     @_translated
-    async def redeliver(self, delivery_id: int) -> bool:
+    async def redeliver(self, delivery_id: int, mid: str) -> bool:
         """DEAD -> PENDING with a fresh attempt budget, and wake the senders."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["redeliver_dead"], delivery_id)
+            row = await conn.fetchrow(Q["redeliver_dead"], delivery_id, mid)
             if row:
                 await conn.execute(Q["notify_webhooks"])
         return row is not None
@@ -367,11 +387,152 @@ class Repository:
         return ApiKeyInfo(**dict(row)) if row else None
 
     @_translated
-    async def merchant_webhook_url(self, mid: str) -> str | None:
-        """The merchant's newest active webhook endpoint, if it registered one."""
-        return await self.pool.fetchval(Q["merchant_endpoint_url"], mid)  # type: ignore[no-any-return]
-
-    @_translated
     async def next_node_id(self) -> int:
         """A Snowflake node id for this process."""
         return int(await self.pool.fetchval(Q["next_node_id"]))
+
+    # --- cancel and refunds ---
+
+    @_translated
+    async def cancel(self, tid: str, mid: str, actor: str) -> Payment | None:
+        """PENDING -> CANCELED (compare-and-set); None if it was not cancelable."""
+        row = await self.pool.fetchrow(Q["cancel_payment"], tid, mid, actor)
+        return _payment(row) if row else None
+
+    @_translated
+    async def refund_by_key(self, mid: str, key: str) -> Refund | None:
+        """The merchant's refund made with this idempotency key, if any."""
+        row = await self.pool.fetchrow(Q["refund_by_key"], mid, key)
+        return _refund(row) if row else None
+
+    @_translated
+    async def create_refund(
+        self, *, tid: str, mid: str, amount: int, reason: str | None, key: str, digest: str,
+        public_id: str, actor: str,
+    ) -> Refund | None:  # fmt: skip
+        """Reserve the amount and store the refund in one transaction; None if not refundable.
+
+        Raises RefundKeyTaken if a concurrent request made a refund with the same key first.
+        """
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    reserved = await conn.fetchrow(Q["reserve_refund"], tid, mid, amount)
+                    if reserved is None:
+                        return None
+                    row = await conn.fetchrow(
+                        Q["insert_refund"], public_id, reserved["id"], mid, amount,
+                        reserved["currency"], reason, key, digest, actor,
+                    )  # fmt: skip
+            except asyncpg.UniqueViolationError as exc:
+                # The reservation rolled back with it; the other request's refund stands.
+                raise RefundKeyTaken(key) from exc
+        assert row is not None
+        return _refund(dict(row) | {"tid": tid})
+
+    @_translated
+    async def refunds_of(self, tid: str, mid: str) -> list[Refund]:
+        """The refunds of merchant `mid`'s payment `tid`, oldest first."""
+        return [_refund(r) for r in await self.pool.fetch(Q["refunds_of_payment"], tid, mid)]
+
+    @_translated
+    async def refund(self, public_id: str, mid: str) -> Refund | None:
+        """Merchant `mid`'s refund by its public id."""
+        row = await self.pool.fetchrow(Q["refund_by_public_id"], public_id, mid)
+        return _refund(row) if row else None
+
+    @_translated
+    async def claim_refunds(
+        self, owner: str, limit: int, lease_seconds: float
+    ) -> list[ClaimedRefund]:
+        """Claim up to `limit` due refunds for `owner`."""
+        rows = await self.pool.fetch(Q["claim_refunds"], owner, limit, lease_seconds)
+        return [ClaimedRefund(**dict(r)) for r in rows]
+
+    @_translated
+    async def settle_refunds(self, owner: str, outcomes: Sequence[RefundOutcome]) -> list[str]:
+        """Write final refund states (payment totals, webhooks) for refunds `owner` holds."""
+        if not outcomes:
+            return []
+        rows = await self.pool.fetch(
+            Q["settle_refunds"],
+            [o.id for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.refund_no for o in outcomes],
+            [o.fail_reason for o in outcomes],
+            owner,
+        )
+        return [r["public_id"] for r in rows]
+
+    @_translated
+    async def requeue_refunds(self, owner: str, items: Sequence[Requeue]) -> int:
+        """Put held refunds without an outcome back (pending or unresolved)."""
+        if not items:
+            return 0
+        rows = await self.pool.fetch(
+            Q["requeue_refunds"],
+            [i.id for i in items],
+            [i.status for i in items],
+            [i.delay for i in items],
+            [i.unknown for i in items],
+            [i.reason for i in items],
+            owner,
+        )
+        return len(rows)
+
+    @_translated
+    async def reap_refunds(self, limit: int) -> list[tuple[str, str | None]]:
+        """Expired refund leases back to REFUND_PENDING; returns (refund id, old owner)."""
+        rows = await self.pool.fetch(Q["reap_expired_refunds"], limit)
+        return [(r["public_id"], r["lease_owner"]) for r in rows]
+
+    @_translated
+    async def release_refunds(self, owner: str, ids: Sequence[int], *, unknown: bool) -> int:
+        """Give held refunds back now."""
+        if not ids:
+            return 0
+        return len(await self.pool.fetch(Q["release_refunds"], list(ids), owner, unknown))
+
+    # --- history ---
+
+    @_translated
+    async def payment_events(self, payment_id: int) -> list[PaymentEvent]:
+        """Every state change of one payment and of its refunds, oldest first."""
+        rows = await self.pool.fetch(Q["history_payment_events"], payment_id)
+        return [PaymentEvent(**dict(r)) for r in rows]
+
+    @_translated
+    async def history(
+        self, mid: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
+    ) -> list[HistoryItem]:
+        """Merchant `mid`'s payments, cancels and refunds after `after`, newest first."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(Q["history_custom_plans"])
+            rows = await conn.fetch(
+                Q["history_list"], *self.history_params(mid, filters, after, limit)
+            )
+        return [HistoryItem(**{**dict(r), "kind": HistoryKind(r["kind"])}) for r in rows]
+
+    @staticmethod
+    def history_params(
+        mid: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
+    ) -> tuple[Any, ...]:
+        """The history_list parameters for these arguments (tests EXPLAIN the query with them)."""
+        return (
+            mid, sorted(filters.kinds),
+            None if filters.statuses is None else sorted(filters.statuses),
+            filters.created_from, filters.created_to, filters.min_amount, filters.max_amount,
+            filters.q,
+            after.created_at if after else None, after.kind.value if after else "",
+            after.id if after else 0, limit,
+        )  # fmt: skip
+
+    # --- metrics ---
+
+    @_translated
+    async def metrics_snapshot(self) -> dict[str, Any]:
+        """Counts of active states and oldest ages, for /metrics."""
+        row = await self.pool.fetchrow(Q["metrics_snapshot"])
+        assert row is not None
+        return {k: (float(v) if k.startswith("oldest") and v is not None else v)
+                for k, v in row.items()}  # fmt: skip

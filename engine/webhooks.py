@@ -22,7 +22,7 @@ import aiohttp
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
-from engine import signing
+from engine import metrics, signing
 from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
 from engine.repository import Repository
@@ -34,7 +34,9 @@ USER_AGENT = "hamster-engine-webhooks/1"
 
 def payload(d: Delivery) -> dict[str, Any]:
     """The seed's webhook body (key order as in the seed), plus the currency."""
-    if d.event_status is Status.SUCCESS:
+    if d.event_status in ("REFUNDED", "REFUND_FAILED"):
+        return _refund_payload(d)
+    if d.event_status == Status.SUCCESS.value:
         return {
             "status": "SUCCESS",
             "code": "0000",
@@ -54,6 +56,27 @@ def payload(d: Delivery) -> dict[str, Any]:
         "echo": d.echo,
         "message": f"Payment failed: {d.fail_reason}",
     }
+
+
+def _refund_payload(d: Delivery) -> dict[str, Any]:
+    """A refund's outcome, in the shape of the seed's payment webhooks."""
+    done = d.event_status == "REFUNDED"
+    body: dict[str, Any] = {
+        "status": d.event_status,
+        "code": "0000" if done else "E002",
+        "transactionId": d.tid,
+        "refundId": d.refund_public_id,
+        "amount": d.refund_amount,
+        "refundedAmount": d.refunded_amount,
+        "currency": d.currency,
+        "echo": d.echo,
+    }
+    if done:
+        body["refundNo"] = d.refund_no
+        body["message"] = "Refund completed"
+    else:
+        body["message"] = f"Refund failed: {d.refund_fail_reason}"
+    return body
 
 
 class Pass(NamedTuple):
@@ -134,13 +157,16 @@ async def _deliver(
             log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
             return None
         if result[0] == "DEAD":
+            metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
             log.error("webhook.dead", tid=d.tid, delivery=d.id, attempts=result[1],
                       status=exc.status, error=exc.error)  # fmt: skip
             return None
+        metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
         log.warning("webhook.failed", tid=d.tid, delivery=d.id, retry_count=d.attempts,
                     status=exc.status, error=exc.error, retry_in=round(delay, 3))  # fmt: skip
         return max(delay, 1e-3)
     if await repo.delivery_succeeded(d.id, owner, code, started, d.attempts):
+        metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
         log.info("webhook.sent", tid=d.tid, delivery=d.id, status=code, attempt=d.attempts)
         return 0.0
     log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)

@@ -23,14 +23,27 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config import settings as config_settings
-from engine import acquirer, atom, claim, db, devdb, errors, logs, webhooks
+from engine import (
+    acquirer,
+    atom,
+    claim,
+    db,
+    devdb,
+    errors,
+    logs,
+    metrics,
+    refunds,
+    wakeup,
+    webhooks,
+)
 from engine.provider import Provider
 from engine.repository import Repository
 
 log = structlog.get_logger()
 
-PAYMENTS_CHANNEL = "payments_pending"
-WEBHOOKS_CHANNEL = "webhooks_pending"
+PAYMENTS_CHANNEL = wakeup.PAYMENTS
+REFUNDS_CHANNEL = wakeup.REFUNDS
+WEBHOOKS_CHANNEL = wakeup.WEBHOOKS
 
 
 class PassResult(Protocol):
@@ -83,6 +96,7 @@ class Worker:
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
         self.payments_wake = asyncio.Event()
+        self.refunds_wake = asyncio.Event()
         self.webhooks_wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.log = log.bind(worker=self.owner)
@@ -90,6 +104,7 @@ class Worker:
     def wake(self) -> None:
         """Make both loops look for work now."""
         self.payments_wake.set()
+        self.refunds_wake.set()
         self.webhooks_wake.set()
 
     def stop(self) -> None:
@@ -102,10 +117,24 @@ class Worker:
     async def payments_pass(self) -> claim.Pass:
         """One pass over payments with this worker's settings."""
         s = self.settings
-        return await claim.run_once(
+        result = await claim.run_once(
             self.repo, self.providers, owner=self.owner, batch_size=s.batch_size,
             lease_seconds=s.lease_seconds, policy=self.policy,
         )  # fmt: skip
+        if result.settled:
+            self.webhooks_wake.set()  # their webhooks are in the outbox: this worker sends them
+        return result
+
+    async def refunds_pass(self) -> claim.Pass:
+        """One pass over due refunds with this worker's settings."""
+        s = self.settings
+        result = await refunds.run_once(
+            self.repo, self.providers, owner=self.owner, batch_size=s.batch_size,
+            lease_seconds=s.lease_seconds, policy=self.policy,
+        )  # fmt: skip
+        if result.settled:
+            self.webhooks_wake.set()
+        return result
 
     async def webhooks_pass(self) -> webhooks.Pass:
         """One pass over due webhooks with this worker's settings."""
@@ -126,13 +155,14 @@ class Worker:
         self, name: str, wake: asyncio.Event, one_pass: Callable[[], Awaitable[PassResult]]
     ) -> None:
         failures = 0
-        batch = self.settings.batch_size if name == "payments" else self.settings.webhook_batch_size
+        batch = self.settings.webhook_batch_size if name == "webhooks" else self.settings.batch_size
         while not self.stopping.is_set():
             # Clear before the pass: a NOTIFY that lands during it makes the next pass run.
             wake.clear()
             try:
                 result = await one_pass()
             except errors.DatabaseUnavailable:
+                metrics.ERRORS.labels("database_unavailable").inc()
                 failures += 1
                 delay = min(0.1 * 2**failures, 5.0)
                 self.log.warning("worker.database_unavailable", loop=name, retry_in=delay)
@@ -152,7 +182,11 @@ class Worker:
 
     async def _reap(self) -> None:
         try:
-            n = await claim.reap(self.repo) + await webhooks.reap(self.repo)
+            n = (
+                await claim.reap(self.repo)
+                + await refunds.reap(self.repo)
+                + await webhooks.reap(self.repo)
+            )
         except errors.DatabaseUnavailable:
             return
         if n:
@@ -167,6 +201,7 @@ class Worker:
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c: closed.set())
                 await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments_wake.set())
+                await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds_wake.set())
                 await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks_wake.set())
                 self.wake()
                 stop_wait = asyncio.ensure_future(self.stopping.wait())
@@ -205,6 +240,7 @@ class Worker:
         scheduler.start()
         tasks = [
             asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass)),
+            asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass)),
             asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass)),
             asyncio.create_task(self._listen(dsn)),
         ]

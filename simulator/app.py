@@ -5,6 +5,7 @@ from aiohttp import web
 from simulator.acquirer import setup_acquirer
 from simulator.atom import setup_atom
 from simulator.merchant import setup_merchant
+from simulator.refunds import setup_refunds
 from simulator.settings import SimulatorSettings
 
 
@@ -17,6 +18,7 @@ def create_app(settings: SimulatorSettings) -> web.Application:
     """Build a fresh simulator app; all state lives in this app, so apps never share it."""
     app = web.Application()
     setup_acquirer(app, settings)
+    setup_refunds(app)
     setup_merchant(app, settings)
     setup_atom(app, settings)
     app.router.add_get("/health", health)

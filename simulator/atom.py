@@ -1,9 +1,14 @@
-"""Fake Atom gateway: encrypted, signed AUTH and STATUS calls, an idempotent ledger and faults.
+"""Fake Atom gateway: encrypted, signed AUTH, STATUS and refund calls, idempotent ledgers, faults.
 
 Speaks the protocol described in engine/atom_crypto.py, implemented here on its own (stdlib
 PBKDF2 and hand-written padding) so that a mistake on one side shows up as a mismatch instead of
 being shared. The merchTxnId is the idempotency reference: it is decided once, by the card
 acquirer's seeded rule, and every later AUTH or STATUS gets the stored answer.
+
+Refunds follow the card acquirer's rules (simulator/refunds.py) against this ledger: REFUNDED
+if the merchTxnId was charged and its refunds so far plus this one stay within the charge, else
+rejected (OTS0600) with NOT_CAPTURED or EXCEEDS_CAPTURED. The refundTxnId is decided once and
+every later REFUND or REFUND_STATUS gets the stored answer. The same faults apply.
 """
 
 import hashlib
@@ -15,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 from aiohttp import web
@@ -28,6 +33,7 @@ from simulator.validation import bad_request, read_model
 
 Json = dict[str, Any]
 TxnType = Literal["AUTH", "STATUS"]
+RefundTxnType = Literal["REFUND", "REFUND_STATUS"]
 
 APPROVED = "OTS0000"
 DECLINED = "OTS0600"
@@ -105,6 +111,43 @@ class AtomRequest(BaseModel):
     txn_type: TxnType = Field(alias="txnType")
     signature: str
 
+    def signed_parts(self, k: MerchantKeys) -> tuple[str, ...]:
+        """What its signature covers, in order."""
+        return (k.merch_id, k.password, self.merch_txn_id, self.amount, self.currency,
+                self.txn_type)  # fmt: skip
+
+
+class AtomRefundRequest(BaseModel):
+    """A decrypted REFUND or REFUND_STATUS request."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    merch_id: str = Field(alias="merchId")
+    merch_txn_id: str = Field(alias="merchTxnId", min_length=1, max_length=64)
+    refund_txn_id: str = Field(alias="refundTxnId", min_length=1, max_length=64)
+    amount: str = Field(pattern=r"^[1-9][0-9]{0,17}$")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    txn_type: RefundTxnType = Field(alias="txnType")
+    signature: str
+
+    def signed_parts(self, k: MerchantKeys) -> tuple[str, ...]:
+        """What its signature covers, in order."""
+        return (k.merch_id, k.password, self.merch_txn_id, self.refund_txn_id, self.amount,
+                self.currency, self.txn_type)  # fmt: skip
+
+
+RequestT = TypeVar("RequestT", AtomRequest, AtomRefundRequest)
+
+
+def answer_signature(k: MerchantKeys, answer: Json) -> str:
+    """The true signature of a payment or refund answer (a refund's names a refundTxnId)."""
+    if "refundTxnId" in answer:
+        return sign(k.res_hash_key, k.merch_id, answer["atomRefundId"], answer["merchTxnId"],
+                    answer["refundTxnId"], answer["statusCode"], answer["amount"],
+                    answer["currency"])  # fmt: skip
+    return sign(k.res_hash_key, k.merch_id, answer["atomTxnId"], answer["merchTxnId"],
+                answer["statusCode"], answer["amount"], answer["currency"])  # fmt: skip
+
 
 class AtomConfig(BaseModel):
     """Body of POST /atom/admin/config; omitted fields stay unchanged."""
@@ -117,7 +160,8 @@ class AtomConfig(BaseModel):
     tamper_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     # Probability that a request is answered 503 before anything is decided or charged.
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
-    # Probability that an AUTH is decided and charged, then answered 503: the answer is lost.
+    # Probability that an AUTH (or REFUND) is decided and recorded, then answered 503: the
+    # answer is lost.
     lost_answer_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     # Restarts the fault random stream (empty: unpredictable).
     fault_seed: str | None = None
@@ -125,7 +169,7 @@ class AtomConfig(BaseModel):
 
 @dataclass
 class AtomState:
-    """Per-app Atom state: keys, knobs, stored answers, ledger and counters."""
+    """Per-app Atom state: keys, knobs, stored answers, ledgers and counters."""
 
     keys: MerchantKeys
     success_rate: float
@@ -137,10 +181,17 @@ class AtomState:
     rng: random.Random = field(default_factory=random.Random)
     answers: dict[str, Json] = field(default_factory=dict)
     charges: list[Json] = field(default_factory=list)
+    # Refund answers by refundTxnId, and the refunds that returned money.
+    refund_answers: dict[str, Json] = field(default_factory=dict)
+    refunds: list[Json] = field(default_factory=list)
     auth_calls: int = 0
     status_calls: int = 0
     approved: int = 0
     declined: int = 0
+    refund_calls: int = 0
+    refund_status_calls: int = 0
+    refunded: int = 0
+    refunds_rejected: int = 0
     bad_signatures: int = 0
     tampered: int = 0
     errors: int = 0
@@ -160,10 +211,13 @@ class AtomState:
             self.rng = random.Random(update.fault_seed or None)
 
     def reset(self) -> None:
-        """Forget answers, charges and counters; knobs stay."""
+        """Forget answers, charges, refunds and counters; knobs stay."""
         self.answers.clear()
         self.charges.clear()
+        self.refund_answers.clear()
+        self.refunds.clear()
         self.auth_calls = self.status_calls = self.approved = self.declined = 0
+        self.refund_calls = self.refund_status_calls = self.refunded = self.refunds_rejected = 0
         self.bad_signatures = self.tampered = self.errors = self.lost_answers = 0
 
     def roll(self, rate: float) -> bool:
@@ -196,13 +250,39 @@ class AtomState:
         self.answers[req.merch_txn_id] = answer
         return answer
 
+    def decide_refund(self, req: AtomRefundRequest) -> Json:
+        """Decide a new refundTxnId by the card acquirer's refund rules; record it."""
+        charge = next((c for c in self.charges if c["merchTxnId"] == req.merch_txn_id), None)
+        refunded = sum(r["amount"] for r in self.refunds if r["merchTxnId"] == req.merch_txn_id)
+        now = time.time()
+        answer: Json = {
+            "merchTxnId": req.merch_txn_id,
+            "refundTxnId": req.refund_txn_id,
+            "atomRefundId": "",
+            "amount": req.amount,
+            "currency": req.currency,
+        }
+        if charge is None or refunded + int(req.amount) > charge["amount"]:
+            reason = "NOT_CAPTURED" if charge is None else "EXCEEDS_CAPTURED"
+            answer |= {"statusCode": DECLINED, "description": reason}
+            self.refunds_rejected += 1
+        else:
+            atom_refund_id = f"{int(now * 1000)}{len(self.refunds) % 1000:03d}"
+            answer |= {"statusCode": APPROVED, "atomRefundId": atom_refund_id}
+            self.refunds.append({
+                "merchTxnId": req.merch_txn_id, "refundTxnId": req.refund_txn_id,
+                "atomRefundId": answer["atomRefundId"], "amount": int(req.amount),
+                "currency": req.currency,
+                "refundedAt": datetime.fromtimestamp(now, UTC).isoformat(),
+            })  # fmt: skip
+            self.refunded += 1
+        self.refund_answers[req.refund_txn_id] = answer
+        return answer
+
     def sealed(self, answer: Json) -> Json:
         """The wire form of an answer: signed (or, on cue, mis-signed) and encrypted."""
         k = self.keys
-        signature = sign(
-            k.res_hash_key, k.merch_id, answer["atomTxnId"], answer["merchTxnId"],
-            answer["statusCode"], answer["amount"], answer["currency"],
-        )  # fmt: skip
+        signature = answer_signature(k, answer)
         if self.roll(self.tamper_rate):
             self.tampered += 1
             signature = signature[:-1] + ("1" if signature[-1] == "0" else "0")
@@ -235,7 +315,9 @@ async def read_envelope(request: web.Request) -> tuple[str, str]:
     return merch_id, enc_data
 
 
-async def read_request(request: web.Request, txn_type: TxnType) -> AtomRequest | web.Response:
+async def read_request(
+    request: web.Request, model: type[RequestT], txn_type: TxnType | RefundTxnType
+) -> RequestT | web.Response:
     """The verified request, or the error answer (400 unreadable, 401 unknown or mis-signed)."""
     state = request.app[ATOM_STATE]
     k = state.keys
@@ -243,13 +325,14 @@ async def read_request(request: web.Request, txn_type: TxnType) -> AtomRequest |
     if merch_id != k.merch_id:
         return error(401, "unknown_merchant")
     try:
-        req = AtomRequest.model_validate(unseal(k.req_enc_key, enc_data))
+        req = model.model_validate(unseal(k.req_enc_key, enc_data))
     except (ValueError, ValidationError):  # ValidationError is a ValueError; named for readers
         return error(400, "bad_enc_data")
+    # A request signed for another txnType is refused, so a signed inquiry cannot be replayed
+    # as a charge or a refund.
     if req.merch_id != merch_id or req.txn_type != txn_type:
         return error(400, "bad_request")
-    expected = sign(k.req_hash_key, k.merch_id, k.password, req.merch_txn_id, req.amount,
-                    req.currency, req.txn_type)  # fmt: skip
+    expected = sign(k.req_hash_key, *req.signed_parts(k))
     if not hmac.compare_digest(expected.encode(), req.signature.encode()):
         state.bad_signatures += 1
         log.info("atom.bad_signature", merch_txn_id=req.merch_txn_id, txn_type=txn_type)
@@ -261,7 +344,7 @@ async def auth(request: web.Request) -> web.Response:
     """Charge by merchTxnId once; repeats get the stored answer (409 if the amount differs)."""
     state = request.app[ATOM_STATE]
     state.auth_calls += 1
-    req = await read_request(request, "AUTH")
+    req = await read_request(request, AtomRequest, "AUTH")
     if isinstance(req, web.Response):
         return req
     # Draw every fault every time, so one rate's change does not shift the other's draws.
@@ -284,7 +367,7 @@ async def status(request: web.Request) -> web.Response:
     """Status inquiry: the stored answer, or OTS0404 for a merchTxnId never decided."""
     state = request.app[ATOM_STATE]
     state.status_calls += 1
-    req = await read_request(request, "STATUS")
+    req = await read_request(request, AtomRequest, "STATUS")
     if isinstance(req, web.Response):
         return req
     if state.roll(state.error_rate):
@@ -294,6 +377,50 @@ async def status(request: web.Request) -> web.Response:
     if answer is None:
         answer = {"merchTxnId": req.merch_txn_id, "atomTxnId": "", "statusCode": NO_RECORD,
                   "amount": req.amount, "currency": req.currency}  # fmt: skip
+    return web.json_response(state.sealed(answer))
+
+
+async def refund(request: web.Request) -> web.Response:
+    """Refund by refundTxnId once; repeats get the stored answer (409 if they differ)."""
+    state = request.app[ATOM_STATE]
+    state.refund_calls += 1
+    req = await read_request(request, AtomRefundRequest, "REFUND")
+    if isinstance(req, web.Response):
+        return req
+    # Draw every fault every time, so one rate's change does not shift the other's draws.
+    errored, lost = state.roll(state.error_rate), state.roll(state.lost_answer_rate)
+    if errored:
+        state.errors += 1
+        return error(503, "injected")
+    # Looked up and decided with no await in between, so concurrent repeats see one decision.
+    answer = state.refund_answers.get(req.refund_txn_id)
+    if answer is None:
+        answer = state.decide_refund(req)
+    elif (answer["merchTxnId"], answer["amount"], answer["currency"]) != (
+        req.merch_txn_id, req.amount, req.currency
+    ):  # fmt: skip
+        return error(409, "reference_conflict")
+    if lost:
+        state.lost_answers += 1
+        return error(503, "injected")
+    return web.json_response(state.sealed(answer))
+
+
+async def refund_status(request: web.Request) -> web.Response:
+    """Refund inquiry: the stored answer, or OTS0404 for a refundTxnId never decided."""
+    state = request.app[ATOM_STATE]
+    state.refund_status_calls += 1
+    req = await read_request(request, AtomRefundRequest, "REFUND_STATUS")
+    if isinstance(req, web.Response):
+        return req
+    if state.roll(state.error_rate):
+        state.errors += 1
+        return error(503, "injected")
+    answer = state.refund_answers.get(req.refund_txn_id)
+    if answer is None:
+        answer = {"merchTxnId": req.merch_txn_id, "refundTxnId": req.refund_txn_id,
+                  "atomRefundId": "", "statusCode": NO_RECORD, "amount": req.amount,
+                  "currency": req.currency}  # fmt: skip
     return web.json_response(state.sealed(answer))
 
 
@@ -307,9 +434,19 @@ async def callback(request: web.Request) -> web.Response:
 
 
 async def ledger(request: web.Request) -> web.Response:
-    """Approved charges, i.e. money actually taken."""
-    charges = request.app[ATOM_STATE].charges
-    return web.json_response({"charges": charges, "count": len(charges)})
+    """Approved charges, i.e. money actually taken (count), and refunds, money given back."""
+    state = request.app[ATOM_STATE]
+    return web.json_response({"charges": state.charges, "count": len(state.charges),
+                              "refunds": state.refunds})  # fmt: skip
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    """The refund ledger, money actually returned, with the refund call counters."""
+    s = request.app[ATOM_STATE]
+    return web.json_response({
+        "refunds": s.refunds, "count": len(s.refunds), "calls": s.refund_calls,
+        "inquiries": s.refund_status_calls,
+    })  # fmt: skip
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -318,7 +455,9 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response({
         "authCalls": s.auth_calls, "statusCalls": s.status_calls, "approved": s.approved,
         "declined": s.declined, "badSignatures": s.bad_signatures, "tampered": s.tampered,
-        "errors": s.errors, "lostAnswers": s.lost_answers,
+        "errors": s.errors, "lostAnswers": s.lost_answers, "refundCalls": s.refund_calls,
+        "refundStatusCalls": s.refund_status_calls, "refunded": s.refunded,
+        "refundsRejected": s.refunds_rejected,
     })  # fmt: skip
 
 
@@ -330,7 +469,7 @@ async def update_config(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    """Clear answers, ledger and counters."""
+    """Clear answers, ledgers and counters."""
     request.app[ATOM_STATE].reset()
     return web.json_response({"reset": True})
 
@@ -346,6 +485,9 @@ def setup_atom(app: web.Application, settings: SimulatorSettings) -> None:
     )
     app.router.add_post("/atom/auth", auth)
     app.router.add_post("/atom/status", status)
+    app.router.add_post("/atom/refund", refund)
+    app.router.add_post("/atom/refund-status", refund_status)
+    app.router.add_get("/atom/refunds", list_refunds)
     app.router.add_get("/atom/callbacks/{merch_txn_id}", callback)
     app.router.add_get("/atom/ledger", ledger)
     app.router.add_get("/atom/stats", stats)

@@ -134,10 +134,22 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+MID = "hamster_dummy_mid_001"
+
+
 @pytest.fixture
-async def client(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
-    """The intake app on a real socket, on this test's database."""
-    return await aiohttp_client(create_app(settings))
+async def api_key(repo: Repository, settings: Settings) -> str:
+    """A test-mode key of the merchant the seed's echo.mid names."""
+    await repo.create_merchant(MID, "Test merchant")
+    return (await repo.issue_key(MID, "test", settings.api_key_secret)).key
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings: Settings, api_key: str) -> TestClient:  # type: ignore[no-untyped-def]
+    """The intake app on a real socket, on this test's database, calling with `api_key`."""
+    return await aiohttp_client(
+        create_app(settings), headers={"Authorization": f"Bearer {api_key}"}
+    )
 
 
 SEED_REQUEST = {

@@ -27,9 +27,12 @@ import aiohttp
 import asyncpg
 
 from engine import db
+from tests.merchant_cli import bearer, create_merchant
 from tests.pgserver import OwnServer
 
 ROOT = Path(__file__).resolve().parents[2]
+# The merchant every chaos payment belongs to (created with the operators' CLI).
+CHAOS_MID = "chaos_mid"
 
 
 @dataclass
@@ -210,7 +213,7 @@ class Load:
             "userPublicId": f"USR_{i % 97}",
             "orderId": f"CHAOS_{i:06d}",
             "amount": 1000 + i,
-            "echo": {"mid": "chaos_mid", "i": i},
+            "echo": {"mid": CHAOS_MID, "i": i},
         }
         # Paced: payment i is offered at start + i / rate.
         await asyncio.sleep(max(0.0, self.start + i / self.cfg.rate - time.monotonic()))
@@ -405,9 +408,12 @@ async def run(cfg: ChaosConfig) -> Report:
             await db.migrate(conn)
         finally:
             await conn.close()
+        merchant = await create_merchant(system.env(), mid=CHAOS_MID, name="Chaos merchant")
         system.start()
         timeout = aiohttp.ClientTimeout(total=15)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # Every call carries the merchant's key (the simulator ignores it).
+        headers = bearer(merchant["apiKey"])
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             await _wait_http(session, f"{system.sim}/health", 30)
             await _wait_http(session, f"{system.web}/health", 30)
             load = Load(cfg, system.web)

@@ -11,8 +11,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import SEED_REQUEST
+from tests.conftest import MID, SEED_REQUEST
 from tests.e2e.conftest import Processes, free_port, process_env, wait_until
+from tests.merchant_cli import bearer, create_merchant
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +36,20 @@ async def test_seed_curl_flow_through_the_procfile(processes: Processes, databas
         ENGINE_ACQUIRER_URL=f"{sim}/acquirer",
         ENGINE_DEFAULT_WEBHOOK_URL=f"{sim}/api/webhook/pg/DUMMY",
     )
+    # The seed's merchant, created as an operator would, before anything is posted.
+    merchant = await create_merchant(env, mid=MID, name="Seed merchant")
     honcho = processes.start("honcho", [sys.executable, "-m", "honcho", "start", "-f", "Procfile"],
                              env)  # fmt: skip
     web = f"http://127.0.0.1:{web_port}"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(merchant["apiKey"])) as s:
         await wait_until(lambda: _ok(s, f"{web}/health"), timeout=30, what="web /health")
         await wait_until(lambda: _ok(s, f"{sim}/health"), timeout=30, what="simulator /health")
-        # The seed's curl, as written in the seed.
+        # Without the key the seed's curl is refused, and nothing is stored.
+        async with s.post(f"{web}/api/payment", json=SEED_REQUEST,
+                          headers={"Authorization": ""}) as resp:  # fmt: skip
+            assert resp.status == 401, await resp.text()
+            assert resp.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+        # The seed's curl, as written in the seed, with the merchant's key.
         async with s.post(f"{web}/api/payment", json=SEED_REQUEST) as resp:
             assert resp.status == 202, await resp.text()
             ack = await resp.json()
@@ -83,5 +91,8 @@ async def test_seed_curl_flow_through_the_procfile(processes: Processes, databas
             )
             == 0
         )
+        # The refused request stored nothing; the accepted one is the merchant's.
+        rows = await conn.fetch("SELECT tid, mid FROM payment_processes")
+        assert [(r["tid"], r["mid"]) for r in rows] == [(tid, MID)]
     finally:
         await conn.close()

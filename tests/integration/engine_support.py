@@ -10,7 +10,10 @@ import aiohttp
 import asyncpg
 
 from config.settings import Settings
+from engine import trigger
 from engine.ids import Snowflake
+from engine.models import Status
+from engine.repository import Repository
 from simulator.server import SimulatorHandle
 
 T = TypeVar("T")
@@ -19,13 +22,15 @@ T = TypeVar("T")
 _SNOWFLAKE = Snowflake(1023)
 
 FINAL = ("SUCCESS", "FAILED")
+# The merchant every payment of insert_payments belongs to.
+MID = "hamster_dummy_mid_001"
 
 _INSERT = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
      webhook_url, next_attempt_at)
-SELECT p.public_id, p.tid, 'hamster_dummy_mid_001', p.order_id, 'USR_123', p.amount, 'KRW',
-       jsonb_build_object('mid', 'hamster_dummy_mid_001', 'orderNumber', p.order_id),
+SELECT p.public_id, p.tid, $7, p.order_id, 'USR_123', p.amount, 'KRW',
+       jsonb_build_object('mid', $7::text, 'orderNumber', p.order_id),
        'digest-' || p.order_id, $5, now() + make_interval(secs => $6)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
     AS p(public_id, tid, order_id, amount)
@@ -61,8 +66,15 @@ async def insert_payments(
         [1000 + i for i in numbers],
         webhook_url(sim),
         due_in_seconds,
+        MID,
     )
     return tids
+
+
+async def by_hand(repo: Repository, tid: str, status: Status, mid: str = MID) -> str:
+    """The manual trigger as merchant `mid` with a test key would pull it."""
+    return await trigger.trigger(repo, tid, status, mid=mid, actor="merchant:test",
+                                 may_settle=True)  # fmt: skip
 
 
 async def wait_until(check: Callable[[], Awaitable[T]], *, what: str, timeout: float = 5.0) -> T:

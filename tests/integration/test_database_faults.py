@@ -17,7 +17,7 @@ from engine import db, errors
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
-from tests.conftest import SEED_REQUEST
+from tests.conftest import MID, SEED_REQUEST
 from tests.pgserver import OwnServer
 from tests.waiting import wait_until
 
@@ -46,10 +46,24 @@ async def own_settings(own_server: OwnServer, sim: SimulatorHandle) -> AsyncIter
     )
 
 
+@pytest.fixture
+async def own_headers(own_server: OwnServer, own_settings: Settings) -> dict[str, str]:
+    """The Authorization header of a test key of MID, on the server this test stops."""
+    pool = await db.create_pool(own_server.url, min_size=1, max_size=2)
+    try:
+        repo = Repository(pool)
+        await repo.create_merchant(MID, "Test merchant")
+        key = (await repo.issue_key(MID, "test", own_settings.api_key_secret)).key
+    finally:
+        await pool.close()
+    return {"Authorization": f"Bearer {key}"}
+
+
 async def test_intake_answers_503_while_the_database_is_down_and_keeps_what_it_accepted(
-    aiohttp_client: Any, own_server: OwnServer, own_settings: Settings
-) -> None:
-    client: TestClient = await aiohttp_client(create_app(own_settings))
+    aiohttp_client: Any, own_server: OwnServer, own_settings: Settings,
+    own_headers: dict[str, str],
+) -> None:  # fmt: skip
+    client: TestClient = await aiohttp_client(create_app(own_settings), headers=own_headers)
     first = await client.post("/api/payment", json=SEED_REQUEST)
     assert first.status == 202
     tid = (await first.json())["transactionId"]
@@ -80,9 +94,10 @@ async def test_worker_backs_off_and_settles_after_the_database_returns(
     aiohttp_client: Any,
     own_server: OwnServer,
     own_settings: Settings,
+    own_headers: dict[str, str],
     sim: SimulatorHandle,
 ) -> None:
-    client: TestClient = await aiohttp_client(create_app(own_settings))
+    client: TestClient = await aiohttp_client(create_app(own_settings), headers=own_headers)
     pool = await db.create_pool(own_server.url, min_size=1, max_size=4)
     async with aiohttp.ClientSession() as http:
         worker = Worker(own_settings, Repository(pool), http, owner="survivor")

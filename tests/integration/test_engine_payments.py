@@ -14,13 +14,15 @@ from engine import claim, db
 from engine.acquirer import AcquirerClient
 from engine.models import Outcome, Status
 from engine.repository import Repository
-from engine.trigger import MANUAL_FAIL_REASON, trigger
+from engine.trigger import MANUAL_FAIL_REASON
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import (
     FINAL,
+    MID,
     acquirer_config,
     acquirer_stats,
+    by_hand,
     count_unsettled,
     insert_payments,
     ledger,
@@ -51,7 +53,7 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
     intruder = [Outcome(held.id, Status.SUCCESS, approval_no="AP1")]
     assert await repo.settle("owner-b", intruder) == []
     assert await repo.release("owner-b", [held.id], 0) == []
-    row = await repo.payment_by_tid(tid)
+    row = await repo.payment_by_tid(tid, MID)
     assert row is not None
     assert row.status is Status.PROCESSING and row.lease_owner == "owner-a"
     assert row.approval_no is None and row.processed_at is None
@@ -62,7 +64,7 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
     assert settled.tid == tid and settled.status is Status.SUCCESS
     again = [Outcome(held.id, Status.FAILED, fail_reason="LIMIT_EXCEEDED")]
     assert await repo.settle("owner-a", again) == []
-    row = await repo.payment_by_tid(tid)
+    row = await repo.payment_by_tid(tid, MID)
     assert row is not None
     assert row.status is Status.SUCCESS and row.approval_no == "AP2" and row.lease_owner is None
     assert await _delivery_count(pool) == 1
@@ -82,11 +84,11 @@ async def test_settle_after_manual_trigger_is_a_lost_race_not_an_error(
 
     await wait_until(acquirer_asked, what="the worker is waiting on the acquirer")
     assert (await statuses(pool))[tid] == "PROCESSING"
-    assert await trigger(repo, tid, Status.FAILED) == "settled"
+    assert await by_hand(repo, tid, Status.FAILED) == "settled"
 
     result = await asyncio.wait_for(run, 5)  # raises here if the lost race were raised
     assert (result.claimed, result.settled) == (1, 0)
-    row = await repo.payment_by_tid(tid)
+    row = await repo.payment_by_tid(tid, MID)
     assert row is not None
     assert row.status is Status.FAILED and row.fail_reason == MANUAL_FAIL_REASON
     assert row.approval_no is None and row.lease_owner is None
@@ -204,7 +206,7 @@ async def test_limit_holds_whatever_join_the_planner_picks(
         await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
     if query == "claim_deliveries":
         for tid in tids:
-            await trigger(repo, tid, Status.SUCCESS)
+            await by_hand(repo, tid, Status.SUCCESS)
     # Steer new sessions of this database to the plan that shows it: a nested loop that scans
     # the subquery again for every outer row (what the planner picked on its own for the
     # schema of migration 0001).
@@ -292,8 +294,8 @@ async def test_every_final_payment_has_exactly_one_outbox_row(
 ) -> None:  # fmt: skip
     tids = await insert_payments(pool, sim, 60)
     # Some are settled by hand first: those must not get a second row from the engine.
-    assert await trigger(repo, tids[0], Status.SUCCESS) == "settled"
-    assert await trigger(repo, tids[1], Status.FAILED) == "settled"
+    assert await by_hand(repo, tids[0], Status.SUCCESS) == "settled"
+    assert await by_hand(repo, tids[1], Status.FAILED) == "settled"
     worker = Worker(settings, repo, http, owner="outbox-worker")
     while (await worker.payments_pass()).claimed:
         pass
@@ -374,7 +376,7 @@ async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
         return (await healthy.payments_pass()).settled
 
     assert await wait_until(settled_now, what="the requeued payment settles") == 1
-    payment = await repo.payment_by_tid(tid)
+    payment = await repo.payment_by_tid(tid, MID)
     assert payment is not None
     assert payment.status is Status.SUCCESS and payment.attempts == 2
     [charge] = await ledger(http, sim)
@@ -427,7 +429,7 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
     references = [c["reference"] for c in charges]
     assert sorted(references) == tids[1:]
     [charge] = [c for c in charges if c["reference"] == dead[0].tid]
-    payment = await repo.payment_by_tid(dead[0].tid)
+    payment = await repo.payment_by_tid(dead[0].tid, MID)
     assert payment is not None and payment.status is Status.SUCCESS and payment.attempts == 2
     assert payment.approval_no == unwritten.approval_no == charge["approvalNo"]
     stats = await acquirer_stats(http, sim)

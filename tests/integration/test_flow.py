@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import aiohttp
+import asyncpg
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
+from engine import signing
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
-from tests.conftest import SEED_REQUEST
+from tests.conftest import MID, SEED_REQUEST
 
 
 async def test_seed_request_settles_and_reports(
@@ -42,3 +44,23 @@ async def test_seed_request_settles_and_reports(
     else:
         assert body["code"] == "E001" and body["message"].startswith("Payment failed: ")
     assert looked["webhookSentAt"] is not None and looked["webhookResponseCode"] == 200
+
+
+async def test_a_payment_without_webhook_url_goes_to_the_merchants_endpoint(
+    client: TestClient, repo: Repository, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    async def url_of(order_id: str, **extra: str) -> str:
+        resp = await client.post("/api/payment", json=SEED_REQUEST | {"orderId": order_id} | extra)
+        assert resp.status == 202
+        tid = (await resp.json())["transactionId"]
+        return str(await pool.fetchval("SELECT webhook_url FROM payment_processes WHERE tid = $1",
+                                       tid))  # fmt: skip
+
+    assert await url_of("ORD_A") == str(settings.default_webhook_url)
+    await repo.add_endpoint("https://shop.example/hooks", signing.new_secret(), MID)
+    await repo.add_endpoint("https://other.example/hooks", signing.new_secret(), "someone_else")
+    assert await url_of("ORD_B") == "https://shop.example/hooks"
+    assert await url_of("ORD_C", webhookUrl="https://named.example/x") == "https://named.example/x"
+    # A replay still matches: the digest covers what was asked for, not what it resolved to.
+    replay = await client.post("/api/payment", json=SEED_REQUEST | {"orderId": "ORD_A"})
+    assert replay.status == 200

@@ -30,7 +30,8 @@ from pytest_aiohttp import AiohttpClient
 from api import openapi
 from api.app import create_app
 from config.settings import Settings
-from tests.conftest import SEED_REQUEST
+from engine.repository import Repository
+from tests.conftest import MID, SEED_REQUEST
 from tests.integration.test_openapi import component
 
 PAY = "/api/payment"
@@ -46,6 +47,16 @@ SCHEMATHESIS_EXAMPLES = 50
 SCHEMATHESIS_DEADLINE = 100.0
 
 
+# Left out of the fuzz run, each for a reason that is a known bug, not a test premise:
+# createRefund answers 500 for an `amount` of 2**63 or more (api/refunds.py bounds it nowhere,
+# and the bigint parameter overflows in asyncpg). Take it out of here once that is a 422.
+UNFUZZED: frozenset[str] = frozenset()
+# 422s of schema-valid data that no JSON Schema keyword can rule out, by operation: a history
+# cursor is valid only as the server signed it, and `to` / `maxAmount` must not fall below
+# `from` / `minAmount` (a rule across two parameters).
+UNSTATEABLE = {("GET", "/api/payments"): frozenset({"cursor", "to", "maxAmount"})}
+
+
 def _whole_float(value: Any) -> bool:
     return isinstance(value, float) and value.is_integer()
 
@@ -57,17 +68,39 @@ def filter_failure(
     case: schemathesis.Case,
     response: schemathesis.Response,
 ) -> bool:
-    """Keep every failure but a 422 whose only offending fields were integers spelled as floats."""
+    """Keep every failure but a 422 of valid-looking data that the schema cannot rule out.
+
+    That is: integers spelled as floats, or an UNSTATEABLE rule of the operation.
+    """
     # JSON Schema counts 10000.0 as an integer and schemathesis sends such spellings as valid
     # data; the contract refuses floats for money on purpose (README, test_intake), and no
     # schema keyword can say "no fraction part written". Any other cause of the 422 is kept.
-    if failure.code != "ST202" or response.status_code != 422 or not isinstance(case.body, dict):
+    if failure.code != "ST202" or response.status_code != 422:
         return True
     try:
         fields = {e["field"] for e in json.loads(response.content)["errors"]}
     except (ValueError, KeyError, TypeError):
         return True
+    operation = (case.operation.method.upper(), case.operation.path)
+    if fields and fields <= UNSTATEABLE.get(operation, frozenset()):
+        return False
+    if not isinstance(case.body, dict):
+        return True
     return not all(_whole_float(case.body.get(f)) for f in fields)
+
+
+# The id of the key the fuzzer calls with: one it will not draw for DELETE /api/keys/{id} (it
+# does draw 1, 2, the maximum...), so it cannot revoke or roll the key it needs.
+FUZZ_KEY_ID = 7_340_117_219
+
+
+@pytest.fixture
+async def fuzz_key(repo: Repository, settings: Settings, api_key: str) -> str:
+    """A test key of MID (made by `api_key`) with an id the fuzzer will not hit."""
+    await repo.pool.execute(f"ALTER TABLE api_keys ALTER COLUMN id RESTART WITH {FUZZ_KEY_ID}")
+    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    assert issued.id == FUZZ_KEY_ID
+    return issued.key
 
 
 @pytest.fixture
@@ -90,7 +123,7 @@ def _count(pattern: str, text: str) -> int:
 
 
 async def test_schemathesis_finds_no_server_error_or_schema_violation(
-    live_url: str, tmp_path: Path
+    live_url: str, tmp_path: Path, fuzz_key: str, repo: Repository
 ) -> None:
     # The document as the server serves it, from a file: given the URL instead, schemathesis
     # leaves out the operation that serves the document itself.
@@ -99,6 +132,9 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
         (tmp_path / "openapi.json").write_bytes(await resp.read())
     command = [
         str(SCHEMATHESIS), "run", str(tmp_path / "openapi.json"), "--url", live_url,
+        # Every request carries the key; schemathesis itself also sends none or a wrong one
+        # where the document declares the bearer scheme, and expects 401 (ignored_auth etc.).
+        "-H", f"Authorization: Bearer {fuzz_key}",
         "--checks", "all",
         "--max-examples", str(SCHEMATHESIS_EXAMPLES),
         "--seed", str(SCHEMATHESIS_SEED),
@@ -106,6 +142,7 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
         "--generation-database", "none",
         # PostgreSQL text cannot hold NUL; the intake refuses it (422), as documented.
         "--generation-allow-x00", "false",
+        *(arg for op in sorted(UNFUZZED) for arg in ("--exclude-operation-id", op)),
         "--no-color",
         "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml"),
     ]  # fmt: skip
@@ -136,11 +173,20 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
     ran = {case.get("name") for case in suites.iter("testcase")}
     spec = json.loads((tmp_path / "openapi.json").read_text())
     operations = {
-        f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item
+        f"{method.upper()} {path}"
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if operation["operationId"] not in UNFUZZED
     }
     assert ran == operations | {"Stateful tests"}, ran
     assert (suites.get("failures"), suites.get("errors")) == ("0", "0"), text
     assert _count(r"(\d+) generated", text) > 500, text
+    # The run was authenticated to the end: its key is still active, and was used.
+    used = await repo.pool.fetchrow(
+        "SELECT last_used_at, expires_at, revoked_at FROM api_keys WHERE id = $1", FUZZ_KEY_ID
+    )
+    assert used["last_used_at"] is not None
+    assert (used["expires_at"], used["revoked_at"]) == (None, None)
 
 
 # --- property tests through the in-process client ----------------------------------------
@@ -172,9 +218,19 @@ HYPOTHESIS = settings(
     derandomize=True,
     database=None,
 )
-ALLOWED = {200, 202, 400, 409, 413, 422}
+# 403: echo.mid names a merchant other than the API key's (field "echo.mid").
+ALLOWED = {200, 202, 400, 403, 409, 413, 422}
 DROP = object()
-FIELDS = ["userPublicId", "orderId", "amount", "currency", "echo", "webhookUrl"]
+FIELDS = [
+    "userPublicId",
+    "orderId",
+    "amount",
+    "currency",
+    "echo",
+    "webhookUrl",
+    "provider",
+    "orderName",
+]
 
 
 async def payment_rows(pool: asyncpg.Pool) -> int:
@@ -196,6 +252,10 @@ async def send_and_check(
         assert body["status"] == resp.status
         assert component(doc, "Problem").is_valid(body), body
         assert after == before, (resp.status, text)
+        if resp.status == 403:
+            assert body["field"] == "echo.mid", body
+            sent = json.loads(raw)["echo"]["mid"]
+            assert isinstance(sent, str) and sent != MID, raw[:500]
     else:
         assert resp.content_type == "application/json", text
         assert component(doc, "PaymentAck").is_valid(body), body
@@ -262,9 +322,10 @@ async def test_mutated_seed_request_is_answered_never_500(
     status, answer = await send_and_check(client, pool, json.dumps(body).encode(), doc)
     event(f"status {status}")
     if status == 202:
-        # A new payment echoes exactly what was sent.
+        # A new payment echoes exactly what was sent, and belongs to the key's merchant.
         assert answer["echo"] == body.get("echo", {})
         assert answer["amount"] == body["amount"]
+        assert answer["echo"].get("mid") in (None, MID), answer
 
 
 SEED_BYTES = json.dumps(SEED_REQUEST).encode()
@@ -364,7 +425,7 @@ async def read_http_response(reader: asyncio.StreamReader) -> tuple[int, dict[st
 
 
 async def test_slow_client_gets_408(
-    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
 ) -> None:
     timeout = 0.5
     slow = settings.model_copy(update={"body_read_timeout_seconds": timeout})
@@ -373,7 +434,9 @@ async def test_slow_client_gets_408(
     try:
         writer.write(
             b"POST /api/payment HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n" + b'{"userPubl'
+            + f"Authorization: Bearer {api_key}\r\n".encode()
+            + b"Content-Length: 100\r\n\r\n"
+            + b'{"userPubl'
         )
         await writer.drain()
         started = time.monotonic()
@@ -392,7 +455,7 @@ async def test_slow_client_gets_408(
 
 
 BIG = {
-    "mid": "m",
+    "mid": MID,
     "p80": 2**80,
     "n80": -(2**80),
     "edges": [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 2**128 + 1],
@@ -419,7 +482,7 @@ async def test_integers_beyond_64_bits_in_echo_are_kept_exactly(
 
 async def test_integer_at_pythons_digit_limit(client: TestClient, pool: asyncpg.Pool) -> None:
     # Python refuses to parse integers of more than 4300 digits (CVE-2020-10735 guard).
-    head = b'{"userPublicId":"U","orderId":"O","amount":1,"echo":{"mid":"m","n":'
+    head = b'{"userPublicId":"U","orderId":"O","amount":1,"echo":{"mid":"%s","n":' % MID.encode()
     at_limit = head + b"9" * 4300 + b"}}"
     resp = await client.post(PAY, data=at_limit, headers={"Content-Type": "application/json"})
     assert resp.status == 202, await resp.text()
@@ -449,26 +512,39 @@ VERBATIM = {
 async def test_more_strings_are_stored_verbatim(
     client: TestClient, pool: asyncpg.Pool, text: str
 ) -> None:
-    echo = {"mid": text, text: [text, {text: text}]}
-    request = {**SEED_REQUEST, "orderId": text, "userPublicId": text, "echo": echo}
+    # As echo.mid the text names another merchant than the key's: refused, nothing stored.
+    resp = await client.post(PAY, json={**SEED_REQUEST, "echo": {"mid": text}})
+    await problem(resp, 403, "echo.mid")
+    assert await payment_rows(pool) == 0
+    echo = {"mid": MID, "note": text, text: [text, {text: text}]}
+    request = {**SEED_REQUEST, "orderId": text, "userPublicId": text, "orderName": text,
+               "echo": echo}  # fmt: skip
     resp = await client.post(PAY, json=request)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["echo"] == echo
-    row = await pool.fetchrow("SELECT order_id, user_public_id, mid, echo FROM payment_processes")
-    assert (row["order_id"], row["user_public_id"], row["mid"]) == (text, text, text)
+    row = await pool.fetchrow(
+        "SELECT order_id, user_public_id, order_name, mid, echo FROM payment_processes"
+    )
+    assert (row["order_id"], row["user_public_id"], row["order_name"]) == (text, text, text)
+    assert row["mid"] == MID
     assert row["echo"] == echo
     tid = (await resp.json())["transactionId"]
     looked = await (await client.get(f"/api/payment/transaction/{tid}")).json()
     assert looked["orderId"] == text
 
 
-def test_hook_drops_only_whole_float_rejections() -> None:
+def test_hook_drops_only_whole_float_and_unstateable_rejections() -> None:
     class Failure:
         code = "ST202"
+
+    class Operation:
+        method = "post"
+        path = "/api/payment"
 
     class Case:
         def __init__(self) -> None:
             self.body: Any = {"amount": 5.0, "orderId": "O"}
+            self.operation = Operation()
 
     class Response:
         status_code = 422
@@ -481,5 +557,14 @@ def test_hook_drops_only_whole_float_rejections() -> None:
     case.body = {"amount": 5.0}
     response.content = json.dumps({"errors": [{"field": "echo", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    # A history cursor or range the schema cannot rule out, on that operation only.
+    response.content = json.dumps({"errors": [{"field": "cursor", "message": "x"}]}).encode()
+    assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    case.operation.method, case.operation.path = "get", "/api/payments"
+    case.body = None
+    assert not filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    response.content = json.dumps({"errors": [{"field": "q", "message": "x"}]}).encode()
+    assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
     failure.code = "ST201"
+    response.content = json.dumps({"errors": [{"field": "cursor", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from config.settings import Settings
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
-from tests.conftest import SEED_REQUEST
+from tests.conftest import MID, SEED_REQUEST
 
 PAY = "/api/payment"
 LOOKUP = "/api/payment/transaction/{}"
@@ -55,6 +55,17 @@ def seed(**changes: Any) -> dict[str, Any]:
         else:
             body[key] = value
     return body
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header of an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def other_merchant(repo: Repository, settings: Settings, mid: str = "other") -> str:
+    """Create merchant `mid` with a test key; returns the key."""
+    await repo.create_merchant(mid, mid.title())
+    return (await repo.issue_key(mid, "test", settings.api_key_secret)).key
 
 
 def pairs(text: str | bytes) -> Any:
@@ -251,11 +262,11 @@ async def test_malformed_json_is_400(client: Client, pool: asyncpg.Pool, raw: by
 
 
 async def test_100000_deep_nesting_is_400(
-    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
 ) -> None:
     # The default body limit is below 100000 bytes; raise it so the parser sees the whole body.
     big = settings.model_copy(update={"max_body_bytes": 1024 * 1024})
-    client = await aiohttp_client(create_app(big))
+    client = await aiohttp_client(create_app(big), headers=bearer(api_key))
     for raw in (b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000):
         await rejected(pool, await post_raw(client, raw), 400, "body")
     echo = b'{"userPublicId":"U","orderId":"O","amount":1,"echo":' + b'{"a":' * 100_000
@@ -460,19 +471,22 @@ VERBATIM = [
 async def test_strings_are_stored_and_returned_verbatim(
     client: Client, pool: asyncpg.Pool, text: str
 ) -> None:
-    echo = {"mid": text, text: text, "list": [text, {"k": text}]}
-    ack = await accepted(client, seed(orderId=text, userPublicId=text, echo=echo))
+    # The merchant comes from the API key: such a text as echo.mid names another merchant.
+    await rejected(pool, await post(client, seed(echo={"mid": text})), 403, "echo.mid")
+    echo = {"mid": MID, "note": text, text: text, "list": [text, {"k": text}]}
+    ack = await accepted(client, seed(orderId=text, userPublicId=text, orderName=text, echo=echo))
     assert ack["echo"] == echo
     tid = ack["transactionId"]
     row = await pool.fetchrow("SELECT * FROM payment_processes WHERE tid = $1", tid)
     assert row["order_id"] == text
     assert row["user_public_id"] == text
-    assert row["mid"] == text
+    assert row["order_name"] == text
+    assert row["mid"] == MID
     assert row["echo"] == echo
     looked = await (await client.get(LOOKUP.format(tid))).json()
     assert looked["orderId"] == text
     # Replaying it finds the same payment: the strings round-trip through the database exactly.
-    resp = await post(client, seed(orderId=text, userPublicId=text, echo=echo))
+    resp = await post(client, seed(orderId=text, userPublicId=text, orderName=text, echo=echo))
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["transactionId"] == tid
     assert await payment_rows(pool) == 1
@@ -508,8 +522,8 @@ async def test_replay_with_default_currency_spelled_out(
 
 async def test_replay_ignores_echo_key_order(client: Client, pool: asyncpg.Pool) -> None:
     raw1 = ('{"userPublicId":"U","orderId":"O-1","amount":5,'
-            '"echo":{"mid":"m1","a":1,"b":{"x":1,"y":[1,{"p":1,"q":2}]}}}')  # fmt: skip
-    raw2 = ('{"amount":5,"echo":{"b":{"y":[1,{"q":2,"p":1}],"x":1},"a":1,"mid":"m1"},'
+            '"echo":{"mid":"' + MID + '","a":1,"b":{"x":1,"y":[1,{"p":1,"q":2}]}}}')  # fmt: skip
+    raw2 = ('{"amount":5,"echo":{"b":{"y":[1,{"q":2,"p":1}],"x":1},"a":1,"mid":"' + MID + '"},'
             '"orderId":"O-1","userPublicId":"U"}')  # fmt: skip
     resp1 = await post_raw(client, raw1)
     assert resp1.status == 202, await resp1.text()
@@ -546,18 +560,41 @@ async def test_same_order_different_request_is_409(
 
 
 async def test_same_order_other_merchant_is_a_new_payment(
-    client: Client, pool: asyncpg.Pool
+    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings
 ) -> None:
+    # Idempotency is per merchant, and the merchant is the API key's, not echo.mid.
+    other = bearer(await other_merchant(repo, settings, "other"))
+    third = bearer(await other_merchant(repo, settings, "third"))
     first = await accepted(client, SEED_REQUEST)
-    other_echo = {**SEED_ECHO, "mid": "another_mid"}
-    second = await accepted(client, seed(echo=other_echo))
-    no_mid = await accepted(client, seed(echo={"orderNumber": "TEST_ORDER"}))
-    tids = {first["transactionId"], second["transactionId"], no_mid["transactionId"]}
+    resp = await client.post(PAY, json=seed(echo={**SEED_ECHO, "mid": "other"}), headers=other)
+    assert resp.status == 202, await resp.text()
+    second = await resp.json()
+    no_mid = seed(echo={"orderNumber": "TEST_ORDER"})
+    resp = await client.post(PAY, json=no_mid, headers=third)
+    assert resp.status == 202, await resp.text()
+    third_ack = await resp.json()
+    tids = {first["transactionId"], second["transactionId"], third_ack["transactionId"]}
     assert len(tids) == 3
     mids = await pool.fetch("SELECT mid, order_id FROM payment_processes ORDER BY id")
     assert [(r["mid"], r["order_id"]) for r in mids] == [
-        ("hamster_dummy_mid_001", "ORD_456"), ("another_mid", "ORD_456"), ("", "ORD_456"),
+        (MID, "ORD_456"), ("other", "ORD_456"), ("third", "ORD_456"),
     ]  # fmt: skip
+    # Each merchant's replay finds its own payment.
+    resp = await client.post(PAY, json=seed(echo={**SEED_ECHO, "mid": "other"}), headers=other)
+    assert resp.status == 200 and (await resp.json())["transactionId"] == second["transactionId"]
+    resp = await client.post(PAY, json=no_mid, headers=third)
+    assert resp.status == 200 and (await resp.json())["transactionId"] == third_ack["transactionId"]
+    again = await post(client, SEED_REQUEST)
+    assert again.status == 200 and (await again.json())["transactionId"] == first["transactionId"]
+    # Naming another merchant in echo.mid is refused, whoever it is, and stores nothing.
+    before = await snapshot(pool)
+    for mid in ("other", "nobody", "third"):
+        changed = seed(orderId="ORD_NEW", echo={**SEED_ECHO, "mid": mid})
+        await rejected(pool, await post(client, changed), 403, "echo.mid", before=before)
+    # A null echo.mid is no mid: the key's merchant.
+    ack = await accepted(client, seed(orderId="ORD_NULL_MID", echo={"mid": None}))
+    assert await pool.fetchval("SELECT mid FROM payment_processes WHERE tid = $1",
+                               ack["transactionId"]) == MID  # fmt: skip
 
 
 async def test_replay_after_settlement_reports_current_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from api import openapi
+from api import history, openapi
 from api.app import create_app
 from config.settings import Settings
 from tests.conftest import SEED_REQUEST
@@ -251,3 +252,163 @@ async def test_operational_responses_match_the_document(
 def test_response_schemas_are_strict(settings: Settings, body: dict[str, Any]) -> None:
     # Success bodies are closed: a handler that starts returning more fails the tests above.
     assert not component(openapi.document(settings), "Health").is_valid(body)
+
+
+def test_every_api_operation_needs_the_bearer_key(settings: Settings) -> None:
+    doc = openapi.document(settings)
+    scheme = doc["components"]["securitySchemes"][openapi.SECURITY_SCHEME]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "security" not in doc  # per operation, so the public ones stay public
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/api/"):
+                assert operation["security"] == [{openapi.SECURITY_SCHEME: []}], (method, path)
+                unauthorized = operation["responses"]["401"]
+                assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+            else:
+                assert "security" not in operation and "401" not in operation["responses"], path
+    # 403 where a key may be refused an action: another merchant's echo.mid, a live key's
+    # settle by hand.
+    forbidden = {
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        if "403" in operation["responses"]
+    }
+    assert forbidden == {("post", "/api/payment"), ("post", "/api/payment/webhook/trigger/{tid}")}
+    body = doc["components"]["schemas"]["PaymentRequest"]["properties"]
+    assert body["provider"]["enum"] == ["card", "atom"] and body["provider"]["default"] == "card"
+    name = body["orderName"]["anyOf"][0]
+    assert (name["type"], name["minLength"], name["maxLength"]) == ("string", 1, 200)
+
+
+def test_history_filters_are_the_handlers(settings: Settings) -> None:
+    params = {
+        p["name"]: p["schema"]
+        for p in openapi.document(settings)["paths"]["/api/payments"]["get"]["parameters"]
+    }
+    for name, allowed in (("status", history.STATUSES), ("kind", history.KINDS)):
+        pattern = re.compile(params[name]["pattern"])
+        assert all(pattern.fullmatch(v) for v in allowed), name
+        assert pattern.fullmatch(",".join(sorted(allowed))), name
+        assert not pattern.fullmatch("NOPE") and not pattern.fullmatch(""), name
+        assert not pattern.fullmatch(next(iter(allowed)) + ","), name
+    assert params["limit"]["maximum"] == history.MAX_LIMIT
+    assert params["q"]["maxLength"] == history.MAX_Q
+
+
+async def test_auth_and_key_responses_match_the_document(
+    client: TestClient, settings: Settings, api_key: str
+) -> None:
+    doc = openapi.document(settings)
+    pay, keys = "/api/payment", "/api/keys"
+    roll, revoke = "/api/keys/{id}/roll", "/api/keys/{id}"
+    trigger = "/api/payment/webhook/trigger/{tid}"
+
+    resp = await client.post(pay, json=SEED_REQUEST, headers={"Authorization": "Bearer nope"})
+    assert resp.status == 401
+    assert (await conforms(doc, "POST", pay, resp))["reason"] == "malformed"
+    resp = await client.get(keys, headers={"Authorization": "Basic eDp5"})
+    assert resp.status == 401
+    await conforms(doc, "GET", keys, resp)
+    other_echo = {**SEED_REQUEST, "echo": {"mid": "someone_else"}}
+    resp = await client.post(pay, json=other_echo)
+    assert resp.status == 403
+    assert (await conforms(doc, "POST", pay, resp))["field"] == "echo.mid"
+
+    resp = await client.get(keys)
+    assert resp.status == 200
+    [own] = (await conforms(doc, "GET", keys, resp))["keys"]
+    resp = await client.post(keys, json={"mode": "live"})
+    assert resp.status == 201
+    live = await conforms(doc, "POST", keys, resp)
+    resp = await client.post(keys, json={"mode": "nope"})
+    assert resp.status == 422
+    await conforms(doc, "POST", keys, resp)
+
+    tid = (await (await client.post(pay, json=SEED_REQUEST)).json())["transactionId"]
+    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"},
+                             headers={"Authorization": f"Bearer {live['key']}"})  # fmt: skip
+    assert resp.status == 403
+    await conforms(doc, "POST", trigger, resp)
+
+    resp = await client.post(roll.format(id=live["id"]), json={"graceSeconds": 60})
+    assert resp.status == 201
+    rolled = await conforms(doc, "POST", roll, resp)
+    assert rolled["old"]["id"] == live["id"] and rolled["old"]["expiresAt"] is not None
+    resp = await client.post(roll.format(id=live["id"]), json={"graceSeconds": -1})
+    assert resp.status == 422
+    await conforms(doc, "POST", roll, resp)
+    resp = await client.delete(revoke.format(id=rolled["new"]["id"]))
+    assert resp.status == 200
+    assert (await conforms(doc, "DELETE", revoke, resp))["revokedAt"] is not None
+    resp = await client.delete(revoke.format(id=rolled["new"]["id"]))
+    assert resp.status == 404
+    await conforms(doc, "DELETE", revoke, resp)
+    resp = await client.post(roll.format(id=999_999))
+    assert resp.status == 404
+    await conforms(doc, "POST", roll, resp)
+    assert own["prefix"] == api_key[:14]
+
+
+async def test_refund_and_history_responses_match_the_document(
+    client: TestClient, settings: Settings
+) -> None:
+    doc = openapi.document(settings)
+    cancel, refunds = "/api/payments/{tid}/cancel", "/api/payments/{tid}/refunds"
+    refund, events = "/api/refunds/{refund_id}", "/api/payments/{tid}/events"
+    history = "/api/payments"
+    paid = (await (await client.post("/api/payment", json=SEED_REQUEST)).json())["transactionId"]
+    resp = await client.post(f"/api/payment/webhook/trigger/{paid}", params={"status": "SUCCESS"})
+    assert resp.status == 202, await resp.text()
+    other = {**SEED_REQUEST, "orderId": "ORD_CANCEL", "orderName": "To cancel"}
+    pending = (await (await client.post("/api/payment", json=other)).json())["transactionId"]
+
+    resp = await client.post(cancel.format(tid=pending))
+    assert resp.status == 200, await resp.text()
+    assert (await conforms(doc, "POST", cancel, resp))["status"] == "CANCELED"
+    resp = await client.post(cancel.format(tid=paid))
+    assert resp.status == 409
+    await conforms(doc, "POST", cancel, resp)
+
+    key = {"Idempotency-Key": "refund-1"}
+    resp = await client.post(refunds.format(tid=paid), json={"amount": 400}, headers=key)
+    assert resp.status == 202, await resp.text()
+    made = await conforms(doc, "POST", refunds, resp)
+    resp = await client.post(refunds.format(tid=paid), json={"amount": 400}, headers=key)
+    assert resp.status == 200
+    assert (await conforms(doc, "POST", refunds, resp))["refundId"] == made["refundId"]
+    resp = await client.post(refunds.format(tid=paid), json={"amount": 10**6},
+                             headers={"Idempotency-Key": "refund-2"})  # fmt: skip
+    assert resp.status == 409
+    await conforms(doc, "POST", refunds, resp)
+    resp = await client.post(refunds.format(tid=paid), json={"amount": 1})
+    assert resp.status == 422
+    await conforms(doc, "POST", refunds, resp)
+
+    resp = await client.get(refunds.format(tid=paid))
+    assert resp.status == 200
+    assert [r["refundId"] for r in (await conforms(doc, "GET", refunds, resp))["refunds"]] == [
+        made["refundId"]
+    ]
+    resp = await client.get(refund.format(refund_id=made["refundId"]))
+    assert resp.status == 200
+    await conforms(doc, "GET", refund, resp)
+    resp = await client.get(refund.format(refund_id="RF00000000000"))
+    assert resp.status == 404
+    await conforms(doc, "GET", refund, resp)
+
+    resp = await client.get(events.format(tid=paid))
+    assert resp.status == 200
+    assert len((await conforms(doc, "GET", events, resp))["events"]) >= 2
+    resp = await client.get(history, params={"limit": "1"})
+    assert resp.status == 200
+    page = await conforms(doc, "GET", history, resp)
+    assert len(page["items"]) == 1 and isinstance(page["next"], str)
+    resp = await client.get(history, params={"cursor": page["next"]})
+    assert resp.status == 200
+    kinds = {i["kind"] for i in (await conforms(doc, "GET", history, resp))["items"]}
+    assert kinds <= {"payment", "cancel", "refund"}
+    resp = await client.get(history, params={"cursor": "forged"})
+    assert resp.status == 422
+    await conforms(doc, "GET", history, resp)

@@ -25,11 +25,11 @@ from engine import signing
 from engine.errors import DatabaseUnavailable
 from engine.models import Status
 from engine.repository import Repository
-from engine.trigger import trigger
 from engine.worker import Worker
 from simulator.merchant import MERCHANT_STATE
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
+from tests.integration.engine_support import by_hand
 
 T = TypeVar("T")
 Hook = dict[str, Any]
@@ -114,7 +114,7 @@ async def test_signed_delivery_verifies_and_keeps_its_id_across_a_retry(
     async with http.post(f"{sim.url}/api/webhook/admin/faults", json={"fail_next": 1}) as resp:
         assert resp.status == 200
     tid = await pay(client, "ORD_SIGNED")
-    assert await trigger(repo, tid, Status.SUCCESS) == "settled"
+    assert await by_hand(repo, tid, Status.SUCCESS) == "settled"
     worker = Worker(settings, repo, http, owner="t")
     first = await worker.webhooks_pass()
     assert (first.claimed, first.delivered) == (1, 0)
@@ -156,7 +156,7 @@ async def test_registered_endpoint_signs_with_its_own_secret(
     shop_tids = [await pay(client, f"ORD_SHOP_{i}", shop) for i in range(2)]
     plain_tid = await pay(client, "ORD_PLAIN")
     for tid in [*shop_tids, plain_tid]:
-        await trigger(repo, tid, Status.SUCCESS)
+        await by_hand(repo, tid, Status.SUCCESS)
 
     # One secrets lookup for the whole pass, not one per delivery.
     lookups: list[list[str]] = []
@@ -208,7 +208,7 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     assert 0 < old_expiry.total_seconds() <= grace
 
     tid = await pay(client, "ORD_ROLL", shop)
-    await trigger(repo, tid, Status.SUCCESS)
+    await by_hand(repo, tid, Status.SUCCESS)
     worker = Worker(settings, repo, http, owner="t")
     assert (await worker.webhooks_pass()).delivered == 1
     [during] = received(sim)
@@ -226,7 +226,7 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
 
     await until(only_new_active, "the old secret expired", timeout=grace + 10)
     await set_secrets(http, sim, new.secret)
-    assert await trigger(repo, tid, Status.SUCCESS) == "resent"
+    assert await by_hand(repo, tid, Status.SUCCESS) == "resent"
     assert (await worker.webhooks_pass()).delivered == 1
     after = received(sim)[-1]
     assert after["headers"]["webhook-id"] == during["headers"]["webhook-id"]
@@ -247,7 +247,7 @@ async def test_wrong_secret_is_refused_with_401_and_retried(
     # The merchant expects a secret the engine does not have for this url.
     await set_secrets(http, sim, signing.new_secret())
     tid = await pay(client, "ORD_WRONG")
-    await trigger(repo, tid, Status.FAILED)
+    await by_hand(repo, tid, Status.FAILED)
     worker = Worker(settings, repo, http, owner="t")
     assert (await worker.webhooks_pass()).delivered == 0
     [refused] = received(sim)
@@ -278,7 +278,7 @@ async def test_replayed_delivery_with_an_old_timestamp_is_refused(
     http: aiohttp.ClientSession,
 ) -> None:
     tid = await pay(client, "ORD_REPLAY")
-    await trigger(repo, tid, Status.SUCCESS)
+    await by_hand(repo, tid, Status.SUCCESS)
     assert (await Worker(settings, repo, http, owner="t").webhooks_pass()).delivered == 1
     [original] = received(sim)
     assert original["status"] == 200
@@ -349,7 +349,7 @@ async def test_a_malformed_stored_secret_fails_only_that_delivery(
     bad_tid = await pay(client, "ORD_BROKEN", broken)
     good_tid = await pay(client, "ORD_FINE")
     for tid in (bad_tid, good_tid):
-        await trigger(repo, tid, Status.SUCCESS)
+        await by_hand(repo, tid, Status.SUCCESS)
     result = await Worker(settings, repo, http, owner="t").webhooks_pass()
     assert (result.claimed, result.delivered) == (2, 1)
     assert [h["body"]["transactionId"] for h in received(sim)] == [good_tid]
@@ -371,7 +371,7 @@ async def test_failed_secrets_lookup_hands_the_claims_back(
     http: aiohttp.ClientSession,
 ) -> None:
     tid = await pay(client, "ORD_LOOKUP")
-    await trigger(repo, tid, Status.SUCCESS)
+    await by_hand(repo, tid, Status.SUCCESS)
 
     async def unavailable(urls: Any) -> dict[str, list[str]]:
         raise DatabaseUnavailable()

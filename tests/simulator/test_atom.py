@@ -229,3 +229,164 @@ async def test_admin_config_rejects_unknown_knobs(http: aiohttp.ClientSession) -
     await post(http, "auth", envelope("T-11"))
     assert (await post(http, "admin/reset", {}))[0] == 200
     assert (await get(http, "ledger"))["count"] == 0
+
+
+def refund_envelope(txn_id: str, refund_id: str, amount: int = 400, txn_type: str = "REFUND",
+                    *, hash_key: str = KEYS.req_hash_key) -> dict[str, str]:  # fmt: skip
+    """A REFUND or REFUND_STATUS body, signed and sealed as a merchant would."""
+    signature = sign(hash_key, KEYS.merch_id, KEYS.password, txn_id, refund_id, str(amount),
+                     "KRW", txn_type)  # fmt: skip
+    payload = {"merchId": KEYS.merch_id, "merchTxnId": txn_id, "refundTxnId": refund_id,
+               "amount": str(amount), "currency": "KRW", "txnType": txn_type,
+               "signature": signature}  # fmt: skip
+    return {"merchId": KEYS.merch_id, "encData": seal(KEYS.req_enc_key, payload)}
+
+
+def opened_refund(body: dict[str, Any]) -> dict[str, Any]:
+    """Decrypt a refund answer and check its signature, as opened() does for payments."""
+    answer: dict[str, Any] = unseal(KEYS.res_enc_key, body["encData"])
+    expected = sign(KEYS.res_hash_key, KEYS.merch_id, answer["atomRefundId"],
+                    answer["merchTxnId"], answer["refundTxnId"], answer["statusCode"],
+                    answer["amount"], answer["currency"])  # fmt: skip
+    answer["signed"] = answer.pop("signature") == expected
+    return answer
+
+
+async def refund(http: aiohttp.ClientSession, txn_id: str, refund_id: str,
+                 amount: int = 400) -> dict[str, Any]:  # fmt: skip
+    """A refund that Atom answers (200), opened."""
+    status, body = await post(http, "refund", refund_envelope(txn_id, refund_id, amount))
+    assert status == 200, body
+    return opened_refund(body)
+
+
+async def test_refund_of_a_charge_is_signed_recorded_once_and_repeats_get_the_same_answer(
+    http: aiohttp.ClientSession,
+) -> None:
+    await post(http, "auth", envelope("R-1", 1000))
+    done = await refund(http, "R-1", "RF-1", 400)
+    assert done["signed"] is True
+    assert (done["statusCode"], done["merchTxnId"], done["refundTxnId"]) == (
+        "OTS0000", "R-1", "RF-1"
+    )  # fmt: skip
+    assert (done["amount"], done["currency"]) == ("400", "KRW")
+    assert done["atomRefundId"].isdigit()
+    again = await asyncio.gather(*(refund(http, "R-1", "RF-1", 400) for _ in range(10)))
+    assert {a["atomRefundId"] for a in again} == {done["atomRefundId"]}
+    refunds = await get(http, "refunds")
+    assert refunds["count"] == 1 and refunds["calls"] == 11
+    [entry] = refunds["refunds"]
+    assert (entry["merchTxnId"], entry["refundTxnId"], entry["amount"]) == ("R-1", "RF-1", 400)
+    assert entry["atomRefundId"] == done["atomRefundId"]
+    assert (await get(http, "ledger"))["refunds"] == refunds["refunds"]
+    # The same refundTxnId for another amount or another payment is a conflict, not a refund.
+    assert await post(http, "refund", refund_envelope("R-1", "RF-1", 300)) == (
+        409, {"error": "reference_conflict"}
+    )  # fmt: skip
+    await post(http, "auth", envelope("R-1b", 1000))
+    assert await post(http, "refund", refund_envelope("R-1b", "RF-1", 400)) == (
+        409, {"error": "reference_conflict"}
+    )  # fmt: skip
+    assert (await get(http, "refunds"))["count"] == 1
+
+
+async def test_partial_refunds_add_up_to_the_charge_and_no_further(
+    http: aiohttp.ClientSession,
+) -> None:
+    await post(http, "auth", envelope("R-2", 1000))
+    assert (await refund(http, "R-2", "RF-2a", 600))["statusCode"] == "OTS0000"
+    over = await refund(http, "R-2", "RF-2b", 401)
+    assert over["signed"] is True
+    assert (over["statusCode"], over["description"], over["atomRefundId"]) == (
+        "OTS0600", "EXCEEDS_CAPTURED", ""
+    )  # fmt: skip
+    assert (await refund(http, "R-2", "RF-2c", 400))["statusCode"] == "OTS0000"
+    # A rejection is decided too: asked again, it stays rejected even though nothing changed.
+    assert (await refund(http, "R-2", "RF-2b", 401))["description"] == "EXCEEDS_CAPTURED"
+    refunds = await get(http, "refunds")
+    assert [r["refundTxnId"] for r in refunds["refunds"]] == ["RF-2a", "RF-2c"]
+    stats = await get(http, "stats")
+    assert (stats["refunded"], stats["refundsRejected"]) == (2, 1)
+
+
+async def test_refunds_of_what_was_never_charged_are_rejected_not_captured(
+    http: aiohttp.ClientSession,
+) -> None:
+    never = await refund(http, "R-never", "RF-3a")
+    assert (never["statusCode"], never["description"]) == ("OTS0600", "NOT_CAPTURED")
+    await config(http, success_rate=0.0)
+    await post(http, "auth", envelope("R-declined"))
+    declined = await refund(http, "R-declined", "RF-3b")
+    assert (declined["statusCode"], declined["description"]) == ("OTS0600", "NOT_CAPTURED")
+    assert (await get(http, "refunds"))["count"] == 0
+
+
+async def test_refund_status_tells_the_stored_answer_or_no_record(
+    http: aiohttp.ClientSession,
+) -> None:
+    status, body = await post(http, "refund-status",
+                              refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS"))  # fmt: skip
+    assert status == 200
+    assert opened_refund(body) == {"merchTxnId": "R-4", "refundTxnId": "RF-4", "atomRefundId": "",
+                                   "statusCode": "OTS0404", "amount": "400", "currency": "KRW",
+                                   "signed": True}  # fmt: skip
+    await post(http, "auth", envelope("R-4", 1000))
+    done = await refund(http, "R-4", "RF-4")
+    status, body = await post(http, "refund-status",
+                              refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS"))  # fmt: skip
+    assert opened_refund(body) == done
+    refunds = await get(http, "refunds")
+    assert (refunds["count"], refunds["calls"], refunds["inquiries"]) == (1, 1, 2)
+
+
+async def test_refund_requests_badly_signed_or_of_another_kind_are_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    await post(http, "auth", envelope("R-5", 1000))
+    bad = refund_envelope("R-5", "RF-5", hash_key="not-the-key")
+    assert await post(http, "refund", bad) == (401, {"error": "bad_signature"})
+    assert (await get(http, "stats"))["badSignatures"] == 1
+    # A signed inquiry replayed at /refund must not refund; a payment request is no refund.
+    inquiry = refund_envelope("R-5", "RF-5", txn_type="REFUND_STATUS")
+    assert await post(http, "refund", inquiry) == (400, {"error": "bad_request"})
+    assert await post(http, "refund", envelope("R-5")) == (400, {"error": "bad_enc_data"})
+    assert await post(http, "refund-status", refund_envelope("R-5", "RF-5")) == (
+        400, {"error": "bad_request"}
+    )  # fmt: skip
+    # And a refund request is no charge.
+    assert await post(http, "auth", refund_envelope("R-6", "RF-6")) == (
+        400, {"error": "bad_enc_data"}
+    )  # fmt: skip
+    assert (await get(http, "refunds"))["count"] == 0
+    assert (await get(http, "ledger"))["count"] == 1
+
+
+async def test_refund_faults_error_decides_nothing_lost_answer_refunds_tamper_mis_signs(
+    http: aiohttp.ClientSession,
+) -> None:
+    await post(http, "auth", envelope("R-7", 1000))
+    await config(http, error_rate=1.0)
+    assert await post(http, "refund", refund_envelope("R-7", "RF-7a")) == (
+        503, {"error": "injected"}
+    )  # fmt: skip
+    inquiry = refund_envelope("R-7", "RF-7a", txn_type="REFUND_STATUS")
+    assert await post(http, "refund-status", inquiry) == (503, {"error": "injected"})
+    assert (await get(http, "refunds"))["count"] == 0
+
+    await config(http, error_rate=0.0, lost_answer_rate=1.0)
+    assert await post(http, "refund", refund_envelope("R-7", "RF-7a")) == (
+        503, {"error": "injected"}
+    )  # fmt: skip
+    [entry] = (await get(http, "refunds"))["refunds"]
+    found = opened_refund((await post(http, "refund-status", inquiry))[1])
+    assert found["statusCode"] == "OTS0000" and found["atomRefundId"] == entry["atomRefundId"]
+
+    await config(http, lost_answer_rate=0.0, tamper_rate=1.0)
+    tampered = await refund(http, "R-7", "RF-7b")
+    assert tampered["signed"] is False
+    assert tampered["statusCode"] == "OTS0000"  # the refund is real; only its proof is broken
+    stats = await get(http, "stats")
+    assert (stats["errors"], stats["lostAnswers"], stats["tampered"]) == (2, 1, 1)
+    assert (await get(http, "refunds"))["count"] == 2
+    await post(http, "admin/reset", {})
+    assert (await get(http, "refunds"))["count"] == 0

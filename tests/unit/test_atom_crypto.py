@@ -27,6 +27,9 @@ CREDS = AtomCredentials(
 )
 TID = "DUMMY_20260101_00000001"
 ATOM_TXN_ID = "11000000000001"
+# A refund's public id has the engine's shape: "RF" and 11 Base62 characters.
+REFUND_ID = "RF0AbCdEfGhIj"
+ATOM_REFUND_ID = "12000000000001"
 IV_HEX = "000102030405060708090a0b0c0d0e0f"
 
 # openssl kdf -keylen 32 -kdfopt digest:SHA512 -kdfopt pass:0F1E2D3C4B5A69788796A5B4C3D2E1F0 \
@@ -73,6 +76,32 @@ REQ_SIG_STATUS = (
 RES_SIG = (
     "54661276127b8078f0d1604ba1afe7817c563fdf4d584c760f4a4ae7d779f317"
     "54b79b441fa046173fc17a1e4163ca48eafea54d7b544db3287bb5b5575990d7"
+)
+
+# printf '%s' '900001Dev@Pass1DUMMY_20260101_00000001RF0AbCdEfGhIj400KRWREFUND' \
+#   | openssl dgst -sha512 -hmac 'REQHASH-DEV-ONLY'
+REQ_SIG_REFUND = (
+    "b2808b70513248156152f72eba2f084c44d68b63a5d73e7cdbed5bc8a214ab0b"
+    "2de59ca1e5b30185f56729eb3f6c33f6f01ed1a372dbb0f5f19ca9c4d5f461a8"
+)
+# printf '%s' '900001Dev@Pass1DUMMY_20260101_00000001RF0AbCdEfGhIj400KRWREFUND_STATUS' \
+#   | openssl dgst -sha512 -hmac 'REQHASH-DEV-ONLY'
+REQ_SIG_REFUND_STATUS = (
+    "7daf9f38b1d6318145c5f8e873cf7ae2630717938ce6ca758011e627c1bfd231"
+    "1961befb2471b41fd2f15cc53fe5c4d20b466de78d6efcde0cfc4a1a246a62b3"
+)
+# printf '%s' '90000112000000000001DUMMY_20260101_00000001RF0AbCdEfGhIjOTS0000400KRW' \
+#   | openssl dgst -sha512 -hmac 'RESHASH-DEV-ONLY'
+RES_SIG_REFUNDED = (
+    "fe9d8332a3aa99e1662b4cfe3c9ed53e9c9c9102db1a6f5b86d1781b7ab3e56b"
+    "6272c2d39fb3783ee705ad7ecb004815424c608679091da7eac240f616a0ba9c"
+)
+# A rejection has no Atom refund id: it is signed as "".
+# printf '%s' '900001DUMMY_20260101_00000001RF0AbCdEfGhIjOTS0600400KRW' \
+#   | openssl dgst -sha512 -hmac 'RESHASH-DEV-ONLY'
+RES_SIG_REJECTED = (
+    "df33451f5bb0cec40c740fc97861d387c1351cf8bb7d27f0d0d0a7cbfddba8e2"
+    "b99040841e7f962cd8d78c67ac96744f6713eae66e4862b9cc17448ed882eb83"
 )
 
 
@@ -214,3 +243,80 @@ def test_verify_callback_reads_approval_and_decline() -> None:
     assert (declined.status, declined.reason) == (Status.FAILED, "EXPIRED_CARD")
     with pytest.raises(AtomProtocolError, match="not a final answer"):
         atom.verify_callback(CREDS, sealed_answer("OTS0404"))
+
+
+def sealed_refund_answer(status_code: str = "OTS0000", **overrides: str) -> str:
+    """A genuine refund answer encData, signed with the openssl-checked vector's fields."""
+    refund_no = ATOM_REFUND_ID if status_code == "OTS0000" else ""
+    fields = {"merchTxnId": TID, "refundTxnId": REFUND_ID, "atomRefundId": refund_no,
+              "statusCode": status_code, "amount": "400", "currency": "KRW"}  # fmt: skip
+    signature = atom_crypto.refund_response_signature(
+        CREDS, refund_no, TID, REFUND_ID, status_code, "400", "KRW"
+    )
+    body = fields | {"signature": signature} | overrides
+    return atom_crypto.encrypt(atom_crypto.derive_key(RES_ENC_KEY), json.dumps(body).encode())
+
+
+def test_refund_request_signatures_match_openssl_hmac() -> None:
+    sign = atom_crypto.refund_request_signature
+    assert sign(CREDS, TID, REFUND_ID, 400, "KRW", "REFUND") == REQ_SIG_REFUND
+    assert sign(CREDS, TID, REFUND_ID, 400, "KRW", "REFUND_STATUS") == REQ_SIG_REFUND_STATUS
+
+
+def test_refund_response_signatures_match_openssl_hmac() -> None:
+    sign = atom_crypto.refund_response_signature
+    assert sign(CREDS, ATOM_REFUND_ID, TID, REFUND_ID, "OTS0000", "400", "KRW") == (
+        RES_SIG_REFUNDED
+    )
+    assert sign(CREDS, "", TID, REFUND_ID, "OTS0600", "400", "KRW") == RES_SIG_REJECTED
+
+
+def test_simulator_refund_signatures_match_the_same_vectors() -> None:
+    assert sim_atom.sign(CREDS.req_hash_key, "900001", "Dev@Pass1", TID, REFUND_ID, "400", "KRW",
+                         "REFUND") == REQ_SIG_REFUND  # fmt: skip
+    keys = sim_atom.MerchantKeys(
+        CREDS.merch_id, CREDS.password, CREDS.req_hash_key, CREDS.res_hash_key, REQ_ENC_KEY,
+        RES_ENC_KEY,
+    )  # fmt: skip
+    refunded = {"merchTxnId": TID, "refundTxnId": REFUND_ID, "atomRefundId": ATOM_REFUND_ID,
+                "statusCode": "OTS0000", "amount": "400", "currency": "KRW"}  # fmt: skip
+    assert sim_atom.answer_signature(keys, refunded) == RES_SIG_REFUNDED
+    rejected = refunded | {"atomRefundId": "", "statusCode": "OTS0600"}
+    assert sim_atom.answer_signature(keys, rejected) == RES_SIG_REJECTED
+
+
+def test_sealed_refund_request_round_trips_and_carries_a_valid_signature() -> None:
+    for txn, signature in (("REFUND", REQ_SIG_REFUND), ("REFUND_STATUS", REQ_SIG_REFUND_STATUS)):
+        sealed = atom.seal_refund_request(CREDS, TID, REFUND_ID, 400, "KRW", txn)
+        body = json.loads(atom_crypto.decrypt(atom_crypto.derive_key(REQ_ENC_KEY), sealed))
+        assert body == {"merchId": "900001", "merchTxnId": TID, "refundTxnId": REFUND_ID,
+                        "amount": "400", "currency": "KRW", "txnType": txn,
+                        "signature": signature}  # fmt: skip
+
+
+def test_genuine_refund_answers_open() -> None:
+    done = atom.open_refund_answer(CREDS, sealed_refund_answer())
+    assert (done.merch_txn_id, done.refund_txn_id, done.atom_refund_id, done.status_code) == (
+        TID, REFUND_ID, ATOM_REFUND_ID, "OTS0000"
+    )  # fmt: skip
+    rejected = atom.open_refund_answer(
+        CREDS, sealed_refund_answer("OTS0600", description="EXCEEDS_CAPTURED")
+    )
+    assert (rejected.atom_refund_id, rejected.description) == ("", "EXCEEDS_CAPTURED")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"statusCode": "OTS0600"}, {"amount": "4000"}, {"atomRefundId": "12000000000002"},
+     {"refundTxnId": "RF0AbCdEfGhIk"}, {"merchTxnId": "DUMMY_20260101_00000002"},
+     {"signature": flip(RES_SIG_REFUNDED, 0)}],
+)  # fmt: skip
+def test_a_changed_refund_field_fails_the_signature(override: dict[str, str]) -> None:
+    with pytest.raises(atom_crypto.AtomSignatureError):
+        atom.open_refund_answer(CREDS, sealed_refund_answer(**override))
+
+
+def test_a_payment_answer_is_not_a_refund_answer() -> None:
+    # Without refundTxnId and atomRefundId it is refused before any signature is checked.
+    with pytest.raises(AtomProtocolError, match="lacks"):
+        atom.open_refund_answer(CREDS, sealed_answer())

@@ -64,14 +64,18 @@ def test_seed_request_is_valid() -> None:
     assert req.currency is None and req.webhook_url is None
     assert req.echo == SEED["echo"]
     assert list(req.echo) == ["mid", "orderNumber", "gatewayReferenceId"]
-    assert req.mid == "hamster_dummy_mid_001"
+    # echo.mid is only checked against the API key's merchant; the model keeps it in echo.
+    assert req.echo["mid"] == "hamster_dummy_mid_001"
+    assert req.provider == "card" and req.order_name is None
 
 
-def test_defaults_and_mid_when_echo_has_none() -> None:
+def test_defaults_when_echo_has_no_mid() -> None:
     req = validate(request(echo=...))
-    assert req.echo == {} and req.mid == ""
-    assert validate(request(echo={"mid": None})).mid == ""
-    assert validate(request(echo={"other": 1})).mid == ""
+    assert req.echo == {}
+    assert validate(request(echo={"mid": None})).echo == {"mid": None}
+    assert validate(request(echo={"other": 1})).echo == {"other": 1}
+    # The merchant comes from the API key: the model has no mid of its own any more.
+    assert "mid" not in PaymentRequest.model_fields
 
 
 def test_model_is_frozen() -> None:
@@ -89,7 +93,9 @@ def test_model_is_frozen() -> None:
      ("echo", [1]), ("echo", "x"), ("echo", None),
      ("currency", "krw"), ("currency", "KRWX"), ("currency", "KR"), ("currency", 410),
      ("webhookUrl", "ftp://x"), ("webhookUrl", "not a url"), ("webhookUrl", "/relative"),
-     ("webhookUrl", "http://" + "a" * 2048), ("webhookUrl", 80)],
+     ("webhookUrl", "http://" + "a" * 2048), ("webhookUrl", 80),
+     ("provider", "paypal"), ("provider", "CARD"), ("provider", None), ("provider", 1),
+     ("orderName", ""), ("orderName", "n" * 201), ("orderName", 7), ("orderName", "a\x00")],
 )  # fmt: skip
 def test_strict_types_and_bounds(field: str, value: Any) -> None:
     assert failing_fields(request(**{field: value})) == [(field,)]
@@ -112,7 +118,11 @@ def test_boundaries_that_pass() -> None:
     assert validate(request(webhookUrl="https://m.example/hook?a=1")).webhook_url == (
         "https://m.example/hook?a=1"
     )
-    assert validate(request(echo={"mid": "m" * 64})).mid == "m" * 64
+    assert validate(request(echo={"mid": "m" * 64})).echo["mid"] == "m" * 64
+    assert validate(request(provider="atom")).provider == "atom"
+    assert validate(request(provider="card")).provider == "card"
+    assert validate(request(orderName="n")).order_name == "n"
+    assert validate(request(orderName="주" * 200)).order_name == "주" * 200
 
 
 def test_max_amount_comes_from_context() -> None:
@@ -174,7 +184,14 @@ def test_digest_fields_carry_the_resolved_values() -> None:
         "currency": "KRW",
         "echo": SEED["echo"],
         "webhookUrl": "http://h/hook",
+        "provider": "card",
+        "orderName": None,
     }
+    # The provider and the order name are part of what makes a request the same one.
+    other = validate(request(provider="atom", orderName="Coffee")).digest_fields("KRW", "http://h")
+    assert (other["provider"], other["orderName"]) == ("atom", "Coffee")
+    plain = req.digest_fields("KRW", "http://h")
+    assert other | {"provider": "card", "orderName": None} == plain
 
 
 # --- parse_json -----------------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""Cancel and refunds.
+
+A refund is accepted only after its amount is reserved on the payment by compare-and-set, so
+the refunds of a payment never add up to more than was captured, however many arrive at once.
+The worker then settles it with the payment's provider exactly like a payment: claimed with a
+lease, an unknown outcome inquired before any resend, a refusal flagged for a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from engine import errors, ids, metrics
+from engine.claim import Pass, Policy, requeue
+from engine.models import ClaimedRefund, Payment, Refund, RefundOutcome, Requeue
+from engine.provider import Provider, ProviderRejected
+from engine.repository import RefundKeyTaken, Repository
+
+log = structlog.get_logger()
+
+
+async def cancel(repo: Repository, tid: str, mid: str, actor: str) -> Payment:
+    """PENDING -> CANCELED; a payment already being processed (or done) is a StateConflict."""
+    canceled = await repo.cancel(tid, mid, actor)
+    if canceled is not None:
+        log.info("payment.canceled", tid=tid, by=actor)
+        return canceled
+    payment = await repo.payment_by_tid(tid, mid)
+    if payment is None:
+        raise errors.PaymentNotFound(tid)
+    if payment.status.value == "PENDING":  # an earlier attempt may have charged
+        raise errors.StateConflict(
+            tid, payment.status.value,
+            f"payment {tid} cannot be canceled: the outcome of an earlier attempt is unknown",
+        )  # fmt: skip
+    raise errors.StateConflict(
+        tid, payment.status.value,
+        f"payment {tid} is {payment.status.value}; only a PENDING payment can be canceled",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """The refund and whether this request created it."""
+
+    refund: Refund
+    created: bool
+
+
+async def request_refund(
+    repo: Repository, snowflake: ids.Snowflake, *, tid: str, mid: str, amount: int,
+    reason: str | None, key: str, digest: str, actor: str,
+) -> Requested:  # fmt: skip
+    """Accept a refund (idempotent on the merchant's key), or say why it cannot be."""
+    for _ in range(2):
+        existing = await repo.refund_by_key(mid, key)
+        if existing is not None:
+            if existing.request_digest != digest or existing.tid != tid:
+                raise errors.IdempotencyConflict(key, existing.tid, field="Idempotency-Key")
+            return Requested(existing, False)
+        try:
+            created = await repo.create_refund(
+                tid=tid, mid=mid, amount=amount, reason=reason, key=key, digest=digest,
+                public_id=f"RF{snowflake.next_id()}", actor=actor,
+            )  # fmt: skip
+        except RefundKeyTaken:
+            continue  # a concurrent twin won: answer with its refund
+        if created is not None:
+            log.info("refund.requested", tid=tid, refund=created.public_id, amount=amount)
+            return Requested(created, True)
+        payment = await repo.payment_by_tid(tid, mid)
+        if payment is None:
+            raise errors.PaymentNotFound(tid)
+        if payment.status.value not in ("SUCCESS", "PARTIALLY_REFUNDED"):
+            raise errors.StateConflict(
+                tid, payment.status.value,
+                f"payment {tid} is {payment.status.value}; only a captured payment is refundable",
+            )  # fmt: skip
+        refundable = payment.amount - payment.refund_reserved
+        raise errors.RefundExceedsCaptured(tid, amount, refundable)
+    raise RuntimeError("idempotency key raced twice")  # pragma: no cover
+
+
+async def _decide(provider: Provider, r: ClaimedRefund) -> RefundOutcome:
+    if r.outcome_unknown_since is not None:
+        with metrics.provider_call(provider.name, "inquire_refund") as timed:
+            found = await provider.inquire_refund(r)
+            timed["result"] = "no_record" if found is None else found.status.value.lower()
+        if found is not None:
+            log.info("refund.inquiry_resolved", refund=r.public_id, status=found.status.value)
+            return found
+        log.info("refund.inquiry_no_record", refund=r.public_id)
+    with metrics.provider_call(provider.name, "refund") as timed:
+        outcome = await provider.refund(r)
+        timed["result"] = outcome.status.value.lower()
+    return outcome
+
+
+async def _answer(providers: Mapping[str, Provider], r: ClaimedRefund) -> RefundOutcome:
+    provider = providers.get(r.provider)
+    if provider is None:
+        raise ProviderRejected(f"no provider named {r.provider!r} is configured")
+    return await _decide(provider, r)
+
+
+async def run_once(
+    repo: Repository,
+    providers: Mapping[str, Provider],
+    *,
+    owner: str,
+    batch_size: int,
+    lease_seconds: float,
+    policy: Policy,
+) -> Pass:
+    """Claim up to `batch_size` due refunds and settle what their providers answered."""
+    claimed = await repo.claim_refunds(owner, batch_size, lease_seconds)
+    if not claimed:
+        return Pass(0, 0)
+    try:
+        answers = await asyncio.gather(
+            *(_answer(providers, r) for r in claimed), return_exceptions=True
+        )
+    except asyncio.CancelledError:
+        await asyncio.shield(repo.release_refunds(owner, [r.id for r in claimed], unknown=True))
+        raise
+    now = datetime.now(UTC)
+    outcomes: list[RefundOutcome] = []
+    requeues: list[Requeue] = []
+    for r, answer in zip(claimed, answers, strict=True):
+        if isinstance(answer, RefundOutcome):
+            outcomes.append(answer)
+        elif isinstance(answer, Exception):
+            requeues.append(requeue(
+                r, answer, policy, now, kind="refund", pending="REFUND_PENDING",
+                unresolved="REFUND_UNRESOLVED", refund=r.public_id, tid=r.tid,
+            ))  # fmt: skip
+        else:
+            raise answer
+    settled = await repo.settle_refunds(owner, outcomes)
+    by_id = {o.id: o for o in outcomes}
+    for r in claimed:
+        if r.public_id in settled:
+            metrics.REFUNDS_SETTLED.labels(by_id[r.id].status.value).inc()
+            log.info("refund.settled", refund=r.public_id, tid=r.tid,
+                     status=by_id[r.id].status.value)  # fmt: skip
+        elif r.id in by_id:
+            log.warning("refund.settle_lost_race", refund=r.public_id, tid=r.tid)
+    await repo.requeue_refunds(owner, requeues)
+    delays = [q.delay for q in requeues if q.delay is not None]
+    return Pass(len(claimed), len(settled), min(delays) if delays else None)
+
+
+async def reap(repo: Repository, *, limit: int = 1000) -> int:
+    """Refunds whose worker died go back to REFUND_PENDING; returns how many."""
+    reaped = await repo.reap_refunds(limit)
+    for public_id, owner in reaped:
+        log.warning("refund.lease_expired", refund=public_id, dead_worker=owner)
+    return len(reaped)

@@ -1,0 +1,43 @@
+"""Creating a merchant the way an operator does: `python -m engine.merchants create`, a process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Migrating a fresh database and hashing one key take well under this.
+CLI_DEADLINE = 60.0
+
+
+async def create_merchant(
+    env: dict[str, str], *, mid: str, name: str, mode: str = "test"
+) -> dict[str, Any]:
+    """Run the CLI with `env` (its DATABASE_URL names the database); returns the JSON it printed.
+
+    stdout must be that JSON and nothing else: scripts pipe it.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine.merchants", "create",
+        "--mid", mid, "--name", name, "--mode", mode,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_DEADLINE)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode(errors="replace")
+    created: dict[str, Any] = json.loads(out)
+    assert created["mid"] == mid and created["name"] == name, created
+    assert created["apiKey"].startswith(f"sk_{mode}_"), created
+    return created
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header of an API key."""
+    return {"Authorization": f"Bearer {key}"}
