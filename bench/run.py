@@ -467,6 +467,9 @@ class Bench:
             await self.statements_reset()
         started = time.perf_counter()
         await self.conn.execute(sql.PREFILL, MID, f"d{rep}", hook, n)
+        # Work that arrives announces itself after commit (the intake pokes the workers the
+        # same way); without it the workers would find it only at their next scheduled poll.
+        await self.conn.execute("SELECT pg_notify('payments_pending', '')")
         insert_s = time.perf_counter() - started
         t0 = await self.conn.fetchval("SELECT clock_timestamp()")
         mark = self.cpu_mark()

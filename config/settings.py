@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     polling_fixed_delay_ms: int = Field(default=3000, ge=10)
     # The seed's BATCH_SIZE: rows claimed per statement. A full batch polls again at once.
     batch_size: int = Field(default=10, ge=1, le=10_000)
+    # Loops of each kind (payments, refunds, webhooks) per worker process, each with its own
+    # batch in flight; more keep the CPU busy while passes wait on providers and PostgreSQL.
+    worker_loops: int = Field(default=4, ge=1, le=64)
     # A claim is a lease: if the worker dies, the row is taken up again after this long.
     lease_seconds: float = Field(default=30.0, gt=0)
     # How often expired leases are looked for.

@@ -238,12 +238,18 @@ class Worker:
         self.log.info("worker.started", batch_size=self.settings.batch_size)
         scheduler = self._scheduler()
         scheduler.start()
+        # Several loops of each kind keep several batches in flight: a pass mostly waits on
+        # the provider and the database, so one loop alone leaves the CPU idle.
+        loops = self.settings.worker_loops
         tasks = [
-            asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass)),
-            asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass)),
-            asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass)),
+            *(asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass))
+              for _ in range(loops)),
+            *(asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass))
+              for _ in range(loops)),
+            *(asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass))
+              for _ in range(loops)),
             asyncio.create_task(self._listen(dsn)),
-        ]
+        ]  # fmt: skip
         await self.stopping.wait()
         scheduler.shutdown(wait=False)
         _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
