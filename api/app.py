@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import auth, history, keys, observability, openapi, payments, problems, refunds
+from api import auth, callbacks, history, keys, observability, openapi, payments, problems, refunds
 from config.settings import Settings
 from engine import db, devdb, ids, wakeup
 from engine.repository import Repository
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     payments.add_routes(app)
     keys.add_routes(app)
     refunds.add_routes(app)
+    callbacks.add_routes(app)
     history.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", observability.serve_metrics)

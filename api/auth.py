@@ -21,7 +21,8 @@ from engine.repository import Repository
 log = structlog.get_logger()
 
 # Paths anyone may call: health checks, the API description, metrics.
-PUBLIC = frozenset({"/health", "/openapi.json", "/metrics"})
+# Provider callbacks carry the provider's own signature instead of a merchant's key.
+PUBLIC = frozenset({"/health", "/openapi.json", "/metrics", "/api/providers/atom/callback"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -623,6 +623,31 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The OpenAPI 3.1 document.",
                                   "content": {JSON: {"schema": {"type": "object"}}}}},
         }},
+        "/api/providers/atom/callback": {"post": {
+            "operationId": "atomCallback",
+            "summary": "Atom's signed callback with a payment's outcome (no API key: the"
+                       " signature authenticates it; a bad one is refused and counted).",
+            "security": [],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "type": "object", "required": ["encData"],
+                "properties": {"encData": {"type": "string", "minLength": 1}},
+            }}}},
+            "responses": {
+                "200": {"description": "Verified; the payment is (now) in the state it names.",
+                        "content": {JSON: {"schema": {
+                            "type": "object", "required": ["tid", "status", "settled"],
+                            "properties": {"tid": {"type": "string"},
+                                           "status": {"type": "string"},
+                                           "settled": {"type": "boolean"}},
+                        }}}},
+                "400": _problem("Not JSON, or encData that does not decrypt."),
+                "401": _problem("The signature does not verify."),
+                "404": _problem("No Atom payment with that tid, amount and currency."),
+                "409": _problem("The payment is final with the other outcome."),
+                "422": _problem("encData is missing or not a string."),
+                "503": _UNAVAILABLE,
+            },
+        }},
         "/metrics": {"get": {
             "operationId": "metrics",
             "summary": "Prometheus metrics of every process.",

@@ -643,3 +643,26 @@ SELECT
      WHERE status = 'PENDING') AS oldest_pending_age,
     (SELECT extract(epoch FROM now() - min(requested_at)) FROM payment_processes
      WHERE status = 'UNRESOLVED') AS oldest_unresolved_age;
+
+-- ===== provider callbacks =====
+
+-- settle_from_callback --
+-- A provider's verified callback settles payment $1 if it is that provider's ($5), for that
+-- amount and currency ($6, $7), and not final yet: status $2, approval_no $3, fail_reason $4,
+-- by $8. The webhook is queued in the same statement.
+WITH settled AS (
+    UPDATE payment_processes
+    SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
+        lease_owner = NULL, lease_expires_at = NULL, last_actor = $8, updated_at = now()
+    WHERE tid = $1 AND provider = $5 AND amount = $6 AND currency = $7
+      AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
+    RETURNING id, public_id, tid, status, webhook_url
+), outbox AS (
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
+    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url FROM settled
+)
+SELECT id, tid, status FROM settled;
+
+-- provider_payment --
+-- Payment $1 of provider $2, whoever its merchant (a provider's callback names no merchant).
+SELECT * FROM payment_processes WHERE tid = $1 AND provider = $2;

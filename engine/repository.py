@@ -536,3 +536,22 @@ class Repository:
         assert row is not None
         return {k: (float(v) if k.startswith("oldest") and v is not None else v)
                 for k, v in row.items()}  # fmt: skip
+
+    # --- provider callbacks ---
+
+    @_translated
+    async def settle_from_callback(
+        self, tid: str, provider: str, amount: int, currency: str, outcome: Outcome, actor: str
+    ) -> Settled | None:
+        """Settle from a provider's verified callback; None if it was final (or not its)."""
+        row = await self.pool.fetchrow(
+            Q["settle_from_callback"], tid, outcome.status.value, outcome.approval_no,
+            outcome.fail_reason, provider, amount, currency, actor,
+        )  # fmt: skip
+        return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
+
+    @_translated
+    async def provider_payment(self, tid: str, provider: str) -> Payment | None:
+        """A provider's payment by tid, whoever its merchant."""
+        row = await self.pool.fetchrow(Q["provider_payment"], tid, provider)
+        return _payment(row) if row else None

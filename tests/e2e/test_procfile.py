@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -26,7 +27,9 @@ async def _ok(session: aiohttp.ClientSession, url: str) -> bool:
         return False
 
 
-async def test_seed_curl_flow_through_the_procfile(processes: Processes, database_url: str) -> None:
+async def test_seed_curl_flow_through_the_procfile(
+    processes: Processes, database_url: str, tmp_path: Path
+) -> None:
     web_port, sim_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     env = process_env(
@@ -35,7 +38,10 @@ async def test_seed_curl_flow_through_the_procfile(processes: Processes, databas
         SIM_PORT=str(sim_port),
         ENGINE_ACQUIRER_URL=f"{sim}/acquirer",
         ENGINE_DEFAULT_WEBHOOK_URL=f"{sim}/api/webhook/pg/DUMMY",
+        # As make run sets it: the web's /metrics then adds up the worker's counters too.
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
+    (tmp_path / "metrics").mkdir()
     # The seed's merchant, created as an operator would, before anything is posted.
     merchant = await create_merchant(env, mid=MID, name="Seed merchant")
     honcho = processes.start("honcho", [sys.executable, "-m", "honcho", "start", "-f", "Procfile"],
@@ -80,6 +86,15 @@ async def test_seed_curl_flow_through_the_procfile(processes: Processes, databas
         assert looked["status"] == body["status"]
         for key in ("requestedAt", "processedAt", "webhookSentAt"):
             assert datetime.fromisoformat(str(looked[key])).utcoffset() is not None
+
+        # Counted by the worker process, served by the web process.
+        async with s.get(f"{web}/metrics") as resp:
+            assert resp.status == 200
+            scraped = await resp.text()
+        settled = f'engine_payments_settled_total{{provider="card",status="{body["status"]}"}} 1.0'
+        assert settled in scraped, scraped[:2000]
+        assert 'engine_webhook_attempts_total{result="delivered"} 1.0' in scraped
+        assert 'engine_http_request_seconds_count{method="POST",route="/api/payment"' in scraped
 
     os.killpg(honcho.pid, signal.SIGTERM)
     assert honcho.wait(timeout=20) is not None

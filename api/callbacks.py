@@ -1,0 +1,79 @@
+"""Provider callbacks: Atom tells us a payment's outcome, signed and encrypted.
+
+Anyone can reach this route, so nothing in a callback is believed before its signature
+verifies; a bad one is refused (401) and counted. A verified callback settles a payment that
+is not final yet by compare-and-set, exactly like a worker would; a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from api import app as app_module
+from api import models, problems
+from engine import atom, metrics
+from engine.atom_crypto import AtomProtocolError, AtomSignatureError
+from engine.models import Outcome, Status
+
+log = structlog.get_logger()
+
+PATH = "/api/providers/atom/callback"
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+async def atom_callback(request: web.Request) -> web.Response:
+    """POST {"encData": "<hex>"}: verify, then settle the payment it names if not final."""
+    data = models.parse_json(await request.read())
+    enc = data.get("encData") if isinstance(data, dict) else None
+    if not isinstance(enc, str) or not enc:
+        raise problems.validation("encData", "must be the callback's hex-encoded encData")
+    creds = atom.credentials(request.app[app_module.SETTINGS])
+    try:
+        cb = atom.verify_callback(creds, enc)
+    except AtomSignatureError as exc:
+        metrics.SIGNATURE_FAILURES.labels("atom").inc()
+        log.error("atom.callback_signature_failed", merch_txn_id=exc.merch_txn_id)
+        raise problems.Problem(401, "Unauthorized", "the callback's signature does not verify",
+                               slug="bad-signature", field="encData") from None  # fmt: skip
+    except AtomProtocolError as exc:
+        raise problems.Problem(400, "Bad Request", f"the callback cannot be read: {exc}",
+                               slug="bad-callback", field="encData") from None  # fmt: skip
+    outcome = Outcome(
+        0, cb.status,
+        approval_no=cb.atom_txn_id if cb.status is Status.SUCCESS else None,
+        fail_reason=cb.reason or "DECLINED" if cb.status is Status.FAILED else None,
+    )  # fmt: skip
+    repo = request.app[app_module.REPO]
+    settled = await repo.settle_from_callback(
+        cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom"
+    )
+    if settled is not None:
+        request.app[app_module.WAKERS].webhooks.poke()
+        metrics.PAYMENTS_SETTLED.labels(settled.status.value, "atom").inc()
+        log.info("payment.settled", tid=settled.tid, status=settled.status.value,
+                 by="atom_callback")  # fmt: skip
+        return _json({"tid": settled.tid, "status": settled.status.value, "settled": True})
+    payment = await repo.provider_payment(cb.merch_txn_id, "atom")
+    if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
+        raise problems.Problem(404, "Not Found", f"no atom payment {cb.merch_txn_id!r} like this",
+                               slug="payment-not-found", field="encData")  # fmt: skip
+    if payment.status is not cb.status:
+        # Two signed answers disagree: keep what we have and say so loudly.
+        log.error("atom.callback_conflict", tid=payment.tid, ours=payment.status.value,
+                  theirs=cb.status.value)  # fmt: skip
+        raise problems.Problem(409, "Conflict", f"payment {payment.tid} is {payment.status.value}",
+                               slug="state-conflict", field="encData",
+                               extra={"currentStatus": payment.status.value})  # fmt: skip
+    return _json({"tid": payment.tid, "status": payment.status.value, "settled": False})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the provider callback routes."""
+    app.router.add_post(PATH, atom_callback)
