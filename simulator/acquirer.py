@@ -308,6 +308,14 @@ async def authorize(request: web.Request) -> web.Response:
     if fault is not None:
         state.record_fault(fault, req.reference)
     # Latency only after the decision is recorded, for the same reason.
+    return await respond(request, fault, faults, delay, answer, status)
+
+
+async def respond(
+    request: web.Request, fault: FaultKind | None, faults: Faults, delay: float,
+    answer: Json, status: int,
+) -> web.Response:  # fmt: skip
+    """Deliver an answer (already decided and recorded) through this call's fault, if any."""
     await asyncio.sleep(delay)
     if fault == "reset":
         return drop_connection(request, reset=True)

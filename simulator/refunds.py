@@ -6,7 +6,6 @@ faults as authorize apply (an error or reset decides nothing; a timeout or a dro
 comes after the decision), and the inquiry tells the truth.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.acquirer import (
-    ACQUIRER_STATE,
-    AcquirerState,
-    drop_connection,
-    hang,
-    injected_error,
-)
+from simulator.acquirer import ACQUIRER_STATE, AcquirerState, injected_error, respond
 from simulator.validation import read_model
 
 Json = dict[str, Any]
@@ -100,16 +93,7 @@ async def refund(request: web.Request) -> web.Response:
     answer, status = state.decide(acquirer, req) if decides else ({"error": "injected"}, 504)
     if fault is not None:
         acquirer.record_fault(fault, req.reference)
-    await asyncio.sleep(delay)
-    if fault == "reset":
-        return drop_connection(request, reset=True)
-    if fault == "error":
-        return injected_error(faults.error_status)
-    if fault == "drop_after_charge":
-        return drop_connection(request, reset=False)
-    if fault == "timeout":
-        await hang(request, faults.hang_ms / 1000)
-    return web.json_response(answer, status=status)
+    return await respond(request, fault, faults, delay, answer, status)
 
 
 async def get_refund(request: web.Request) -> web.Response:

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_until(
-    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.02
-) -> object:
+    check: Callable[[], T | Awaitable[T]],
+    *,
+    what: str,
+    timeout: float = 5.0,
+    interval: float = 0.02,
+) -> T:
     """Await `check()` (sync or async) until truthy; fail naming `what` at the deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         result = check()
-        if asyncio.iscoroutine(result):
+        if inspect.isawaitable(result):
             result = await result
         if result:
             return result
         if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} ({result!r})")
         await asyncio.sleep(interval)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -15,8 +13,6 @@ from engine.ids import Snowflake
 from engine.models import Status
 from engine.repository import Repository
 from simulator.server import SimulatorHandle
-
-T = TypeVar("T")
 
 # Node 1 is what the intake app draws first from snowflake_node_seq; keep clear of it.
 _SNOWFLAKE = Snowflake(1023)
@@ -75,19 +71,6 @@ async def by_hand(repo: Repository, tid: str, status: Status, mid: str = MID) ->
     """The manual trigger as merchant `mid` with a test key would pull it."""
     return await trigger.trigger(repo, tid, status, mid=mid, actor="merchant:test",
                                  may_settle=True)  # fmt: skip
-
-
-async def wait_until(check: Callable[[], Awaitable[T]], *, what: str, timeout: float = 5.0) -> T:
-    """Poll `check` every 20 ms until it returns something truthy; fail after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() >= deadline:
-            raise AssertionError(f"not true after {timeout}s: {what} (last: {result!r})")
-        await asyncio.sleep(0.02)
 
 
 async def statuses(pool: asyncpg.Pool) -> dict[str, str]:

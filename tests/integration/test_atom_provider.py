@@ -21,7 +21,8 @@ from engine.repository import Repository
 from engine.worker import Worker
 from simulator.acquirer import DECLINE_REASONS
 from simulator.server import SimulatorHandle
-from tests.integration.engine_support import insert_payments, tuned, wait_until
+from tests.integration.engine_support import insert_payments, tuned
+from tests.waiting import wait_until
 
 
 def _atom(settings: Settings, sim: SimulatorHandle, **changes: Any) -> Settings:

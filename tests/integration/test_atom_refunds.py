@@ -33,7 +33,8 @@ from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
-from tests.integration.engine_support import tuned, wait_until
+from tests.integration.engine_support import tuned
+from tests.waiting import wait_until
 
 _orders = itertools.count()
 

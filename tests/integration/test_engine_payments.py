@@ -28,8 +28,8 @@ from tests.integration.engine_support import (
     ledger,
     statuses,
     tuned,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 
 def _acquirer(http: aiohttp.ClientSession, sim: SimulatorHandle) -> AcquirerClient:

@@ -25,8 +25,8 @@ from tests.integration.engine_support import (
     ledger,
     merchant_faults,
     tuned,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 
 def _header(hook: dict[str, Any], name: str) -> str | None:

@@ -26,8 +26,8 @@ from tests.integration.engine_support import (
     insert_payments,
     ledger,
     tuned,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 HOOK_PATH = "/api/webhook/pg/DUMMY"
 

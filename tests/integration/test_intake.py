@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
+from tests.waiting import wait_until
 
 PAY = "/api/payment"
 LOOKUP = "/api/payment/transaction/{}"
@@ -145,18 +145,6 @@ async def accepted(client: Client, body: Any) -> dict[str, Any]:
 async def trigger(client: Client, tid: str, status: str | None) -> aiohttp.ClientResponse:
     query = f"?status={quote(status)}" if status is not None else ""
     return await client.post(TRIGGER.format(quote(tid, safe="")) + query)
-
-
-async def wait_until(check: Callable[[], Any], what: str) -> Any:
-    """Await `check()` every POLL_SECONDS until it is truthy; fail after WAIT_SECONDS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(POLL_SECONDS)
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -836,7 +824,7 @@ async def test_dead_letter_listed_and_redelivered(
         row = await delivery_status(pool, did)
         return row if row["status"] == "DEAD" else None
 
-    row = await wait_until(dead, "the delivery to become DEAD")
+    row = await wait_until(dead, what="the delivery to become DEAD", timeout=WAIT_SECONDS)
     assert row["attempts"] == 2
     assert row["last_error"]
     attempts = await pool.fetch(
@@ -893,7 +881,7 @@ async def test_dead_letters_are_paged(
         await worker.webhooks_pass()
         return bool(await pool.fetchval("SELECT bool_and(status = 'DEAD') FROM webhook_deliveries"))
 
-    await wait_until(all_dead, "every delivery to become DEAD")
+    await wait_until(all_dead, what="every delivery to become DEAD", timeout=WAIT_SECONDS)
     seen: list[str] = []
     after = 0
     for _ in range(4):
