@@ -43,7 +43,9 @@ async def atom_callback(request: web.Request) -> web.Response:
         raise problems.Problem(401, "Unauthorized", "the callback's signature does not verify",
                                slug="bad-signature", field="encData") from None  # fmt: skip
     except AtomProtocolError as exc:
-        raise problems.Problem(400, "Bad Request", f"the callback cannot be read: {exc}",
+        # What does not decrypt cannot have come from Atom either: not authenticated.
+        log.warning("atom.callback_unreadable", error=str(exc))
+        raise problems.Problem(401, "Unauthorized", f"the callback cannot be read: {exc}",
                                slug="bad-callback", field="encData") from None  # fmt: skip
     outcome = Outcome(
         0, cb.status,

@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_sch
 
 from api import app as app_module
 from api import history, keys, models, problems, refunds
+from api.auth import PUBLIC
 from config.settings import Settings
 from engine.models import HistoryKind, RefundStatus, Status
 
@@ -355,7 +356,8 @@ _KEY_ID = {"name": "id", "in": "path", "required": True,
 def _secured(operations: dict[str, Any]) -> dict[str, Any]:
     """Every /api/ operation: the bearer key required, and its 401 documented."""
     for path, item in operations.items():
-        if path.startswith("/api/"):
+        # A provider's callback is authenticated by the provider's signature, not a key.
+        if path.startswith("/api/") and path not in PUBLIC:
             for operation in item.values():
                 operation["security"] = _SECURED
                 operation["responses"]["401"] = _UNAUTHORIZED
@@ -640,8 +642,8 @@ def _paths() -> dict[str, Any]:
                                            "status": {"type": "string"},
                                            "settled": {"type": "boolean"}},
                         }}}},
-                "400": _problem("Not JSON, or encData that does not decrypt."),
-                "401": _problem("The signature does not verify."),
+                "400": _problem("The body is not JSON."),
+                "401": _problem("encData does not decrypt, or its signature does not verify."),
                 "404": _problem("No Atom payment with that tid, amount and currency."),
                 "409": _problem("The payment is final with the other outcome."),
                 "422": _problem("encData is missing or not a string."),
