@@ -74,6 +74,8 @@ class PaymentLookup(_Response):
     processedAt: datetime | None
     webhookSentAt: datetime | None
     webhookResponseCode: int | None
+    # What refunds have returned so far (PARTIALLY_REFUNDED / REFUNDED payments).
+    refundedAmount: int = Field(ge=0)
 
 
 class UnresolvedPayment(PaymentLookup):

@@ -74,6 +74,7 @@ def lookup(p: Payment) -> dict[str, Any]:
         "processedAt": _iso(p.processed_at),
         "webhookSentAt": _iso(p.webhook_sent_at),
         "webhookResponseCode": p.webhook_response_code,
+        "refundedAmount": p.refunded_amount,
     }
 
 

@@ -188,6 +188,8 @@ async def test_partial_refunds_add_up_and_never_exceed_the_capture(
     assert (await worker.refunds_pass()).settled == 2
     row = await _row(pool, tid)
     assert (row["status"], row["refunded_amount"]) == ("PARTIALLY_REFUNDED", 5_000)
+    shown = await (await client.get(f"/api/payment/transaction/{tid}")).json()
+    assert (shown["status"], shown["refundedAmount"]) == ("PARTIALLY_REFUNDED", 5_000)
     too_much = await _refund(client, tid, 6_000, "p3")
     assert too_much.status == 409
     body = await too_much.json()
