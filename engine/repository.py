@@ -54,6 +54,17 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _requeue_columns(items: Sequence[Requeue]) -> tuple[list[Any], ...]:
+    """The unnest arrays of requeue_batch and requeue_refunds: ids, statuses, delays, ..."""
+    return (
+        [i.id for i in items],
+        [i.status for i in items],
+        [i.delay for i in items],
+        [i.unknown for i in items],
+        [i.reason for i in items],
+    )
+
+
 class RefundKeyTaken(Exception):
     """A concurrent request made a refund with this idempotency key first."""
 
@@ -168,11 +179,7 @@ class Repository:
             return []
         rows = await self.pool.fetch(
             Q["requeue_batch"],
-            [i.id for i in items],
-            [i.status for i in items],
-            [i.delay for i in items],
-            [i.unknown for i in items],
-            [i.reason for i in items],
+            *_requeue_columns(items),
             owner,
         )
         return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
@@ -471,11 +478,7 @@ class Repository:
             return 0
         rows = await self.pool.fetch(
             Q["requeue_refunds"],
-            [i.id for i in items],
-            [i.status for i in items],
-            [i.delay for i in items],
-            [i.unknown for i in items],
-            [i.reason for i in items],
+            *_requeue_columns(items),
             owner,
         )
         return len(rows)
