@@ -7,6 +7,7 @@ from aiohttp import web
 from api.app import create_app
 from config import settings as config_settings
 from engine import logs
+from engine import loop as event_loop
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
         reuse_port=True,
         access_log=None,
         print=None,
+        loop=event_loop.new(settings.event_loop),
     )
 
 

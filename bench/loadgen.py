@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import shutil
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from engine import loop as event_loop
 
 LUA = Path(__file__).resolve().parent / "payment.lua"
 PATH = "/api/payment"
@@ -150,11 +151,7 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--max-inflight", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    result = asyncio.run(_Child(args).run())
+    result = event_loop.run(_Child(args).run())
     sys.stdout.write(json.dumps(result) + "\n")
 
 

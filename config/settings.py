@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # On SIGTERM a worker stops claiming and waits this long for what it holds.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
+    # uvloop (default) or asyncio's own loop, for the web and worker processes.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
     # --- logs ---
     # "console" is readable for people; "json" writes one JSON object a line for machines.
     log_format: Literal["console", "json"] = "console"

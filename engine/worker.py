@@ -36,6 +36,7 @@ from engine import (
     wakeup,
     webhooks,
 )
+from engine import loop as event_loop
 from engine.provider import Provider
 from engine.repository import Repository
 
@@ -284,7 +285,7 @@ def main() -> None:
     """Entry point of the `worker` Procfile process."""
     settings = config_settings.load()
     logs.configure(settings.log_format, settings.log_level)
-    asyncio.run(run(settings))
+    event_loop.run(run(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Entry point: `python -m simulator` serves the simulator on SIM_HOST:SIM_PORT."""
 
+import asyncio
 import logging
 import sys
 
@@ -28,6 +29,17 @@ def configure_logging(log_format: str) -> None:
     )
 
 
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop if asked for and installed, else asyncio's."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.new_event_loop()
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def main() -> int:
     """Load settings, configure logging and serve until SIGINT/SIGTERM; returns the exit status."""
     try:
@@ -43,7 +55,10 @@ def main() -> int:
         "simulator.starting", host=settings.host, port=settings.port
     )
     # run_app installs SIGINT and SIGTERM handlers that trigger a graceful shutdown.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None,
+        loop=new_loop(settings.event_loop),
+    )  # fmt: skip
     structlog.get_logger("simulator").info("simulator.stopped")
     return 0
 

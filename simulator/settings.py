@@ -13,6 +13,8 @@ class SimulatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SIM_", extra="ignore")
 
+    # uvloop (default, when installed) or asyncio's own event loop.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Loopback by default: this is a test fake and must not be reachable from outside.
     host: str = "127.0.0.1"
     # 0 lets the OS choose a free port (what tests use via server.running).
