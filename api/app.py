@@ -11,7 +11,7 @@ from aiohttp import web
 
 from api import auth, callbacks, history, keys, observability, openapi, payments, problems, refunds
 from config.settings import Settings
-from engine import db, devdb, ids, wakeup
+from engine import db, devdb, ids, intake, wakeup
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -20,6 +20,7 @@ SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", Repository)
 SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
 WAKERS = web.AppKey("wakers", wakeup.Wakers)
+INSERTS = web.AppKey("inserts", intake.GroupCommit)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -33,7 +34,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[REPO] = repo
         app[SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
         app[WAKERS] = wakeup.Wakers(pool)
+        app[INSERTS] = intake.GroupCommit(
+            repo, max_batch=settings.intake_batch_max, in_flight=settings.intake_batch_in_flight
+        )
         yield
+        await app[INSERTS].close()
         await app[WAKERS].close()
     finally:
         await pool.close()
@@ -52,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[auth.FAILURES] = Counter()
+    app[auth.CACHE] = auth.KeyCache(settings.auth_cache_seconds)
     app.cleanup_ctx.append(_database)
     payments.add_routes(app)
     keys.add_routes(app)

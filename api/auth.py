@@ -2,12 +2,19 @@
 
 A missing, malformed, unknown, expired or revoked key gets 401 (and is counted); the
 merchant's id is then the only one any handler may read or write.
+
+A known key is remembered for `ENGINE_AUTH_CACHE_SECONDS` (1 s by default), so a busy key
+costs one database lookup a second instead of one a request. Expiry is checked on every
+request; a revoke or roll forgets every remembered key at once in the process that served it,
+and other web processes notice within the cache time.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
@@ -16,6 +23,7 @@ from aiohttp.typedefs import Middleware
 from api import problems
 from api.problems import Handler
 from engine import merchants, metrics
+from engine.models import AuthKey
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -45,8 +53,49 @@ class Caller:
         return self.mode == "test"
 
 
+class KeyCache:
+    """Known keys by hash, each for `ttl` seconds; unknown keys are never remembered."""
+
+    # A bound on memory: past it the cache starts over (a key is one lookup away).
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._keys: dict[bytes, tuple[float, AuthKey]] = {}
+
+    def get(self, hashed: bytes) -> AuthKey | None:
+        """The remembered key, if it was looked up less than `ttl` seconds ago."""
+        hit = self._keys.get(hashed)
+        if hit is None:
+            return None
+        if time.monotonic() - hit[0] >= self.ttl:
+            del self._keys[hashed]
+            return None
+        return hit[1]
+
+    def put(self, hashed: bytes, key: AuthKey) -> None:
+        """Remember a key that the database knows."""
+        if self.ttl <= 0:
+            return
+        if len(self._keys) >= self.MAX_ENTRIES:
+            self._keys.clear()
+        self._keys[hashed] = (time.monotonic(), key)
+
+    def clear(self) -> None:
+        """Forget every key (a key was revoked or rolled)."""
+        self._keys.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 CALLER = web.RequestKey("caller", Caller)
 FAILURES = web.AppKey("auth_failures", Counter[str])
+CACHE = web.AppKey("auth_cache", KeyCache)
+
+
+def _expired(key: AuthKey) -> bool:
+    return key.expires_at is not None and key.expires_at <= datetime.now(UTC)
 
 
 def caller(request: web.Request) -> Caller:
@@ -80,12 +129,17 @@ def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:
             raise _unauthorized(
                 request, "malformed", "expected Authorization: Bearer sk_live_… or sk_test_…"
             )
-        found = await request.app[repo_key].authenticate(merchants.key_hash(secret, key))
+        hashed = merchants.key_hash(secret, key)
+        cache = request.app[CACHE]
+        found = cache.get(hashed)
         if found is None:
-            raise _unauthorized(request, "unknown", "this API key is not known")
+            found = await request.app[repo_key].authenticate(hashed)
+            if found is None:
+                raise _unauthorized(request, "unknown", "this API key is not known")
+            cache.put(hashed, found)
         if found.revoked_at is not None:
             raise _unauthorized(request, "revoked", "this API key was revoked")
-        if not found.active:
+        if not found.active or _expired(found):
             raise _unauthorized(request, "expired", "this API key has expired")
         request[CALLER] = Caller(found.mid, found.id, found.prefix, found.mode)
         return await handler(request)

@@ -110,6 +110,7 @@ async def roll_key(request: web.Request) -> web.Response:
     if rolled is None:
         raise problems.Problem(404, "Not Found", f"no active API key {key_id}",
                                slug="key-not-found")  # fmt: skip
+    request.app[auth.CACHE].clear()  # the old key's new expiry applies here at once
     new, old = rolled
     return _json({"new": _issued(new), "old": _info(old)}, 201)
 
@@ -121,6 +122,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     if revoked is None:
         raise problems.Problem(404, "Not Found", f"no API key {key_id} to revoke",
                                slug="key-not-found")  # fmt: skip
+    request.app[auth.CACHE].clear()  # the key stops working here at once
     return _json(_info(revoked))
 
 

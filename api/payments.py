@@ -128,7 +128,6 @@ async def create_payment(request: web.Request) -> web.Response:
             403, "Forbidden", "echo.mid names another merchant than the API key's",
             slug="merchant-mismatch", field="echo.mid",
         )  # fmt: skip
-    repo = request.app[app_module.REPO]
     currency = req.currency or settings.default_currency
     # The digest covers what was asked for, not what it resolved to: a replay still matches
     # after the merchant registers an endpoint. Naming the default is the same as naming none.
@@ -147,7 +146,7 @@ async def create_payment(request: web.Request) -> web.Response:
         actor=who.actor,
     )
     accepted = await intake.accept(
-        repo, new,
+        request.app[app_module.INSERTS], new,
         snowflake=request.app[app_module.SNOWFLAKE], tid_prefix=settings.tid_prefix,
         default_webhook_url=str(settings.default_webhook_url),
     )  # fmt: skip

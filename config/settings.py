@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # A client that has not sent its whole body after this long gets 408 (slow-client guard).
     body_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Group commit: concurrent payment requests share one INSERT of at most this many rows,
+    # with at most intake_batch_in_flight such statements at once (1 and 1: no sharing).
+    intake_batch_max: int = Field(default=256, ge=1, le=10_000)
+    intake_batch_in_flight: int = Field(default=4, ge=1, le=100)
+    # How long a web process remembers a known API key (0: look it up on every request). A
+    # revoke takes effect at once in the process that served it, within this time in others.
+    auth_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # Largest amount accepted, in minor units; above it the request gets 422.
     max_amount: int = Field(default=1_000_000_000_000, ge=1, le=2**62)
     # ISO 4217 code used when a request names none; amounts are integers in its minor unit.

@@ -22,13 +22,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 _MIGRATION_LOCK = 72_201_003
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """JSON text as the jsonb codec writes it."""
     # The standard library, not orjson: echo may hold integers beyond 64 bits, kept exactly.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
 CONNECT_TIMEOUT_SECONDS = 5.0

@@ -18,6 +18,31 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 ON CONFLICT (mid, order_id) DO NOTHING
 RETURNING *;
 
+-- insert_payments --
+-- insert_payment for many requests in one statement (one transaction, one WAL flush): the
+-- intake's group commit. Each $n is an array with one element per request, in the order of
+-- insert_payment's parameters ($8 echo as JSON text). Returns the rows inserted; a request whose
+-- (mid, order_id) exists already, or came earlier in the same batch, gets no row.
+INSERT INTO payment_processes
+    (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
+     webhook_url, provider, order_name, last_actor)
+SELECT r.public_id, r.tid, r.mid, r.order_id, r.user_public_id, r.amount, r.currency,
+       r.echo::jsonb, r.request_digest,
+       coalesce(r.webhook_url, (SELECT e.url FROM webhook_endpoints e
+                                WHERE e.mid = r.mid
+                                  AND (e.expires_at IS NULL OR e.expires_at > now())
+                                ORDER BY e.id DESC LIMIT 1), r.default_url),
+       r.provider, r.order_name, r.actor
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+            $13::text[], $14::text[])
+     WITH ORDINALITY AS r(public_id, tid, mid, order_id, user_public_id, amount, currency,
+                          echo, request_digest, webhook_url, provider, order_name, actor,
+                          default_url, n)
+ORDER BY r.n
+ON CONFLICT (mid, order_id) DO NOTHING
+RETURNING *;
+
 -- get_payment_by_order --
 -- The payment a merchant already has for an order. $1 mid, $2 order_id
 SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2;

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
-from engine import errors
+from engine import db, errors
 from engine.merchants import IssuedKey
 from engine.models import (
     ApiKeyInfo,
@@ -79,6 +79,16 @@ class TidCollision(Exception):
     """The random transaction id was taken already; draw another."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewRow:
+    """One payment to insert, with the ids the intake drew for it."""
+
+    new: NewPayment
+    public_id: str
+    tid: str
+    default_webhook_url: str
+
+
 def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -126,6 +136,29 @@ class Repository:
                 raise TidCollision(tid) from exc
             raise
         return _payment(row) if row else None
+
+    @_translated
+    async def insert_payments(self, rows: Sequence[NewRow]) -> list[Payment]:
+        """insert_payment for many rows in one statement; returns the rows it inserted.
+
+        All or nothing: a taken tid raises TidCollision for the whole batch.
+        """
+        try:
+            got = await self.pool.fetch(
+                Q["insert_payments"],
+                [r.public_id for r in rows], [r.tid for r in rows],
+                [r.new.mid for r in rows], [r.new.order_id for r in rows],
+                [r.new.user_public_id for r in rows], [r.new.amount for r in rows],
+                [r.new.currency for r in rows], [db.dumps(r.new.echo) for r in rows],
+                [r.new.request_digest for r in rows], [r.new.webhook_url for r in rows],
+                [r.new.provider for r in rows], [r.new.order_name for r in rows],
+                [r.new.actor for r in rows], [r.default_webhook_url for r in rows],
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "payment_processes_tid_key":
+                raise TidCollision(exc.detail or "") from exc
+            raise
+        return [_payment(r) for r in got]
 
     @_translated
     async def payment_by_order(self, mid: str, order_id: str) -> Payment | None:

@@ -326,6 +326,57 @@ async def test_revoking_the_key_in_use_stops_it_for_the_next_request(
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 0
 
 
+async def test_a_key_revoked_elsewhere_stops_within_the_cache_time(
+    client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Another web process (here: the database directly) revokes a key this one remembers."""
+    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
+    await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", issued.id)
+    started = datetime.now(UTC)
+
+    async def refused() -> bool:
+        return (await client.get(KEYS, headers=bearer(issued.key))).status == 401
+
+    await wait_until(refused, timeout=10, what="the revoked key to be refused")
+    assert datetime.now(UTC) - started < timedelta(seconds=settings.auth_cache_seconds + 2)
+    assert failures(client)["revoked"] >= 1
+
+
+async def test_a_remembered_key_is_checked_for_expiry_on_every_request(
+    client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    # Expires half a second from now; the first use puts it in the cache.
+    await pool.execute("UPDATE api_keys SET expires_at = now() + interval '500 ms' WHERE id = $1",
+                       issued.id)  # fmt: skip
+    assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
+    expires = await pool.fetchval("SELECT expires_at FROM api_keys WHERE id = $1", issued.id)
+
+    async def refused() -> bool:
+        return (await client.get(KEYS, headers=bearer(issued.key))).status == 401
+
+    await wait_until(refused, timeout=10, what="the expired key to be refused")
+    assert datetime.now(UTC) >= expires
+    assert failures(client)["expired"] >= 1
+
+
+def test_the_key_cache_forgets_after_its_time_and_never_grows_past_its_bound() -> None:
+    from engine.models import AuthKey
+
+    key = AuthKey(id=1, mid=MID, mode="test", prefix="sk_test_abcd", expires_at=None,
+                  revoked_at=None, active=True)  # fmt: skip
+    cache = auth.KeyCache(ttl=60)
+    cache.put(b"k", key)
+    assert cache.get(b"k") is key and cache.get(b"other") is None
+    stale = auth.KeyCache(ttl=0.0)
+    stale.put(b"k", key)  # a zero time remembers nothing
+    assert stale.get(b"k") is None
+    for i in range(auth.KeyCache.MAX_ENTRIES + 5):
+        cache.put(i.to_bytes(4, "big"), key)
+    assert len(cache) <= auth.KeyCache.MAX_ENTRIES
+
+
 # --- keys: format, issue, list ---------------------------------------------------------------
 
 
@@ -435,6 +486,7 @@ async def test_last_used_at_is_set_by_use_and_written_at_most_once_a_minute(
     await pool.execute("UPDATE api_keys SET last_used_at = now() - interval '61 seconds'"
                        " WHERE id = $1", issued.id)  # fmt: skip
     stale = await last_used()
+    client.app[auth.CACHE].clear()  # as after the cache time: the next use looks the key up
     assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
     assert datetime.fromisoformat(await last_used()) > datetime.fromisoformat(stale)
 
