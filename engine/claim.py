@@ -119,7 +119,7 @@ async def run_once(
     if not claimed:
         return Pass(0, 0)
     for c in claimed:
-        log.info("payment.claimed", tid=c.tid, attempt=c.attempts, worker=owner)
+        log.debug("payment.claimed", tid=c.tid, attempt=c.attempts, worker=owner)
     try:
         answers = await asyncio.gather(
             *(_answer(providers, c) for c in claimed), return_exceptions=True

@@ -214,24 +214,29 @@ FROM claimed c
 JOIN payment_processes p ON p.id = c.payment_id
 LEFT JOIN refunds r ON r.id = c.refund_id;
 
--- delivery_succeeded --
--- Mark delivery $1 (held by worker $2) DELIVERED, record the attempt and the payment's
--- webhook columns. $3 response code, $4 attempt start, $5 attempt number
-WITH done AS (
-    UPDATE webhook_deliveries
-    SET status = 'DELIVERED', delivered_at = now(), last_response_code = $3, last_error = NULL,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE id = $1 AND status = 'SENDING' AND lease_owner = $2
-    RETURNING id, payment_id
+-- deliveries_succeeded --
+-- Mark the deliveries in $1 (held by worker $2) DELIVERED, record each attempt and the
+-- payments' webhook columns: one statement for a whole pass. $3 response codes, $4 attempt
+-- starts, $5 attempt numbers (arrays as long as $1). Returns the ids it marked.
+WITH o AS (
+    SELECT * FROM unnest($1::bigint[], $3::int[], $4::timestamptz[], $5::int[])
+        AS o(id, code, started, attempt_no)
+), done AS (
+    UPDATE webhook_deliveries d
+    SET status = 'DELIVERED', delivered_at = now(), last_response_code = o.code,
+        last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM o
+    WHERE d.id = o.id AND d.status = 'SENDING' AND d.lease_owner = $2
+    RETURNING d.id, d.payment_id, o.code, o.started, o.attempt_no
 ), attempt AS (
     INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code)
-    SELECT id, $5, $4, $3 FROM done
+    SELECT id, attempt_no, started, code FROM done
 ), payment AS (
     UPDATE payment_processes p
-    SET webhook_sent_at = now(), webhook_response_code = $3, updated_at = now()
+    SET webhook_sent_at = now(), webhook_response_code = done.code, updated_at = now()
     FROM done WHERE p.id = done.payment_id
 )
-SELECT count(*) AS updated FROM done;
+SELECT id FROM done;
 
 -- delivery_failed --
 -- Delivery $1 (held by worker $2) failed: DEAD once attempts reach $6, else due again after

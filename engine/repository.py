@@ -75,6 +75,16 @@ def _refund(r: Any) -> Refund:
     return Refund(**values)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivered:
+    """One webhook attempt that got a 2xx."""
+
+    id: int
+    code: int
+    started: datetime
+    attempt_no: int
+
+
 class TidCollision(Exception):
     """The random transaction id was taken already; draw another."""
 
@@ -257,14 +267,15 @@ class Repository:
         return [Delivery(**dict(r)) for r in rows]
 
     @_translated
-    async def delivery_succeeded(
-        self, delivery_id: int, owner: str, code: int, started: datetime, attempt_no: int
-    ) -> bool:
-        """Record a 2xx; False if this worker no longer held the delivery."""
-        updated = await self.pool.fetchval(
-            Q["delivery_succeeded"], delivery_id, owner, code, started, attempt_no
-        )
-        return bool(updated)
+    async def deliveries_succeeded(self, owner: str, done: Sequence[Delivered]) -> set[int]:
+        """Record 2xx answers; returns the ids `owner` still held (and so recorded)."""
+        if not done:
+            return set()
+        rows = await self.pool.fetch(
+            Q["deliveries_succeeded"], [d.id for d in done], owner,
+            [d.code for d in done], [d.started for d in done], [d.attempt_no for d in done],
+        )  # fmt: skip
+        return {r["id"] for r in rows}
 
     @_translated
     async def delivery_failed(

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 from engine import metrics, signing
 from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
-from engine.repository import Repository
+from engine.repository import Delivered, Repository
 
 log = structlog.get_logger()
 
@@ -132,45 +132,73 @@ async def send(
         raise WebhookRetryable(None, f"{type(exc).__name__}: {exc}") from exc
 
 
-async def _deliver(
-    repo: Repository,
-    session: aiohttp.ClientSession,
-    d: Delivery,
-    *,
-    owner: str,
-    timeout: float,
-    max_attempts: int,
-    backoff: Backoff,
-    secrets: Sequence[str],
-) -> float | None:
-    """Send one delivery. Returns 0.0 if delivered, the retry delay if one was scheduled."""
+class _Sent(NamedTuple):
+    """One attempt's result: the 2xx code, or why it failed."""
+
+    delivery: Delivery
+    started: datetime
+    result: int | WebhookRetryable
+
+
+async def _attempt(
+    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str]
+) -> _Sent:
     started = datetime.now(UTC)
     try:
-        code = await send(session, d, timeout=timeout, secrets=secrets)
+        return _Sent(d, started, await send(session, d, timeout=timeout, secrets=secrets))
     except WebhookRetryable as exc:
-        delay = backoff.delay(d.attempts)
-        result = await repo.delivery_failed(
-            d.id, owner, code=exc.status, error=exc.error, started=started,
-            max_attempts=max_attempts, delay_seconds=delay,
-        )  # fmt: skip
-        if result is None:
+        return _Sent(d, started, exc)
+
+
+async def _failed(
+    repo: Repository, sent: _Sent, exc: WebhookRetryable, *, owner: str, max_attempts: int,
+    backoff: Backoff,
+) -> float | None:  # fmt: skip
+    """Record a failed attempt; returns the retry delay, or None if none was scheduled."""
+    d = sent.delivery
+    delay = backoff.delay(d.attempts)
+    result = await repo.delivery_failed(
+        d.id, owner, code=exc.status, error=exc.error, started=sent.started,
+        max_attempts=max_attempts, delay_seconds=delay,
+    )  # fmt: skip
+    if result is None:
+        log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
+        return None
+    if result[0] == "DEAD":
+        metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
+        log.error("webhook.dead", tid=d.tid, delivery=d.id, attempts=result[1],
+                  status=exc.status, error=exc.error)  # fmt: skip
+        return None
+    metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
+    log.warning("webhook.failed", tid=d.tid, delivery=d.id, retry_count=d.attempts,
+                status=exc.status, error=exc.error, retry_in=round(delay, 3))  # fmt: skip
+    return max(delay, 1e-3)
+
+
+async def _record(
+    repo: Repository, sent: Sequence[_Sent], *, owner: str, max_attempts: int, backoff: Backoff
+) -> tuple[int, list[float]]:
+    """Record a pass's attempts: every success in one statement, each failure on its own.
+
+    Returns how many were recorded delivered, and the retry delays scheduled.
+    """
+    ok = [s for s in sent if isinstance(s.result, int)]
+    recorded = await repo.deliveries_succeeded(owner, [
+        Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
+        for s in ok if isinstance(s.result, int)
+    ])  # fmt: skip
+    for s in ok:
+        d = s.delivery
+        if d.id in recorded:
+            metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
+            log.info("webhook.sent", tid=d.tid, delivery=d.id, status=s.result, attempt=d.attempts)
+        else:
             log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
-            return None
-        if result[0] == "DEAD":
-            metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
-            log.error("webhook.dead", tid=d.tid, delivery=d.id, attempts=result[1],
-                      status=exc.status, error=exc.error)  # fmt: skip
-            return None
-        metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
-        log.warning("webhook.failed", tid=d.tid, delivery=d.id, retry_count=d.attempts,
-                    status=exc.status, error=exc.error, retry_in=round(delay, 3))  # fmt: skip
-        return max(delay, 1e-3)
-    if await repo.delivery_succeeded(d.id, owner, code, started, d.attempts):
-        metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
-        log.info("webhook.sent", tid=d.tid, delivery=d.id, status=code, attempt=d.attempts)
-        return 0.0
-    log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
-    return None
+    delays = await asyncio.gather(*(
+        _failed(repo, s, s.result, owner=owner, max_attempts=max_attempts, backoff=backoff)
+        for s in sent if isinstance(s.result, WebhookRetryable)
+    ))  # fmt: skip
+    return len(recorded), [d for d in delays if d is not None]
 
 
 async def run_once(
@@ -201,17 +229,18 @@ async def run_once(
             with contextlib.suppress(DatabaseUnavailable):
                 await repo.release_deliveries(owner, [d.id for d in claimed])
             raise
-        results = await asyncio.gather(*(
-            _deliver(repo, session, d, owner=owner, timeout=timeout,
-                     max_attempts=max_attempts, backoff=backoff,
+        sent = await asyncio.gather(*(
+            _attempt(session, d, timeout=timeout,
                      secrets=registered.get(d.url) or [default_secret])
             for d in claimed
         ))  # fmt: skip
     except asyncio.CancelledError:
         await asyncio.shield(repo.release_deliveries(owner, [d.id for d in claimed]))
         raise
-    delivered = sum(1 for r in results if r == 0.0)
-    retries = [r for r in results if r]
+    # Shielded: a shutdown now must not forget what the merchants already answered.
+    delivered, retries = await asyncio.shield(
+        _record(repo, sent, owner=owner, max_attempts=max_attempts, backoff=backoff)
+    )
     return Pass(len(claimed), delivered, min(retries) if retries else None)
 
 

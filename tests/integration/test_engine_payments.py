@@ -12,7 +12,8 @@ import pytest
 from config.settings import Settings
 from engine import claim, db
 from engine.acquirer import AcquirerClient
-from engine.models import Outcome, Status
+from engine.models import Claimed, Outcome, Status
+from engine.provider import ProviderUnavailable
 from engine.repository import Repository
 from engine.trigger import MANUAL_FAIL_REASON
 from engine.worker import Worker
@@ -435,3 +436,43 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
     stats = await acquirer_stats(http, sim)
     assert stats["approved"] == 3 and stats["declined"] == 0
     assert (await statuses(pool))[alive.tid] == "PROCESSING"
+
+
+# --- 5. retries within one call -----------------------------------------------------------
+
+
+def _counting_session() -> tuple[aiohttp.ClientSession, list[str]]:
+    """A session that records every request it starts (each attempt of a call)."""
+    started: list[str] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(_s: object, _c: object, params: aiohttp.TraceRequestStartParams) -> None:
+        started.append(str(params.url))
+
+    trace.on_request_start.append(on_start)
+    return aiohttp.ClientSession(trace_configs=[trace]), started
+
+
+async def test_a_call_that_never_arrived_is_retried_up_to_max_attempts() -> None:
+    session, started = _counting_session()
+    async with session:
+        client = AcquirerClient(session, "http://127.0.0.1:9/acquirer", 1.0, 3)
+        claimed = Claimed(1, "DUMMY_20260101_00000001", 1000, "KRW", "ORD_1", 1)
+        with pytest.raises(ProviderUnavailable) as caught:
+            await client.authorize(claimed)
+    assert caught.value.maybe_processed is False
+    assert len(started) == 3
+
+
+async def test_a_call_that_may_have_charged_is_never_repeated_within_the_call(
+    sim: SimulatorHandle, http: aiohttp.ClientSession
+) -> None:
+    await acquirer_config(http, sim, error_rate=1.0)  # every authorize answers 503
+    session, started = _counting_session()
+    async with session:
+        client = AcquirerClient(session, f"{sim.url}/acquirer", 1.0, 3)
+        claimed = Claimed(1, "DUMMY_20260101_00000001", 1000, "KRW", "ORD_1", 1)
+        with pytest.raises(ProviderUnavailable) as caught:
+            await client.authorize(claimed)
+    assert caught.value.maybe_processed is True
+    assert len(started) == 1

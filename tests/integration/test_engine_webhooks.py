@@ -4,6 +4,7 @@ dead letters, redelivery, and the seed's payload shapes."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine.repository import Repository
+from engine.repository import Delivered, Repository
 from engine.worker import Worker
 from simulator.acquirer import DECLINE_REASONS
 from simulator.merchant import MERCHANT_STATE
@@ -27,6 +28,9 @@ from tests.integration.engine_support import (
     tuned,
 )
 from tests.waiting import wait_until
+
+# Clock slack between statements of one test.
+_SLACK = timedelta(seconds=1)
 
 
 def _header(hook: dict[str, Any], name: str) -> str | None:
@@ -205,3 +209,57 @@ async def test_webhook_payloads_have_the_seed_shape(
         assert _header(hook, "content-type") == "application/json"
         assert _header(hook, "webhook-id") == f"evt_{rows[tid]['public_id']}_{suffix}"
         assert (_header(hook, "webhook-timestamp") or "").isdigit()
+
+
+async def test_one_pass_records_every_success_together_and_each_failure_alone(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:  # fmt: skip
+    await insert_payments(pool, sim, 8)
+    worker = Worker(tuned(settings, webhook_batch_size=8), repo, http, owner="hooks")
+    assert (await worker.payments_pass()).settled == 8
+    await merchant_faults(http, sim, fail_next=3, status=503)
+
+    first = await worker.webhooks_pass()
+    assert (first.claimed, first.delivered) == (8, 5)
+    assert first.retry_in is not None and first.retry_in > 0
+    rows = await pool.fetch("SELECT * FROM webhook_deliveries ORDER BY id")
+    delivered = [r for r in rows if r["status"] == "DELIVERED"]
+    retrying = [r for r in rows if r["status"] == "PENDING"]
+    assert (len(delivered), len(retrying)) == (5, 3)
+    for r in delivered:
+        assert await _attempts(pool, r["id"]) == [(1, 200)]
+        assert r["lease_owner"] is None and r["delivered_at"] is not None
+    for r in retrying:
+        assert await _attempts(pool, r["id"]) == [(1, 503)]
+        assert r["lease_owner"] is None and r["next_attempt_at"] > r["updated_at"] - _SLACK
+    sent = await pool.fetch("SELECT id, webhook_sent_at, webhook_response_code"
+                            " FROM payment_processes")  # fmt: skip
+    marked = {r["id"] for r in sent if r["webhook_sent_at"] is not None}
+    assert marked == {r["payment_id"] for r in delivered}
+    assert all(r["webhook_response_code"] == 200 for r in sent if r["id"] in marked)
+
+
+async def test_a_success_is_not_recorded_by_a_worker_that_lost_the_lease(
+    pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
+) -> None:
+    await insert_payments(pool, sim, 3)
+    await pool.execute("UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'A1'")
+    await pool.execute("INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)"
+                       " SELECT id, 'evt_' || id, 'SUCCESS', 'http://x/' FROM payment_processes")
+    claimed = await repo.claim_deliveries("w1", 10, 30)
+    assert len(claimed) == 3
+    # Another worker took the first one over (its lease had expired and was reaped).
+    await pool.execute("UPDATE webhook_deliveries SET lease_owner = 'w2' WHERE id = $1",
+                       claimed[0].id)  # fmt: skip
+    now = datetime.now(UTC)
+    recorded = await repo.deliveries_succeeded(
+        "w1", [Delivered(d.id, 204, now, d.attempts) for d in claimed]
+    )
+    assert recorded == {d.id for d in claimed[1:]}
+    statuses = dict(await pool.fetch("SELECT id, status FROM webhook_deliveries"))
+    assert statuses == {claimed[0].id: "SENDING", claimed[1].id: "DELIVERED",
+                        claimed[2].id: "DELIVERED"}  # fmt: skip
+    attempts = await pool.fetch("SELECT delivery_id, response_code FROM webhook_attempts")
+    assert sorted(tuple(a) for a in attempts) == sorted((d.id, 204) for d in claimed[1:])
+    assert await repo.deliveries_succeeded("w1", []) == set()
