@@ -8,6 +8,7 @@ scheduled falls due. `python -m engine.worker` runs it; several may run at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import secrets
@@ -57,6 +58,51 @@ class PassResult(Protocol):
     def retry_in(self) -> float | None: ...
 
 
+class Doorbell:
+    """Wakes one sleeping loop per ring, so a NOTIFY does not send every loop to the database.
+
+    A ring while no loop sleeps is kept: the next loop that would sleep runs a pass instead.
+    `ring_all` wakes every loop (the safety-net poll, the reaper, shutdown).
+    """
+
+    def __init__(self) -> None:
+        self._sleepers: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._kept = False
+
+    def ring(self) -> None:
+        """Wake one sleeping loop, or keep the ring for the next one."""
+        while self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.done():
+                sleeper.set_result(None)
+                return
+        self._kept = True
+
+    def ring_all(self) -> None:
+        """Wake every sleeping loop, and the next one to sleep."""
+        while self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.done():
+                sleeper.set_result(None)
+        self._kept = True
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Sleep until rung or `timeout` seconds pass; at once if a ring was kept."""
+        if self._kept:
+            self._kept = False
+            return
+        sleeper = asyncio.get_running_loop().create_future()
+        self._sleepers.append(sleeper)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sleeper, timeout)
+        finally:
+            if not sleeper.done():
+                sleeper.cancel()
+            with contextlib.suppress(ValueError):
+                self._sleepers.remove(sleeper)
+
+
 def worker_id() -> str:
     """A lease owner name unique to this process."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -96,17 +142,17 @@ class Worker:
         self.backoff = webhooks.Backoff(
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
-        self.payments_wake = asyncio.Event()
-        self.refunds_wake = asyncio.Event()
-        self.webhooks_wake = asyncio.Event()
+        self.payments_wake = Doorbell()
+        self.refunds_wake = Doorbell()
+        self.webhooks_wake = Doorbell()
         self.stopping = asyncio.Event()
         self.log = log.bind(worker=self.owner)
 
     def wake(self) -> None:
-        """Make both loops look for work now."""
-        self.payments_wake.set()
-        self.refunds_wake.set()
-        self.webhooks_wake.set()
+        """Make every loop look for work now (the safety-net poll, the reaper, stopping)."""
+        self.payments_wake.ring_all()
+        self.refunds_wake.ring_all()
+        self.webhooks_wake.ring_all()
 
     def stop(self) -> None:
         """Stop claiming; loops finish the pass they are in and return."""
@@ -123,7 +169,7 @@ class Worker:
             lease_seconds=s.lease_seconds, policy=self.policy,
         )  # fmt: skip
         if result.settled:
-            self.webhooks_wake.set()  # their webhooks are in the outbox: this worker sends them
+            self.webhooks_wake.ring()  # their webhooks are in the outbox: this worker sends them
         return result
 
     async def refunds_pass(self) -> claim.Pass:
@@ -134,7 +180,7 @@ class Worker:
             lease_seconds=s.lease_seconds, policy=self.policy,
         )  # fmt: skip
         if result.settled:
-            self.webhooks_wake.set()
+            self.webhooks_wake.ring()
         return result
 
     async def webhooks_pass(self) -> webhooks.Pass:
@@ -153,13 +199,11 @@ class Worker:
             await asyncio.wait_for(wake.wait(), timeout)
 
     async def _loop(
-        self, name: str, wake: asyncio.Event, one_pass: Callable[[], Awaitable[PassResult]]
+        self, name: str, wake: Doorbell, one_pass: Callable[[], Awaitable[PassResult]]
     ) -> None:
         failures = 0
         batch = self.settings.webhook_batch_size if name == "webhooks" else self.settings.batch_size
         while not self.stopping.is_set():
-            # Clear before the pass: a NOTIFY that lands during it makes the next pass run.
-            wake.clear()
             try:
                 result = await one_pass()
             except errors.DatabaseUnavailable:
@@ -176,10 +220,13 @@ class Worker:
                 continue
             failures = 0
             if result.claimed >= batch:
-                await asyncio.sleep(0)  # a full batch: there is likely more, go again
+                # A full batch: there is likely more. Bring in an idle loop and go again.
+                wake.ring()
+                await asyncio.sleep(0)
                 continue
-            # Sleep until woken, or until a retry this pass scheduled falls due.
-            await self._sleep(wake, result.retry_in)
+            # Sleep until rung, or until a retry this pass scheduled falls due. A ring that
+            # came during the pass was kept, so this returns at once and nothing is missed.
+            await wake.wait(result.retry_in)
 
     async def _reap(self) -> None:
         try:
@@ -201,9 +248,9 @@ class Worker:
                 conn = await asyncpg.connect(dsn)
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c: closed.set())
-                await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments_wake.set())
-                await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds_wake.set())
-                await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks_wake.set())
+                await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments_wake.ring())
+                await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds_wake.ring())
+                await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks_wake.ring())
                 self.wake()
                 stop_wait = asyncio.ensure_future(self.stopping.wait())
                 closed_wait = asyncio.ensure_future(closed.wait())
