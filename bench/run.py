@@ -53,6 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   scale_rows="2000,5000", soak_seconds=3, claim_samples=20),
 }  # fmt: skip
 # --long: the parts that take long, opt-in.
+# The issue's end-to-end target, payments per second sustained with every webhook delivered.
+E2E_TARGET = 1000.0
+
 LONG = dict(scale_rows="10000,10000000", soak_seconds=600)
 
 
@@ -125,8 +128,8 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument(
         "--e2e-rate",
         type=float,
-        help="offered payments/s for it (default: 90%% "
-        "of the capacity the probe measured just before)",
+        help="offered payments/s for it (default: 5%% above the 1,000/s target, or 90%% "
+        "of the capacity the probe measured just before if that is more)",
     )
     p.add_argument("--probe-seconds", type=float, help="closed-loop capacity probe")
     p.add_argument("--probe-concurrency", type=int, default=32)
@@ -473,14 +476,17 @@ class Bench:
         insert_s = time.perf_counter() - started
         t0 = await self.conn.fetchval("SELECT clock_timestamp()")
         mark = self.cpu_mark()
-        spy = None
+        spies = []
         if rep == 0:
-            spy = await self.profile("worker-drain", self.system.pids()["worker"][0],
-                                     min(20.0, max(2.0, n / 2000)))  # fmt: skip
+            seconds = min(20.0, max(2.0, n / 2000))
+            spies = [await self.profile("worker-drain", self.system.pids()["worker"][0], seconds),
+                     await self.profile("simulator-drain", self.system.pids()["simulator"][0],
+                                        seconds)]  # fmt: skip
         settled = await self.wait_settled(self.drain_timeout(n))
         self.cpu_since(mark, "drain", n)
-        if spy:
-            await spy
+        for spy in spies:
+            if spy:
+                await spy
         r = await self.conn.fetchrow(sql.DRAIN_RESULT)
         if rep == 0:
             await self.statements_report("drain (workers)", n)
@@ -594,20 +600,26 @@ class Bench:
         return capacity
 
     async def sustained(self, rep: int, capacity: float) -> None:
-        """Open loop at --e2e-rate (default 0.9 x capacity) for --e2e-seconds."""
-        rate = self.cfg.e2e_rate or max(10.0, math.floor(0.9 * capacity / 10) * 10)
-        if not math.isfinite(rate):
-            rate = 100.0
+        """Open loop at --e2e-rate for --e2e-seconds.
+
+        By default it offers 5 % more than the target: a system that keeps up then passes,
+        one that does not builds a backlog and shows its capacity instead. If the probe
+        found more capacity than that, 90 % of it is offered.
+        """
+        probed = math.floor(0.9 * capacity / 10) * 10 if math.isfinite(capacity) else 0.0
+        rate = self.cfg.e2e_rate or max(E2E_TARGET * 1.05, probed)
         prefix = f"s{rep}"
         spy = None
         if rep == 0:
             spy = await self.profile("worker-e2e", self.system.pids()["worker"][0],
                                      min(30.0, self.cfg.e2e_seconds))  # fmt: skip
+        await self.statements_reset()
         mark = self.cpu_mark()
         res = await self.open_load(prefix, rate, self.cfg.e2e_seconds)
         settled = await self.wait_settled(max(30.0, self.cfg.e2e_seconds))
         s = await self.e2e_stats(prefix)
         self.cpu_since(mark, "e2e sustained (to delivered)", s["delivered"])
+        await self.statements_report("e2e sustained", s["delivered"])
         if spy:
             await spy
         span = _seconds(s.get("first_req"), s.get("last_delivered"))
@@ -834,11 +846,11 @@ class Bench:
                 v["e2e_sustained"],
                 "payments/s",
                 0,
-                ">= 1000, all delivered",
+                f">= {E2E_TARGET:.0f}, all delivered",
             )
         )
         everything = all(x == 1.0 for x in v["e2e_all_delivered"])
-        sus.verdict = _verdict(sus.value, lambda x: x >= 1000 and everything)
+        sus.verdict = _verdict(sus.value, lambda x: x >= E2E_TARGET and everything)
         if d < 60:
             sus.note = f"{d:.0f} s run, target says 60 s"
         t.add(Row("e2e", "webhooks not delivered at the end", v["e2e_undelivered"], ""))

@@ -12,7 +12,7 @@ from simulator.app import create_app
 from simulator.settings import SimulatorSettings
 
 
-def configure_logging(log_format: str) -> None:
+def configure_logging(log_format: str, level: str = "info") -> None:
     """Route structlog output to stdout as console text or JSON lines."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -25,7 +25,9 @@ def configure_logging(log_format: str) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
     )
 
 
@@ -50,7 +52,7 @@ def main() -> int:
         # One line, exit status 2: the conventional "usage/configuration error" signal.
         print(f"simulator: invalid {name}: {first['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     structlog.get_logger("simulator").info(
         "simulator.starting", host=settings.host, port=settings.port
     )

@@ -60,3 +60,6 @@ class SimulatorSettings(BaseSettings):
     atom_res_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A7FE", min_length=1)
     # "json" for machine-readable logs (CI, containers), "console" for humans.
     log_format: Literal["console", "json"] = "console"
+    # "warning" drops the line per received webhook (the benchmark does: the simulator stands
+    # in for machines that would not share the engine's cores).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
