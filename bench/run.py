@@ -52,10 +52,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                   warmup_seconds=0, e2e_seconds=2, light_seconds=2, probe_seconds=2,
                   scale_rows="2000,5000", soak_seconds=3, claim_samples=20),
 }  # fmt: skip
-# --long: the parts that take long, opt-in.
 # The end-to-end target, payments per second sustained with every webhook delivered.
 E2E_TARGET = 1000.0
 
+# --long: the parts that take long, opt-in.
 LONG = dict(scale_rows="10000,10000000", soak_seconds=600)
 
 
