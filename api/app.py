@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             observability.timing,
             problems.middleware,
+            problems.shedding(settings.max_concurrent_requests),
             auth.middleware(REPO, settings.api_key_secret),
         ],
     )

@@ -152,9 +152,10 @@ async def accept(
     order with a different request raises IdempotencyConflict.
     """
     for _ in range(_TID_DRAWS):
+        tid = ids.new_tid(tid_prefix)
         try:
             created = await repo.insert_payment(
-                new, public_id=snowflake.next_id(), tid=ids.new_tid(tid_prefix),
+                new, public_id=snowflake.next_id(), tid=tid,
                 default_webhook_url=default_webhook_url,
             )  # fmt: skip
         except TidCollision as exc:
@@ -165,7 +166,8 @@ async def accept(
                      amount=new.amount, currency=new.currency)  # fmt: skip
             return Accepted(created, True)
         existing = await repo.payment_by_order(new.mid, new.order_id)
-        if existing is None:  # deleted between the two statements: not something we do
+        if existing is None:  # no row for the order: the batch insert found the tid taken
+            log.warning("payment.tid_collision", tid=tid)
             continue
         if existing.request_digest != new.request_digest:
             raise errors.IdempotencyConflict(new.order_id, existing.tid)

@@ -43,7 +43,7 @@ PROVIDER_SECONDS = Histogram(
 ERRORS = Counter(
     "engine_errors_total",
     "Errors by class: provider_unavailable, outcome_unknown, provider_rejected,"
-    " unresolved, database_unavailable, internal",
+    " unresolved, database_unavailable, internal, overloaded",
     ["error_class"],
 )
 WEBHOOK_ATTEMPTS = Counter(

@@ -21,8 +21,10 @@ RETURNING *;
 -- insert_payments --
 -- insert_payment for many requests in one statement (one transaction, one WAL flush): the
 -- intake's group commit. Each $n is an array with one element per request, in the order of
--- insert_payment's parameters ($8 echo as JSON text). Returns the rows inserted; a request whose
--- (mid, order_id) exists already, or came earlier in the same batch, gets no row.
+-- insert_payment's parameters ($8 echo as JSON text). Returns the rows inserted. A request
+-- gets no row when its (mid, order_id) exists already (or came earlier in the same batch), or
+-- when its random tid is taken: DO NOTHING without a target, so one taken tid does not fail
+-- the whole batch. The intake tells the two apart by looking the order up.
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
      webhook_url, provider, order_name, last_actor)
@@ -40,7 +42,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigi
                           echo, request_digest, webhook_url, provider, order_name, actor,
                           default_url, n)
 ORDER BY r.n
-ON CONFLICT (mid, order_id) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING *;
 
 -- get_payment_by_order --

@@ -151,23 +151,18 @@ class Repository:
     async def insert_payments(self, rows: Sequence[NewRow]) -> list[Payment]:
         """insert_payment for many rows in one statement; returns the rows it inserted.
 
-        All or nothing: a taken tid raises TidCollision for the whole batch.
+        A row whose order exists, or whose tid is taken, is left out (not an error).
         """
-        try:
-            got = await self.pool.fetch(
-                Q["insert_payments"],
-                [r.public_id for r in rows], [r.tid for r in rows],
-                [r.new.mid for r in rows], [r.new.order_id for r in rows],
-                [r.new.user_public_id for r in rows], [r.new.amount for r in rows],
-                [r.new.currency for r in rows], [db.dumps(r.new.echo) for r in rows],
-                [r.new.request_digest for r in rows], [r.new.webhook_url for r in rows],
-                [r.new.provider for r in rows], [r.new.order_name for r in rows],
-                [r.new.actor for r in rows], [r.default_webhook_url for r in rows],
-            )  # fmt: skip
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "payment_processes_tid_key":
-                raise TidCollision(exc.detail or "") from exc
-            raise
+        got = await self.pool.fetch(
+            Q["insert_payments"],
+            [r.public_id for r in rows], [r.tid for r in rows],
+            [r.new.mid for r in rows], [r.new.order_id for r in rows],
+            [r.new.user_public_id for r in rows], [r.new.amount for r in rows],
+            [r.new.currency for r in rows], [db.dumps(r.new.echo) for r in rows],
+            [r.new.request_digest for r in rows], [r.new.webhook_url for r in rows],
+            [r.new.provider for r in rows], [r.new.order_name for r in rows],
+            [r.new.actor for r in rows], [r.default_webhook_url for r in rows],
+        )  # fmt: skip
         return [_payment(r) for r in got]
 
     @_translated

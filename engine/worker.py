@@ -332,6 +332,8 @@ def main() -> None:
     """Entry point of the `worker` Procfile process."""
     settings = config_settings.load()
     logs.configure(settings.log_format, settings.log_level)
+    if settings.worker_nice and hasattr(os, "nice"):
+        os.nice(settings.worker_nice)
     event_loop.run(run(settings), settings.event_loop)
 
 

@@ -18,7 +18,7 @@ from api import app as app_module
 from config.settings import Settings
 from engine import errors, ids, intake
 from engine.models import NewPayment, Payment
-from engine.repository import Repository, TidCollision
+from engine.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 
 Client = TestClient[Any, Any]
@@ -104,20 +104,23 @@ async def test_accept_through_the_group_makes_one_payment_and_replays(
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 1
 
 
-async def test_a_taken_tid_fails_only_its_own_request(
+async def test_a_taken_tid_leaves_out_only_its_own_row(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
+    """Nine new rows go in; the one whose tid is taken gets no row (accept() draws again)."""
     group = intake.GroupCommit(repo)
     taken = await insert(group, new_payment("ORD_FIRST"))
     assert taken is not None
     results = await asyncio.gather(
         *(insert(group, new_payment(f"ORD_{i}")) for i in range(9)),
         insert(group, new_payment("ORD_CLASH"), tid=taken.tid),
-        return_exceptions=True,
     )
     assert all(isinstance(r, Payment) for r in results[:9]), results
-    assert isinstance(results[9], TidCollision)
+    assert results[9] is None
+    # One statement for the ten: a taken tid does not send the batch row by row.
+    assert (group.statements, group.rows) == (2, 11)
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 10
+    assert await repo.payment_by_order(MID, "ORD_CLASH") is None
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_request(

@@ -33,6 +33,7 @@ from config.settings import Settings
 from engine.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 from tests.integration.test_openapi import component
+from tests.waiting import wait_until
 
 PAY = "/api/payment"
 PROBLEM = "application/problem+json"
@@ -568,3 +569,60 @@ def test_hook_drops_only_whole_float_and_unstateable_rejections() -> None:
     failure.code = "ST201"
     response.content = json.dumps({"errors": [{"field": "cursor", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+
+
+async def test_past_the_concurrency_limit_requests_get_503_at_once_and_store_nothing(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
+) -> None:
+    limited = settings.model_copy(update={"max_concurrent_requests": 2})
+    client = await aiohttp_client(create_app(limited))
+    auth = {"Authorization": f"Bearer {api_key}"}
+    # Two clients hold the two slots: each has sent half a body and waits.
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]] = []
+    try:
+        await _hold_and_release(client, pool, api_key, auth, held)
+    finally:
+        for _reader, writer, _body in held:
+            writer.close()
+
+
+async def _hold_and_release(
+    client: Any, pool: asyncpg.Pool, api_key: str, auth: dict[str, str],
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]],
+) -> None:  # fmt: skip
+    for i in range(2):
+        body = json.dumps({**SEED_REQUEST, "orderId": f"ORD_SLOW_{i}"}).encode()
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"POST /api/payment HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {api_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        await writer.drain()
+        held.append((reader, writer, body))
+
+    async def refused() -> aiohttp.ClientResponse | None:
+        resp = await client.post("/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"},
+                                 headers=auth)  # fmt: skip
+        return resp if resp.status == 503 else None
+
+    # Once both slots are taken (the server has read their headers), a third is refused.
+    resp = await wait_until(refused, what="a request past the limit to be refused")
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.headers["Content-Type"].startswith(PROBLEM)
+    assert (await resp.json())["title"] == "Service Unavailable"
+    assert await pool.fetchval(
+        "SELECT count(*) FROM payment_processes WHERE order_id = 'ORD_X'"
+    ) == 0
+    # Paths outside /api/ are never refused (health checks, metrics).
+    assert (await client.get("/health")).status == 200
+    # The held requests finish normally, and their slots come back.
+    for reader, writer, body in held:
+        writer.write(body[10:])
+        await writer.drain()
+        status, _headers, _body = await asyncio.wait_for(read_http_response(reader), 10.0)
+        assert status == 202
+    again = await client.post("/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"},
+                              headers=auth)  # fmt: skip
+    assert again.status == 202
+    assert await payment_rows(pool) == 3
