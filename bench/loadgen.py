@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -152,7 +153,10 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     result = event_loop.run(_Child(args).run())
+    # The event loop may have left stdout non-blocking; a large result must not be cut short.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
 
 
 # --- the parent side ---------------------------------------------------------------------
@@ -232,9 +236,12 @@ async def run_aiohttp(url: str, key: str, mid: str, prefix: str, *, mode: str, d
             *args, cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         ))  # fmt: skip
+    # Read every child at once: a child whose pipe is not being read blocks on its result.
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(child.communicate() for child in children)), duration + 90
+    )
     results = []
-    for child in children:
-        out, err = await asyncio.wait_for(child.communicate(), duration + 90)
+    for child, (out, err) in zip(children, outputs, strict=True):
         if child.returncode != 0:
             raise RuntimeError(f"loadgen failed: {err.decode()[-2000:]}")
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
