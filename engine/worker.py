@@ -71,20 +71,25 @@ class Doorbell:
 
     def ring(self) -> None:
         """Wake one sleeping loop, or keep the ring for the next one."""
-        while self._sleepers:
-            sleeper = self._sleepers.popleft()
-            if not sleeper.done():
-                sleeper.set_result(None)
-                return
-        self._kept = True
+        if not self._wake(every=False):
+            self._kept = True
 
     def ring_all(self) -> None:
         """Wake every sleeping loop, and the next one to sleep."""
+        self._wake(every=True)
+        self._kept = True
+
+    def _wake(self, *, every: bool) -> bool:
+        """Wake the first sleeper still waiting (or all of them); False if none was."""
+        woke = False
         while self._sleepers:
             sleeper = self._sleepers.popleft()
             if not sleeper.done():
                 sleeper.set_result(None)
-        self._kept = True
+                woke = True
+                if not every:
+                    break
+        return woke
 
     async def wait(self, timeout: float | None = None) -> None:
         """Sleep until rung or `timeout` seconds pass; at once if a ring was kept."""

@@ -50,6 +50,18 @@ async def _settled_one(pool: asyncpg.Pool, worker: Worker, sim: SimulatorHandle)
     return row
 
 
+async def _settled_many(
+    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    http: aiohttp.ClientSession, n: int, *, webhook_batch_size: int,
+) -> Worker:  # fmt: skip
+    """Insert and settle `n` payments (their webhooks now wait); returns the worker."""
+    await insert_payments(pool, sim, n)
+    worker = Worker(tuned(settings, webhook_batch_size=webhook_batch_size), repo, http,
+                    owner="hooks")  # fmt: skip
+    assert (await worker.payments_pass()).settled == n
+    return worker
+
+
 async def _deliver_until(
     pool: asyncpg.Pool, worker: Worker, status: str, *, timeout: float = 5.0
 ) -> asyncpg.Record:
@@ -145,9 +157,7 @@ async def test_webhook_claim_takes_at_most_the_batch_size(
     pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:  # fmt: skip
-    await insert_payments(pool, sim, 6)
-    worker = Worker(tuned(settings, webhook_batch_size=2), repo, http, owner="hooks")
-    assert (await worker.payments_pass()).settled == 6
+    worker = await _settled_many(pool, repo, settings, sim, http, 6, webhook_batch_size=2)
     first = await worker.webhooks_pass()
     assert (first.claimed, first.delivered) == (2, 2)
     assert len(_received(sim)) == 2
@@ -215,9 +225,7 @@ async def test_one_pass_records_every_success_together_and_each_failure_alone(
     pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:  # fmt: skip
-    await insert_payments(pool, sim, 8)
-    worker = Worker(tuned(settings, webhook_batch_size=8), repo, http, owner="hooks")
-    assert (await worker.payments_pass()).settled == 8
+    worker = await _settled_many(pool, repo, settings, sim, http, 8, webhook_batch_size=8)
     await merchant_faults(http, sim, fail_next=3, status=503)
 
     first = await worker.webhooks_pass()

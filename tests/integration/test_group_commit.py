@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 
 from api import app as app_module
@@ -170,10 +169,7 @@ async def test_concurrent_http_requests_each_get_their_own_payment(
     assert 1 <= group.statements <= 120
 
 
-@pytest.mark.parametrize("max_batch", [1])
-async def test_max_batch_one_is_one_statement_per_request(
-    repo: Repository, max_batch: int
-) -> None:
-    group = intake.GroupCommit(repo, max_batch=max_batch, in_flight=1)
+async def test_max_batch_one_is_one_statement_per_request(repo: Repository) -> None:
+    group = intake.GroupCommit(repo, max_batch=1, in_flight=1)
     await asyncio.gather(*(insert(group, new_payment(f"ORD_{i}")) for i in range(10)))
     assert (group.statements, group.rows) == (10, 10)
