@@ -175,6 +175,7 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     late_p99_ms: float = 0.0
     skipped: int = 0
+    late_100: int = 0  # paced wrk: requests sent over 100 ms after their slot
 
     @property
     def ok_per_s(self) -> float:
@@ -194,15 +195,23 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def run_wrk(url: str, key: str, mid: str, prefix: str, *, concurrency: int,
-                  duration: float, threads: int = 2) -> LoadResult:  # fmt: skip
-    """A closed-loop wrk run with `concurrency` connections."""
+                  duration: float, threads: int = 2, rate: float = 0.0) -> LoadResult:  # fmt: skip
+    """A wrk run with `concurrency` connections: closed-loop, or paced at `rate` per second.
+
+    Paced, the connections only carry the schedule: a free one waits for the next send slot
+    (bench/payment.lua), and `late` counts the requests that went more than 100 ms after
+    their slot because every connection was busy.
+    """
     exe = wrk_path()
     assert exe, "wrk is not installed"
-    args = [exe, "-t", str(min(threads, concurrency)), "-c", str(concurrency),
+    threads = min(threads, concurrency)
+    args = [exe, "-t", str(threads), "-c", str(concurrency),
             "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA),
             url.rstrip("/") + PATH, "--", prefix, key, mid]  # fmt: skip
+    env = os.environ | ({"BENCH_WRK_RATE": str(rate), "BENCH_WRK_THREADS": str(threads)}
+                        if rate > 0 else {})  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     out, err = await asyncio.wait_for(proc.communicate(), duration + 60)
     text = out.decode()
@@ -212,9 +221,10 @@ async def run_wrk(url: str, key: str, mid: str, prefix: str, *, concurrency: int
     r = json.loads(match.group(1))
     errors = {k: int(r[k]) for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     return LoadResult(
-        tool="wrk", requests=r["requests"], ok=r["requests"] - r["status"],
-        duration_s=r["duration_us"] / 1e6, p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
-        errors=errors,
+        tool="wrk paced" if rate > 0 else "wrk", requests=r["requests"],
+        ok=r["requests"] - r["status"], duration_s=r["duration_us"] / 1e6,
+        p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000, errors=errors,
+        late_100=r["late_100"],
     )  # fmt: skip
 
 
