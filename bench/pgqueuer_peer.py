@@ -1,11 +1,19 @@
-"""The peer: pgqueuer (PyPI) enqueueing and draining no-op jobs on the same database.
+"""The peer: pgqueuer (PyPI) enqueueing and draining jobs on the same database.
 
 Only pgqueuer's public API is used: `Queries.from_asyncpg_connection(...)`, its `install` and
-`enqueue` (the queue filled in one statement), and `QueueManager(queries)` with an
-`@entrypoint` that does nothing, started as separate
-processes (as many as the engine has workers, with the engine's batch size):
+`enqueue` (the queue filled in one statement), and `QueueManager(queries)` with `@entrypoint`s,
+started as separate processes (as many as the engine has workers, with the engine's batch
+size):
 
-    python -m bench.pgqueuer_peer worker --dsn URL --batch-size 10
+    python -m bench.pgqueuer_peer worker --dsn URL --batch-size 10 [--sim URL]
+
+Two kinds of job:
+- `bench_noop` does nothing: the issue's peer, pgqueuer's own cost per job.
+- `bench_calls` (with --sim) makes the two HTTP calls a payment makes, against the same
+  simulator: POST /acquirer/authorize, then a webhook signed as the engine signs it, posted to
+  the merchant receiver, which verifies it. It succeeds only if both answer 200. This is the
+  like-for-like peer: the same outside work, with pgqueuer's queue instead of the engine's
+  state machine, leases and outbox.
 
 A job is done when pgqueuer has moved it from its queue table to its log table; the drain time
 runs from the enqueue's commit to the newest `created` in the log (both the database's clock).
@@ -16,16 +24,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 
+from config.settings import DEV_WEBHOOK_SECRET
 from engine import loop as event_loop
+from engine import signing
 
 ENTRYPOINT = "bench_noop"
+CALLS_ENTRYPOINT = "bench_calls"
 APPLICATION_NAME = "bench-pgqueuer-peer"
 
 
@@ -52,13 +65,13 @@ async def reset(conn: asyncpg.Connection) -> None:
     await conn.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
 
 
-async def enqueue(conn: asyncpg.Connection, n: int) -> float:
-    """Enqueue `n` no-op jobs in one call (one statement); returns the seconds it took."""
+async def enqueue(conn: asyncpg.Connection, n: int, entrypoint: str = ENTRYPOINT) -> float:
+    """Enqueue `n` jobs in one call (one statement); returns the seconds it took."""
     from pgqueuer import Queries
 
     queries = Queries.from_asyncpg_connection(conn)
     started = time.perf_counter()
-    await queries.enqueue([ENTRYPOINT] * n, [None] * n, [0] * n)
+    await queries.enqueue([entrypoint] * n, [None] * n, [0] * n)
     return time.perf_counter() - started
 
 
@@ -74,15 +87,46 @@ async def finished_at(conn: asyncpg.Connection) -> Any:
     )
 
 
-async def _work(dsn: str, batch_size: int) -> None:
+async def payment_calls(session: aiohttp.ClientSession, sim: str, ref: str) -> None:
+    """What the engine sends the outside world for one payment: authorize, then the webhook."""
+    order = {"reference": ref, "orderId": ref, "amount": 1000, "currency": "KRW"}
+    async with session.post(f"{sim}/acquirer/authorize", json=order) as resp:
+        answer = await resp.json()
+        if resp.status != 200:
+            raise RuntimeError(f"authorize answered {resp.status}")
+    body = json.dumps(
+        {"status": "SUCCESS" if answer["status"] == "APPROVED" else "FAILED", "code": "0000",
+         "transactionId": ref, "approvalNo": answer.get("approvalNo"), "amount": 1000,
+         "currency": "KRW", "echo": {}, "message": "Payment approved successfully"},
+        ensure_ascii=False, separators=(",", ":"),
+    ).encode()  # fmt: skip
+    event, now = f"evt_{ref}", int(time.time())
+    headers = {"Content-Type": "application/json", "webhook-id": event,
+               "webhook-timestamp": str(now),
+               "webhook-signature": signing.sign(DEV_WEBHOOK_SECRET, event, now, body)}  # fmt: skip
+    async with session.post(f"{sim}/api/webhook/pg/PEER", data=body, headers=headers) as resp:
+        await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"the webhook receiver answered {resp.status}")
+
+
+async def _work(dsn: str, batch_size: int, sim: str | None) -> None:
     from pgqueuer import Job, Queries, QueueManager
 
     conn = await asyncpg.connect(dsn, server_settings={"application_name": APPLICATION_NAME})
     qm = QueueManager(Queries.from_asyncpg_connection(conn))
+    # The engine worker's pool settings, so both keep the same connections alive.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30))
 
     @qm.entrypoint(ENTRYPOINT)
     async def noop(job: Job) -> None:
         return None
+
+    if sim:
+
+        @qm.entrypoint(CALLS_ENTRYPOINT)
+        async def calls(job: Job) -> None:
+            await payment_calls(session, sim, f"pq_{job.id}")
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,20 +134,22 @@ async def _work(dsn: str, batch_size: int) -> None:
     try:
         await qm.run(batch_size=batch_size, dequeue_timeout=timedelta(seconds=30))
     finally:
+        await session.close()
         with contextlib.suppress(Exception):
             await conn.close()
 
 
 def main() -> None:
-    """`worker`: one pgqueuer QueueManager process with a no-op entrypoint."""
+    """`worker`: one pgqueuer QueueManager process (see the module doc)."""
     parser = argparse.ArgumentParser(prog="python -m bench.pgqueuer_peer")
     sub = parser.add_subparsers(dest="command", required=True)
     worker = sub.add_parser("worker")
     worker.add_argument("--dsn", required=True)
     worker.add_argument("--batch-size", type=int, default=10)
+    worker.add_argument("--sim", help="the simulator's base URL, for bench_calls jobs")
     args = parser.parse_args()
     # The same event loop as the engine's processes (uvloop), so the comparison is like for like.
-    event_loop.run(_work(args.dsn, args.batch_size))
+    event_loop.run(_work(args.dsn, args.batch_size, args.sim))
 
 
 if __name__ == "__main__":

@@ -512,19 +512,38 @@ class Bench:
                  f"{final_rate:,.0f}/s, webhooks delivered {hook_rate:,.0f}/s")  # fmt: skip
 
     async def peer(self, rep: int) -> None:
-        """pgqueuer: enqueue N no-op jobs, drain them with as many processes as workers."""
+        """pgqueuer drains N jobs with as many processes as workers: no-op jobs, then jobs
+        making the payment's two HTTP calls (bench/pgqueuer_peer.py)."""
         if not self.peer_version:
             if rep == 0:
                 self.notes.append("peer: pgqueuer is not installed (pip install -e '.[bench]')")
             return
-        n = self.cfg.drain_n
         await self.system.stop_workers()
+        for name, entrypoint in (("peer", pgqueuer_peer.ENTRYPOINT),
+                                 ("peer_calls", pgqueuer_peer.CALLS_ENTRYPOINT)):  # fmt: skip
+            enqueue_s, rate = await self.peer_drain(name, entrypoint)
+            self.v[f"{name}_enqueue_s"].append(enqueue_s)
+            self.v[name].append(rate)
+            for kind in ("final", "delivered"):
+                drained = self.v[f"drain_{kind}"]
+                engine = drained[rep] if len(drained) > rep else None
+                self.v[f"{name}_ratio_{kind}"].append(
+                    engine / rate if engine and rate else math.nan
+                )
+            self.log(f"{name} run {rep + 1}: pgqueuer {self.peer_version} {entrypoint}: "
+                     f"enqueued {self.cfg.drain_n:,} in {enqueue_s:.1f}s, drained "
+                     f"{rate:,.0f} jobs/s")  # fmt: skip
+
+    async def peer_drain(self, name: str, entrypoint: str) -> tuple[float, float]:
+        """Enqueue N `entrypoint` jobs and time their drain: (enqueue seconds, jobs/s)."""
+        n = self.cfg.drain_n
         await pgqueuer_peer.reset(self.conn)
+        await self.system.reset_simulator()
         await self.system.start_peers(self.cfg.workers, self.cfg.batch_size)
         try:
             conn = await asyncpg.connect(self.pg.url)
             try:
-                enqueue_s = await pgqueuer_peer.enqueue(conn, n)
+                enqueue_s = await pgqueuer_peer.enqueue(conn, n, entrypoint)
             finally:
                 await conn.close()
             t0 = await self.conn.fetchval("SELECT clock_timestamp()")
@@ -533,20 +552,15 @@ class Bench:
             while await pgqueuer_peer.remaining(self.conn) > 0:
                 self.system.check_alive()
                 if time.monotonic() > deadline:
-                    raise PhaseTimeout(f"pgqueuer did not drain {n} jobs")
+                    raise PhaseTimeout(f"pgqueuer did not drain {n} {entrypoint} jobs")
                 await asyncio.sleep(0.2)
-            self.cpu_since(mark, "pgqueuer drain", n)
+            self.cpu_since(mark, f"pgqueuer drain ({entrypoint})", n)
             r = await pgqueuer_peer.finished_at(self.conn)
         finally:
             await self.system.stop_peers()
-        rate = _rate(n, _seconds(t0, r["last"])) if r["n"] == n else math.nan
-        self.v["peer_enqueue_s"].append(enqueue_s)
-        self.v["peer"].append(rate)
-        for kind in ("final", "delivered"):
-            engine = self.v[f"drain_{kind}"][rep] if len(self.v[f"drain_{kind}"]) > rep else None
-            self.v[f"peer_ratio_{kind}"].append(engine / rate if engine and rate else math.nan)
-        self.log(f"peer run {rep + 1}: pgqueuer {self.peer_version} enqueued {n:,} in "
-                 f"{enqueue_s:.1f}s, drained {rate:,.0f} jobs/s")  # fmt: skip
+        if r["n"] != n:
+            self.notes.append(f"{name}: {r['n']}/{n} {entrypoint} jobs succeeded")
+        return enqueue_s, _rate(n, _seconds(t0, r["last"])) if r["n"] == n else math.nan
 
     async def e2e_stats(self, prefix: str) -> dict[str, Any]:
         """Accept -> webhook-delivered figures of the payments under `prefix`."""
@@ -834,6 +848,12 @@ class Bench:
             row = t.add(Row("peer", f"engine ({label}) / pgqueuer", v[f"peer_ratio_{kind}"],
                             "x", 2, ">= 1.00"))  # fmt: skip
             row.verdict = _verdict(row.value, lambda x: x >= 1.0)
+        # Like for like: pgqueuer jobs doing the payment's authorize call and webhook.
+        t.add(Row("peer", "pgqueuer: drain jobs making a payment's two HTTP calls",
+                  v["peer_calls"], "jobs/s", note="info"))  # fmt: skip
+        for kind, label in (("final", "final"), ("delivered", "final + webhooks")):
+            t.add(Row("peer", f"engine ({label}) / pgqueuer with the same calls",
+                      v[f"peer_calls_ratio_{kind}"], "x", 2, note="info"))  # fmt: skip
 
     def e2e_rows(self, t: Table) -> None:
         """Light-load latency and the sustained run."""

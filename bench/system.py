@@ -223,8 +223,8 @@ class System:
         """Start the pgqueuer peer workers (bench/pgqueuer_peer.py)."""
         await self.stop_peers()
         for _ in range(n):
-            args = [sys.executable, "-m", "bench.pgqueuer_peer", "worker",
-                    "--dsn", self.pg.url, "--batch-size", str(batch_size)]  # fmt: skip
+            args = [sys.executable, "-m", "bench.pgqueuer_peer", "worker", "--dsn", self.pg.url,
+                    "--batch-size", str(batch_size), "--sim", self.sim]  # fmt: skip
             self.peers.append(self.start_process("pgqueuer", args))
         await wait_sessions(self.pg.url, "bench-pgqueuer-peer", n, 60, self)
         await asyncio.sleep(1.0)  # from connected to LISTENing takes a few queries

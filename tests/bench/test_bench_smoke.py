@@ -24,6 +24,7 @@ EXPECTED = (
     "intake / pgbench, c=32",
     "engine: all final + webhooks delivered",
     "pgqueuer: drain no-op jobs",
+    "pgqueuer: drain jobs making a payment's two HTTP calls",
     "accept -> webhook p50 at 100/s",
     "sustained intake -> webhook delivered",
     "claim_pending median, 2,000 rows",
