@@ -286,6 +286,35 @@ async def test_events_show_the_lifecycle_with_actors(
     ]
 
 
+async def test_a_batch_records_one_event_per_row_whose_status_changed(
+    client: TestClient,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+) -> None:
+    # The history triggers run once per statement (0009): a batch claim and a batch settle
+    # must still record each row's change, and an update that keeps the status records none.
+    await acquirer_config(http, sim, success_rate=1.0)
+    tids = []
+    for n in range(5):
+        resp = await client.post("/api/payment", json={**SEED_REQUEST, "orderId": f"EV-{n}"})
+        assert resp.status == 202
+        tids.append((await resp.json())["transactionId"])
+    await pool.execute("UPDATE payment_processes SET updated_at = now(), last_actor = 'x'")
+    assert await pool.fetchval("SELECT count(*) FROM payment_events") == 5
+    worker = Worker(settings, repo, http, owner="w")
+    assert (await worker.payments_pass()).settled == 5
+    for tid in tids:
+        events = (await (await client.get(EVENTS.format(tid))).json())["events"]
+        assert [(e["from"], e["to"], e["actor"]) for e in events][1:] == [
+            ("PENDING", "PROCESSING", "w"),
+            ("PROCESSING", "SUCCESS", "w"),
+        ]
+    assert await pool.fetchval("SELECT count(*) FROM payment_events") == 15
+
+
 async def test_events_are_append_only(client: TestClient, pool: asyncpg.Pool) -> None:
     resp = await client.post("/api/payment", json=SEED_REQUEST)
     assert resp.status == 202
