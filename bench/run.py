@@ -268,14 +268,15 @@ class Bench:
                 return
             last = now
 
-    async def closed_load(self, prefix: str, concurrency: int,
-                          duration: float) -> loadgen.LoadResult:  # fmt: skip
+    async def closed_load(self, prefix: str, concurrency: int, duration: float,
+                          url: str | None = None) -> loadgen.LoadResult:  # fmt: skip
         """Closed loop: `concurrency` connections, each sending the next request at once."""
+        url = url or self.system.web
         if self.use_wrk:
-            return await loadgen.run_wrk(self.system.web, self.key, MID, prefix,
+            return await loadgen.run_wrk(url, self.key, MID, prefix,
                                          concurrency=concurrency, duration=duration)  # fmt: skip
         return await loadgen.run_aiohttp(
-            self.system.web, self.key, MID, prefix, mode="closed", duration=duration,
+            url, self.key, MID, prefix, mode="closed", duration=duration,
             concurrency=concurrency, procs=self.cfg.loadgen_procs,
         )  # fmt: skip
 
@@ -464,9 +465,24 @@ class Bench:
             self.v[f"intake_ratio_{c}"].append(rate / tps if tps else float("nan"))
             if res.errors:
                 self.notes.append(f"intake c={c} run {rep + 1}: client errors {res.errors}")
+            hello = await self.hello(c, d)
+            self.v[f"hello_{c}"].append(hello)
+            self.v[f"hello_ratio_{c}"].append(hello / tps if tps else float("nan"))
             self.log(f"intake c={c} run {rep + 1}: pgbench {tps:,.0f} tps (payment row"
                      f" {tps_pay:,.0f}), intake {rate:,.0f}/s ({res.tool}), p50"
-                     f" {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms")  # fmt: skip
+                     f" {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms; aiohttp doing nothing"
+                     f" {hello:,.0f}/s")  # fmt: skip
+
+    async def hello(self, c: int, duration: float) -> float:
+        """The same load on bench/hello.py (aiohttp, no auth, no database): its 2xx per second."""
+        await self.system.start_hellos()
+        try:
+            mark = self.cpu_mark()
+            res = await self.closed_load("hello", c, duration, url=self.system.hello)
+            self.cpu_since(mark, f"aiohttp doing nothing c={c}", res.ok)
+        finally:
+            await self.system.stop_hellos()
+        return res.ok_per_s
 
     async def drain(self, rep: int) -> None:
         """The workers settle N pre-filled PENDING payments (simulator at its latency)."""
@@ -825,6 +841,10 @@ class Bench:
             ratio = t.add(Row("intake", f"intake / pgbench, c={c}", v[f"intake_ratio_{c}"],
                               "x", 2, ">= 0.40"))  # fmt: skip
             ratio.verdict = _verdict(ratio.value, lambda x: x >= 0.40)
+            t.add(Row("intake", f"ceiling: aiohttp doing nothing (bench/hello.py), c={c}",
+                      v[f"hello_{c}"], "/s", note="info"))  # fmt: skip
+            t.add(Row("intake", f"ceiling / pgbench, c={c}", v[f"hello_ratio_{c}"], "x", 2,
+                      note="info"))  # fmt: skip
         self.drain_rows(t)
         self.e2e_rows(t)
         self.scale_rows(t)

@@ -154,6 +154,9 @@ class System:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.sims: list[subprocess.Popen[bytes]] = []
         self.peers: list[subprocess.Popen[bytes]] = []
+        self.hellos: list[subprocess.Popen[bytes]] = []
+        self.hello_port = free_port()
+        self.hello = f"http://127.0.0.1:{self.hello_port}"
         self._started = 0
         self.metrics_dir = logs.parent / "metrics"
         self.metrics_dir.mkdir(exist_ok=True)
@@ -234,14 +237,29 @@ class System:
         await asyncio.to_thread(stop_all, self.peers)
         self.peers = []
 
+    async def start_hellos(self) -> None:
+        """Start as many do-nothing intakes (bench/hello.py) as web processes, on one port."""
+        await self.stop_hellos()
+        for _ in range(self.n_webs):
+            args = [sys.executable, "-m", "bench.hello", "--port", str(self.hello_port)]
+            self.hellos.append(self.start_process("hello", args))
+        async with aiohttp.ClientSession() as s:
+            await wait_http(s, f"{self.hello}/health", 60, self)
+
+    async def stop_hellos(self) -> None:
+        """Stop the do-nothing intakes."""
+        await asyncio.to_thread(stop_all, self.hellos)
+        self.hellos = []
+
     def stop(self) -> None:
         """Stop every process this run started."""
-        stop_all(self.workers + self.peers + self.webs + self.sims)
+        stop_all(self.workers + self.peers + self.hellos + self.webs + self.sims)
 
     def pids(self) -> dict[str, list[int]]:
         """Live process ids by role."""
         return {
-            "web": [p.pid for p in self.webs if p.poll() is None],
+            # The do-nothing intake stands in for the web while the ceiling is measured.
+            "web": [p.pid for p in self.webs + self.hellos if p.poll() is None],
             "worker": [p.pid for p in self.workers if p.poll() is None],
             "simulator": [p.pid for p in self.sims if p.poll() is None],
             "pgqueuer": [p.pid for p in self.peers if p.poll() is None],
@@ -249,7 +267,7 @@ class System:
 
     def check_alive(self) -> None:
         """Fail loudly when a process of the system died."""
-        for p in self.webs + self.workers + self.sims + self.peers:
+        for p in self.webs + self.workers + self.sims + self.peers + self.hellos:
             if p.poll() is not None:
                 raise RuntimeError(f"process {p.args!r} exited with {p.returncode}\n{self.tail()}")
 

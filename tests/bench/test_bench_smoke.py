@@ -22,6 +22,7 @@ EXPECTED = (
     "pgbench one-row INSERT, c=32",
     "POST /api/payment accepted, c=32",
     "intake / pgbench, c=32",
+    "ceiling: aiohttp doing nothing (bench/hello.py), c=32",
     "engine: all final + webhooks delivered",
     "pgqueuer: drain no-op jobs",
     "pgqueuer: drain jobs making a payment's two HTTP calls",
