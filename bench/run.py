@@ -606,7 +606,7 @@ class Bench:
         await self.sustained(rep, capacity)
 
     async def light(self, rep: int) -> None:
-        """Open loop at --light-rate (100/s): accept -> webhook latency."""
+        """Paced load at --light-rate (100/s): accept -> webhook latency."""
         await self.fresh()
         prefix = f"l{rep}"
         mark = self.cpu_mark()
@@ -647,7 +647,7 @@ class Bench:
         return capacity
 
     async def sustained(self, rep: int, capacity: float) -> None:
-        """Open loop at --e2e-rate for --e2e-seconds.
+        """Paced load at --e2e-rate for --e2e-seconds.
 
         By default it offers 5 % more than the target: a system that keeps up then passes,
         one that does not builds a backlog and shows its capacity instead. If the probe
@@ -889,7 +889,7 @@ class Bench:
         if not v.get("light_p50"):
             return
         lr = self.cfg.light_rate
-        t.add(Row("e2e", f"light load achieved (offered {lr:.0f}/s, open loop)", v["light_rate"],
+        t.add(Row("e2e", f"light load achieved (offered {lr:.0f}/s, paced)", v["light_rate"],
                   "/s"))  # fmt: skip
         p50 = t.add(Row("e2e", f"accept -> webhook p50 at {lr:.0f}/s", v["light_p50"], "ms", 1,
                         "<= 50"))  # fmt: skip
@@ -898,7 +898,7 @@ class Bench:
         self.leg_rows(t, "light", f"at {lr:.0f}/s")
         t.add(Row("e2e", "capacity probe: webhooks delivered under saturation",
                   v["probe_capacity"], "/s", note="info"))  # fmt: skip
-        t.add(Row("e2e", "offered (open loop)", v["e2e_offered"], "/s"))
+        t.add(Row("e2e", "offered (paced)", v["e2e_offered"], "/s"))
         t.add(Row("e2e", "accepted", v["e2e_accepted"], "/s"))
         d = self.cfg.e2e_seconds
         sus = t.add(
