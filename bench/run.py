@@ -31,6 +31,7 @@ import psutil
 from bench import loadgen, machine, pgqueuer_peer, sql
 from bench.report import Row, Table, median, summarize_pyspy
 from bench.system import Postgres, System, make_run_dir, with_database
+from config.settings import Settings
 from engine import db, logs
 from engine.queries import QUERIES
 
@@ -102,7 +103,8 @@ class Config:
     @property
     def batch_size(self) -> int:
         """The engine's claim batch (ENGINE_BATCH_SIZE), which the peer uses too."""
-        return int(self.env.get("ENGINE_BATCH_SIZE", "10"))
+        default = Settings.model_fields["batch_size"].default
+        return int(self.env.get("ENGINE_BATCH_SIZE", default))
 
 
 def parse_args(argv: list[str]) -> Config:
@@ -560,9 +562,7 @@ class Bench:
     async def peer_drain(self, name: str, entrypoint: str) -> tuple[float, float]:
         """Enqueue N `entrypoint` jobs and time their drain: (enqueue seconds, jobs/s)."""
         n = self.cfg.drain_n
-        # The same start as the engine's drain: empty tables, a checkpoint. Without it the peer
-        # paid for the checkpoint that the drain's WAL set off (one full run: 2,297 no-op jobs/s;
-        # 6,000-7,000 with it).
+        # The same start as the engine's drain: empty tables, a checkpoint.
         await self.fresh()
         await pgqueuer_peer.reset(self.conn)
         await self.system.start_peers(self.cfg.workers, self.cfg.batch_size)
@@ -718,6 +718,8 @@ class Bench:
                     await conn.execute(sql.SCALE_FILL, filled + 1, upto, False, timeout=3600)
                     filled = upto
                 await conn.execute("VACUUM (ANALYZE) payment_processes", timeout=3600)
+                # Flush the fill now, not while claims are timed (8 GB at 10,000,000 rows).
+                await conn.execute("CHECKPOINT", timeout=3600)
                 self.sizes[size] = await conn.fetchval(
                     "SELECT pg_size_pretty(pg_total_relation_size('payment_processes'))"
                 )
