@@ -5,13 +5,14 @@ Only pgqueuer's public API is used: `Queries.from_asyncpg_connection(...)`, its 
 started as separate processes (as many as the engine has workers, with the engine's batch
 size):
 
-    python -m bench.pgqueuer_peer worker --dsn URL --batch-size 10 [--sim URL]
+    python -m bench.pgqueuer_peer worker --dsn URL --batch-size 50 [--sim URL]
 
 Two kinds of job:
 - `bench_noop` does nothing: the issue's peer, pgqueuer's own cost per job.
 - `bench_calls` (with --sim) makes the two HTTP calls a payment makes, against the same
-  simulator: POST /acquirer/authorize, then a webhook signed as the engine signs it, posted to
-  the merchant receiver, which verifies it. It succeeds only if both answer 200. This is the
+  simulator and with the engine's own client code: the acquirer client's authorize, then
+  `webhooks.send` to the merchant receiver, which verifies the signature. It succeeds only if
+  both answer 200. This is the
   like-for-like peer: the same outside work, with pgqueuer's queue instead of the engine's
   state machine, leases and outbox.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import time
 from datetime import timedelta
@@ -35,7 +35,9 @@ import asyncpg
 
 from config.settings import DEV_WEBHOOK_SECRET
 from engine import loop as event_loop
-from engine import signing
+from engine import webhooks
+from engine.acquirer import AcquirerClient
+from engine.models import Claimed, Delivery
 
 ENTRYPOINT = "bench_noop"
 CALLS_ENTRYPOINT = "bench_calls"
@@ -87,27 +89,19 @@ async def finished_at(conn: asyncpg.Connection) -> Any:
     )
 
 
-async def payment_calls(session: aiohttp.ClientSession, sim: str, ref: str) -> None:
-    """What the engine sends the outside world for one payment: authorize, then the webhook."""
-    order = {"reference": ref, "orderId": ref, "amount": 1000, "currency": "KRW"}
-    async with session.post(f"{sim}/acquirer/authorize", json=order) as resp:
-        answer = await resp.json()
-        if resp.status != 200:
-            raise RuntimeError(f"authorize answered {resp.status}")
-    body = json.dumps(
-        {"status": "SUCCESS" if answer["status"] == "APPROVED" else "FAILED", "code": "0000",
-         "transactionId": ref, "approvalNo": answer.get("approvalNo"), "amount": 1000,
-         "currency": "KRW", "echo": {}, "message": "Payment approved successfully"},
-        ensure_ascii=False, separators=(",", ":"),
-    ).encode()  # fmt: skip
-    event, now = f"evt_{ref}", int(time.time())
-    headers = {"Content-Type": "application/json", "webhook-id": event,
-               "webhook-timestamp": str(now),
-               "webhook-signature": signing.sign(DEV_WEBHOOK_SECRET, event, now, body)}  # fmt: skip
-    async with session.post(f"{sim}/api/webhook/pg/PEER", data=body, headers=headers) as resp:
-        await resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"the webhook receiver answered {resp.status}")
+async def payment_calls(acquirer: AcquirerClient, sim: str, n: int) -> None:
+    """What a worker sends the outside world for one payment, through the engine's own code:
+    the acquirer client's authorize, then `webhooks.send` (payload, signature, POST)."""
+    ref = f"PQ_{n}"
+    outcome = await acquirer.authorize(Claimed(n, ref, 1000, "KRW", ref, attempts=1))
+    delivery = Delivery(
+        id=n, event_id=f"evt_{ref}", event_status=outcome.status.value,
+        url=f"{sim}/api/webhook/pg/PEER", attempts=1, payment_id=n, tid=ref, amount=1000,
+        currency="KRW", approval_no=outcome.approval_no, fail_reason=outcome.fail_reason,
+        echo={},
+    )  # fmt: skip
+    # Raises WebhookRetryable unless the receiver, which verifies the signature, answers 2xx.
+    await webhooks.send(acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET])
 
 
 async def _work(dsn: str, batch_size: int, sim: str | None) -> None:
@@ -123,10 +117,11 @@ async def _work(dsn: str, batch_size: int, sim: str | None) -> None:
         return None
 
     if sim:
+        acquirer = AcquirerClient(session, f"{sim}/acquirer", timeout_seconds=5, max_attempts=1)
 
         @qm.entrypoint(CALLS_ENTRYPOINT)
         async def calls(job: Job) -> None:
-            await payment_calls(session, sim, f"pq_{job.id}")
+            await payment_calls(acquirer, sim, int(job.id))
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,7 +140,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     worker = sub.add_parser("worker")
     worker.add_argument("--dsn", required=True)
-    worker.add_argument("--batch-size", type=int, default=10)
+    worker.add_argument("--batch-size", type=int, default=50)
     worker.add_argument("--sim", help="the simulator's base URL, for bench_calls jobs")
     args = parser.parse_args()
     # The same event loop as the engine's processes (uvloop), so the comparison is like for like.
