@@ -1,0 +1,1 @@
+"""Attacks on the trust boundaries, each a test (issue 10)."""
