@@ -9,7 +9,18 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import auth, callbacks, history, keys, observability, openapi, payments, problems, refunds
+from api import (
+    auth,
+    callbacks,
+    endpoints,
+    history,
+    keys,
+    observability,
+    openapi,
+    payments,
+    problems,
+    refunds,
+)
 from config.settings import Settings
 from engine import db, devdb, ids, intake, wakeup
 from engine.repository import Repository
@@ -62,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     payments.add_routes(app)
     keys.add_routes(app)
+    endpoints.add_routes(app)
     refunds.add_routes(app)
     callbacks.add_routes(app)
     history.add_routes(app)

@@ -209,14 +209,18 @@ async def list_history(request: web.Request) -> web.Response:
     filters = _filters(request)
     limit = _integer(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     raw_cursor = _one(request, "cursor")
-    after = None if raw_cursor is None else decode_cursor(raw_cursor, who.mid, secret)
+    # A cursor is bound to the merchant and the mode it was issued for.
+    scope = f"{who.mid}/{who.mode}"
+    after = None if raw_cursor is None else decode_cursor(raw_cursor, scope, secret)
     # One row more than the page tells whether another page follows.
-    rows = await request.app[app_module.REPO].history(who.mid, filters, after, limit + 1)
+    rows = await request.app[app_module.REPO].history(
+        who.mid, who.mode, filters, after, limit + 1
+    )
     page = rows[:limit]
     more = len(rows) > limit
     body = {
         "items": [_item(i) for i in page],
-        "next": encode_cursor(page[-1].key, who.mid, secret) if more else None,
+        "next": encode_cursor(page[-1].key, scope, secret) if more else None,
     }
     return web.json_response(body, dumps=_DUMPS)
 

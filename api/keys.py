@@ -85,17 +85,29 @@ def _key_id(request: web.Request) -> int:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    """GET /api/keys: this merchant's keys, prefixes only."""
-    keys = await request.app[app_module.REPO].api_keys(auth.caller(request).mid)
+    """GET /api/keys: this merchant's keys of the caller's mode, prefixes only."""
+    who = auth.caller(request)
+    keys = await request.app[app_module.REPO].api_keys(who.mid, who.mode)
     return _json({"keys": [_info(k) for k in keys]})
 
 
 async def issue_key(request: web.Request) -> web.Response:
-    """POST /api/keys: a new key (same mode as the caller's unless asked), shown once."""
+    """POST /api/keys: a new key of the caller's own mode, shown once.
+
+    A test key never mints a live key (nor a live key a test one): live keys come from the
+    operator's CLI (and later the back office), so a leaked test key stays a sandbox key.
+    """
     body: IssueRequest = await _body(request, IssueRequest)
     who = auth.caller(request)
-    secret = request.app[app_module.SETTINGS].api_key_secret
-    issued = await request.app[app_module.REPO].issue_key(who.mid, body.mode or who.mode, secret)
+    if body.mode is not None and body.mode != who.mode:
+        raise problems.Problem(
+            403, "Forbidden", f"a {who.mode} key can issue {who.mode} keys only",
+            slug="mode-mismatch", field="mode",
+        )  # fmt: skip
+    settings = request.app[app_module.SETTINGS]
+    issued = await request.app[app_module.REPO].issue_key(
+        who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
+    )
     return _json(_issued(issued), 201)
 
 
@@ -104,9 +116,11 @@ async def roll_key(request: web.Request) -> web.Response:
     key_id = _key_id(request)
     body: RollRequest = await _body(request, RollRequest)
     who = auth.caller(request)
-    secret = request.app[app_module.SETTINGS].api_key_secret
-    rolled = await request.app[app_module.REPO].roll_key(who.mid, key_id, body.grace_seconds,
-                                                         secret)  # fmt: skip
+    settings = request.app[app_module.SETTINGS]
+    rolled = await request.app[app_module.REPO].roll_key(
+        who.mid, who.mode, key_id, body.grace_seconds, settings.api_key_secret,
+        max_keys=settings.max_api_keys,
+    )  # fmt: skip
     if rolled is None:
         raise problems.Problem(404, "Not Found", f"no active API key {key_id}",
                                slug="key-not-found")  # fmt: skip
@@ -118,7 +132,8 @@ async def roll_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     """DELETE /api/keys/{id}: the key stops working now."""
     key_id = _key_id(request)
-    revoked = await request.app[app_module.REPO].revoke_key(auth.caller(request).mid, key_id)
+    who = auth.caller(request)
+    revoked = await request.app[app_module.REPO].revoke_key(who.mid, who.mode, key_id)
     if revoked is None:
         raise problems.Problem(404, "Not Found", f"no API key {key_id} to revoke",
                                slug="key-not-found")  # fmt: skip

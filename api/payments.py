@@ -132,6 +132,13 @@ async def create_payment(request: web.Request) -> web.Response:
     # The digest covers what was asked for, not what it resolved to: a replay still matches
     # after the merchant registers an endpoint. Naming the default is the same as naming none.
     asked = None if req.webhook_url == str(settings.default_webhook_url) else req.webhook_url
+    endpoint_id = None
+    if asked is not None:
+        # Only the merchant's own endpoints of this mode: a url decides nothing by itself,
+        # least of all which secret signs (the endpoint's, never another merchant's).
+        endpoint_id = await request.app[app_module.REPO].endpoint_by_url(who.mid, who.mode, asked)
+        if endpoint_id is None:
+            raise errors.UnknownWebhookUrl(asked)
     new = NewPayment(
         mid=who.mid,
         order_id=req.order_id,
@@ -144,6 +151,8 @@ async def create_payment(request: web.Request) -> web.Response:
         provider=req.provider,
         order_name=req.order_name,
         actor=who.actor,
+        mode="test" if who.is_test else "live",
+        endpoint_id=endpoint_id,
     )
     accepted = await intake.accept(
         request.app[app_module.INSERTS], new,
@@ -167,20 +176,26 @@ async def get_transaction(request: web.Request) -> web.Response:
 async def _payment(request: web.Request) -> Payment:
     """The caller's payment named in the path; 404 for anyone else's (existence never leaks)."""
     tid = request.match_info["tid"]
-    mid = auth.caller(request).mid
+    who = auth.caller(request)
     repo = request.app[app_module.REPO]
-    payment = await repo.payment_by_tid(tid, mid) if _TID.match(tid) else None
+    payment = await repo.payment_by_tid(tid, who.mid, who.mode) if _TID.match(tid) else None
     if payment is None:
         raise errors.PaymentNotFound(tid)
     return payment
 
 
 async def transaction_webhooks(request: web.Request) -> web.Response:
-    """GET /api/payment/transaction/{tid}/webhooks: every delivery of one payment."""
+    """GET /api/payment/transaction/{tid}/webhooks?after=&limit=: a payment's deliveries."""
     payment = await _payment(request)
     tid = payment.tid
-    deliveries = await request.app[app_module.REPO].deliveries_of(payment.id)
-    return _json({"tid": tid, "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries]})
+    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
+    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    deliveries = await request.app[app_module.REPO].deliveries_of(payment.id, after, limit)
+    return _json({
+        "tid": tid,
+        "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries],
+        "next": deliveries[-1].id if len(deliveries) == limit else None,
+    })  # fmt: skip
 
 
 async def trigger_webhook(request: web.Request) -> web.Response:
@@ -192,9 +207,11 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     if not _TID.match(tid):
         raise errors.PaymentNotFound(tid)
     who = auth.caller(request)
+    settings = request.app[app_module.SETTINGS]
     action = await trigger.trigger(
-        request.app[app_module.REPO], tid, Status(raw), mid=who.mid, actor=who.actor,
-        may_settle=who.is_test,
+        request.app[app_module.REPO], tid, Status(raw), mid=who.mid, mode=who.mode,
+        actor=who.actor, resends_per_window=settings.webhook_resends_per_window,
+        resend_window_seconds=settings.webhook_resend_window_seconds,
     )  # fmt: skip
     request.app[app_module.WAKERS].webhooks.poke()
     return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
@@ -213,9 +230,8 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    dead = await request.app[app_module.REPO].dead_deliveries(
-        auth.caller(request).mid, after, limit
-    )
+    who = auth.caller(request)
+    dead = await request.app[app_module.REPO].dead_deliveries(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
     body["next"] = dead[-1].id if len(dead) == limit else None
     return _json(body)
@@ -225,7 +241,8 @@ async def unresolved_payments(request: web.Request) -> web.Response:
     """GET /api/payment/unresolved?after=&limit=: payments whose outcome is not known."""
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    rows = await request.app[app_module.REPO].unresolved(auth.caller(request).mid, after, limit)
+    who = auth.caller(request)
+    rows = await request.app[app_module.REPO].unresolved(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
     body["next"] = rows[-1].id if len(rows) == limit else None
     return _json(body)
@@ -236,7 +253,8 @@ async def redeliver(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
         raise errors.DeliveryNotFound(0)
-    if not await request.app[app_module.REPO].redeliver(int(raw), auth.caller(request).mid):
+    who = auth.caller(request)
+    if not await request.app[app_module.REPO].redeliver(int(raw), who.mid, who.mode):
         raise errors.DeliveryNotFound(int(raw))
     return _json({"id": int(raw), "status": "PENDING"}, 202)
 

@@ -87,6 +87,18 @@ def _from_engine(exc: errors.PaymentError) -> Problem:
         return Problem(404, "Not Found", exc.detail, slug="merchant-not-found")
     if isinstance(exc, errors.DeliveryNotFound):
         return Problem(404, "Not Found", exc.detail, slug="delivery-not-found")
+    if isinstance(exc, errors.EndpointNotFound):
+        return Problem(404, "Not Found", exc.detail, slug="endpoint-not-found")
+    if isinstance(exc, errors.EndpointExists):
+        return Problem(409, "Conflict", exc.detail, slug="endpoint-exists", field="url")
+    if isinstance(exc, errors.UnknownWebhookUrl):
+        return validation("webhookUrl", exc.detail)
+    if isinstance(exc, errors.TooMany):
+        return Problem(409, "Conflict", exc.detail, slug="limit-reached",
+                       extra={"limit": exc.limit})  # fmt: skip
+    if isinstance(exc, errors.ResendLimited):
+        return Problem(429, "Too Many Requests", exc.detail, slug="resend-limited",
+                       headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
     if isinstance(exc, errors.DatabaseUnavailable):
         return Problem(503, "Service Unavailable", exc.detail, slug="database-unavailable",
                        headers={"Retry-After": "1"})  # fmt: skip

@@ -73,7 +73,7 @@ async def cancel(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/cancel: a PENDING payment becomes CANCELED; else 409."""
     who = auth.caller(request)
     payment = await refunds.cancel(request.app[app_module.REPO], _tid(request), who.mid,
-                                   who.actor)  # fmt: skip
+                                   who.mode, who.actor)  # fmt: skip
     return _json(lookup(payment))
 
 
@@ -98,7 +98,8 @@ async def create_refund(request: web.Request) -> web.Response:
     digest = intake.request_digest({"tid": tid, "amount": req.amount, "reason": req.reason})
     result = await refunds.request_refund(
         request.app[app_module.REPO], request.app[app_module.SNOWFLAKE], tid=tid, mid=who.mid,
-        amount=req.amount, reason=req.reason, key=key, digest=digest, actor=who.actor,
+        mode=who.mode, amount=req.amount, reason=req.reason, key=key, digest=digest,
+        actor=who.actor,
     )  # fmt: skip
     if result.created:
         request.app[app_module.WAKERS].refunds.poke()
@@ -108,10 +109,10 @@ async def create_refund(request: web.Request) -> web.Response:
 async def list_refunds(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/refunds: the payment's refunds, oldest first."""
     tid = _tid(request)
-    mid = auth.caller(request).mid
+    who = auth.caller(request)
     repo = request.app[app_module.REPO]
-    found = await repo.refunds_of(tid, mid)
-    if not found and await repo.payment_by_tid(tid, mid) is None:
+    found = await repo.refunds_of(tid, who.mid, who.mode)
+    if not found and await repo.payment_by_tid(tid, who.mid, who.mode) is None:
         raise errors.PaymentNotFound(tid)
     return _json({"transactionId": tid, "refunds": [refund_body(r) for r in found]})
 
@@ -121,7 +122,8 @@ async def get_refund(request: web.Request) -> web.Response:
     refund_id = request.match_info["refund_id"]
     found = None
     if _REFUND_ID.match(refund_id):
-        found = await request.app[app_module.REPO].refund(refund_id, auth.caller(request).mid)
+        who = auth.caller(request)
+        found = await request.app[app_module.REPO].refund(refund_id, who.mid, who.mode)
     if found is None:
         raise problems.Problem(404, "Not Found", f"no refund {refund_id!r}",
                                slug="refund-not-found")  # fmt: skip

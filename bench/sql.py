@@ -25,10 +25,10 @@ PGBENCH_INSERT = "INSERT INTO bench_insert (client, amount) VALUES (:client_id, 
 # triggers, RETURNING *), at SQL speed with no HTTP and no Python in the way.
 PGBENCH_PAYMENT = """\\set r random(1, 9000000000000000000)
 INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id, amount, currency, \
-echo, request_digest, webhook_url, provider, last_actor) VALUES ('PG' || :client_id || '_' || :r, \
+echo, request_digest, webhook_url, provider, last_actor, mode) VALUES ('PG' || :client_id || '_' || :r, \
 'PGB_' || :client_id || '_' || :r, 'bench_pgbench', :client_id || '_' || :r, 'USR_1', 1000, \
-'KRW', jsonb_build_object('mid', 'bench_pgbench'), 'digest', 'none', 'card', 'pgbench') \
-ON CONFLICT (mid, order_id) DO NOTHING RETURNING *;
+'KRW', jsonb_build_object('mid', 'bench_pgbench'), 'digest', 'none', 'card', 'pgbench', 'test') \
+ON CONFLICT (mid, mode, order_id) DO NOTHING RETURNING *;
 """
 
 # The drain's pre-fill: N PENDING payments in one INSERT ... SELECT, triggers on (the per-row
@@ -37,12 +37,12 @@ ON CONFLICT (mid, order_id) DO NOTHING RETURNING *;
 PREFILL = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url, provider, last_actor)
+     webhook_url, provider, last_actor, mode)
 SELECT 'BP' || lpad(g::text, 12, '0'),
        'BENCH_' || to_char(now(), 'YYYYMMDD') || '_' || lpad(g::text, 8, '0'),
        $1, $2 || '_' || g, 'USR_' || (g % 997), 1000 + g % 1000, 'KRW',
        jsonb_build_object('mid', $1::text, 'orderNumber', $2 || '_' || g),
-       md5(g::text), $3, 'card', 'bench:prefill'
+       md5(g::text), $3, 'card', 'bench:prefill', 'test'
 FROM generate_series(1, $4::int) AS g
 """
 
@@ -53,7 +53,7 @@ SCALE_FILL = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
      webhook_url, provider, last_actor, status, approval_no, fail_reason, requested_at,
-     processed_at, attempts, next_attempt_at, webhook_sent_at, webhook_response_code)
+     processed_at, attempts, next_attempt_at, webhook_sent_at, webhook_response_code, mode)
 SELECT 'SC' || lpad(g::text, 12, '0'),
        'SCALE_20260101_' || lpad(g::text, 10, '0'),
        'bench_scale', 'S_' || g, 'USR_' || (g % 997), 1000 + g % 1000, 'KRW',
@@ -64,7 +64,7 @@ SELECT 'SC' || lpad(g::text, 12, '0'),
        CASE WHEN NOT $3 AND g % 5 = 0 THEN 'INSUFFICIENT_BALANCE' END,
        now() - interval '1 day', CASE WHEN NOT $3 THEN now() - interval '1 day' END,
        CASE WHEN $3 THEN 0 ELSE 1 END, now() - interval '1 minute',
-       CASE WHEN NOT $3 THEN now() - interval '1 day' END, CASE WHEN NOT $3 THEN 200 END
+       CASE WHEN NOT $3 THEN now() - interval '1 day' END, CASE WHEN NOT $3 THEN 200 END, 'test'
 FROM generate_series($1::bigint, $2::bigint) AS g
 """
 

@@ -108,6 +108,29 @@ class Settings(BaseSettings):
     # One Atom call may take this long before its outcome counts as unknown.
     atom_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # --- test mode's providers: payments made with sk_test_ keys go here, never to live ---
+    # The settings above are live mode's. Each of these left unset takes the live value, which
+    # is what development wants (both at the simulator); production refuses to start unless
+    # every one is set and the test acquirer/Atom differ from the live ones.
+    test_acquirer_url: AnyHttpUrl | None = None
+    test_atom_url: AnyHttpUrl | None = None
+    test_atom_merch_id: str | None = Field(default=None, min_length=1)
+    test_atom_password: str | None = Field(default=None, min_length=1)
+    test_atom_req_hash_key: str | None = Field(default=None, min_length=1)
+    test_atom_res_hash_key: str | None = Field(default=None, min_length=1)
+    test_atom_req_enc_key: str | None = Field(default=None, min_length=1)
+    test_atom_res_enc_key: str | None = Field(default=None, min_length=1)
+
+    # --- merchants' limits ---
+    # Working API keys per merchant and mode (a roll may go one over during its grace period).
+    max_api_keys: int = Field(default=20, ge=1, le=1000)
+    # Active webhook endpoints per merchant and mode.
+    max_webhook_endpoints: int = Field(default=16, ge=1, le=1000)
+    # Webhooks queued for one payment (its own, plus resends by the manual trigger) within
+    # webhook_resend_window_seconds; past it a resend answers 429.
+    webhook_resends_per_window: int = Field(default=5, ge=1, le=1000)
+    webhook_resend_window_seconds: float = Field(default=600.0, gt=0)
+
     # --- webhooks ---
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     # Attempts before a delivery is DEAD (kept, listed, sendable again; never dropped).
@@ -154,6 +177,24 @@ class Settings(BaseSettings):
         if self.lease_seconds <= self.atom_timeout_seconds:
             raise ValueError("ENGINE_LEASE_SECONDS must exceed ENGINE_ATOM_TIMEOUT_SECONDS")
         return self
+
+
+def acquirer_url(settings: Settings, mode: str) -> str:
+    """The card acquirer of `mode` (test mode's falls back to live's where unset)."""
+    url = settings.test_acquirer_url if mode == "test" else None
+    return str(url or settings.acquirer_url).rstrip("/")
+
+
+def atom_url(settings: Settings, mode: str) -> str:
+    """Atom's endpoint for `mode` (test mode's falls back to live's where unset)."""
+    url = settings.test_atom_url if mode == "test" else None
+    return str(url or settings.atom_url).rstrip("/")
+
+
+def atom_value(settings: Settings, mode: str, name: str) -> str:
+    """One Atom credential (`merch_id`, `password`, `req_hash_key`, ...) of `mode`."""
+    value: str | None = getattr(settings, f"test_atom_{name}") if mode == "test" else None
+    return value or str(getattr(settings, f"atom_{name}"))
 
 
 def load() -> Settings:

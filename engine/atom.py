@@ -9,6 +9,7 @@ for a person and a forged or corrupted answer can never settle it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
+from config import settings as config_settings
 from config.settings import Settings
 from engine import metrics
 from engine.atom_crypto import (
@@ -96,15 +98,16 @@ class AtomCallback:
     currency: str
 
 
-def credentials(settings: Settings) -> AtomCredentials:
-    """The engine's Atom credentials from its settings."""
+def credentials(settings: Settings, mode: str = "live") -> AtomCredentials:
+    """The engine's Atom credentials of `mode` from its settings."""
+    value = functools.partial(config_settings.atom_value, settings, mode)
     return AtomCredentials(
-        merch_id=settings.atom_merch_id,
-        password=settings.atom_password,
-        req_hash_key=settings.atom_req_hash_key,
-        res_hash_key=settings.atom_res_hash_key,
-        req_enc_key=settings.atom_req_enc_key,
-        res_enc_key=settings.atom_res_enc_key,
+        merch_id=value("merch_id"),
+        password=value("password"),
+        req_hash_key=value("req_hash_key"),
+        res_hash_key=value("res_hash_key"),
+        req_enc_key=value("req_enc_key"),
+        res_enc_key=value("res_enc_key"),
     )
 
 
@@ -256,11 +259,14 @@ class AtomProvider:
         derive_key(creds.res_enc_key)
 
     @classmethod
-    def from_settings(cls, session: aiohttp.ClientSession, settings: Settings) -> AtomProvider:
-        """The provider the worker registers, from ENGINE_ATOM_* settings."""
+    def from_settings(
+        cls, session: aiohttp.ClientSession, settings: Settings, mode: str = "live"
+    ) -> AtomProvider:
+        """The provider the worker registers for `mode`, from ENGINE_[TEST_]ATOM_* settings."""
         return cls(
-            session, str(settings.atom_url), credentials(settings), settings.atom_timeout_seconds
-        )
+            session, config_settings.atom_url(settings, mode), credentials(settings, mode),
+            settings.atom_timeout_seconds,
+        )  # fmt: skip
 
     def _signature_failed(
         self, exc: AtomSignatureError, tid: str | None, refund: str | None = None

@@ -16,7 +16,7 @@ import structlog
 
 from engine import metrics
 from engine.models import Claimed, Outcome, Requeue
-from engine.provider import Provider, ProviderRejected, ProviderUnavailable
+from engine.provider import Provider, ProviderRejected, ProviderUnavailable, registry_key
 from engine.repository import Repository
 from engine.webhooks import Backoff
 
@@ -56,9 +56,9 @@ async def _decide(provider: Provider, c: Claimed) -> Outcome:
 
 
 async def _answer(providers: Mapping[str, Provider], c: Claimed) -> Outcome:
-    provider = providers.get(c.provider)
+    provider = providers.get(registry_key(c.mode, c.provider))
     if provider is None:
-        raise ProviderRejected(f"no provider named {c.provider!r} is configured")
+        raise ProviderRejected(f"no provider named {c.provider!r} is configured for {c.mode}")
     return await _decide(provider, c)
 
 

@@ -70,6 +70,51 @@ class MerchantNotFound(PaymentError):
         self.mid = mid
 
 
+class EndpointExists(PaymentError):
+    """This merchant has this url registered already, in this mode."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url!r} is registered already; roll its secret instead")
+        self.url = url
+
+
+class EndpointNotFound(PaymentError):
+    """No active webhook endpoint of this merchant has this id."""
+
+    def __init__(self, endpoint_id: int | str) -> None:
+        super().__init__(f"no webhook endpoint {endpoint_id}")
+        self.endpoint_id = endpoint_id
+
+
+class UnknownWebhookUrl(PaymentError):
+    """A payment named a webhookUrl that is not one of the merchant's registered endpoints."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"webhookUrl {url!r} is not one of your registered webhook endpoints in this mode; "
+            "register it with POST /api/webhook-endpoints first"
+        )
+        self.url = url
+
+
+class TooMany(PaymentError):
+    """The merchant has as many of these as it may have."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"at most {limit} active {what} per merchant and mode; remove one first")
+        self.what = what
+        self.limit = limit
+
+
+class ResendLimited(PaymentError):
+    """This payment's webhook was queued too often recently."""
+
+    def __init__(self, tid: str, window: float) -> None:
+        super().__init__(f"the webhook of {tid} was sent too often recently; try again later")
+        self.tid = tid
+        self.retry_after = max(1, int(window))
+
+
 class DatabaseUnavailable(PaymentError):
     """The database cannot be reached right now; try again shortly."""
 
@@ -83,9 +128,10 @@ class AcquirerUnavailable(Exception):
 
 
 class WebhookRetryable(Exception):
-    """A webhook attempt failed in a way worth retrying."""
+    """A webhook attempt failed; retried unless `final` (then the delivery is DEAD at once)."""
 
-    def __init__(self, status: int | None, error: str) -> None:
+    def __init__(self, status: int | None, error: str, *, final: bool = False) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.final = final

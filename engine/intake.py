@@ -49,7 +49,9 @@ class Store(Protocol):
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Awaitable[Payment | None]: ...
 
-    def payment_by_order(self, mid: str, order_id: str) -> Awaitable[Payment | None]: ...
+    def payment_by_order(
+        self, mid: str, order_id: str, mode: str
+    ) -> Awaitable[Payment | None]: ...
 
 
 class GroupCommit:
@@ -85,9 +87,9 @@ class GroupCommit:
             task.add_done_callback(self._tasks.discard)
         return await future
 
-    async def payment_by_order(self, mid: str, order_id: str) -> Payment | None:
+    async def payment_by_order(self, mid: str, order_id: str, mode: str) -> Payment | None:
         """Repository.payment_by_order (reads are not batched)."""
-        return await self.repo.payment_by_order(mid, order_id)
+        return await self.repo.payment_by_order(mid, order_id, mode)
 
     async def close(self) -> None:
         """Let the statements in flight finish."""
@@ -165,7 +167,7 @@ async def accept(
             log.info("payment.initiated", tid=created.tid, order_id=new.order_id,
                      amount=new.amount, currency=new.currency)  # fmt: skip
             return Accepted(created, True)
-        existing = await repo.payment_by_order(new.mid, new.order_id)
+        existing = await repo.payment_by_order(new.mid, new.order_id, new.mode)
         if existing is None:  # no row for the order: the batch insert found the tid taken
             log.warning("payment.tid_collision", tid=tid)
             continue

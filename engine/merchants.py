@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config import settings as config_settings
-from engine import db, devdb, ids, logs
+from engine import db, devdb, ids, logs, signing
 
 Mode = Literal["live", "test"]
 _RANDOM_BYTES = 32
@@ -71,7 +71,14 @@ class IssuedKey:
 
 
 async def _create(url: str, settings: config_settings.Settings, mid: str, name: str,
-                  mode: Mode, *, existing_ok: bool = False) -> dict[str, Any]:  # fmt: skip
+                  mode: Mode, *, existing_ok: bool = False,
+                  webhook_url: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The merchant, its first key and, if asked, its first webhook endpoint (of that mode).
+
+    No merchant is ever handed a shared secret: an endpoint's secret is drawn for it alone.
+    Without an endpoint, webhooks go to the operator's default receiver, signed with the
+    operator's secret, which is not the merchant's to know.
+    """
     from engine.repository import Repository
 
     pool = await db.create_pool(url, min_size=1, max_size=2)
@@ -83,9 +90,15 @@ async def _create(url: str, settings: config_settings.Settings, mid: str, name: 
         if merchant is None and not existing_ok:
             raise SystemExit(f"merchant {mid!r} exists already")
         issued = await repo.issue_key(mid, mode, settings.api_key_secret)
-        return {"mid": mid, "name": name, "apiKey": issued.key, "prefix": issued.prefix,
-                "webhookUrl": str(settings.default_webhook_url),
-                "webhookSecret": settings.webhook_secret}  # fmt: skip
+        created: dict[str, Any] = {"mid": mid, "name": name, "mode": mode,
+                                   "apiKey": issued.key, "prefix": issued.prefix}  # fmt: skip
+        if webhook_url is not None:
+            secret = signing.new_secret()
+            endpoint = await repo.add_endpoint(mid, mode, webhook_url, secret)
+            assert endpoint is not None  # a new merchant has no endpoints to count
+            created["webhookEndpoint"] = {"id": endpoint.id, "url": webhook_url,
+                                          "secret": secret}  # fmt: skip
+        return created
     finally:
         await pool.close()
 
@@ -98,6 +111,8 @@ def main(argv: list[str]) -> int:
     create.add_argument("--mid", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--mode", choices=["live", "test"], default="live")
+    create.add_argument("--webhook-url", default=None,
+                        help="register the merchant's first webhook endpoint (its own secret)")
     sub.add_parser("demo", help="the demo merchant of `make run` (made once, shown every time)")
     args = parser.parse_args(argv)
     settings = config_settings.load()
@@ -105,7 +120,8 @@ def main(argv: list[str]) -> int:
     logs.configure(settings.log_format, settings.log_level)
     url = devdb.database_url(settings)
     if args.command == "create":
-        print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode))))
+        print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode,
+                                             webhook_url=args.webhook_url))))  # fmt: skip
         return 0
     # The demo key is kept in the data folder so `make run` can show it on every start.
     saved = Path(settings.data_dir) / "demo-merchant.json"
@@ -118,7 +134,8 @@ def main(argv: list[str]) -> int:
         saved.write_text(json.dumps(demo, indent=2))
         saved.chmod(0o600)
     print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
-    print(f"  webhook secret {demo['webhookSecret']} (signs webhooks to {demo['webhookUrl']})")
+    print(f"  webhooks go to the operator's receiver {settings.default_webhook_url} until the "
+          "merchant registers its own endpoint (POST /api/webhook-endpoints)")
     print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
     return 0
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
+# Test or live: every object records the mode of the key that made it, and a key sees and
+# acts only on objects of its own mode.
+Mode = Literal["live", "test"]
 
 class Status(StrEnum):
     """Where a payment is. PENDING -> PROCESSING -> SUCCESS | FAILED."""
@@ -77,10 +80,14 @@ class NewPayment:
     # As asked for; None means the merchant's registered endpoint, else the default.
     webhook_url: str | None
     request_digest: str
+    # The mode of the key that asked: the payment lives in it.
+    mode: Mode
     provider: str = "card"
     order_name: str | None = None
     # Who asked ("merchant:<key prefix>"), recorded in the payment's history.
     actor: str = "merchant"
+    # The merchant's endpoint that webhook_url names (checked by the intake), if one is named.
+    endpoint_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,9 @@ class Payment:
     refunded_amount: int = 0
     refund_reserved: int = 0
     last_actor: str | None = None
+    mode: str = "test"
+    # The endpoint the webhooks go to; None for the operator's default receiver.
+    endpoint_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +144,8 @@ class Claimed:
     provider: str = "card"
     # Set when an earlier call may have charged: ask the provider before charging again.
     outcome_unknown_since: datetime | None = None
+    # Test payments go to test mode's providers, live ones to live mode's.
+    mode: str = "live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +198,11 @@ class Delivery:
     approval_no: str | None
     fail_reason: str | None
     echo: dict[str, Any]
+    # The payment's merchant and mode, and the endpoint whose secrets sign this delivery
+    # (None: the operator's default receiver, signed with ENGINE_WEBHOOK_SECRET).
+    mid: str = ""
+    mode: str = "test"
+    endpoint_id: int | None = None
     refunded_amount: int = 0
     refund_public_id: str | None = None
     refund_amount: int | None = None
@@ -213,14 +230,17 @@ class DeliveryRecord:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One signing secret of a merchant webhook endpoint (several while a secret is rolled)."""
+    """A merchant's webhook endpoint in one mode (its secrets are never listed)."""
 
     id: int
-    mid: str | None
+    mid: str
+    mode: str
     url: str
-    secret: str
+    description: str | None
     created_at: datetime
-    expires_at: datetime | None
+    deleted_at: datetime | None
+    # Secrets that sign its deliveries now: 2 while a roll's grace period runs.
+    active_secrets: int = 1
 
 
 class RefundStatus(StrEnum):
@@ -256,6 +276,7 @@ class Refund:
     attempts: int
     outcome_unknown_since: datetime | None
     unresolved_reason: str | None
+    mode: str = "test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +292,7 @@ class ClaimedRefund:
     attempts: int
     provider: str
     outcome_unknown_since: datetime | None
+    mode: str = "live"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,11 @@ from typing import Protocol
 from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome
 
 
+def registry_key(mode: str, name: str) -> str:
+    """Where a worker's registry keeps provider `name` of `mode`: test and live never mix."""
+    return f"{mode}:{name}"
+
+
 class ProviderUnavailable(Exception):
     """No usable answer came; `maybe_processed` says whether money may have moved."""
 

@@ -5,17 +5,22 @@
 -- Accept a payment. Returns the row, or nothing when (mid, order_id) exists (idempotent replay).
 -- $1 public_id, $2 tid, $3 mid, $4 order_id, $5 user_public_id, $6 amount, $7 currency,
 -- $8 echo, $9 request_digest, $10 webhook_url asked for (or null), $11 provider,
--- $12 order_name, $13 actor, $14 default webhook url. With no url asked for, the merchant's
--- newest active endpoint is used (looked up here: no extra round trip), else the default.
+-- $12 order_name, $13 actor, $14 default webhook url, $15 mode, $16 the endpoint the asked
+-- url belongs to (the intake checked it is this merchant's and mode's) or null. With no url
+-- asked for, the merchant's newest active endpoint of this mode is used (looked up here: no
+-- extra round trip), else the operator's default receiver (endpoint null).
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url, provider, order_name, last_actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        coalesce($10, (SELECT url FROM webhook_endpoints
-                       WHERE mid = $3 AND (expires_at IS NULL OR expires_at > now())
-                       ORDER BY id DESC LIMIT 1), $14),
-        $11, $12, $13)
-ON CONFLICT (mid, order_id) DO NOTHING
+     webhook_url, endpoint_id, provider, order_name, last_actor, mode)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
+       coalesce($10, d.url, $14),
+       CASE WHEN $10::text IS NULL THEN d.id ELSE $16::bigint END,
+       $11, $12, $13, $15
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT e.id, e.url FROM webhook_endpoints e
+                   WHERE e.mid = $3 AND e.mode = $15 AND e.deleted_at IS NULL
+                   ORDER BY e.id DESC LIMIT 1) d ON $10::text IS NULL
+ON CONFLICT (mid, mode, order_id) DO NOTHING
 RETURNING *;
 
 -- insert_payments --
@@ -27,31 +32,33 @@ RETURNING *;
 -- the whole batch. The intake tells the two apart by looking the order up.
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url, provider, order_name, last_actor)
+     webhook_url, endpoint_id, provider, order_name, last_actor, mode)
 SELECT r.public_id, r.tid, r.mid, r.order_id, r.user_public_id, r.amount, r.currency,
        r.echo::jsonb, r.request_digest,
-       coalesce(r.webhook_url, (SELECT e.url FROM webhook_endpoints e
-                                WHERE e.mid = r.mid
-                                  AND (e.expires_at IS NULL OR e.expires_at > now())
-                                ORDER BY e.id DESC LIMIT 1), r.default_url),
-       r.provider, r.order_name, r.actor
+       coalesce(r.webhook_url, d.url, r.default_url),
+       CASE WHEN r.webhook_url IS NULL THEN d.id ELSE r.endpoint_id END,
+       r.provider, r.order_name, r.actor, r.mode
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-            $13::text[], $14::text[])
+            $13::text[], $14::text[], $15::text[], $16::bigint[])
      WITH ORDINALITY AS r(public_id, tid, mid, order_id, user_public_id, amount, currency,
                           echo, request_digest, webhook_url, provider, order_name, actor,
-                          default_url, n)
+                          default_url, mode, endpoint_id, n)
+LEFT JOIN LATERAL (SELECT e.id, e.url FROM webhook_endpoints e
+                   WHERE e.mid = r.mid AND e.mode = r.mode AND e.deleted_at IS NULL
+                   ORDER BY e.id DESC LIMIT 1) d ON r.webhook_url IS NULL
 ORDER BY r.n
 ON CONFLICT DO NOTHING
 RETURNING *;
 
 -- get_payment_by_order --
--- The payment a merchant already has for an order. $1 mid, $2 order_id
-SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2;
+-- The payment a merchant already has for an order in mode $3. $1 mid, $2 order_id
+SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2 AND mode = $3;
 
 -- get_payment_by_tid --
--- One payment of merchant $2 by transaction id $1 (another merchant's is not found).
-SELECT * FROM payment_processes WHERE tid = $1 AND mid = $2;
+-- One payment of merchant $2 in mode $3 by transaction id $1 (another merchant's, or the
+-- other mode's, is not found).
+SELECT * FROM payment_processes WHERE tid = $1 AND mid = $2 AND mode = $3;
 
 -- claim_pending --
 -- Claim up to $2 due PENDING (or UNRESOLVED, to inquire again) rows for worker $1, leased for
@@ -79,7 +86,7 @@ WHERE p.id = ANY(ARRAY(
   -- Compare-and-set: the row must still be waiting when we write it.
   AND p.status IN ('PENDING', 'UNRESOLVED')
 RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts, p.provider,
-          p.outcome_unknown_since;
+          p.outcome_unknown_since, p.mode;
 
 -- settle_batch --
 -- PROCESSING -> SUCCESS/FAILED for rows still leased by worker $5, and the webhook to send,
@@ -101,10 +108,11 @@ WITH outcome AS (
     FROM outcome o
     -- Compare-and-set on state and lease: a worker that lost its lease changes nothing.
     WHERE p.id = o.id AND p.status = 'PROCESSING' AND p.lease_owner = $5
-    RETURNING p.id, p.public_id, p.tid, p.status, p.webhook_url
+    RETURNING p.id, p.public_id, p.tid, p.status, p.webhook_url, p.endpoint_id
 ), outbox AS (
-    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
-    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url FROM settled
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
+    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url, endpoint_id
+    FROM settled
 )
 SELECT id, tid, status FROM settled;
 
@@ -165,29 +173,45 @@ WHERE p.id = expired.id AND p.status = 'PROCESSING' AND p.lease_expires_at < now
 RETURNING p.id, p.tid, expired.lease_owner;
 
 -- settle_manual --
--- Manual trigger: settle a payment not yet final with status $2, and queue its webhook.
+-- Manual trigger: settle a TEST payment that is still PENDING with status $2, and queue its
+-- webhook. Only PENDING: once a worker has claimed it (PROCESSING) or lost track of it
+-- (UNRESOLVED), money may have moved at the provider, and a hand-written outcome could
+-- contradict it. Only test mode: settling by hand moves no money.
 -- $1 tid, $2 status, $3 approval_no, $4 fail_reason, $5 mid, $6 actor.
--- Returns nothing if it was final already (or is not this merchant's).
+-- Returns nothing if it was not PENDING (or is not this merchant's test payment).
 WITH settled AS (
     UPDATE payment_processes
     SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
         lease_owner = NULL, lease_expires_at = NULL, last_actor = $6, updated_at = now()
-    WHERE tid = $1 AND mid = $5 AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
-    RETURNING id, public_id, tid, status, webhook_url
+    WHERE tid = $1 AND mid = $5 AND mode = 'test' AND status = 'PENDING'
+    RETURNING id, public_id, tid, status, webhook_url, endpoint_id
 ), outbox AS (
-    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
-    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url FROM settled
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
+    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url, endpoint_id
+    FROM settled
 )
 SELECT id, tid, status FROM settled;
 
 -- enqueue_resend --
 -- Queue the webhook of a final payment again (same event id). $1 tid, $2 expected status,
--- $3 mid
-INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
-SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url
-FROM payment_processes
-WHERE tid = $1 AND status = $2 AND mid = $3
-RETURNING id;
+-- $3 mid, $4 mode, $5 resends allowed per payment in the last $6 seconds. Returns the new
+-- delivery's id, and `limited` true (and nothing queued) when the payment is over that rate.
+WITH p AS (
+    SELECT id, public_id, status, webhook_url, endpoint_id
+    FROM payment_processes
+    WHERE tid = $1 AND status = $2 AND mid = $3 AND mode = $4
+), recent AS (
+    SELECT count(*) AS n FROM webhook_deliveries d, p
+    WHERE d.payment_id = p.id AND d.refund_id IS NULL
+      AND d.created_at > now() - make_interval(secs => $6)
+), queued AS (
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
+    SELECT p.id, 'evt_' || p.public_id || '_' || lower(p.status), p.status, p.webhook_url,
+           p.endpoint_id
+    FROM p, recent WHERE recent.n < $5
+    RETURNING id
+)
+SELECT (SELECT id FROM queued) AS id, recent.n >= $5 AS limited FROM p, recent;
 
 -- claim_deliveries --
 -- Claim up to $2 due webhook deliveries for worker $1, leased for $3 seconds, with what the
@@ -206,9 +230,11 @@ WITH claimed AS (
             LIMIT $2
             FOR UPDATE SKIP LOCKED))
       AND d.status = 'PENDING'
-    RETURNING d.id, d.event_id, d.event_status, d.url, d.attempts, d.payment_id, d.refund_id
+    RETURNING d.id, d.event_id, d.event_status, d.url, d.attempts, d.payment_id, d.refund_id,
+              d.endpoint_id
 )
-SELECT c.id, c.event_id, c.event_status, c.url, c.attempts, c.payment_id,
+SELECT c.id, c.event_id, c.event_status, c.url, c.attempts, c.payment_id, c.endpoint_id,
+       p.mid, p.mode,
        p.tid, p.amount, p.currency, p.approval_no, p.fail_reason, p.echo, p.refunded_amount,
        r.public_id AS refund_public_id, r.amount AS refund_amount,
        r.provider_refund_no AS refund_no, r.fail_reason AS refund_fail_reason
@@ -282,39 +308,40 @@ WHERE d.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pe
 RETURNING d.id;
 
 -- list_dead_deliveries --
--- DEAD deliveries of merchant $3, oldest first, after id $1, at most $2.
+-- DEAD deliveries of merchant $3 in mode $4, oldest first, after id $1, at most $2.
 SELECT d.id, d.event_id, d.event_status, d.url, d.attempts, d.last_response_code, d.last_error,
        d.created_at, d.updated_at, p.tid
 FROM webhook_deliveries d JOIN payment_processes p ON p.id = d.payment_id
-WHERE d.status = 'DEAD' AND d.id > $1 AND p.mid = $3
+WHERE d.status = 'DEAD' AND d.id > $1 AND p.mid = $3 AND p.mode = $4
 ORDER BY d.id
 LIMIT $2;
 
 -- redeliver_dead --
--- DEAD -> PENDING for delivery $1 of merchant $2, with a fresh attempt budget.
+-- DEAD -> PENDING for delivery $1 of merchant $2 in mode $3, with a fresh attempt budget.
 -- Returns it if it was DEAD (and the merchant's).
 UPDATE webhook_deliveries d
 SET status = 'PENDING', attempts = 0, next_attempt_at = now(), updated_at = now()
 FROM payment_processes p
-WHERE d.id = $1 AND d.status = 'DEAD' AND p.id = d.payment_id AND p.mid = $2
+WHERE d.id = $1 AND d.status = 'DEAD' AND p.id = d.payment_id AND p.mid = $2 AND p.mode = $3
 RETURNING d.id;
 
 -- deliveries_of_payment --
--- Every delivery of payment $1 with its attempts, oldest first.
+-- The deliveries of payment $1 after id $2, oldest first, at most $3.
 SELECT d.id, d.event_id, d.event_status, d.url, d.status, d.attempts, d.last_response_code,
        d.last_error, d.created_at, d.delivered_at
 FROM webhook_deliveries d
-WHERE d.payment_id = $1
-ORDER BY d.id;
+WHERE d.payment_id = $1 AND d.id > $2
+ORDER BY d.id
+LIMIT $3;
 
 -- notify_webhooks --
 -- Wake webhook senders (used when a delivery becomes due other than by insert).
 SELECT pg_notify('webhooks_pending', '');
 
 -- list_unresolved --
--- UNRESOLVED payments of merchant $3 after id $1, oldest first, at most $2.
+-- UNRESOLVED payments of merchant $3 in mode $4 after id $1, oldest first, at most $2.
 SELECT * FROM payment_processes
-WHERE status = 'UNRESOLVED' AND id > $1 AND mid = $3
+WHERE status = 'UNRESOLVED' AND id > $1 AND mid = $3 AND mode = $4
 ORDER BY id
 LIMIT $2;
 
@@ -322,27 +349,87 @@ LIMIT $2;
 -- A Snowflake node id for this process.
 SELECT nextval('snowflake_node_seq') % 1024 AS node_id;
 
--- active_endpoint_secrets --
--- The active signing secrets of every endpoint whose url is in $1 (text[]), newest first.
-SELECT url, secret
-FROM webhook_endpoints
-WHERE url = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())
-ORDER BY url, created_at DESC, id DESC;
+-- endpoint_secrets --
+-- The active signing secrets of each delivery's endpoint, newest first. The endpoint must be
+-- the paying merchant's, in the payment's mode, and not deleted: a secret is never chosen by
+-- url. $1 endpoint ids, $2 their payments' mids, $3 their payments' modes (arrays alike).
+SELECT e.id AS endpoint_id, s.secret
+FROM (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+          AS w(endpoint_id, mid, mode)) w
+JOIN webhook_endpoints e
+    ON e.id = w.endpoint_id AND e.mid = w.mid AND e.mode = w.mode AND e.deleted_at IS NULL
+JOIN webhook_endpoint_secrets s
+    ON s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+ORDER BY e.id, s.created_at DESC, s.id DESC;
 
 -- insert_endpoint --
--- Register a signing secret for an endpoint. $1 mid or null, $2 url, $3 secret
-INSERT INTO webhook_endpoints (mid, url, secret)
-VALUES ($1, $2, $3)
-RETURNING *;
+-- Register url $3 for merchant $1 in mode $2 with description $4 and first secret $5, unless
+-- the merchant already has $6 active endpoints in that mode (then nothing is returned). The
+-- unique index refuses a url registered twice.
+WITH e AS (
+    INSERT INTO webhook_endpoints (mid, mode, url, description)
+    SELECT $1, $2, $3, $4
+    WHERE (SELECT count(*) FROM webhook_endpoints
+           WHERE mid = $1 AND mode = $2 AND deleted_at IS NULL) < $6
+    RETURNING *
+), s AS (
+    INSERT INTO webhook_endpoint_secrets (endpoint_id, secret)
+    SELECT id, $5 FROM e
+)
+SELECT * FROM e;
 
--- expire_endpoint_secrets --
--- Start a roll: the active secrets of url $1 expire in $2 seconds (sooner ones keep theirs).
--- Returns the rows it touched, so the new secret can keep their mid.
-UPDATE webhook_endpoints
--- least() ignores NULL: a secret without expiry gets now() + $2.
-SET expires_at = least(expires_at, now() + make_interval(secs => $2))
-WHERE url = $1 AND (expires_at IS NULL OR expires_at > now())
-RETURNING id, mid, created_at;
+-- list_endpoints --
+-- Merchant $1's active endpoints in mode $2, oldest first, with how many secrets are active.
+SELECT e.*, (SELECT count(*) FROM webhook_endpoint_secrets s
+             WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now()))
+           AS active_secrets
+FROM webhook_endpoints e
+WHERE e.mid = $1 AND e.mode = $2 AND e.deleted_at IS NULL
+ORDER BY e.id;
+
+-- get_endpoint --
+-- Endpoint $3 of merchant $1 in mode $2, if active.
+SELECT e.*, (SELECT count(*) FROM webhook_endpoint_secrets s
+             WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now()))
+           AS active_secrets
+FROM webhook_endpoints e
+WHERE e.mid = $1 AND e.mode = $2 AND e.id = $3 AND e.deleted_at IS NULL;
+
+-- endpoint_by_url --
+-- The active endpoint of merchant $1 in mode $2 at url $3 (a payment's webhookUrl), if any.
+SELECT id FROM webhook_endpoints
+WHERE mid = $1 AND mode = $2 AND url = $3 AND deleted_at IS NULL;
+
+-- roll_endpoint_secret --
+-- Add secret $4 to endpoint $3 of merchant $1 in mode $2; its other active secrets expire in
+-- $5 seconds (sooner ones keep theirs). Returns the endpoint, or nothing if it is not active.
+WITH e AS (
+    SELECT id FROM webhook_endpoints
+    WHERE mid = $1 AND mode = $2 AND id = $3 AND deleted_at IS NULL
+    FOR UPDATE
+), expired AS (
+    UPDATE webhook_endpoint_secrets s
+    -- least() ignores NULL: a secret without expiry gets now() + $5.
+    SET expires_at = least(s.expires_at, now() + make_interval(secs => $5))
+    FROM e
+    WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+), added AS (
+    INSERT INTO webhook_endpoint_secrets (endpoint_id, secret) SELECT id, $4 FROM e
+)
+SELECT id FROM e;
+
+-- delete_endpoint --
+-- Endpoint $3 of merchant $1 in mode $2 receives nothing more; its secrets stop at once.
+-- Returns it if it was active.
+WITH e AS (
+    UPDATE webhook_endpoints SET deleted_at = now()
+    WHERE mid = $1 AND mode = $2 AND id = $3 AND deleted_at IS NULL
+    RETURNING *
+), s AS (
+    UPDATE webhook_endpoint_secrets s SET expires_at = now()
+    FROM e WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+)
+SELECT *, 0::bigint AS active_secrets FROM e;
 
 -- create_merchant --
 -- A merchant. $1 mid, $2 name. Returns nothing if the mid exists.
@@ -355,9 +442,14 @@ RETURNING id, mid, name, created_at;
 SELECT id, mid, name, created_at FROM merchants WHERE mid = $1;
 
 -- insert_api_key --
--- Store a key's hash. $1 merchant id, $2 mode, $3 prefix, $4 hash, $5 expires_at or null
+-- Store a key's hash. $1 merchant id, $2 mode, $3 prefix, $4 hash, $5 expires_at or null.
+-- $6 the most keys of this mode the merchant may have working (not revoked, not expired):
+-- past it nothing is stored or returned.
 INSERT INTO api_keys (merchant_id, mode, prefix, key_hash, expires_at)
-VALUES ($1, $2, $3, $4, $5)
+SELECT $1, $2, $3, $4, $5
+WHERE (SELECT count(*) FROM api_keys
+       WHERE merchant_id = $1 AND mode = $2 AND revoked_at IS NULL
+         AND (expires_at IS NULL OR expires_at > now())) < $6
 RETURNING id, mode, prefix, created_at, last_used_at, expires_at, revoked_at;
 
 -- authenticate_key --
@@ -377,72 +469,74 @@ SELECT k.*, (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > no
 FROM k;
 
 -- list_api_keys --
--- Every key of merchant $1 (prefixes only), newest first.
+-- Every key of merchant $1 in mode $2 (prefixes only), newest first.
 SELECT a.id, a.mode, a.prefix, a.created_at, a.last_used_at, a.expires_at, a.revoked_at
 FROM api_keys a JOIN merchants m ON m.id = a.merchant_id
-WHERE m.mid = $1
+WHERE m.mid = $1 AND a.mode = $2
 ORDER BY a.id DESC;
 
 -- expire_api_key --
--- Key $2 of merchant $1 stops working after $3 seconds (never later than it already would).
--- Returns it if it was active.
+-- Key $2 of merchant $1 in mode $4 stops working after $3 seconds (never later than it
+-- already would). Returns it if it was active.
 UPDATE api_keys a
 SET expires_at = LEAST(coalesce(a.expires_at, 'infinity'), now() + make_interval(secs => $3))
 FROM merchants m
-WHERE m.id = a.merchant_id AND m.mid = $1 AND a.id = $2
+WHERE m.id = a.merchant_id AND m.mid = $1 AND a.id = $2 AND a.mode = $4
   AND a.revoked_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > now())
 RETURNING a.id, a.mode, a.prefix, a.created_at, a.last_used_at, a.expires_at, a.revoked_at;
 
 -- revoke_api_key --
--- Key $2 of merchant $1 stops working now. Returns it if it was not revoked already.
+-- Key $2 of merchant $1 in mode $3 stops working now. Returns it if it was not revoked already.
 UPDATE api_keys a
 SET revoked_at = now()
 FROM merchants m
-WHERE m.id = a.merchant_id AND m.mid = $1 AND a.id = $2 AND a.revoked_at IS NULL
+WHERE m.id = a.merchant_id AND m.mid = $1 AND a.id = $2 AND a.mode = $3
+  AND a.revoked_at IS NULL
 RETURNING a.id, a.mode, a.prefix, a.created_at, a.last_used_at, a.expires_at, a.revoked_at;
 
 -- ===== cancel and refunds =====
 
 -- cancel_payment --
--- PENDING -> CANCELED for merchant $2's payment $1, by $3. Only while nothing may have been
--- charged (no unknown outcome), so a cancel never leaves money behind. Returns the row.
+-- PENDING -> CANCELED for merchant $2's payment $1 in mode $4, by $3. Only while nothing may
+-- have been charged (no unknown outcome), so a cancel never leaves money behind. Returns the row.
 UPDATE payment_processes
 SET status = 'CANCELED', canceled_at = now(), last_actor = $3, updated_at = now()
-WHERE tid = $1 AND mid = $2 AND status = 'PENDING' AND outcome_unknown_since IS NULL
+WHERE tid = $1 AND mid = $2 AND mode = $4 AND status = 'PENDING'
+  AND outcome_unknown_since IS NULL
 RETURNING *;
 
 -- refund_by_key --
--- Merchant $1's refund with idempotency key $2, with its payment's tid.
+-- Merchant $1's refund in mode $3 with idempotency key $2, with its payment's tid.
 SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
-WHERE r.mid = $1 AND r.idempotency_key = $2;
+WHERE r.mid = $1 AND r.idempotency_key = $2 AND r.mode = $3;
 
 -- reserve_refund --
--- Reserve $3 of merchant $2's payment $1 for a refund: a compare-and-set that holds under
--- concurrency, since the row lock serializes reservations and each re-checks the total.
+-- Reserve $3 of merchant $2's payment $1 (mode $4) for a refund: a compare-and-set that holds
+-- under concurrency, since the row lock serializes reservations and each re-checks the total.
 UPDATE payment_processes
 SET refund_reserved = refund_reserved + $3, updated_at = now()
-WHERE tid = $1 AND mid = $2 AND status IN ('SUCCESS', 'PARTIALLY_REFUNDED')
+WHERE tid = $1 AND mid = $2 AND mode = $4 AND status IN ('SUCCESS', 'PARTIALLY_REFUNDED')
   AND refund_reserved + $3 <= amount
 RETURNING id, currency, amount, refund_reserved;
 
 -- insert_refund --
 -- A REFUND_PENDING refund. $1 public_id, $2 payment_id, $3 mid, $4 amount, $5 currency,
--- $6 reason, $7 idempotency key, $8 request digest, $9 actor
+-- $6 reason, $7 idempotency key, $8 request digest, $9 actor, $10 mode
 INSERT INTO refunds (public_id, payment_id, mid, amount, currency, reason, idempotency_key,
-                     request_digest, last_actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     request_digest, last_actor, mode)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *;
 
 -- refunds_of_payment --
--- The refunds of merchant $2's payment $1, oldest first.
+-- The refunds of merchant $2's payment $1 in mode $3, oldest first.
 SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
-WHERE p.tid = $1 AND p.mid = $2
+WHERE p.tid = $1 AND p.mid = $2 AND p.mode = $3
 ORDER BY r.id;
 
 -- refund_by_public_id --
--- Merchant $2's refund $1.
+-- Merchant $2's refund $1 in mode $3.
 SELECT r.*, p.tid FROM refunds r JOIN payment_processes p ON p.id = r.payment_id
-WHERE r.public_id = $1 AND r.mid = $2;
+WHERE r.public_id = $1 AND r.mid = $2 AND r.mode = $3;
 
 -- claim_refunds --
 -- Claim up to $2 due refunds for worker $1, leased for $3 seconds, with their payment's
@@ -464,7 +558,7 @@ WHERE r.id = ANY(ARRAY(  -- built once: LIMIT bounds the statement (see claim_pe
   AND r.status IN ('REFUND_PENDING', 'REFUND_UNRESOLVED')
   AND p.id = r.payment_id
 RETURNING r.id, r.public_id, r.payment_id, p.tid, r.amount, r.currency, r.attempts, p.provider,
-          r.outcome_unknown_since;
+          r.outcome_unknown_since, r.mode;
 
 -- settle_refunds --
 -- REFUND_PROCESSING -> REFUNDED/REFUND_FAILED for refunds still leased by worker $5; the
@@ -498,11 +592,12 @@ WITH outcome AS (
         updated_at = now()
     FROM per_payment pp
     WHERE p.id = pp.payment_id
-    RETURNING p.id, p.webhook_url
+    RETURNING p.id, p.webhook_url, p.endpoint_id
 ), outbox AS (
-    INSERT INTO webhook_deliveries (payment_id, refund_id, event_id, event_status, url)
+    INSERT INTO webhook_deliveries (payment_id, refund_id, event_id, event_status, url,
+                                    endpoint_id)
     SELECT s.payment_id, s.id, 'evt_' || s.public_id || '_' || lower(s.status), s.status,
-           paid.webhook_url
+           paid.webhook_url, paid.endpoint_id
     FROM settled s JOIN paid ON paid.id = s.payment_id
 )
 SELECT s.id, s.public_id, s.status FROM settled s;
@@ -579,7 +674,7 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- $3 statuses (text[]), $4 created_at >= , $5 created_at < , $6 amount >= , $7 amount <= ,
 -- $8 prefix of order_id, of lower(order_name) (compared lowered) or of user_public_id;
 -- $9, $10, $11 the (created_at, kind, id) the page starts after (null, '', 0 for the first);
--- $12 how many rows.
+-- $12 how many rows, $13 the mode.
 -- Each branch walks its own index in the page's order and stops after $12 rows, so the final
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
@@ -589,7 +684,7 @@ FROM (
     (SELECT 'payment' AS kind, p.id, p.tid, NULL::text AS refund_id, p.order_id, p.order_name,
             p.user_public_id, p.amount, p.currency, p.status, p.requested_at AS created_at
      FROM payment_processes p
-     WHERE 'payment' = ANY($2::text[]) AND p.mid = $1 AND p.status <> 'CANCELED'
+     WHERE 'payment' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status <> 'CANCELED'
        AND ($3::text[] IS NULL OR p.status = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR p.requested_at >= $4)
        AND ($5::timestamptz IS NULL OR p.requested_at < $5)
@@ -605,7 +700,7 @@ FROM (
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.canceled_at
      FROM payment_processes p
-     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.status = 'CANCELED'
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NOT NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR p.canceled_at >= $4)
@@ -623,7 +718,7 @@ FROM (
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.updated_at
      FROM payment_processes p
-     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.status = 'CANCELED'
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR p.updated_at >= $4)
@@ -640,7 +735,7 @@ FROM (
     (SELECT 'refund', r.id, p.tid, r.public_id, p.order_id, p.order_name, p.user_public_id,
             r.amount, r.currency, r.status, r.requested_at
      FROM refunds r JOIN payment_processes p ON p.id = r.payment_id AND p.mid = r.mid
-     WHERE 'refund' = ANY($2::text[]) AND r.mid = $1
+     WHERE 'refund' = ANY($2::text[]) AND r.mid = $1 AND r.mode = $13
        AND ($3::text[] IS NULL OR r.status = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR r.requested_at >= $4)
        AND ($5::timestamptz IS NULL OR r.requested_at < $5)
@@ -688,10 +783,11 @@ WITH settled AS (
         lease_owner = NULL, lease_expires_at = NULL, last_actor = $8, updated_at = now()
     WHERE tid = $1 AND provider = $5 AND amount = $6 AND currency = $7
       AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
-    RETURNING id, public_id, tid, status, webhook_url
+    RETURNING id, public_id, tid, status, webhook_url, endpoint_id
 ), outbox AS (
-    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)
-    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url FROM settled
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
+    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url, endpoint_id
+    FROM settled
 )
 SELECT id, tid, status FROM settled;
 

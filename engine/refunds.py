@@ -18,19 +18,19 @@ import structlog
 from engine import errors, ids, metrics
 from engine.claim import Pass, Policy, requeue
 from engine.models import ClaimedRefund, Payment, Refund, RefundOutcome, Requeue
-from engine.provider import Provider, ProviderRejected
+from engine.provider import Provider, ProviderRejected, registry_key
 from engine.repository import RefundKeyTaken, Repository
 
 log = structlog.get_logger()
 
 
-async def cancel(repo: Repository, tid: str, mid: str, actor: str) -> Payment:
+async def cancel(repo: Repository, tid: str, mid: str, mode: str, actor: str) -> Payment:
     """PENDING -> CANCELED; a payment already being processed (or done) is a StateConflict."""
-    canceled = await repo.cancel(tid, mid, actor)
+    canceled = await repo.cancel(tid, mid, mode, actor)
     if canceled is not None:
         log.info("payment.canceled", tid=tid, by=actor)
         return canceled
-    payment = await repo.payment_by_tid(tid, mid)
+    payment = await repo.payment_by_tid(tid, mid, mode)
     if payment is None:
         raise errors.PaymentNotFound(tid)
     if payment.status.value == "PENDING":  # an earlier attempt may have charged
@@ -53,19 +53,20 @@ class Requested:
 
 
 async def request_refund(
-    repo: Repository, snowflake: ids.Snowflake, *, tid: str, mid: str, amount: int,
+    repo: Repository, snowflake: ids.Snowflake, *, tid: str, mid: str, mode: str, amount: int,
     reason: str | None, key: str, digest: str, actor: str,
 ) -> Requested:  # fmt: skip
     """Accept a refund (idempotent on the merchant's key), or say why it cannot be."""
     for _ in range(2):
-        existing = await repo.refund_by_key(mid, key)
+        existing = await repo.refund_by_key(mid, mode, key)
         if existing is not None:
             if existing.request_digest != digest or existing.tid != tid:
                 raise errors.IdempotencyConflict(key, existing.tid, field="Idempotency-Key")
             return Requested(existing, False)
         try:
             created = await repo.create_refund(
-                tid=tid, mid=mid, amount=amount, reason=reason, key=key, digest=digest,
+                tid=tid, mid=mid, mode=mode, amount=amount, reason=reason, key=key,
+                digest=digest,
                 public_id=f"RF{snowflake.next_id()}", actor=actor,
             )  # fmt: skip
         except RefundKeyTaken:
@@ -73,7 +74,7 @@ async def request_refund(
         if created is not None:
             log.info("refund.requested", tid=tid, refund=created.public_id, amount=amount)
             return Requested(created, True)
-        payment = await repo.payment_by_tid(tid, mid)
+        payment = await repo.payment_by_tid(tid, mid, mode)
         if payment is None:
             raise errors.PaymentNotFound(tid)
         if payment.status.value not in ("SUCCESS", "PARTIALLY_REFUNDED"):
@@ -102,9 +103,9 @@ async def _decide(provider: Provider, r: ClaimedRefund) -> RefundOutcome:
 
 
 async def _answer(providers: Mapping[str, Provider], r: ClaimedRefund) -> RefundOutcome:
-    provider = providers.get(r.provider)
+    provider = providers.get(registry_key(r.mode, r.provider))
     if provider is None:
-        raise ProviderRejected(f"no provider named {r.provider!r} is configured")
+        raise ProviderRejected(f"no provider named {r.provider!r} is configured for {r.mode}")
     return await _decide(provider, r)
 
 

@@ -139,7 +139,7 @@ class Repository:
                 Q["insert_payment"], public_id, tid, new.mid, new.order_id,
                 new.user_public_id, new.amount, new.currency, new.echo,
                 new.request_digest, new.webhook_url, new.provider, new.order_name, new.actor,
-                default_webhook_url,
+                default_webhook_url, new.mode, new.endpoint_id,
             )  # fmt: skip
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "payment_processes_tid_key":
@@ -162,19 +162,20 @@ class Repository:
             [r.new.request_digest for r in rows], [r.new.webhook_url for r in rows],
             [r.new.provider for r in rows], [r.new.order_name for r in rows],
             [r.new.actor for r in rows], [r.default_webhook_url for r in rows],
+            [r.new.mode for r in rows], [r.new.endpoint_id for r in rows],
         )  # fmt: skip
         return [_payment(r) for r in got]
 
     @_translated
-    async def payment_by_order(self, mid: str, order_id: str) -> Payment | None:
-        """The payment a merchant has for an order, if any."""
-        row = await self.pool.fetchrow(Q["get_payment_by_order"], mid, order_id)
+    async def payment_by_order(self, mid: str, order_id: str, mode: str) -> Payment | None:
+        """The payment a merchant has for an order in `mode`, if any."""
+        row = await self.pool.fetchrow(Q["get_payment_by_order"], mid, order_id, mode)
         return _payment(row) if row else None
 
     @_translated
-    async def payment_by_tid(self, tid: str, mid: str) -> Payment | None:
-        """Merchant `mid`'s payment with this transaction id, if it has one."""
-        row = await self.pool.fetchrow(Q["get_payment_by_tid"], tid, mid)
+    async def payment_by_tid(self, tid: str, mid: str, mode: str) -> Payment | None:
+        """Merchant `mid`'s payment in `mode` with this transaction id, if it has one."""
+        row = await self.pool.fetchrow(Q["get_payment_by_tid"], tid, mid, mode)
         return _payment(row) if row else None
 
     # --- payment engine ---
@@ -223,9 +224,9 @@ class Repository:
         return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
 
     @_translated
-    async def unresolved(self, mid: str, after_id: int, limit: int) -> list[Payment]:
-        """Merchant `mid`'s UNRESOLVED payments after `after_id`, oldest first."""
-        rows = await self.pool.fetch(Q["list_unresolved"], after_id, limit, mid)
+    async def unresolved(self, mid: str, mode: str, after_id: int, limit: int) -> list[Payment]:
+        """Merchant `mid`'s UNRESOLVED payments in `mode` after `after_id`, oldest first."""
+        rows = await self.pool.fetch(Q["list_unresolved"], after_id, limit, mid, mode)
         return [_payment(r) for r in rows]
 
     @_translated
@@ -246,10 +247,21 @@ class Repository:
         return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
 
     @_translated
-    async def enqueue_resend(self, tid: str, mid: str, status: Status) -> int | None:
-        """Queue the webhook of a final payment again; None unless it is final with `status`."""
-        row = await self.pool.fetchrow(Q["enqueue_resend"], tid, status.value, mid)
-        return int(row["id"]) if row else None
+    async def enqueue_resend(
+        self, tid: str, mid: str, mode: str, status: Status, *, per_window: int, window: float
+    ) -> int | None:
+        """Queue the webhook of a final payment again; None unless it is final with `status`.
+
+        Raises ResendLimited when the payment had `per_window` deliveries in `window` seconds.
+        """
+        row = await self.pool.fetchrow(
+            Q["enqueue_resend"], tid, status.value, mid, mode, per_window, window
+        )
+        if row is None:
+            return None
+        if row["limited"]:
+            raise errors.ResendLimited(tid, window)
+        return int(row["id"])
 
     # --- webhooks ---
 
@@ -304,56 +316,103 @@ class Repository:
         return len(await self.pool.fetch(Q["reap_expired_deliveries"], limit))
 
     @_translated
-    async def dead_deliveries(self, mid: str, after_id: int, limit: int) -> list[DeliveryRecord]:
-        """Merchant `mid`'s DEAD deliveries after `after_id`, oldest first."""
-        rows = await self.pool.fetch(Q["list_dead_deliveries"], after_id, limit, mid)
+    async def dead_deliveries(
+        self, mid: str, mode: str, after_id: int, limit: int
+    ) -> list[DeliveryRecord]:
+        """Merchant `mid`'s DEAD deliveries in `mode` after `after_id`, oldest first."""
+        rows = await self.pool.fetch(Q["list_dead_deliveries"], after_id, limit, mid, mode)
         return [DeliveryRecord(**dict(r), status="DEAD") for r in rows]
 
     @_translated
-    async def redeliver(self, delivery_id: int, mid: str) -> bool:
+    async def redeliver(self, delivery_id: int, mid: str, mode: str) -> bool:
         """DEAD -> PENDING with a fresh attempt budget, and wake the senders."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["redeliver_dead"], delivery_id, mid)
+            row = await conn.fetchrow(Q["redeliver_dead"], delivery_id, mid, mode)
             if row:
                 await conn.execute(Q["notify_webhooks"])
         return row is not None
 
     @_translated
-    async def deliveries_of(self, payment_id: int) -> list[DeliveryRecord]:
-        """Every delivery of one payment."""
-        rows = await self.pool.fetch(Q["deliveries_of_payment"], payment_id)
+    async def deliveries_of(
+        self, payment_id: int, after_id: int = 0, limit: int = 100
+    ) -> list[DeliveryRecord]:
+        """The deliveries of one payment after `after_id`, oldest first, at most `limit`."""
+        rows = await self.pool.fetch(Q["deliveries_of_payment"], payment_id, after_id, limit)
         return [DeliveryRecord(**dict(r)) for r in rows]
 
-    # --- webhook endpoints (signing secrets) ---
+    # --- webhook endpoints (each a merchant's, in one mode, with its signing secrets) ---
 
     @_translated
-    async def active_secrets(self, urls: Sequence[str]) -> dict[str, list[str]]:
-        """url -> its active signing secrets, newest first, for every url that has one."""
-        if not urls:
+    async def endpoint_secrets(self, deliveries: Sequence[Delivery]) -> dict[int, list[str]]:
+        """endpoint id -> its active secrets (newest first), for deliveries naming an endpoint.
+
+        An endpoint counts only if it is the delivery's merchant's, in its mode, and active.
+        """
+        named = [d for d in deliveries if d.endpoint_id is not None]
+        if not named:
             return {}
-        found: dict[str, list[str]] = {}
-        for r in await self.pool.fetch(Q["active_endpoint_secrets"], list(urls)):
-            found.setdefault(r["url"], []).append(r["secret"])
+        found: dict[int, list[str]] = {}
+        rows = await self.pool.fetch(
+            Q["endpoint_secrets"], [d.endpoint_id for d in named], [d.mid for d in named],
+            [d.mode for d in named],
+        )  # fmt: skip
+        for r in rows:
+            found.setdefault(r["endpoint_id"], []).append(r["secret"])
         return found
 
     @_translated
-    async def add_endpoint(self, url: str, secret: str, mid: str | None = None) -> Endpoint:
-        """Register another signing secret for `url`."""
-        return Endpoint(**dict(await self.pool.fetchrow(Q["insert_endpoint"], mid, url, secret)))
+    async def add_endpoint(
+        self, mid: str, mode: str, url: str, secret: str, *, description: str | None = None,
+        max_endpoints: int = 1_000_000,
+    ) -> Endpoint | None:  # fmt: skip
+        """Register `url` for merchant `mid` in `mode` with its first secret.
+
+        None when the merchant has `max_endpoints` active ones already; EndpointExists when the
+        url is registered already.
+        """
+        try:
+            row = await self.pool.fetchrow(
+                Q["insert_endpoint"], mid, mode, url, description, secret, max_endpoints
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise errors.EndpointExists(url) from exc
+        return Endpoint(**dict(row)) if row else None
 
     @_translated
-    async def roll_endpoint(self, url: str, secret: str, grace_seconds: float) -> Endpoint | None:
-        """Add `secret` to `url`; its other secrets expire in `grace_seconds`.
+    async def endpoints(self, mid: str, mode: str) -> list[Endpoint]:
+        """Merchant `mid`'s active endpoints in `mode`, oldest first."""
+        return [Endpoint(**dict(r)) for r in await self.pool.fetch(Q["list_endpoints"], mid, mode)]
 
-        None (and nothing changed) if `url` has no active secret to roll.
+    @_translated
+    async def endpoint(self, mid: str, mode: str, endpoint_id: int) -> Endpoint | None:
+        """One active endpoint of merchant `mid` in `mode`."""
+        row = await self.pool.fetchrow(Q["get_endpoint"], mid, mode, endpoint_id)
+        return Endpoint(**dict(row)) if row else None
+
+    @_translated
+    async def endpoint_by_url(self, mid: str, mode: str, url: str) -> int | None:
+        """The id of merchant `mid`'s active endpoint in `mode` at exactly `url`, if any."""
+        found = await self.pool.fetchval(Q["endpoint_by_url"], mid, mode, url)
+        return int(found) if found is not None else None
+
+    @_translated
+    async def roll_endpoint(
+        self, mid: str, mode: str, endpoint_id: int, secret: str, grace_seconds: float
+    ) -> bool:
+        """Add `secret`; the endpoint's other secrets expire in `grace_seconds`.
+
+        False (and nothing changed) if the endpoint is not the merchant's or not active.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            old = await conn.fetch(Q["expire_endpoint_secrets"], url, grace_seconds)
-            if not old:
-                return None
-            newest = max(old, key=lambda r: (r["created_at"], r["id"]))
-            row = await conn.fetchrow(Q["insert_endpoint"], newest["mid"], url, secret)
-        return Endpoint(**dict(row))
+        row = await self.pool.fetchrow(
+            Q["roll_endpoint_secret"], mid, mode, endpoint_id, secret, grace_seconds
+        )
+        return row is not None
+
+    @_translated
+    async def delete_endpoint(self, mid: str, mode: str, endpoint_id: int) -> Endpoint | None:
+        """The endpoint receives nothing more; None if it was not the merchant's or active."""
+        row = await self.pool.fetchrow(Q["delete_endpoint"], mid, mode, endpoint_id)
+        return Endpoint(**dict(row)) if row else None
 
     # --- merchants and API keys ---
 
@@ -371,7 +430,7 @@ class Repository:
 
     async def _insert_key(
         self, conn: asyncpg.Connection, merchant_id: int, mode: str, secret: str,
-        expires_at: datetime | None,
+        expires_at: datetime | None, max_keys: int,
     ) -> IssuedKey:  # fmt: skip
         from engine import merchants
 
@@ -380,11 +439,12 @@ class Repository:
             try:
                 row = await conn.fetchrow(
                     Q["insert_api_key"], merchant_id, mode, merchants.display_prefix(key),
-                    merchants.key_hash(secret, key), expires_at,
+                    merchants.key_hash(secret, key), expires_at, max_keys,
                 )  # fmt: skip
             except asyncpg.UniqueViolationError:
                 continue
-            assert row is not None
+            if row is None:
+                raise errors.TooMany("API keys", max_keys)
             return IssuedKey(
                 id=row["id"], key=key, mode=row["mode"], prefix=row["prefix"],
                 created_at=row["created_at"], expires_at=row["expires_at"],
@@ -393,14 +453,15 @@ class Repository:
 
     @_translated
     async def issue_key(
-        self, mid: str, mode: str, secret: str, expires_at: datetime | None = None
-    ) -> IssuedKey:
-        """A new key for merchant `mid` (which must exist)."""
+        self, mid: str, mode: str, secret: str, expires_at: datetime | None = None, *,
+        max_keys: int = 1_000_000,
+    ) -> IssuedKey:  # fmt: skip
+        """A new key for merchant `mid` (which must exist); TooMany past `max_keys` of a mode."""
         async with self.pool.acquire() as conn:
             merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
             if merchant_id is None:
                 raise errors.MerchantNotFound(mid)
-            return await self._insert_key(conn, merchant_id, mode, secret, expires_at)
+            return await self._insert_key(conn, merchant_id, mode, secret, expires_at, max_keys)
 
     @_translated
     async def authenticate(self, hashed: bytes) -> AuthKey | None:
@@ -409,27 +470,34 @@ class Repository:
         return AuthKey(**dict(row)) if row else None
 
     @_translated
-    async def api_keys(self, mid: str) -> list[ApiKeyInfo]:
-        """Every key of a merchant, newest first."""
-        return [ApiKeyInfo(**dict(r)) for r in await self.pool.fetch(Q["list_api_keys"], mid)]
+    async def api_keys(self, mid: str, mode: str) -> list[ApiKeyInfo]:
+        """Every key of a merchant in `mode`, newest first."""
+        rows = await self.pool.fetch(Q["list_api_keys"], mid, mode)
+        return [ApiKeyInfo(**dict(r)) for r in rows]
 
     @_translated
     async def roll_key(
-        self, mid: str, key_id: int, grace_seconds: float, secret: str
-    ) -> tuple[IssuedKey, ApiKeyInfo] | None:
-        """A new key now; the old one keeps working `grace_seconds` more. None if not active."""
+        self, mid: str, mode: str, key_id: int, grace_seconds: float, secret: str, *,
+        max_keys: int = 1_000_000,
+    ) -> tuple[IssuedKey, ApiKeyInfo] | None:  # fmt: skip
+        """A new key now; the old one keeps working `grace_seconds` more. None if not active.
+
+        The old key counts against `max_keys` until its grace ends: a roll may go one over.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
-            old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds)
+            old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds, mode)
             if old is None:
                 return None
             merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
-            new = await self._insert_key(conn, merchant_id, old["mode"], secret, None)
+            new = await self._insert_key(
+                conn, merchant_id, old["mode"], secret, None, max_keys + 1
+            )
             return new, ApiKeyInfo(**dict(old))
 
     @_translated
-    async def revoke_key(self, mid: str, key_id: int) -> ApiKeyInfo | None:
+    async def revoke_key(self, mid: str, mode: str, key_id: int) -> ApiKeyInfo | None:
         """The key stops working now; None if it is not this merchant's or already revoked."""
-        row = await self.pool.fetchrow(Q["revoke_api_key"], mid, key_id)
+        row = await self.pool.fetchrow(Q["revoke_api_key"], mid, key_id, mode)
         return ApiKeyInfo(**dict(row)) if row else None
 
     @_translated
@@ -440,21 +508,21 @@ class Repository:
     # --- cancel and refunds ---
 
     @_translated
-    async def cancel(self, tid: str, mid: str, actor: str) -> Payment | None:
+    async def cancel(self, tid: str, mid: str, mode: str, actor: str) -> Payment | None:
         """PENDING -> CANCELED (compare-and-set); None if it was not cancelable."""
-        row = await self.pool.fetchrow(Q["cancel_payment"], tid, mid, actor)
+        row = await self.pool.fetchrow(Q["cancel_payment"], tid, mid, actor, mode)
         return _payment(row) if row else None
 
     @_translated
-    async def refund_by_key(self, mid: str, key: str) -> Refund | None:
-        """The merchant's refund made with this idempotency key, if any."""
-        row = await self.pool.fetchrow(Q["refund_by_key"], mid, key)
+    async def refund_by_key(self, mid: str, mode: str, key: str) -> Refund | None:
+        """The merchant's refund in `mode` made with this idempotency key, if any."""
+        row = await self.pool.fetchrow(Q["refund_by_key"], mid, key, mode)
         return _refund(row) if row else None
 
     @_translated
     async def create_refund(
-        self, *, tid: str, mid: str, amount: int, reason: str | None, key: str, digest: str,
-        public_id: str, actor: str,
+        self, *, tid: str, mid: str, mode: str, amount: int, reason: str | None, key: str,
+        digest: str, public_id: str, actor: str,
     ) -> Refund | None:  # fmt: skip
         """Reserve the amount and store the refund in one transaction; None if not refundable.
 
@@ -463,12 +531,12 @@ class Repository:
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    reserved = await conn.fetchrow(Q["reserve_refund"], tid, mid, amount)
+                    reserved = await conn.fetchrow(Q["reserve_refund"], tid, mid, amount, mode)
                     if reserved is None:
                         return None
                     row = await conn.fetchrow(
                         Q["insert_refund"], public_id, reserved["id"], mid, amount,
-                        reserved["currency"], reason, key, digest, actor,
+                        reserved["currency"], reason, key, digest, actor, mode,
                     )  # fmt: skip
             except asyncpg.UniqueViolationError as exc:
                 # The reservation rolled back with it; the other request's refund stands.
@@ -477,14 +545,15 @@ class Repository:
         return _refund(dict(row) | {"tid": tid})
 
     @_translated
-    async def refunds_of(self, tid: str, mid: str) -> list[Refund]:
-        """The refunds of merchant `mid`'s payment `tid`, oldest first."""
-        return [_refund(r) for r in await self.pool.fetch(Q["refunds_of_payment"], tid, mid)]
+    async def refunds_of(self, tid: str, mid: str, mode: str) -> list[Refund]:
+        """The refunds of merchant `mid`'s payment `tid` in `mode`, oldest first."""
+        rows = await self.pool.fetch(Q["refunds_of_payment"], tid, mid, mode)
+        return [_refund(r) for r in rows]
 
     @_translated
-    async def refund(self, public_id: str, mid: str) -> Refund | None:
-        """Merchant `mid`'s refund by its public id."""
-        row = await self.pool.fetchrow(Q["refund_by_public_id"], public_id, mid)
+    async def refund(self, public_id: str, mid: str, mode: str) -> Refund | None:
+        """Merchant `mid`'s refund in `mode` by its public id."""
+        row = await self.pool.fetchrow(Q["refund_by_public_id"], public_id, mid, mode)
         return _refund(row) if row else None
 
     @_translated
@@ -545,19 +614,19 @@ class Repository:
 
     @_translated
     async def history(
-        self, mid: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
+        self, mid: str, mode: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
     ) -> list[HistoryItem]:
-        """Merchant `mid`'s payments, cancels and refunds after `after`, newest first."""
+        """Merchant `mid`'s payments, cancels and refunds in `mode` after `after`, newest first."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(Q["history_custom_plans"])
             rows = await conn.fetch(
-                Q["history_list"], *self.history_params(mid, filters, after, limit)
+                Q["history_list"], *self.history_params(mid, mode, filters, after, limit)
             )
         return [HistoryItem(**{**dict(r), "kind": HistoryKind(r["kind"])}) for r in rows]
 
     @staticmethod
     def history_params(
-        mid: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
+        mid: str, mode: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
     ) -> tuple[Any, ...]:
         """The history_list parameters for these arguments (tests EXPLAIN the query with them)."""
         return (
@@ -566,7 +635,7 @@ class Repository:
             filters.created_from, filters.created_to, filters.min_amount, filters.max_amount,
             filters.q,
             after.created_at if after else None, after.kind.value if after else "",
-            after.id if after else 0, limit,
+            after.id if after else 0, limit, mode,
         )  # fmt: skip
 
     # --- metrics ---

@@ -159,7 +159,7 @@ async def _failed(
     delay = backoff.delay(d.attempts)
     result = await repo.delivery_failed(
         d.id, owner, code=exc.status, error=exc.error, started=sent.started,
-        max_attempts=max_attempts, delay_seconds=delay,
+        max_attempts=1 if exc.final else max_attempts, delay_seconds=delay,
     )  # fmt: skip
     if result is None:
         log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
@@ -212,10 +212,13 @@ async def run_once(
     max_attempts: int,
     backoff: Backoff,
     default_secret: str,
+    default_url: str,
 ) -> Pass:
     """Send up to `batch_size` due webhooks; returns what it did and when to look again.
 
-    Urls with no registered endpoint are signed with `default_secret`.
+    A delivery is signed with the active secrets of its payment's endpoint, which must be the
+    payment's merchant's and mode's. One with no endpoint goes only to `default_url`, the
+    operator's own receiver, signed with `default_secret`, which no merchant is shown.
     """
     claimed = await repo.claim_deliveries(owner, batch_size, lease_seconds)
     if not claimed:
@@ -223,15 +226,16 @@ async def run_once(
     try:
         try:
             # One round trip for the whole batch, not one per delivery.
-            registered = await repo.active_secrets(sorted({d.url for d in claimed}))
+            registered = await repo.endpoint_secrets(claimed)
         except DatabaseUnavailable:
             # Nothing was sent: hand the claims back now rather than when their leases expire.
             with contextlib.suppress(DatabaseUnavailable):
                 await repo.release_deliveries(owner, [d.id for d in claimed])
             raise
         sent = await asyncio.gather(*(
-            _attempt(session, d, timeout=timeout,
-                     secrets=registered.get(d.url) or [default_secret])
+            _attempt(session, d, timeout=timeout, secrets=secrets)
+            if isinstance(secrets := _secrets(d, registered, default_secret, default_url), list)
+            else _refused(d, secrets)
             for d in claimed
         ))  # fmt: skip
     except asyncio.CancelledError:
@@ -242,6 +246,22 @@ async def run_once(
         _record(repo, sent, owner=owner, max_attempts=max_attempts, backoff=backoff)
     )
     return Pass(len(claimed), delivered, min(retries) if retries else None)
+
+
+def _secrets(
+    d: Delivery, registered: dict[int, list[str]], default_secret: str, default_url: str
+) -> list[str] | str:
+    """The secrets that sign `d`, or the reason it must not be sent at all."""
+    if d.endpoint_id is None:
+        # Only the operator's receiver is signed with the operator's secret; a url a merchant
+        # named once (before endpoints were checked) gets no signature of ours.
+        return [default_secret] if d.url == default_url else "no_endpoint"
+    return registered.get(d.endpoint_id) or "endpoint_deleted"
+
+
+async def _refused(d: Delivery, reason: str) -> _Sent:
+    log.error("webhook.refused", tid=d.tid, delivery=d.id, reason=reason)
+    return _Sent(d, datetime.now(UTC), WebhookRetryable(None, reason, final=True))
 
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:

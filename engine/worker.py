@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 import aiohttp
 import asyncpg
@@ -38,7 +38,7 @@ from engine import (
     webhooks,
 )
 from engine import loop as event_loop
-from engine.provider import Provider
+from engine.provider import Provider, registry_key
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -128,16 +128,17 @@ class Worker:
         self.repo = repo
         self.session = session
         self.owner = owner or worker_id()
-        self.acquirer = acquirer.AcquirerClient(
-            session,
-            str(settings.acquirer_url).rstrip("/"),
-            settings.acquirer_timeout_seconds,
-            settings.acquirer_max_attempts,
-        )
-        # The provider registry: a new payment method is one module and one line here.
-        self.providers: dict[str, Provider] = {self.acquirer.name: self.acquirer}
-        self.atom = atom.AtomProvider.from_settings(session, settings)
-        self.providers[self.atom.name] = self.atom
+        # The provider registry, one of each per mode: a test payment can only ever reach test
+        # mode's providers. A new payment method is one module and one line here.
+        self.providers: dict[str, Provider] = {}
+        for mode in ("live", "test"):
+            card = acquirer.AcquirerClient(
+                session, config_settings.acquirer_url(settings, mode),
+                settings.acquirer_timeout_seconds, settings.acquirer_max_attempts,
+            )  # fmt: skip
+            for provider in (card, atom.AtomProvider.from_settings(session, settings, mode)):
+                self.providers[registry_key(mode, provider.name)] = provider
+        self.atom = cast(atom.AtomProvider, self.providers[registry_key("test", "atom")])
         self.policy = claim.Policy(
             webhooks.Backoff(
                 settings.acquirer_requeue_seconds, settings.acquirer_requeue_max_seconds
@@ -195,7 +196,7 @@ class Worker:
             self.repo, self.session, owner=self.owner, batch_size=s.webhook_batch_size,
             lease_seconds=s.lease_seconds, timeout=s.webhook_timeout_seconds,
             max_attempts=s.webhook_max_attempts, backoff=self.backoff,
-            default_secret=s.webhook_secret,
+            default_secret=s.webhook_secret, default_url=str(s.default_webhook_url),
         )  # fmt: skip
 
     async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:

@@ -24,10 +24,10 @@ MID = "hamster_dummy_mid_001"
 _INSERT = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url, next_attempt_at)
+     webhook_url, next_attempt_at, mode)
 SELECT p.public_id, p.tid, $7, p.order_id, 'USR_123', p.amount, 'KRW',
        jsonb_build_object('mid', $7::text, 'orderNumber', p.order_id),
-       'digest-' || p.order_id, $5, now() + make_interval(secs => $6)
+       'digest-' || p.order_id, $5, now() + make_interval(secs => $6), 'test'
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
     AS p(public_id, tid, order_id, amount)
 """
@@ -69,8 +69,7 @@ async def insert_payments(
 
 async def by_hand(repo: Repository, tid: str, status: Status, mid: str = MID) -> str:
     """The manual trigger as merchant `mid` with a test key would pull it."""
-    return await trigger.trigger(repo, tid, status, mid=mid, actor="merchant:test",
-                                 may_settle=True)  # fmt: skip
+    return await trigger.trigger(repo, tid, status, mid=mid, mode="test", actor="merchant:test")
 
 
 async def statuses(pool: asyncpg.Pool) -> dict[str, str]:

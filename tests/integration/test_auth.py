@@ -135,7 +135,7 @@ async def pay(client: Client, order_id: str, headers: dict[str, str] | None = No
 async def dead_delivery(client: Client, pool: asyncpg.Pool, order_id: str,
                         headers: dict[str, str] | None = None) -> tuple[str, int]:  # fmt: skip
     """A settled payment whose webhook used up its attempts; returns (tid, delivery id)."""
-    tid = await pay(client, order_id, headers, webhookUrl=CLOSED_HOOK)
+    tid = await pay(client, order_id, headers)
     resp = await client.post(TRIGGER.format(tid, "SUCCESS"), headers=headers)
     assert resp.status == 202, await resp.text()
     # As the worker leaves it after its last attempt (the port is closed, it would fail).
@@ -421,14 +421,19 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
     assert issued["prefix"] == merchants.display_prefix(issued["key"])
     assert issued["expiresAt"] is None
 
+    # A test key mints test keys only (asking for its own mode is fine).
+    before = await table(pool, "api_keys")
     resp = await client.post(KEYS, json={"mode": "live"})
+    assert resp.status == 403, await resp.text()
+    assert (await resp.json())["field"] == "mode"
+    assert await table(pool, "api_keys") == before
+    resp = await client.post(KEYS, json={"mode": "test"})
     assert resp.status == 201, await resp.text()
-    live = await resp.json()
-    assert live["mode"] == "live" and live["key"].startswith("sk_live_")
-    assert live["key"] != issued["key"]
+    again = await resp.json()
+    assert again["mode"] == "test" and again["key"] != issued["key"]
 
     # The new keys work at once.
-    for key in (issued["key"], live["key"]):
+    for key in (issued["key"], again["key"]):
         assert (await client.get(KEYS, headers=bearer(key))).status == 200
 
     resp = await client.get(KEYS)
@@ -439,10 +444,10 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
     assert len(listed) == 3 and all(set(k) == KEY_FIELDS for k in listed)
     assert {k["prefix"] for k in listed} == {
         issued["prefix"],
-        live["prefix"],
+        again["prefix"],
         merchants.display_prefix(api_key),
     }
-    for key in (issued["key"], live["key"], api_key):
+    for key in (issued["key"], again["key"], api_key):
         assert key.split("_")[2][6:] not in text
     # Nor is it anywhere the database keeps.
     dump = "\n".join(await table(pool, "api_keys"))
@@ -654,7 +659,8 @@ async def test_lists_show_only_the_callers_own(
         "SELECT array_agg(a.id) FROM api_keys a JOIN merchants m ON m.id = a.merchant_id"
         " WHERE m.mid = $1", MID,
     ))  # fmt: skip
-    assert len(their_keys) == 2 and not my_keys & their_keys
+    # The other merchant's live key is of another mode: its test key does not list it.
+    assert len(their_keys) == 1 and not my_keys & their_keys
 
 
 async def test_echo_mid_of_another_merchant_is_403_and_stores_nothing(
@@ -683,23 +689,26 @@ async def test_live_key_cannot_settle_by_hand_but_can_resend(
     client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings
 ) -> None:
     live = bearer((await repo.issue_key(MID, "live", settings.api_key_secret)).key)
-    tid = await pay(client, "ORD_LIVE")
+    tid = await pay(client, "ORD_LIVE", live)
     before = await everything(pool)
     for status in ("SUCCESS", "FAILED"):
         body = await problem(await client.post(TRIGGER.format(tid, status), headers=live), 403)
         assert "sk_test_" in body["detail"]
+        # The test key does not even see the live payment.
+        await problem(await client.post(TRIGGER.format(tid, status)), 404)
     assert await everything(pool) == before
     assert await pool.fetchval("SELECT status FROM payment_processes WHERE tid = $1",
                                tid) == "PENDING"  # fmt: skip
 
-    # A test key settles it; then resending its final webhook is fine with a live key.
-    assert (await client.post(TRIGGER.format(tid, "SUCCESS"))).status == 202
+    # Settled by the engine (as a worker would), its webhook may be resent with the live key.
+    await pool.execute("UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'AP1'"
+                       " WHERE tid = $1", tid)  # fmt: skip
     resp = await client.post(TRIGGER.format(tid, "SUCCESS"), headers=live)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["action"] == "resent"
     deliveries = await pool.fetch("SELECT event_id, event_status FROM webhook_deliveries")
-    assert len(deliveries) == 2 and len({d["event_id"] for d in deliveries}) == 1
-    # The other status is still a conflict, whatever the key.
+    assert len(deliveries) == 1 and deliveries[0]["event_status"] == "SUCCESS"
+    # The other status is still a conflict.
     body = await problem(await client.post(TRIGGER.format(tid, "FAILED"), headers=live), 409)
     assert body["currentStatus"] == "SUCCESS"
 
@@ -713,7 +722,8 @@ async def test_cli_create_prints_json_whose_key_works(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "SIM_"))}
     env |= {"DATABASE_URL": database_url, "ENGINE_API_KEY_SECRET": settings.api_key_secret}
     created = await create_merchant(env, mid="cli_merchant", name="CLI merchant")
-    assert set(created) == {"mid", "name", "apiKey", "prefix", "webhookUrl", "webhookSecret"}
+    # No webhook secret: none is shared, and this merchant registered no endpoint yet.
+    assert set(created) == {"mid", "name", "mode", "apiKey", "prefix"}
     assert KEY_RE.match(created["apiKey"]) and created["apiKey"].startswith("sk_test_")
     assert created["prefix"] == merchants.display_prefix(created["apiKey"])
 

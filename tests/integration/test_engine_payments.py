@@ -54,7 +54,7 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
     intruder = [Outcome(held.id, Status.SUCCESS, approval_no="AP1")]
     assert await repo.settle("owner-b", intruder) == []
     assert await repo.release("owner-b", [held.id], 0) == []
-    row = await repo.payment_by_tid(tid, MID)
+    row = await repo.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.PROCESSING and row.lease_owner == "owner-a"
     assert row.approval_no is None and row.processed_at is None
@@ -65,7 +65,7 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
     assert settled.tid == tid and settled.status is Status.SUCCESS
     again = [Outcome(held.id, Status.FAILED, fail_reason="LIMIT_EXCEEDED")]
     assert await repo.settle("owner-a", again) == []
-    row = await repo.payment_by_tid(tid, MID)
+    row = await repo.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.SUCCESS and row.approval_no == "AP2" and row.lease_owner is None
     assert await _delivery_count(pool) == 1
@@ -89,7 +89,7 @@ async def test_settle_after_manual_trigger_is_a_lost_race_not_an_error(
 
     result = await asyncio.wait_for(run, 5)  # raises here if the lost race were raised
     assert (result.claimed, result.settled) == (1, 0)
-    row = await repo.payment_by_tid(tid, MID)
+    row = await repo.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.FAILED and row.fail_reason == MANUAL_FAIL_REASON
     assert row.approval_no is None and row.lease_owner is None
@@ -377,7 +377,7 @@ async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
         return (await healthy.payments_pass()).settled
 
     assert await wait_until(settled_now, what="the requeued payment settles") == 1
-    payment = await repo.payment_by_tid(tid, MID)
+    payment = await repo.payment_by_tid(tid, MID, "test")
     assert payment is not None
     assert payment.status is Status.SUCCESS and payment.attempts == 2
     [charge] = await ledger(http, sim)
@@ -430,7 +430,7 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
     references = [c["reference"] for c in charges]
     assert sorted(references) == tids[1:]
     [charge] = [c for c in charges if c["reference"] == dead[0].tid]
-    payment = await repo.payment_by_tid(dead[0].tid, MID)
+    payment = await repo.payment_by_tid(dead[0].tid, MID, "test")
     assert payment is not None and payment.status is Status.SUCCESS and payment.attempts == 2
     assert payment.approval_no == unwritten.approval_no == charge["approvalNo"]
     stats = await acquirer_stats(http, sim)

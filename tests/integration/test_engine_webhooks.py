@@ -100,7 +100,7 @@ async def test_failed_webhook_is_retried_until_delivered(
     assert delivery["last_response_code"] == 200 and delivery["last_error"] is None
     assert delivery["delivered_at"] is not None and delivery["lease_owner"] is None
     assert await _attempts(pool, delivery["id"]) == [(1, 503), (2, 503), (3, 503), (4, 200)]
-    after = await repo.payment_by_tid(payment["tid"], MID)
+    after = await repo.payment_by_tid(payment["tid"], MID, "test")
     assert after is not None
     assert after.webhook_sent_at is not None and after.webhook_response_code == 200
 
@@ -124,14 +124,14 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
     assert dead["attempts"] == 3 and dead["last_response_code"] == 503
     assert dead["lease_owner"] is None and dead["delivered_at"] is None
     assert await _attempts(pool, dead["id"]) == [(1, 503), (2, 503), (3, 503)]
-    unsent = await repo.payment_by_tid(payment["tid"], MID)
+    unsent = await repo.payment_by_tid(payment["tid"], MID, "test")
     assert unsent is not None and unsent.webhook_sent_at is None
     # A dead letter is kept and listed to its merchant, and nobody sends it again on their own.
-    assert [d.id for d in await repo.dead_deliveries(MID, 0, 10)] == [dead["id"]]
+    assert [d.id for d in await repo.dead_deliveries(MID, "test", 0, 10)] == [dead["id"]]
     assert (await worker.webhooks_pass()).claimed == 0
     assert len(_received(sim)) == 3
     # Another merchant neither sees it nor can send it again.
-    assert await repo.dead_deliveries("other_mid", 0, 10) == []
+    assert await repo.dead_deliveries("other_mid", "test", 0, 10) == []
     assert await repo.redeliver(dead["id"], "other_mid") is False
     assert (await pool.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1",
                                 dead["id"])) == "DEAD"  # fmt: skip
@@ -144,8 +144,8 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
     delivered = await _deliver_until(pool, worker, "DELIVERED")
     assert delivered["id"] == dead["id"] and delivered["attempts"] == 1
     assert await repo.redeliver(dead["id"], MID) is False  # only a DEAD delivery can be
-    assert await repo.dead_deliveries(MID, 0, 10) == []
-    sent = await repo.payment_by_tid(payment["tid"], MID)
+    assert await repo.dead_deliveries(MID, "test", 0, 10) == []
+    sent = await repo.payment_by_tid(payment["tid"], MID, "test")
     assert sent is not None
     assert sent.webhook_sent_at is not None and sent.webhook_response_code == 200
     hooks = _received(sim)

@@ -28,7 +28,7 @@ def new_payment(order_id: str, amount: int = 1000, **changes: Any) -> NewPayment
     fields: dict[str, Any] = {
         "mid": MID, "order_id": order_id, "user_public_id": "USR_1", "amount": amount,
         "currency": "KRW", "echo": {"order": order_id}, "webhook_url": None,
-        "request_digest": f"digest-{order_id}-{amount}",
+        "request_digest": f"digest-{order_id}-{amount}", "mode": "test",
     } | changes  # fmt: skip
     return NewPayment(**fields)
 
@@ -119,7 +119,7 @@ async def test_a_taken_tid_leaves_out_only_its_own_row(
     # One statement for the ten: a taken tid does not send the batch row by row.
     assert (group.statements, group.rows) == (2, 11)
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 10
-    assert await repo.payment_by_order(MID, "ORD_CLASH") is None
+    assert await repo.payment_by_order(MID, "ORD_CLASH", "test") is None
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_request(

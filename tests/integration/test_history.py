@@ -86,17 +86,18 @@ class Item:
 _PAYMENT = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, status, approval_no, fail_reason,
-     request_digest, webhook_url, requested_at, updated_at, order_name, canceled_at, last_actor)
+     request_digest, webhook_url, requested_at, updated_at, order_name, canceled_at, last_actor,
+     mode)
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'AP1', CASE WHEN $7 = 'FAILED' THEN 'declined' END,
-        'digest', 'http://127.0.0.1:9/hook', $8, $9, $10, $11, 'admin')
+        'digest', 'http://127.0.0.1:9/hook', $8, $9, $10, $11, 'admin', 'test')
 RETURNING id
 """
 
 _REFUND = """
 INSERT INTO refunds
     (public_id, payment_id, mid, amount, currency, idempotency_key, request_digest, status,
-     requested_at)
-VALUES ($1, $2, $3, $4, 'KRW', $1, 'digest', $5, $6)
+     requested_at, mode)
+VALUES ($1, $2, $3, $4, 'KRW', $1, 'digest', $5, $6, 'test')
 RETURNING id
 """
 
@@ -601,12 +602,12 @@ ROWS = 1_000_000
 _BULK = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, status, approval_no, fail_reason,
-     request_digest, webhook_url, requested_at, updated_at, order_name, canceled_at)
+     request_digest, webhook_url, requested_at, updated_at, order_name, canceled_at, mode)
 SELECT 'b' || i, 'BULK_20250101_' || lpad(i::text, 8, '0'), 'bulk_' || (i % $1),
        'ORD-' || lpad(i::text, 8, '0'), 'CUST_' || (i % 9973), 1000 + (i * 7919) % 100000,
        s.status, 'AP' || i, CASE WHEN s.status = 'FAILED' THEN 'declined' END,
        'digest', 'http://127.0.0.1:9/hook', t.at, t.at, 'Item ' || (i % 5003),
-       CASE WHEN s.status = 'CANCELED' THEN t.at + interval '1 minute' END
+       CASE WHEN s.status = 'CANCELED' THEN t.at + interval '1 minute' END, 'test'
 FROM generate_series(1, $2::bigint) AS i,
      LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00' + i * interval '3 seconds' AS at) t,
      LATERAL (SELECT CASE WHEN i % 97 = 0 THEN 'CANCELED' WHEN i % 7 = 0 THEN 'FAILED'
@@ -616,9 +617,9 @@ FROM generate_series(1, $2::bigint) AS i,
 _BULK_REFUNDS = """
 INSERT INTO refunds
     (public_id, payment_id, mid, amount, currency, idempotency_key, request_digest, status,
-     requested_at)
+     requested_at, mode)
 SELECT 'RFB' || p.id, p.id, p.mid, p.amount, 'KRW', 'RFB' || p.id, 'digest', 'REFUNDED',
-       p.requested_at + interval '1 hour'
+       p.requested_at + interval '1 hour', p.mode
 FROM payment_processes p WHERE p.status = 'REFUNDED'
 """
 
@@ -695,14 +696,14 @@ async def test_a_million_payments_are_listed_through_indexes(
             ),
         }
         first = await conn.fetch(
-            Q["history_list"], *Repository.history_params(mid, HistoryFilter(), None, 51)
+            Q["history_list"], *Repository.history_params(mid, "test", HistoryFilter(), None, 51)
         )
         last = first[49]
         after = HistoryKey(last["created_at"], HistoryKind(last["kind"]), last["id"])
         report: list[str] = [f"loaded {ROWS} payments in {loaded:.1f}s"]
         for name, (filters, index) in cases.items():
             args = Repository.history_params(
-                mid, filters, after if name == "second page" else None, 51
+                mid, "test", filters, after if name == "second page" else None, 51
             )
             async with conn.transaction():
                 await conn.execute(Q["history_custom_plans"])
@@ -719,7 +720,7 @@ async def test_a_million_payments_are_listed_through_indexes(
                 assert rows[0] == first[50]
             report.append(f"{name}: {len(rows)} rows; {', '.join(scans)}")
 
-        args = Repository.history_params(mid, HistoryFilter(), None, 51)
+        args = Repository.history_params(mid, "test", HistoryFilter(), None, 51)
         async with conn.transaction():
             await conn.execute(Q["history_custom_plans"])
             raw = await conn.fetchval(

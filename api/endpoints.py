@@ -1,0 +1,173 @@
+"""A merchant's own webhook endpoints: register, list, roll the secret, delete, send a test.
+
+An endpoint belongs to one merchant in one mode (that of the key that registered it), and its
+secret is made here and shown once. Deliveries are signed with the secrets of the endpoint
+the payment names, never looked up by url, so no merchant can have its webhooks signed with
+another's secret, and the operator's default secret is never a merchant's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+
+from api import app as app_module
+from api import auth, models, problems
+from engine import errors, signing
+from engine.models import Endpoint
+
+# A roll's grace period: how long the old secret keeps signing too (at most 7 days).
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+_ID = re.compile(r"^[0-9]{1,18}$")
+# Printable ASCII without spaces: what a URL on the wire is. Anything else is refused rather
+# than normalised, since a payment's webhookUrl must match it exactly.
+_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
+
+
+class EndpointRequest(BaseModel):
+    """POST /api/webhook-endpoints."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    url: str = Field(min_length=1, max_length=2048)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class RollRequest(BaseModel):
+    """POST /api/webhook-endpoints/{id}/roll: the old secret signs `graceSeconds` more."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    grace_seconds: int = Field(default=0, alias="graceSeconds", ge=0, le=MAX_GRACE_SECONDS)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False),
+                        content_type="application/json")  # fmt: skip
+
+
+def endpoint_body(e: Endpoint) -> dict[str, Any]:
+    """An endpoint as the API shows it: never its secrets."""
+    return {
+        "id": e.id,
+        "url": e.url,
+        "description": e.description,
+        "mode": e.mode,
+        "createdAt": _iso(e.created_at),
+        "activeSecrets": e.active_secrets,
+    }
+
+
+async def _body(request: web.Request, model: type[BaseModel], *, empty_ok: bool) -> Any:
+    raw = await request.read()
+    data = models.parse_json(raw) if raw.strip() or not empty_ok else {}
+    if not isinstance(data, dict):
+        raise problems.validation("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise problems.validation(".".join(str(p) for p in err["loc"]) or "body",
+                                  err["msg"]) from None  # fmt: skip
+
+
+def check_url(url: str) -> str:
+    """The url if it may be registered by its form (where it points is checked apart)."""
+    if not _URL_CHARS.match(url):
+        raise problems.validation("url", "must be printable ASCII with no spaces")
+    try:
+        parsed = AnyHttpUrl(url)
+    except ValidationError:
+        raise problems.validation("url", "must be an absolute http or https URL") from None
+    if parsed.username or parsed.password:
+        raise problems.validation("url", "must not carry a user name or password")
+    if parsed.fragment is not None:
+        raise problems.validation("url", "must not have a #fragment")
+    return url
+
+
+def _endpoint_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not _ID.match(raw):
+        raise errors.EndpointNotFound(raw[:40])
+    return int(raw)
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
+    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
+    url = check_url(body.url)
+    who = auth.caller(request)
+    settings = request.app[app_module.SETTINGS]
+    secret = signing.new_secret()
+    created = await request.app[app_module.REPO].add_endpoint(
+        who.mid, who.mode, url, secret, description=body.description,
+        max_endpoints=settings.max_webhook_endpoints,
+    )  # fmt: skip
+    if created is None:
+        raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
+    return _json(endpoint_body(created) | {"secret": secret}, 201)
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
+    who = auth.caller(request)
+    found = await request.app[app_module.REPO].endpoints(who.mid, who.mode)
+    return _json({"endpoints": [endpoint_body(e) for e in found]})
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    """GET /api/webhook-endpoints/{id}."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    found = await request.app[app_module.REPO].endpoint(who.mid, who.mode, endpoint_id)
+    if found is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    return _json(endpoint_body(found))
+
+
+async def roll_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/roll: a new secret now, the old ones for a grace time.
+
+    Meanwhile every delivery carries a signature under each, so the merchant can switch over
+    without missing a webhook.
+    """
+    endpoint_id = _endpoint_id(request)
+    body: RollRequest = await _body(request, RollRequest, empty_ok=True)
+    who = auth.caller(request)
+    repo = request.app[app_module.REPO]
+    secret = signing.new_secret()
+    if not await repo.roll_endpoint(who.mid, who.mode, endpoint_id, secret, body.grace_seconds):
+        raise errors.EndpointNotFound(endpoint_id)
+    found = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    if found is None:  # deleted between the two statements
+        raise errors.EndpointNotFound(endpoint_id)
+    return _json(endpoint_body(found) | {"secret": secret}, 201)
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    """DELETE /api/webhook-endpoints/{id}: it receives nothing more, at once."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    deleted = await request.app[app_module.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
+    if deleted is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    return _json(endpoint_body(deleted) | {"deleted": True})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the endpoint routes."""
+    app.add_routes([
+        web.post("/api/webhook-endpoints", create_endpoint),
+        web.get("/api/webhook-endpoints", list_endpoints),
+        web.get("/api/webhook-endpoints/{id}", get_endpoint),
+        web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
+        web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
+    ])  # fmt: skip
