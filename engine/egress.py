@@ -143,8 +143,10 @@ def _embedded_v4(a: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def _v6_refusal(a: ipaddress.IPv6Address) -> str | None:
     inner = _embedded_v4(a)
+    if inner is not None and (a.ipv4_mapped is not None or a in _NAT64):
+        return _v4_refusal(inner)  # the connection goes to the IPv4 address: judge that
     if inner is not None and (reason := _v4_refusal(inner)) is not None:
-        return reason
+        return reason  # a tunnel (6to4, Teredo) towards a private IPv4 address
     if a.is_unspecified:
         return "unspecified"
     if a.is_loopback:
@@ -161,8 +163,6 @@ def _v6_refusal(a: ipaddress.IPv6Address) -> str | None:
         return "reserved"
     if a.is_private:
         return "private"
-    if a.ipv4_mapped is not None or a in _NAT64:
-        return None  # a public IPv4 address behind a mapping
     return None if a.is_global else "reserved"
 
 
