@@ -190,7 +190,7 @@ async def _resolve(host: str, port: int, family: int, timeout: float) -> list[An
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a label IDNA refuses
         raise EgressRefused("dns_failed", f"{host}: {exc}") from exc
     if not infos:
         raise EgressRefused("dns_failed", f"{host}: no address")

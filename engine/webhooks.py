@@ -157,7 +157,7 @@ async def send(
         raise WebhookRetryable(None, "connect_failed") from exc
     except aiohttp.ServerDisconnectedError as exc:
         raise WebhookRetryable(None, "disconnected") from exc
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
         raise WebhookRetryable(None, "request_failed") from exc
 
 
