@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: start the embedded PostgreSQL (unless DATABASE_URL is set), migrate, start every Procfile process
+# Webhooks may reach loopback only on the allow-list: here the simulator's merchant receiver.
+run: ENGINE_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1:8082
 run: $(STAMP)
 	$(PY) -m engine.devdb start
 	$(PY) -m engine.merchants demo
 	rm -rf .data/metrics && mkdir -p .data/metrics
 	PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/.data/metrics" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		ENGINE_WEBHOOK_ALLOWED_HOSTS="$(ENGINE_WEBHOOK_ALLOWED_HOSTS)" \
 		$(VENV)/bin/honcho start -f Procfile $(HONCHO_ARGS)
 
 ## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)

@@ -18,7 +18,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from api import app as app_module
 from api import auth, models, problems
-from engine import errors, signing
+from engine import egress, errors, signing
 from engine.models import Endpoint
 
 # A roll's grace period: how long the old secret keeps signing too (at most 7 days).
@@ -106,6 +106,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
     url = check_url(body.url)
     who = auth.caller(request)
     settings = request.app[app_module.SETTINGS]
+    try:
+        # Where it points now; the worker checks again before every attempt (DNS changes).
+        await egress.check_url(url, egress.policy_from(settings))
+    except egress.EgressRefused as exc:
+        raise problems.Problem(
+            422, "Unprocessable Content", f"url: this destination is refused ({exc.reason})",
+            slug="destination-refused", field="url", extra={"reason": exc.reason},
+        ) from None  # fmt: skip
     secret = signing.new_secret()
     created = await request.app[app_module.REPO].add_endpoint(
         who.mid, who.mode, url, secret, description=body.description,

@@ -34,8 +34,8 @@ import aiohttp
 import asyncpg
 
 from config.settings import DEV_WEBHOOK_SECRET
+from engine import egress, webhooks
 from engine import loop as event_loop
-from engine import webhooks
 from engine.acquirer import AcquirerClient
 from engine.models import Claimed, Delivery
 
@@ -100,8 +100,11 @@ async def payment_calls(acquirer: AcquirerClient, sim: str, n: int) -> None:
         currency="KRW", approval_no=outcome.approval_no, fail_reason=outcome.fail_reason,
         echo={},
     )  # fmt: skip
+    # As the engine's workers are configured: the simulator is the one allowed loopback host.
+    policy = egress.Policy(allowed_hosts=egress.allowed_hosts(sim.split("://", 1)[1]))
     # Raises WebhookRetryable unless the receiver, which verifies the signature, answers 2xx.
-    await webhooks.send(acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET])
+    await webhooks.send(acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET],
+                        policy=policy)  # fmt: skip
 
 
 async def _work(dsn: str, batch_size: int, sim: str | None) -> None:

@@ -24,8 +24,9 @@ PGBENCH_INSERT = "INSERT INTO bench_insert (client, amount) VALUES (:client_id, 
 # pgbench, informational: the engine's own insert_payment shape (same table, indexes,
 # triggers, RETURNING *), at SQL speed with no HTTP and no Python in the way.
 PGBENCH_PAYMENT = """\\set r random(1, 9000000000000000000)
-INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id, amount, currency, \
-echo, request_digest, webhook_url, provider, last_actor, mode) VALUES ('PG' || :client_id || '_' || :r, \
+INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id, amount, \
+currency, echo, request_digest, webhook_url, provider, last_actor, mode) \
+VALUES ('PG' || :client_id || '_' || :r, \
 'PGB_' || :client_id || '_' || :r, 'bench_pgbench', :client_id || '_' || :r, 'USR_1', 1000, \
 'KRW', jsonb_build_object('mid', 'bench_pgbench'), 'digest', 'none', 'card', 'pgbench', 'test') \
 ON CONFLICT (mid, mode, order_id) DO NOTHING RETURNING *;

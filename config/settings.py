@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine import signing
+from engine import egress, signing
 
 # DEV ONLY, public in this repository: the webhook signing secret used when
 # ENGINE_WEBHOOK_SECRET is unset, so `make run` works out of the box. The simulator's merchant
@@ -132,12 +132,25 @@ class Settings(BaseSettings):
     webhook_resend_window_seconds: float = Field(default=600.0, gt=0)
 
     # --- webhooks ---
+    # One attempt, connection and answer included, and the connection alone.
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    # The webhook connection pool, apart from the acquirer's: in all, and per merchant host,
+    # so an endpoint that holds connections open slows only its own deliveries.
+    webhook_connections: int = Field(default=200, ge=1, le=10_000)
+    webhook_connections_per_host: int = Field(default=10, ge=1, le=1000)
     # Attempts before a delivery is DEAD (kept, listed, sendable again; never dropped).
-    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
-    # Backoff between attempts: exponential from initial, capped at max, with jitter.
-    webhook_backoff_initial_seconds: float = Field(default=0.5, ge=0)
-    webhook_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    webhook_max_attempts: int = Field(default=16, ge=1, le=100)
+    # Backoff between attempts: exponential from initial, capped at max, with jitter. The
+    # defaults (1 min doubling to 12 h, 16 attempts) keep retrying for about 3.2 days, so a
+    # merchant's outage of a weekend loses nothing; an endpoint that answers 2xx again gets
+    # its waiting deliveries at once, not after their backoff.
+    webhook_backoff_initial_seconds: float = Field(default=60.0, ge=0)
+    webhook_backoff_max_seconds: float = Field(default=43_200.0, ge=0)
+    # The only private destinations (loopback, private, link-local ...) webhooks may reach:
+    # comma-separated host:port, IPv6 as [::1]:8082. Empty by default; `make run` sets the
+    # simulator's 127.0.0.1:8082.
+    webhook_allowed_hosts: str = ""
     webhook_batch_size: int = Field(default=50, ge=1, le=10_000)
     # Signs deliveries to urls with no registered endpoint (`python -m engine.endpoints`);
     # The server secret API keys are hashed with (HMAC-SHA256). Changing it invalidates every
@@ -161,6 +174,12 @@ class Settings(BaseSettings):
     @classmethod
     def _whsec(cls, value: str) -> str:
         signing.secret_key(value)  # raises ValueError unless whsec_<base64>
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        egress.allowed_hosts(value)  # raises ValueError naming an entry that is not host:port
         return value
 
     @model_validator(mode="after")

@@ -287,6 +287,15 @@ WITH failed AS (
 )
 SELECT status, attempts FROM failed;
 
+-- hasten_deliveries --
+-- Urls in $1 answered 2xx: their deliveries waiting out a backoff after a failure are due
+-- now. Only rows due later are touched, which the due index finds (next_attempt_at > now()).
+UPDATE webhook_deliveries
+SET next_attempt_at = now(), updated_at = now()
+WHERE status = 'PENDING' AND next_attempt_at > now() AND attempts > 0
+  AND url = ANY($1::text[])
+RETURNING id;
+
 -- release_deliveries --
 -- Give deliveries held by worker $2 back, due now, without counting an attempt. $1 ids
 UPDATE webhook_deliveries

@@ -304,6 +304,11 @@ class Repository:
         return (row["status"], row["attempts"]) if row else None
 
     @_translated
+    async def hasten_deliveries(self, urls: Sequence[str]) -> int:
+        """Deliveries to `urls` waiting out a backoff become due now; returns how many."""
+        return len(await self.pool.fetch(Q["hasten_deliveries"], list(urls)))
+
+    @_translated
     async def release_deliveries(self, owner: str, ids: Sequence[int]) -> int:
         """Give held deliveries back without counting an attempt."""
         if not ids:

@@ -5,7 +5,9 @@ webhook-signature), with each active secret of the url's endpoint, or the defaul
 
 Delivery is at least once. The retry schedule lives in the database (next_attempt_at), so a
 crash loses no retry; tenacity computes the backoff. After the last attempt a delivery is DEAD:
-kept, listed, and sendable again.
+kept, listed, and sendable again. A url the egress policy refuses is DEAD at once.
+
+What a merchant sees of a failure (last_error) is a short reason code; the detail is logged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import aiohttp
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
-from engine import metrics, signing
+from engine import egress, metrics, signing
 from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
 from engine.repository import Delivered, Repository
@@ -30,6 +32,8 @@ from engine.repository import Delivered, Repository
 log = structlog.get_logger()
 
 USER_AGENT = "hamster-engine-webhooks/1"
+# Of a merchant's answer only the status counts: this much of its body is read and dropped.
+BODY_CAP = 4096
 
 
 def payload(d: Delivery) -> dict[str, Any]:
@@ -114,22 +118,65 @@ def signed_headers(d: Delivery, body: bytes, secrets: Sequence[str]) -> dict[str
 
 
 async def send(
-    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str]
-) -> int:
-    """POST one delivery signed with `secrets`; returns the 2xx status, or WebhookRetryable."""
+    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str],
+    policy: egress.Policy,
+) -> int:  # fmt: skip
+    """POST one delivery signed with `secrets`; returns the 2xx status.
+
+    Raises egress.EgressRefused if `policy` refuses the url, else WebhookRetryable with a
+    reason code (`timeout`, `connect_failed`, `http_503`, `redirect` ...).
+    """
     body = json.dumps(payload(d), ensure_ascii=False, separators=(",", ":")).encode()
     try:
         # Inside the try: a malformed stored secret fails this attempt (recorded), not the pass.
         headers = signed_headers(d, body, secrets)
+    except ValueError as exc:
+        raise WebhookRetryable(None, "invalid_secret") from exc
+    # Checked before every attempt, not only at registration: DNS answers change.
+    await egress.check_url(d.url, policy)
+    try:
         async with session.post(
-            d.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as resp:
-            await resp.read()
+            d.url, data=body, headers=headers, allow_redirects=False,
+            # The session's connect timeout stays; `timeout` bounds the whole attempt.
+            timeout=aiohttp.ClientTimeout(total=timeout,
+                                          sock_connect=session.timeout.sock_connect),
+        ) as resp:  # fmt: skip
+            await _drain(resp)
             if 200 <= resp.status < 300:
                 return resp.status
-            raise WebhookRetryable(resp.status, f"merchant answered {resp.status}")
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise WebhookRetryable(None, f"{type(exc).__name__}: {exc}") from exc
+            # A redirect is never followed: it could point anywhere, inside our network too.
+            reason = "redirect" if 300 <= resp.status < 400 else f"http_{resp.status}"
+            raise WebhookRetryable(resp.status, reason)
+    except TimeoutError as exc:
+        raise WebhookRetryable(None, "timeout") from exc
+    except aiohttp.ClientConnectorDNSError as exc:
+        raise WebhookRetryable(None, "dns_failed") from exc
+    except aiohttp.ClientSSLError as exc:
+        raise WebhookRetryable(None, "tls_failed") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise WebhookRetryable(None, "connect_failed") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise WebhookRetryable(None, "disconnected") from exc
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise WebhookRetryable(None, "request_failed") from exc
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read at most BODY_CAP bytes of the answer and drop them.
+
+    A short body read to its end lets the connection be reused; past the cap (or if the body
+    is slow) the connection is closed instead, so no answer can grow our memory or hold us.
+    """
+    left = BODY_CAP
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        while left > 0:
+            chunk = await resp.content.read(left)
+            if not chunk:
+                return
+            left -= len(chunk)
+        if resp.content.at_eof():
+            return
+    resp.close()
 
 
 class _Sent(NamedTuple):
@@ -137,17 +184,46 @@ class _Sent(NamedTuple):
 
     delivery: Delivery
     started: datetime
-    result: int | WebhookRetryable
+    result: int | WebhookRetryable | egress.EgressRefused
 
 
 async def _attempt(
-    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str]
-) -> _Sent:
+    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str],
+    policy: egress.Policy,
+) -> _Sent:  # fmt: skip
     started = datetime.now(UTC)
     try:
-        return _Sent(d, started, await send(session, d, timeout=timeout, secrets=secrets))
+        status = await send(session, d, timeout=timeout, secrets=secrets, policy=policy)
+    except egress.EgressRefused as exc:
+        if exc.reason in egress.TRANSIENT:
+            return _Sent(d, started, _retryable(exc))
+        return _Sent(d, started, exc)
     except WebhookRetryable as exc:
         return _Sent(d, started, exc)
+    return _Sent(d, started, status)
+
+
+def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
+    """A refusal that may pass next time (a failed lookup), as an ordinary failed attempt."""
+    failure = WebhookRetryable(None, exc.reason)
+    failure.__cause__ = exc
+    return failure
+
+
+async def _refused(
+    repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, owner: str
+) -> None:
+    """Record a delivery the egress policy refused: DEAD now, with the reason listed."""
+    d = sent.delivery
+    result = await repo.delivery_failed(
+        d.id, owner, code=None, error=f"refused:{exc.reason}", started=sent.started,
+        max_attempts=0, delay_seconds=0,  # no attempt left: DEAD at once, never retried blindly
+    )  # fmt: skip
+    if result is None:
+        log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
+        return
+    metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
+    log.error("webhook.refused", tid=d.tid, delivery=d.id, reason=exc.reason, detail=exc.detail)
 
 
 async def _failed(
@@ -157,6 +233,8 @@ async def _failed(
     """Record a failed attempt; returns the retry delay, or None if none was scheduled."""
     d = sent.delivery
     delay = backoff.delay(d.attempts)
+    # The merchant sees the code; what exactly went wrong is for our log only.
+    detail = repr(exc.__cause__) if exc.__cause__ is not None else None
     result = await repo.delivery_failed(
         d.id, owner, code=exc.status, error=exc.error, started=sent.started,
         max_attempts=1 if exc.final else max_attempts, delay_seconds=delay,
@@ -167,11 +245,12 @@ async def _failed(
     if result[0] == "DEAD":
         metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
         log.error("webhook.dead", tid=d.tid, delivery=d.id, attempts=result[1],
-                  status=exc.status, error=exc.error)  # fmt: skip
+                  status=exc.status, error=exc.error, detail=detail)  # fmt: skip
         return None
     metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
     log.warning("webhook.failed", tid=d.tid, delivery=d.id, retry_count=d.attempts,
-                status=exc.status, error=exc.error, retry_in=round(delay, 3))  # fmt: skip
+                status=exc.status, error=exc.error, detail=detail,
+                retry_in=round(delay, 3))  # fmt: skip
     return max(delay, 1e-3)
 
 
@@ -180,7 +259,8 @@ async def _record(
 ) -> tuple[int, list[float]]:
     """Record a pass's attempts: every success in one statement, each failure on its own.
 
-    Returns how many were recorded delivered, and the retry delays scheduled.
+    Returns how many were recorded delivered, and the retry delays scheduled (0 if waiting
+    deliveries were made due because their url answered 2xx again).
     """
     ok = [s for s in sent if isinstance(s.result, int)]
     recorded = await repo.deliveries_succeeded(owner, [
@@ -194,11 +274,30 @@ async def _record(
             log.info("webhook.sent", tid=d.tid, delivery=d.id, status=s.result, attempt=d.attempts)
         else:
             log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
+    hastened = await _hasten(repo, {s.delivery.url for s in ok if s.delivery.id in recorded})
+    await asyncio.gather(*(
+        _refused(repo, s, s.result, owner=owner)
+        for s in sent if isinstance(s.result, egress.EgressRefused)
+    ))  # fmt: skip
     delays = await asyncio.gather(*(
         _failed(repo, s, s.result, owner=owner, max_attempts=max_attempts, backoff=backoff)
         for s in sent if isinstance(s.result, WebhookRetryable)
     ))  # fmt: skip
-    return len(recorded), [d for d in delays if d is not None]
+    return len(recorded), [d for d in delays if d is not None] + ([1e-3] if hastened else [])
+
+
+async def _hasten(repo: Repository, urls: set[str]) -> int:
+    """Urls that answered 2xx: their deliveries waiting out a backoff are due now.
+
+    A merchant back from an outage gets its backlog at once, not each event after its own
+    (up to 12 h) backoff. Returns how many were made due.
+    """
+    if not urls:
+        return 0
+    n = await repo.hasten_deliveries(sorted(urls))
+    if n:
+        log.info("webhook.hastened", count=n, urls=len(urls))
+    return n
 
 
 async def run_once(
@@ -213,6 +312,7 @@ async def run_once(
     backoff: Backoff,
     default_secret: str,
     default_url: str,
+    policy: egress.Policy,
 ) -> Pass:
     """Send up to `batch_size` due webhooks; returns what it did and when to look again.
 
@@ -233,9 +333,9 @@ async def run_once(
                 await repo.release_deliveries(owner, [d.id for d in claimed])
             raise
         sent = await asyncio.gather(*(
-            _attempt(session, d, timeout=timeout, secrets=secrets)
+            _attempt(session, d, timeout=timeout, secrets=secrets, policy=policy)
             if isinstance(secrets := _secrets(d, registered, default_secret, default_url), list)
-            else _refused(d, secrets)
+            else _unsendable(d, secrets)
             for d in claimed
         ))  # fmt: skip
     except asyncio.CancelledError:
@@ -259,7 +359,7 @@ def _secrets(
     return registered.get(d.endpoint_id) or "endpoint_deleted"
 
 
-async def _refused(d: Delivery, reason: str) -> _Sent:
+async def _unsendable(d: Delivery, reason: str) -> _Sent:
     log.error("webhook.refused", tid=d.tid, delivery=d.id, reason=reason)
     return _Sent(d, datetime.now(UTC), WebhookRetryable(None, reason, final=True))
 

@@ -30,6 +30,7 @@ from engine import (
     claim,
     db,
     devdb,
+    egress,
     errors,
     logs,
     metrics,
@@ -114,7 +115,12 @@ def worker_id() -> str:
 
 
 class Worker:
-    """Runs the payment and webhook loops of one process until told to stop."""
+    """Runs the payment and webhook loops of one process until told to stop.
+
+    `session` calls the providers; `webhook_session` (egress.client_session) the merchants.
+    Without one, webhooks share `session`: the egress check before each attempt still
+    applies, but a lookup between check and connect would not be checked (tests only).
+    """
 
     def __init__(
         self,
@@ -123,10 +129,13 @@ class Worker:
         session: aiohttp.ClientSession,
         *,
         owner: str | None = None,
+        webhook_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
         self.session = session
+        self.webhook_session = webhook_session or session
+        self.egress = egress.policy_from(settings)
         self.owner = owner or worker_id()
         # The provider registry, one of each per mode: a test payment can only ever reach test
         # mode's providers. A new payment method is one module and one line here.
@@ -193,10 +202,11 @@ class Worker:
         """One pass over due webhooks with this worker's settings."""
         s = self.settings
         return await webhooks.run_once(
-            self.repo, self.session, owner=self.owner, batch_size=s.webhook_batch_size,
+            self.repo, self.webhook_session, owner=self.owner, batch_size=s.webhook_batch_size,
             lease_seconds=s.lease_seconds, timeout=s.webhook_timeout_seconds,
             max_attempts=s.webhook_max_attempts, backoff=self.backoff,
             default_secret=s.webhook_secret, default_url=str(s.default_webhook_url),
+            policy=self.egress,
         )  # fmt: skip
 
     async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:
@@ -323,9 +333,16 @@ async def run(settings: config_settings.Settings) -> None:
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
+        policy = egress.policy_from(settings)
+        egress.log_allow_list(policy)
         connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=30)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            worker = Worker(settings, Repository(pool), session)
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            # Merchants' endpoints get a pool of their own: a slow one cannot starve the
+            # acquirer calls of connections.
+            egress.client_session(settings, policy) as webhook_session,
+        ):
+            worker = Worker(settings, Repository(pool), session, webhook_session=webhook_session)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)

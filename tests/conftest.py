@@ -108,6 +108,9 @@ def settings(database_url: str, sim: SimulatorHandle) -> Settings:
         reaper_interval_ms=100,
         webhook_backoff_initial_seconds=0.01,
         webhook_backoff_max_seconds=0.05,
+        # Loopback is refused unless allowed: the simulator's receiver, and the discard port
+        # where tests send deliveries that must fail to connect.
+        webhook_allowed_hosts=f"127.0.0.1:{sim.port},127.0.0.1:9",
         acquirer_requeue_seconds=0.05,
         shutdown_grace_seconds=5,
     )

@@ -109,6 +109,7 @@ class System:
             ENGINE_WEB_PORT=str(self.web_port),
             ENGINE_ACQUIRER_URL=f"{self.sim}/acquirer",
             ENGINE_DEFAULT_WEBHOOK_URL=f"{self.sim}/api/webhook/pg/DUMMY",
+            ENGINE_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{self.sim_port}",
             ENGINE_LEASE_SECONDS="2",
             ENGINE_ACQUIRER_TIMEOUT_SECONDS="1",
             ENGINE_ATOM_TIMEOUT_SECONDS="1",

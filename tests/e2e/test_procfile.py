@@ -38,6 +38,7 @@ async def test_seed_curl_flow_through_the_procfile(
         SIM_PORT=str(sim_port),
         ENGINE_ACQUIRER_URL=f"{sim}/acquirer",
         ENGINE_DEFAULT_WEBHOOK_URL=f"{sim}/api/webhook/pg/DUMMY",
+        ENGINE_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{sim_port}",
         # As make run sets it: the web's /metrics then adds up the worker's counters too.
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )

@@ -27,6 +27,7 @@ def worker_env(database_url: str, sim: SimulatorHandle) -> dict[str, str]:
         DATABASE_URL=database_url,
         ENGINE_ACQUIRER_URL=f"{sim.url}/acquirer",
         ENGINE_DEFAULT_WEBHOOK_URL=f"{sim.url}/api/webhook/pg/DUMMY",
+        ENGINE_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{sim.port}",
         # A short lease so the survivor takes over the dead worker's rows quickly.
         ENGINE_LEASE_SECONDS="1",
         ENGINE_ACQUIRER_TIMEOUT_SECONDS="0.8",
