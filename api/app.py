@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import aiohttp
 import structlog
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from api import (
     refunds,
 )
 from config.settings import Settings
-from engine import db, devdb, ids, intake, wakeup
+from engine import db, devdb, egress, ids, intake, wakeup
 from engine.repository import Repository
 
 log = structlog.get_logger()
@@ -32,6 +33,8 @@ REPO = web.AppKey("repo", Repository)
 SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
 WAKERS = web.AppKey("wakers", wakeup.Wakers)
 INSERTS = web.AppKey("inserts", intake.GroupCommit)
+# Outbound calls of the web process (an endpoint's test event): the webhooks' checked session.
+WEBHOOK_SESSION = web.AppKey("webhook_session", aiohttp.ClientSession)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -55,6 +58,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+async def _webhook_session(app: web.Application) -> AsyncIterator[None]:
+    async with egress.client_session(app[SETTINGS]) as session:
+        app[WEBHOOK_SESSION] = session
+        yield
+
+
 def create_app(settings: Settings) -> web.Application:
     """The intake application: payments, lookup, manual trigger, dead letters."""
     app = web.Application(
@@ -71,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     app[auth.FAILURES] = Counter()
     app[auth.CACHE] = auth.KeyCache(settings.auth_cache_seconds)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_webhook_session)
     payments.add_routes(app)
     keys.add_routes(app)
     endpoints.add_routes(app)

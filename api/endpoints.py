@@ -9,8 +9,11 @@ another's secret, and the operator's default secret is never a merchant's.
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from datetime import datetime
+from secrets import token_hex
 from typing import Any
 
 from aiohttp import web
@@ -18,8 +21,9 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from api import app as app_module
 from api import auth, models, problems
-from engine import egress, errors, signing
-from engine.models import Endpoint
+from engine import egress, errors, signing, webhooks
+from engine.errors import WebhookRetryable
+from engine.models import Delivery, Endpoint
 
 # A roll's grace period: how long the old secret keeps signing too (at most 7 days).
 MAX_GRACE_SECONDS = 7 * 24 * 3600
@@ -170,6 +174,73 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     return _json(endpoint_body(deleted) | {"deleted": True})
 
 
+class TestPacer:
+    """At most one test event per endpoint every `interval` seconds, in bounded memory."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[int, float] = {}
+
+    def wait_for(self, endpoint_id: int) -> float:
+        """0 and the send is counted, or the seconds to wait before the next one."""
+        now = time.monotonic()
+        last = self._last.get(endpoint_id)
+        if last is not None and now - last < self.interval:
+            return self.interval - (now - last)
+        if len(self._last) >= self.MAX_ENTRIES:
+            self._last.clear()
+        self._last[endpoint_id] = now
+        return 0.0
+
+
+PACER = web.AppKey("endpoint_test_pacer", TestPacer)
+TEST_INTERVAL_SECONDS = 5.0
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer.
+
+    It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
+    and is not stored: the answer is the endpoint's status code, or the reason it failed.
+    """
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    repo = request.app[app_module.REPO]
+    endpoint = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    if endpoint is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    wait = request.app[PACER].wait_for(endpoint_id)
+    if wait:
+        raise problems.Problem(
+            429, "Too Many Requests", "one test event per endpoint every few seconds",
+            slug="test-limited", headers={"Retry-After": str(math.ceil(wait))},
+        )  # fmt: skip
+    settings = request.app[app_module.SETTINGS]
+    secrets = await repo.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
+    event = Delivery(
+        id=0, event_id=f"evt_test_{token_hex(10)}", event_status=webhooks.TEST_EVENT,
+        url=endpoint.url, attempts=1, payment_id=0, tid="", amount=0, currency="",
+        approval_no=None, fail_reason=None, echo={}, mid=who.mid, mode=who.mode,
+        endpoint_id=endpoint_id,
+    )  # fmt: skip
+    answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
+    try:
+        code = await webhooks.send(
+            request.app[app_module.WEBHOOK_SESSION], event,
+            timeout=settings.webhook_timeout_seconds, secrets=secrets,
+            policy=egress.policy_from(settings),
+        )  # fmt: skip
+    except egress.EgressRefused as exc:
+        answer |= {"delivered": False, "error": f"refused:{exc.reason}", "responseCode": None}
+    except WebhookRetryable as exc:
+        answer |= {"delivered": False, "error": exc.error, "responseCode": exc.status}
+    else:
+        answer |= {"delivered": True, "error": None, "responseCode": code}
+    return _json(answer)
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the endpoint routes."""
     app.add_routes([
@@ -178,4 +249,6 @@ def add_routes(app: web.Application) -> None:
         web.get("/api/webhook-endpoints/{id}", get_endpoint),
         web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
         web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
+        web.post("/api/webhook-endpoints/{id}/test", send_test),
     ])  # fmt: skip
+    app[PACER] = TestPacer(TEST_INTERVAL_SECONDS)

@@ -366,6 +366,12 @@ class Repository:
         return found
 
     @_translated
+    async def secrets_of_endpoint(self, mid: str, mode: str, endpoint_id: int) -> list[str]:
+        """The active secrets of merchant `mid`'s endpoint in `mode`, newest first."""
+        rows = await self.pool.fetch(Q["endpoint_secrets"], [endpoint_id], [mid], [mode])
+        return [r["secret"] for r in rows]
+
+    @_translated
     async def add_endpoint(
         self, mid: str, mode: str, url: str, secret: str, *, description: str | None = None,
         max_endpoints: int = 1_000_000,

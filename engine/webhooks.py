@@ -32,6 +32,8 @@ from engine.repository import Delivered, Repository
 log = structlog.get_logger()
 
 USER_AGENT = "hamster-engine-webhooks/1"
+# The event a merchant asks for to check its endpoint (POST /api/webhook-endpoints/{id}/test).
+TEST_EVENT = "TEST"
 # Of a merchant's answer only the status counts: this much of its body is read and dropped.
 BODY_CAP = 4096
 
@@ -40,6 +42,14 @@ def payload(d: Delivery) -> dict[str, Any]:
     """The seed's webhook body (key order as in the seed), plus the currency."""
     if d.event_status in ("REFUNDED", "REFUND_FAILED"):
         return _refund_payload(d)
+    if d.event_status == TEST_EVENT:
+        return {
+            "status": TEST_EVENT,
+            "code": "TEST",
+            "endpointId": d.endpoint_id,
+            "mode": d.mode,
+            "message": "A test event: this endpoint receives and verifies our webhooks",
+        }
     if d.event_status == Status.SUCCESS.value:
         return {
             "status": "SUCCESS",

@@ -113,6 +113,8 @@ def settings(database_url: str, sim: SimulatorHandle) -> Settings:
         webhook_allowed_hosts=f"127.0.0.1:{sim.port},127.0.0.1:9",
         acquirer_requeue_seconds=0.05,
         shutdown_grace_seconds=5,
+        # Tests resend webhooks by hand many times; the limit itself is tested on its own.
+        webhook_resends_per_window=100,
     )
 
 

@@ -132,18 +132,20 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
     assert len(_received(sim)) == 3
     # Another merchant neither sees it nor can send it again.
     assert await repo.dead_deliveries("other_mid", "test", 0, 10) == []
-    assert await repo.redeliver(dead["id"], "other_mid") is False
+    assert await repo.redeliver(dead["id"], "other_mid", "test") is False
+    # Nor does the same merchant's other mode.
+    assert await repo.redeliver(dead["id"], MID, "live") is False
     assert (await pool.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1",
                                 dead["id"])) == "DEAD"  # fmt: skip
 
-    assert await repo.redeliver(dead["id"], MID) is True
+    assert await repo.redeliver(dead["id"], MID, "test") is True
     again = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE id = $1", dead["id"])
     assert again["status"] == "PENDING" and again["attempts"] == 0
     await merchant_faults(http, sim, fail_next=0)
 
     delivered = await _deliver_until(pool, worker, "DELIVERED")
     assert delivered["id"] == dead["id"] and delivered["attempts"] == 1
-    assert await repo.redeliver(dead["id"], MID) is False  # only a DEAD delivery can be
+    assert await repo.redeliver(dead["id"], MID, "test") is False  # only a DEAD delivery can be
     assert await repo.dead_deliveries(MID, "test", 0, 10) == []
     sent = await repo.payment_by_tid(payment["tid"], MID, "test")
     assert sent is not None

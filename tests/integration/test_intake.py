@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient
 
 from api.app import create_app
 from config.settings import Settings
+from engine import signing
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
@@ -536,8 +537,10 @@ async def test_replay_ignores_echo_key_order(client: Client, pool: asyncpg.Pool)
     ids=["amount", "user", "currency", "webhookUrl", "echo-value", "echo-extra-key"],
 )  # fmt: skip
 async def test_same_order_different_request_is_409(
-    client: Client, pool: asyncpg.Pool, change: dict[str, Any]
+    client: Client, pool: asyncpg.Pool, repo: Repository, change: dict[str, Any]
 ) -> None:
+    if "webhookUrl" in change:  # one of the merchant's endpoints, so only the order conflicts
+        await repo.add_endpoint(MID, "test", change["webhookUrl"], signing.new_secret())
     first = await accepted(client, SEED_REQUEST)
     before = await snapshot(pool)
     body = await rejected(pool, await post(client, seed(**change)), 409, "orderId",
@@ -811,6 +814,7 @@ async def test_dead_letter_listed_and_redelivered(
     settings: Settings,
     http: aiohttp.ClientSession,
 ) -> None:
+    await repo.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
     tid = (await accepted(client, seed(webhookUrl=CLOSED_HOOK)))["transactionId"]
     assert (await trigger(client, tid, "SUCCESS")).status == 202
     [delivery] = await deliveries(pool)
@@ -871,6 +875,7 @@ async def test_dead_letters_are_paged(
     http: aiohttp.ClientSession,
 ) -> None:
     tids = []
+    await repo.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
     for order in ("ORD_A", "ORD_B", "ORD_C"):
         tid = (await accepted(client, seed(orderId=order, webhookUrl=CLOSED_HOOK)))["transactionId"]
         assert (await trigger(client, tid, "FAILED")).status == 202

@@ -13,6 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from config.settings import Settings
+from engine.provider import registry_key
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
@@ -190,10 +191,12 @@ async def test_a_refusal_is_flagged_not_retried(
     assert row["next_attempt_at"].year > 9000  # 'infinity': waits for a person
     assert (await worker.payments_pass()).claimed == 0
     assert calls == ["/acquirer/authorize"]
-    # A person settles it with the manual trigger.
+    # Not by the manual trigger: the acquirer may have charged, so it waits for a person who
+    # asks the acquirer (the merchant's key cannot write an outcome over an unknown one).
     resp = await client.post(f"/api/payment/webhook/trigger/{tid}?status=FAILED")
-    assert resp.status == 202
-    assert (await _row(pool, tid))["status"] == "FAILED"
+    assert resp.status == 409
+    assert (await resp.json())["currentStatus"] == "UNRESOLVED"
+    assert (await _row(pool, tid))["status"] == "UNRESOLVED"
 
 
 async def test_a_reaped_payment_is_inquired_before_it_is_charged_again(
@@ -205,7 +208,7 @@ async def test_a_reaped_payment_is_inquired_before_it_is_charged_again(
     [held] = await repo.claim_pending("dead-worker", 1, 0.01)
     # The dead worker's call reached the acquirer; its answer was never written.
     dead = Worker(settings, repo, http, owner="dead-worker")
-    charged = await dead.acquirer.authorize(held)
+    charged = await dead.providers[registry_key("test", "card")].authorize(held)
 
     async def reaped() -> bool:
         from engine import claim

@@ -7,6 +7,7 @@ real webhook passes to the simulated merchant, which checks every signature itse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -28,10 +29,17 @@ from engine.repository import Repository
 from engine.worker import Worker
 from simulator.merchant import MERCHANT_STATE
 from simulator.server import SimulatorHandle
-from tests.conftest import SEED_REQUEST
+from tests.conftest import MID, SEED_REQUEST
 from tests.integration.engine_support import by_hand
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    """A whsec_ secret, named for readability."""
+
+    secret: str
 Hook = dict[str, Any]
 SEED_KEYS = ["status", "code", "transactionId", "approvalNo", "amount", "currency", "echo",
              "message"]  # fmt: skip
@@ -150,40 +158,42 @@ async def test_registered_endpoint_signs_with_its_own_secret(
     http: aiohttp.ClientSession,
 ) -> None:
     shop = f"{sim.url}/api/webhook/pg/SHOP1"
-    endpoint = await repo.add_endpoint(shop, signing.new_secret(), mid="shop1")
-    assert endpoint.url == shop and endpoint.mid == "shop1" and endpoint.expires_at is None
-    await set_secrets(http, sim, endpoint.secret, DEV_WEBHOOK_SECRET)
-    shop_tids = [await pay(client, f"ORD_SHOP_{i}", shop) for i in range(2)]
+    # Made before the merchant had an endpoint: it goes to the operator's default receiver.
     plain_tid = await pay(client, "ORD_PLAIN")
+    secret = signing.new_secret()
+    endpoint = await repo.add_endpoint(MID, "test", shop, secret)
+    assert endpoint is not None
+    assert (endpoint.url, endpoint.mid, endpoint.mode) == (shop, MID, "test")
+    await set_secrets(http, sim, secret, DEV_WEBHOOK_SECRET)
+    shop_tids = [await pay(client, f"ORD_SHOP_{i}", shop) for i in range(2)]
     for tid in [*shop_tids, plain_tid]:
         await by_hand(repo, tid, Status.SUCCESS)
 
     # One secrets lookup for the whole pass, not one per delivery.
-    lookups: list[list[str]] = []
-    real_lookup = repo.active_secrets
+    lookups: list[list[int | None]] = []
+    real_lookup = repo.endpoint_secrets
 
-    async def counted(urls: Any) -> dict[str, list[str]]:
-        lookups.append(list(urls))
-        return await real_lookup(urls)
+    async def counted(deliveries: Any) -> dict[int, list[str]]:
+        lookups.append([d.endpoint_id for d in deliveries])
+        return await real_lookup(deliveries)
 
-    repo.active_secrets = counted  # type: ignore[method-assign]
+    repo.endpoint_secrets = counted  # type: ignore[method-assign]
     result = await Worker(settings, repo, http, owner="t").webhooks_pass()
     assert (result.claimed, result.delivered) == (3, 3)
-    assert len(lookups) == 1 and sorted(lookups[0]) == sorted(
-        {shop, str(settings.default_webhook_url)}
-    )
+    assert len(lookups) == 1
+    assert sorted(lookups[0], key=str) == sorted([endpoint.id, endpoint.id, None], key=str)
 
     by_tid = {h["body"]["transactionId"]: h for h in received(sim)}
     for tid in shop_tids:
         hook = by_tid[tid]
         assert hook["path"] == "/api/webhook/pg/SHOP1"
-        assert verify(hook, endpoint.secret)["transactionId"] == tid
+        assert verify(hook, secret)["transactionId"] == tid
         with pytest.raises(WebhookVerificationError):
             verify(hook, DEV_WEBHOOK_SECRET)
-    # A url with no endpoint keeps the default secret.
+    # A payment with no endpoint goes to the operator's receiver, with the operator's secret.
     assert verify(by_tid[plain_tid], DEV_WEBHOOK_SECRET)["transactionId"] == plain_tid
     with pytest.raises(WebhookVerificationError):
-        verify(by_tid[plain_tid], endpoint.secret)
+        verify(by_tid[plain_tid], secret)
 
 
 async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
@@ -195,17 +205,22 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     http: aiohttp.ClientSession,
 ) -> None:
     shop = f"{sim.url}/api/webhook/pg/ROLL"
-    old = await repo.add_endpoint(shop, signing.new_secret(), mid="roller")
+    old, new = Secret(signing.new_secret()), Secret(signing.new_secret())
+    endpoint = await repo.add_endpoint(MID, "test", shop, old.secret)
+    assert endpoint is not None
     # The merchant has not switched yet: it still accepts only the old secret.
     await set_secrets(http, sim, old.secret)
     grace = 3.0
-    new = await repo.roll_endpoint(shop, signing.new_secret(), grace)
-    assert new is not None and new.mid == "roller" and new.expires_at is None
-    assert await repo.roll_endpoint(f"{sim.url}/api/webhook/pg/NONE", "whsec_AAAA", 1) is None
-    old_expiry = await pool.fetchval(
-        "SELECT expires_at - now() FROM webhook_endpoints WHERE id = $1", old.id
-    )
-    assert 0 < old_expiry.total_seconds() <= grace
+    assert await repo.roll_endpoint(MID, "test", endpoint.id, new.secret, grace)
+    # Not another merchant's, not another mode's, not an unknown one.
+    assert not await repo.roll_endpoint("roller", "test", endpoint.id, "whsec_AAAA", 1)
+    assert not await repo.roll_endpoint(MID, "live", endpoint.id, "whsec_AAAA", 1)
+    assert not await repo.roll_endpoint(MID, "test", endpoint.id + 1, "whsec_AAAA", 1)
+    left = {r["secret"]: r["left"] for r in await pool.fetch(
+        "SELECT secret, expires_at - now() AS left FROM webhook_endpoint_secrets"
+    )}  # fmt: skip
+    assert set(left) == {old.secret, new.secret} and left[new.secret] is None
+    assert 0 < left[old.secret].total_seconds() <= grace
 
     tid = await pay(client, "ORD_ROLL", shop)
     await by_hand(repo, tid, Status.SUCCESS)
@@ -222,7 +237,7 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     assert verify(during, new.secret)["transactionId"] == tid
 
     async def only_new_active() -> bool:
-        return (await repo.active_secrets([shop])) == {shop: [new.secret]}
+        return await repo.secrets_of_endpoint(MID, "test", endpoint.id) == [new.secret]
 
     await until(only_new_active, "the old secret expired", timeout=grace + 10)
     await set_secrets(http, sim, new.secret)
@@ -302,8 +317,11 @@ async def test_replayed_delivery_with_an_old_timestamp_is_refused(
     assert replay["verified"] is False and replay["rejectReason"] == "timestamp_too_old"
 
 
-async def test_endpoints_cli_adds_and_rolls(pool: asyncpg.Pool, database_url: str) -> None:
+async def test_endpoints_cli_adds_and_rolls(
+    pool: asyncpg.Pool, repo: Repository, database_url: str
+) -> None:
     url = "https://merchant.example/hooks/pg"
+    await repo.create_merchant("m1", "CLI merchant")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     env["DATABASE_URL"] = database_url
 
@@ -316,24 +334,38 @@ async def test_endpoints_cli_adds_and_rolls(pool: asyncpg.Pool, database_url: st
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    code, out, err = await cli("add", url, "--mid", "m1")
+    code, out, err = await cli("add", url, "--mid", "m1", "--mode", "live")
     assert code == 0, err
-    first = out.strip()
+    added = json.loads(out)
+    first = added["secret"]
     signing.secret_key(first)
-    code, out, err = await cli("roll", url, "--grace-seconds", "3600")
+    assert (added["url"], added["mode"]) == (url, "live")
+    code, out, err = await cli("roll", str(added["id"]), "--mid", "m1", "--mode", "live",
+                               "--grace-seconds", "3600")  # fmt: skip
     assert code == 0, err
     second = out.strip()
     assert second != first
     rows = await pool.fetch(
-        "SELECT mid, secret, expires_at - now() AS left FROM webhook_endpoints WHERE url = $1"
-        " ORDER BY id",
+        "SELECT e.mid, e.mode, s.secret, s.expires_at - now() AS left"
+        " FROM webhook_endpoint_secrets s JOIN webhook_endpoints e ON e.id = s.endpoint_id"
+        " WHERE e.url = $1 ORDER BY s.id",
         url,
     )
-    assert [(r["mid"], r["secret"]) for r in rows] == [("m1", first), ("m1", second)]
+    assert [(r["mid"], r["mode"], r["secret"]) for r in rows] == [
+        ("m1", "live", first), ("m1", "live", second)
+    ]
     assert 3500 < rows[0]["left"].total_seconds() <= 3600 and rows[1]["left"] is None
+    code, out, err = await cli("list", "--mid", "m1", "--mode", "live")
+    assert code == 0, err
+    [listed] = json.loads(out)
+    assert listed["id"] == added["id"] and "secret" not in out.replace("activeSecrets", "")
 
-    assert (await cli("roll", "https://merchant.example/other", "--grace-seconds", "1"))[0] == 1
-    assert (await cli("add", "not a url"))[0] == 2
+    # The other mode's endpoint is not this one; unknown ids and merchants are refused.
+    assert (await cli("roll", str(added["id"]), "--mid", "m1", "--mode", "test",
+                      "--grace-seconds", "1"))[0] == 1  # fmt: skip
+    assert (await cli("add", url, "--mid", "nobody", "--mode", "live"))[0] == 1
+    assert (await cli("add", "not a url", "--mid", "m1", "--mode", "live"))[0] == 2
+    assert (await cli("add", url, "--mid", "m1"))[0] == 2  # the mode is required
 
 
 async def test_a_malformed_stored_secret_fails_only_that_delivery(
@@ -345,9 +377,10 @@ async def test_a_malformed_stored_secret_fails_only_that_delivery(
     http: aiohttp.ClientSession,
 ) -> None:
     broken = f"{sim.url}/api/webhook/pg/BROKEN"
-    await repo.add_endpoint(broken, "whsec_%%%")  # passes the table's prefix check only
+    good_tid = await pay(client, "ORD_FINE")  # before the endpoint: to the default receiver
+    # passes the table's prefix check only
+    await repo.add_endpoint(MID, "test", broken, "whsec_%%%")
     bad_tid = await pay(client, "ORD_BROKEN", broken)
-    good_tid = await pay(client, "ORD_FINE")
     for tid in (bad_tid, good_tid):
         await by_hand(repo, tid, Status.SUCCESS)
     result = await Worker(settings, repo, http, owner="t").webhooks_pass()
@@ -373,11 +406,11 @@ async def test_failed_secrets_lookup_hands_the_claims_back(
     tid = await pay(client, "ORD_LOOKUP")
     await by_hand(repo, tid, Status.SUCCESS)
 
-    async def unavailable(urls: Any) -> dict[str, list[str]]:
+    async def unavailable(deliveries: Any) -> dict[int, list[str]]:
         raise DatabaseUnavailable()
 
-    real_lookup = repo.active_secrets
-    repo.active_secrets = unavailable  # type: ignore[method-assign]
+    real_lookup = repo.endpoint_secrets
+    repo.endpoint_secrets = unavailable  # type: ignore[method-assign]
     worker = Worker(settings, repo, http, owner="t")
     with pytest.raises(DatabaseUnavailable):
         await worker.webhooks_pass()
@@ -385,5 +418,5 @@ async def test_failed_secrets_lookup_hands_the_claims_back(
     row = await pool.fetchrow("SELECT status, attempts, lease_owner FROM webhook_deliveries")
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("PENDING", 0, None)
     assert received(sim) == []
-    repo.active_secrets = real_lookup  # type: ignore[method-assign]
+    repo.endpoint_secrets = real_lookup  # type: ignore[method-assign]
     assert (await worker.webhooks_pass()).delivered == 1

@@ -17,11 +17,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import egress
+from engine import egress, signing
 from engine.repository import Repository
 from engine.worker import Worker
 from simulator.server import SimulatorHandle
-from tests.integration.engine_support import insert_payments, tuned
+from tests.integration.engine_support import MID, insert_payments, tuned
 from tests.waiting import wait_until
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,13 +76,20 @@ def allowing(settings: Settings, *targets: Target) -> Settings:
 async def delivery_to(
     pool: asyncpg.Pool, sim: SimulatorHandle, worker: Worker, url: str, *, first: int = 0
 ) -> int:
-    """Settle one payment and point its (waiting) delivery at `url`; returns the delivery id."""
+    """Settle one payment and point its (waiting) delivery at an endpoint of the merchant at
+    `url`, registered without the policy's check (as if its DNS changed since); returns the
+    delivery id."""
     [tid] = await insert_payments(pool, sim, 1, first=first)
     assert (await worker.payments_pass()).settled == 1
+    endpoint_id = await worker.repo.endpoint_by_url(MID, "test", url)
+    if endpoint_id is None:
+        endpoint = await worker.repo.add_endpoint(MID, "test", url, signing.new_secret())
+        assert endpoint is not None
+        endpoint_id = endpoint.id
     delivery_id: int = await pool.fetchval(
-        "UPDATE webhook_deliveries d SET url = $2 FROM payment_processes p"
+        "UPDATE webhook_deliveries d SET url = $2, endpoint_id = $3 FROM payment_processes p"
         " WHERE p.id = d.payment_id AND p.tid = $1 RETURNING d.id",
-        tid, url,
+        tid, url, endpoint_id,
     )  # fmt: skip
     return delivery_id
 
