@@ -513,6 +513,9 @@ async def run(cfg: ChaosConfig) -> Report:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             await _wait_http(session, f"{system.sim}/health", 30)
             await _wait_http(session, f"{system.web}/health", 30)
+            # The receiver verifies signatures with the secret the merchant was given.
+            await _admin(session, f"{system.sim}/api/webhook/admin/secrets",
+                         {"secrets": [merchant["webhookSecret"]]})  # fmt: skip
             load = Load(cfg, system.web)
             watch = Watch(system)
             watchers = asyncio.gather(watch.watch_unresolved(session), watch.watch_leases())

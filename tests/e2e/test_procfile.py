@@ -53,6 +53,10 @@ async def test_seed_curl_flow_through_the_procfile(
     assert merchant["mid"] == MID
     async with aiohttp.ClientSession(headers=bearer(merchant["apiKey"])) as s:
         await wait_until(lambda: _ok(s, f"{sim}/health"), timeout=30, what="simulator /health")
+        # The merchant's receiver verifies signatures with the secret make run printed.
+        async with s.post(f"{sim}/api/webhook/admin/secrets",
+                          json={"secrets": [merchant["webhookSecret"]]}) as resp:  # fmt: skip
+            assert resp.status == 200, await resp.text()
         # Without the key the seed's curl is refused, and nothing is stored.
         async with s.post(f"{web}/api/payment", json=SEED_REQUEST,
                           headers={"Authorization": ""}) as resp:  # fmt: skip
