@@ -15,7 +15,8 @@ import json, sys
 from supervisor.options import ServerOptions
 options = ServerOptions()
 options.realize(["-c", sys.argv[1]])
-print(json.dumps({p.name: [p.autorestart is not False, p.stopsignal, p.stdout_logfile]
+print(json.dumps({p.name: [p.autorestart is not False, p.stopsignal, p.stdout_logfile,
+                           p.environment["PATH"].split(":")[0]]
                   for g in options.process_group_configs for p in g.process_configs}))
 """
 
@@ -55,7 +56,7 @@ def test_systemd_units_restart_each_process_and_read_secrets_from_a_file(tmp_pat
     )
 
 
-def test_supervisord_programs_restart_and_stop_with_sigterm(tmp_path: Path) -> None:
+def test_supervisord_programs_restart_and_stop_with_sigterm_on_the_venv(tmp_path: Path) -> None:
     logs = tmp_path / "log"
     logs.mkdir()
     # As in production, except the user: supervisord checks it exists.
@@ -69,6 +70,6 @@ def test_supervisord_programs_restart_and_stop_with_sigterm(tmp_path: Path) -> N
     programs = json.loads(result.stdout)
     term = 15
     assert programs == {
-        name: [True, term, str(logs / f"{name}.log")]
+        name: [True, term, str(logs / f"{name}.log"), f"{ROOT}/.venv/bin"]
         for name in ("web-1", "worker-1", "worker-2", "simulator-1")
     }
