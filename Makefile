@@ -14,16 +14,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: start the embedded PostgreSQL (unless DATABASE_URL is set), migrate, start every Procfile process
+# Where `make run` keeps what it makes: the data folder (ENGINE_DATA_DIR, else .data).
+RUN_DIR    ?= $(or $(ENGINE_DATA_DIR),.data)
+SUPERVISOR := $(RUN_DIR)/supervisor
+
+## run: start the embedded PostgreSQL (unless DATABASE_URL is set), migrate, then every Procfile
+## process under supervisord: one that dies is started again and the others keep running.
+## Ctrl-C stops them all. Scale with HONCHO_ARGS="-c worker=4,web=2".
 # Webhooks may reach loopback only on the allow-list: here the simulator's merchant receiver.
 run: ENGINE_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1:8082
 run: $(STAMP)
 	$(PY) -m engine.devdb start
 	$(PY) -m engine.merchants demo
-	rm -rf .data/metrics && mkdir -p .data/metrics
-	PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/.data/metrics" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	rm -rf $(RUN_DIR)/metrics $(SUPERVISOR) && mkdir -p $(RUN_DIR)/metrics $(SUPERVISOR)
+	cp deploy/supervisord-dev.conf $(SUPERVISOR)/supervisord.conf
+	$(VENV)/bin/honcho -f Procfile export -t deploy/honcho -a hamster -l - -u $$(id -u) \
+		$(HONCHO_ARGS) supervisord $(SUPERVISOR)
+	PROMETHEUS_MULTIPROC_DIR="$(abspath $(RUN_DIR))/metrics" PATH="$(abspath $(VENV))/bin:$$PATH" \
 		ENGINE_WEBHOOK_ALLOWED_HOSTS="$(ENGINE_WEBHOOK_ALLOWED_HOSTS)" \
-		$(VENV)/bin/honcho start -f Procfile $(HONCHO_ARGS)
+		exec $(VENV)/bin/supervisord -c $(SUPERVISOR)/supervisord.conf
 
 ## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
 test: $(STAMP)

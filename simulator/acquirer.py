@@ -2,8 +2,10 @@
 
 Faults model what makes a payment's outcome unknown to the engine: errors and resets before any
 decision (nothing was charged), and timeouts or dropped connections after the decision (the
-money moved but the answer was lost). Whatever fires, a reference is decided at most once, and
-the status inquiry always tells the truth about what was decided.
+money moved but the answer was lost). By default a reference is decided at most once; with
+charge_every_call, like many real acquirers, every authorize call that gets through charges
+again under the same reference, so only the engine's inquiry-before-resend prevents a double
+charge. Either way the status inquiry tells the truth about what was decided.
 """
 
 import asyncio
@@ -79,6 +81,7 @@ class ConfigUpdate(BaseModel):
 
     success_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: str | None = None
+    charge_every_call: bool | None = None
     # Fault knobs, as in SimulatorSettings.
     latency_ms: int | None = Field(default=None, ge=0)
     latency_jitter_ms: int | None = Field(default=None, ge=0)
@@ -130,6 +133,8 @@ class AcquirerState:
     success_rate: float
     seed: str
     default_faults: Faults
+    # No deduplication by reference: every authorize call that gets through charges again.
+    charge_every_call: bool = False
     faults: Faults = field(init=False)
     rng: random.Random = field(init=False)
     # time.monotonic() until which the acquirer is "down" (admin down_for_ms).
@@ -149,7 +154,8 @@ class AcquirerState:
     def config(self) -> Json:
         """Current run-time configuration as JSON."""
         down_ms = max(0, math.ceil((self.down_until - time.monotonic()) * 1000))
-        config: Json = {"success_rate": self.success_rate, "seed": self.seed}
+        config: Json = {"success_rate": self.success_rate, "seed": self.seed,
+                        "charge_every_call": self.charge_every_call}  # fmt: skip
         config |= {f.name: getattr(self.faults, f.name) for f in fields(self.faults)}
         return config | {"down_for_ms": down_ms}
 
@@ -160,6 +166,8 @@ class AcquirerState:
             self.success_rate = changes.pop("success_rate")
         if "seed" in changes:
             self.seed = changes.pop("seed")
+        if "charge_every_call" in changes:
+            self.charge_every_call = changes.pop("charge_every_call")
         if "down_for_ms" in changes:
             self.down_until = time.monotonic() + changes.pop("down_for_ms") / 1000
         self.faults = replace(self.faults, **changes)
@@ -169,7 +177,7 @@ class AcquirerState:
     def reset(self) -> None:
         """Forget answers, charges and counters; faults return to the configured defaults.
 
-        success_rate and seed are kept.
+        success_rate, seed and charge_every_call are kept: they say what kind of acquirer this is.
         """
         self.answers.clear()
         self.charges.clear()
@@ -208,7 +216,7 @@ class AcquirerState:
     def settle(self, req: AuthorizeRequest) -> tuple[Json, int]:
         """The answer for `req` and its HTTP status: stored, newly decided, or a conflict."""
         answer = self.answers.get(req.reference)
-        if answer is None:
+        if answer is None or self.charge_every_call:
             return self.decide(req), 200
         if answer["amount"] != req.amount:
             return {"error": "reference_conflict"}, 409
@@ -287,6 +295,8 @@ async def hang(request: web.Request, seconds: float) -> None:
 async def authorize(request: web.Request) -> web.Response:
     """Approve or decline a payment; repeats of a reference get the stored answer.
 
+    With charge_every_call, each repeat is decided (and, if approved, charged) again instead.
+
     Faults: down (503), reset and error (nothing decided), timeout (decided first only if
     timeout_after_charge) and drop_after_charge (decided, then the connection is closed).
     """
@@ -303,7 +313,8 @@ async def authorize(request: web.Request) -> web.Response:
         fault == "timeout" and not faults.timeout_after_charge
     )
     # Look up and record with no await in between, so concurrent duplicates of a new reference
-    # find the first one's answer and the ledger gets exactly one entry without a lock.
+    # find the first one's answer and the ledger gets exactly one entry without a lock (unless
+    # charge_every_call asks for one entry per call).
     answer, status = state.settle(req) if decides else ({"error": "injected"}, 504)
     if fault is not None:
         state.record_fault(fault, req.reference)
@@ -349,6 +360,11 @@ async def get_transaction(request: web.Request) -> web.Response:
     answer = state.answers.get(reference)
     if answer is None:
         return web.json_response({"error": "not_found"}, status=404)
+    if state.charge_every_call:
+        # An acquirer that does not deduplicate keeps one transaction per call: its search by
+        # reference lists every charge made under it.
+        charges = [c for c in state.charges if c["reference"] == reference]
+        answer = answer | {"charges": charges, "chargeCount": len(charges)}
     return web.json_response(answer)
 
 
@@ -384,6 +400,7 @@ def setup_acquirer(app: web.Application, settings: SimulatorSettings) -> None:
         success_rate=settings.success_rate,
         seed=settings.seed,
         default_faults=Faults.from_settings(settings),
+        charge_every_call=settings.charge_every_call,
     )
     app.router.add_post("/acquirer/authorize", authorize)
     app.router.add_get("/acquirer/charges", list_charges)

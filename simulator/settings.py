@@ -23,6 +23,11 @@ class SimulatorSettings(BaseSettings):
     success_rate: float = Field(default=0.8, ge=0.0, le=1.0)
     # Fixes approve/decline outcomes across runs; empty means a random seed per process.
     seed: str = ""
+    # Like many real acquirers, do not deduplicate by reference: every authorize call that gets
+    # through is decided again, and charged again if approved (a new ledger entry, same
+    # reference). The inquiry then lists every charge of the reference. Default off: the
+    # acquirer answers a repeated reference with its stored answer and charges once.
+    charge_every_call: bool = False
     # Delay added before each authorize answer, to exercise client timeouts.
     latency_ms: int = Field(default=0, ge=0)
     # Acquirer fault injection (all off by default). Rates are probabilities in [0, 1] per

@@ -17,3 +17,4 @@ async def test_invariants_hold_under_chaos() -> None:
     # The chaos really happened.
     assert report.chaos["worker_kills"] >= 1
     assert report.chaos["postgres_restarts"] == 1
+    assert report.chaos["acquirer_outage"]

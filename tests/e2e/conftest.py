@@ -14,9 +14,12 @@ import pytest
 
 from tests.waiting import wait_until
 
-__all__ = ["Processes", "free_port", "process_env", "wait_until"]
+__all__ = ["Processes", "free_port", "make_run", "make_run_env", "process_env", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
+VENV = Path(sys.prefix)
+# Variables of an outer make (`make test`) or of a developer's shell that would change the run.
+OUTER_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "RUN_DIR", "HONCHO_ARGS")
 
 
 def free_port() -> int:
@@ -35,6 +38,24 @@ def process_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def make_run() -> list[str]:
+    """The README's `make run`, with this test's interpreter as the virtual environment.
+
+    -o: the environment is installed already; a test must never reinstall it.
+    """
+    return ["make", "--no-print-directory", "run", f"VENV={VENV}", "-o", f"{VENV}/.installed"]
+
+
+def make_run_env(data: Path, **overrides: str) -> dict[str, str]:
+    """The environment of `make run` on this test's database (DATABASE_URL in `overrides`).
+
+    `data` is its data folder (ENGINE_DATA_DIR): the demo merchant's key, the metrics and
+    supervisord's files go there, not into the checkout's .data.
+    """
+    env = {k: v for k, v in process_env().items() if k not in OUTER_MAKE}
+    return env | {"ENGINE_DATA_DIR": str(data)} | overrides
 
 
 class Processes:

@@ -1,10 +1,10 @@
-"""The whole system as `make run` starts it: honcho, the Procfile, real processes."""
+"""The whole system as `make run` starts it: the Procfile under supervisord, real processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from tests.conftest import MID, SEED_REQUEST
-from tests.e2e.conftest import Processes, free_port, process_env, wait_until
-from tests.merchant_cli import bearer, create_merchant
+from tests.e2e.conftest import Processes, free_port, make_run, make_run_env, wait_until
+from tests.merchant_cli import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -32,25 +32,30 @@ async def test_seed_curl_flow_through_the_procfile(
 ) -> None:
     web_port, sim_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
-    env = process_env(
+    data = tmp_path / "data"
+    env = make_run_env(
+        data,
         DATABASE_URL=database_url,
         ENGINE_WEB_PORT=str(web_port),
         SIM_PORT=str(sim_port),
         ENGINE_ACQUIRER_URL=f"{sim}/acquirer",
         ENGINE_DEFAULT_WEBHOOK_URL=f"{sim}/api/webhook/pg/DUMMY",
         ENGINE_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{sim_port}",
-        # As make run sets it: the web's /metrics then adds up the worker's counters too.
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
-    (tmp_path / "metrics").mkdir()
-    # The seed's merchant, created as an operator would, before anything is posted.
-    merchant = await create_merchant(env, mid=MID, name="Seed merchant")
-    honcho = processes.start("honcho", [sys.executable, "-m", "honcho", "start", "-f", "Procfile"],
-                             env)  # fmt: skip
+    # make run creates the seed's merchant (the demo merchant) and keeps its key in the data
+    # folder; it also sets PROMETHEUS_MULTIPROC_DIR, so the web's /metrics adds up the worker's.
+    run = processes.start("make-run", make_run(), env)
     web = f"http://127.0.0.1:{web_port}"
+    async with aiohttp.ClientSession() as bare:
+        await wait_until(lambda: _ok(bare, f"{web}/health"), timeout=60,
+                         what=f"web /health\n{processes.output()}")  # fmt: skip
+    merchant = json.loads((data / "demo-merchant.json").read_text())
+    assert merchant["mid"] == MID
     async with aiohttp.ClientSession(headers=bearer(merchant["apiKey"])) as s:
-        await wait_until(lambda: _ok(s, f"{web}/health"), timeout=30, what="web /health")
         await wait_until(lambda: _ok(s, f"{sim}/health"), timeout=30, what="simulator /health")
+        # The demo merchant has no endpoint of its own: its webhooks go to the operator's
+        # receiver (the simulator), signed with the operator's secret, which it accepts.
+        assert "webhookSecret" not in merchant
         # Without the key the seed's curl is refused, and nothing is stored.
         async with s.post(f"{web}/api/payment", json=SEED_REQUEST,
                           headers={"Authorization": ""}) as resp:  # fmt: skip
@@ -97,8 +102,8 @@ async def test_seed_curl_flow_through_the_procfile(
         assert 'engine_webhook_attempts_total{result="delivered"} 1.0' in scraped
         assert 'engine_http_request_seconds_count{method="POST",route="/api/payment"' in scraped
 
-    os.killpg(honcho.pid, signal.SIGTERM)
-    assert honcho.wait(timeout=20) is not None
+    os.killpg(run.pid, signal.SIGTERM)
+    assert run.wait(timeout=30) is not None
     conn = await asyncpg.connect(database_url)
     try:
         assert (

@@ -22,7 +22,10 @@ NO_FAULTS = dict.fromkeys(
 
 def settings(**overrides: Any) -> SimulatorSettings:
     """Settings independent of the caller's SIM_* environment."""
-    base: dict[str, Any] = {"seed": "test-seed", "success_rate": 0.5, "latency_ms": 0, "port": 0}
+    base: dict[str, Any] = {
+        "seed": "test-seed", "success_rate": 0.5, "latency_ms": 0, "port": 0,
+        "charge_every_call": False,
+    }  # fmt: skip
     return SimulatorSettings(**(base | overrides))
 
 
@@ -123,6 +126,57 @@ async def test_concurrent_duplicates_charge_once(aiohttp_client: AiohttpClient) 
     assert len({body["approvalNo"] for _, body in results}) == 1
     assert (await get_json(client, "/acquirer/charges"))["count"] == 1
     assert (await get_json(client, "/acquirer/stats"))["authorizeCalls"] == 20
+
+
+async def test_charge_every_call_charges_again_on_each_call(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    client = await aiohttp_client(create_app(settings(success_rate=1.0, charge_every_call=True)))
+    _, first = await authorize(client, payment("EVERY-1"))
+    _, second = await authorize(client, payment("EVERY-1"))
+    assert first["status"] == second["status"] == "APPROVED"
+    ledger = await get_json(client, "/acquirer/charges")
+    # Two calls, two charges, one reference: the acquirer does not deduplicate.
+    assert ledger["count"] == 2
+    assert [c["reference"] for c in ledger["charges"]] == ["EVERY-1", "EVERY-1"]
+    # The inquiry lists both charges of the reference, and says it was approved.
+    found = await get_json(client, "/acquirer/transactions/EVERY-1")
+    assert found["status"] == "APPROVED" and found["reference"] == "EVERY-1"
+    assert found["chargeCount"] == 2
+    assert found["charges"] == ledger["charges"]
+    stats = await get_json(client, "/acquirer/stats")
+    assert (stats["authorizeCalls"], stats["approved"]) == (2, 2)
+
+
+async def test_charge_every_call_declines_charge_nothing(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_app(settings(success_rate=0.0, charge_every_call=True)))
+    for _ in range(2):
+        assert (await authorize(client, payment("EVERY-D")))[1]["status"] == "DECLINED"
+    assert (await get_json(client, "/acquirer/charges"))["count"] == 0
+    found = await get_json(client, "/acquirer/transactions/EVERY-D")
+    assert (found["status"], found["chargeCount"], found["charges"]) == ("DECLINED", 0, [])
+
+
+async def test_charge_every_call_is_set_at_run_time(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_app(settings(success_rate=1.0)))
+    await authorize(client, payment("RT-1"))
+    async with client.post("/acquirer/admin/config", json={"charge_every_call": True}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["charge_every_call"] is True
+    await authorize(client, payment("RT-1"))
+    assert (await get_json(client, "/acquirer/charges"))["count"] == 2
+    # It is the kind of acquirer, not a fault: a reset keeps it.
+    async with client.post("/acquirer/admin/reset") as resp:
+        assert resp.status == 200
+    await authorize(client, payment("RT-2"))
+    await authorize(client, payment("RT-2"))
+    assert (await get_json(client, "/acquirer/charges"))["count"] == 2
+    async with client.post("/acquirer/admin/config", json={"charge_every_call": False}) as resp:
+        assert (await resp.json())["charge_every_call"] is False
+    await authorize(client, payment("RT-2"))
+    assert (await get_json(client, "/acquirer/charges"))["count"] == 2
+    async with client.post("/acquirer/admin/config", json={"charge_every_call": "yes"}) as resp:
+        assert resp.status == 400
 
 
 async def test_different_amount_for_known_reference_conflicts(

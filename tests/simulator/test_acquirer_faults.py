@@ -31,7 +31,9 @@ SHORT = aiohttp.ClientTimeout(total=0.3)
 
 
 def sim_settings(**overrides: Any) -> SimulatorSettings:
-    base: dict[str, Any] = {"port": 0, "seed": "faults", "success_rate": 1.0}
+    base: dict[str, Any] = {
+        "port": 0, "seed": "faults", "success_rate": 1.0, "charge_every_call": False,
+    }  # fmt: skip
     return SimulatorSettings(**(base | FAULTS_OFF | {"fault_seed": "fault-test"} | overrides))
 
 
@@ -419,6 +421,7 @@ async def test_config_shape_and_reset_restores_configured_faults() -> None:
         assert initial == {
             "success_rate": 1.0,
             "seed": "faults",
+            "charge_every_call": False,
             **FAULTS_OFF,
             "error_rate": 1.0,
             "error_status": 502,
