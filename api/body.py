@@ -28,13 +28,15 @@ def _unsupported(field: str, detail: str) -> problems.Problem:
                             field=field)  # fmt: skip
 
 
+def unsupported_encoding() -> problems.Problem:
+    """415 for a Content-Encoding we do not decode."""
+    return _unsupported("Content-Encoding", "send the body uncompressed, or with gzip or deflate")
+
+
 def check_encoding(request: web.Request) -> None:
     """415 unless the body is sent as is, gzip or deflate."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ENCODINGS:
-        raise _unsupported(
-            "Content-Encoding", "send the body uncompressed, or with gzip or deflate"
-        )
+    if request.headers.get("Content-Encoding", "").strip().lower() not in ENCODINGS:
+        raise unsupported_encoding()
 
 
 def is_json(content_type: str | None) -> bool:
