@@ -30,6 +30,7 @@ from api import auth, server
 from api.app import create_app
 from config.settings import Settings
 from engine import atom_crypto, logs, money
+from engine.worker import Worker
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import tuned
 from tests.waiting import wait_until
@@ -189,7 +190,8 @@ async def test_an_unsupported_content_encoding_is_415_naming_no_library(
 @pytest.mark.parametrize(("name", "message"), [
     ("oversized header", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nX-Big: " + b"a" * 9000
      + b"\r\nContent-Length: 2\r\n\r\n{}"),
-    ("bad Content-Length", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: abc\r\n\r\n{}"),
+    ("bad Content-Length", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: abc"
+     b"\r\n\r\n{}"),
     ("two Content-Lengths", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: 2\r\n"
      b"Content-Length: 3\r\n\r\n{}"),
     ("bad chunk", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -430,3 +432,26 @@ async def test_metrics_on_their_own_port_are_not_on_the_merchant_port(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+# --- E: merchants see reason codes, never a provider's text --------------------------------
+
+
+async def test_a_providers_own_words_never_reach_the_merchant(
+    client: TestClient, settings: Settings, repo: Any, http: aiohttp.ClientSession,
+    aiohttp_server: Any,
+) -> None:
+    chatty = "Declined: card 4111-XXXX, call +1-555-0100 <b>now</b>\n"
+
+    async def acquirer(request: web.Request) -> web.Response:
+        return web.json_response({"status": "DECLINED", "reason": chatty})
+
+    app = web.Application()
+    app.router.add_post("/acquirer/authorize", acquirer)
+    fake = await aiohttp_server(app)
+    tid = (await (await client.post(PAY, json=seed("ORD_WORDS"))).json())["transactionId"]
+    worker = Worker(tuned(settings, acquirer_url=f"http://127.0.0.1:{fake.port}/acquirer"),
+                    repo, http, owner="w")  # fmt: skip
+    assert (await worker.payments_pass()).settled == 1
+    looked = await (await client.get(f"/api/payment/transaction/{tid}")).json()
+    assert (looked["status"], looked["failReason"]) == ("FAILED", "DECLINED")
