@@ -415,7 +415,7 @@ async def test_metrics_on_their_own_port_are_not_on_the_merchant_port(
         async with aiohttp.ClientSession() as http:
 
             async def up() -> bool:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert proc.poll() is None, "python -m api exited"
                 try:
                     async with http.get(f"http://127.0.0.1:{web_port}/health") as r:
                         return r.status == 200
@@ -431,7 +431,8 @@ async def test_metrics_on_their_own_port_are_not_on_the_merchant_port(
                 assert r.status == 404
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        _, err = proc.communicate(timeout=30)  # closes the pipe too
+        assert proc.returncode == 0, err
 
 
 # --- E: merchants see reason codes, never a provider's text --------------------------------
