@@ -72,13 +72,15 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             observability.timing,
             problems.middleware,
-            problems.shedding(settings.max_concurrent_requests),
+            problems.shedding(settings.max_concurrent_requests,
+                              settings.max_concurrent_public_requests, auth.PUBLIC),
             auth.middleware(REPO, settings.api_key_secret),
         ],
     )
     app[SETTINGS] = settings
     app[auth.FAILURES] = Counter()
     app[auth.CACHE] = auth.KeyCache(settings.auth_cache_seconds)
+    app[auth.THROTTLE] = auth.FailureThrottle(settings.auth_failures_per_minute)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_webhook_session)
     payments.add_routes(app)

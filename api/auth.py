@@ -11,6 +11,7 @@ and other web processes notice within the cache time.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -89,9 +90,53 @@ class KeyCache:
         return len(self._keys)
 
 
+class FailureThrottle:
+    """Failed authentications per client address: a token bucket each, in bounded memory.
+
+    Every address may fail `per_minute` times in a burst, then once every 60/per_minute
+    seconds. At most `max_clients` addresses are remembered; past that the one that failed
+    longest ago is forgotten (it starts again with a full bucket, as after a quiet minute).
+    """
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_minute: int, max_clients: int = MAX_CLIENTS) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        # address -> (tokens left, when counted); insertion order is least recent first.
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, then = self._buckets.get(address, (self.capacity, now))
+        return min(self.capacity, tokens + (now - then) * self.rate)
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until `address` may fail again, or None if it may now."""
+        if self.capacity <= 0 or address not in self._buckets:
+            return None
+        tokens = self._tokens(address, time.monotonic())
+        return None if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+
+    def failed(self, address: str) -> None:
+        """Count one failure of `address`."""
+        if self.capacity <= 0:
+            return
+        now = time.monotonic()
+        tokens = self._tokens(address, now)
+        self._buckets.pop(address, None)  # re-inserted last: the most recent
+        while len(self._buckets) >= self.max_clients:
+            del self._buckets[next(iter(self._buckets))]
+        self._buckets[address] = (max(0.0, tokens - 1), now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
 CALLER = web.RequestKey("caller", Caller)
 FAILURES = web.AppKey("auth_failures", Counter[str])
 CACHE = web.AppKey("auth_cache", KeyCache)
+THROTTLE = web.AppKey("auth_throttle", FailureThrottle)
 
 
 def _expired(key: AuthKey) -> bool:
@@ -103,10 +148,26 @@ def caller(request: web.Request) -> Caller:
     return request[CALLER]
 
 
+def _client(request: web.Request) -> str:
+    # The peer's address (behind a proxy, the proxy's: throttle there too, or trust its header).
+    return request.remote or "unknown"
+
+
 def _unauthorized(request: web.Request, reason: str, detail: str) -> problems.Problem:
     request.app[FAILURES][reason] += 1
     metrics.AUTH_FAILURES.labels(reason).inc()
-    log.warning("auth.failed", reason=reason, path=request.path)
+    throttle = request.app[THROTTLE]
+    client = _client(request)
+    wait = throttle.retry_after(client)
+    throttle.failed(client)
+    log.warning("auth.failed", reason=reason, path=request.path, client=client,
+                throttled=wait is not None)  # fmt: skip
+    if wait is not None:
+        # Refused without saying whether this key was right; a valid key still gets in.
+        return problems.Problem(
+            429, "Too Many Requests", "too many failed authentications from this address",
+            slug="auth-throttled", field="Authorization", headers={"Retry-After": str(wait)},
+        )  # fmt: skip
     return problems.Problem(
         401, "Unauthorized", detail, slug="unauthorized", field="Authorization",
         extra={"reason": reason}, headers={"WWW-Authenticate": 'Bearer realm="api"'},

@@ -20,7 +20,8 @@ from aiohttp import web
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from api import app as app_module
-from api import auth, models, problems
+from api import auth, problems
+from api import body as request_body
 from engine import egress, errors, signing, webhooks
 from engine.errors import WebhookRetryable
 from engine.models import Delivery, Endpoint
@@ -70,8 +71,11 @@ def endpoint_body(e: Endpoint) -> dict[str, Any]:
 
 
 async def _body(request: web.Request, model: type[BaseModel], *, empty_ok: bool) -> Any:
-    raw = await request.read()
-    data = models.parse_json(raw) if raw.strip() or not empty_ok else {}
+    settings = request.app[app_module.SETTINGS]
+    if empty_ok:
+        data = await request_body.read_json(request, settings, empty={})
+    else:
+        data = await request_body.read_json(request, settings)
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:

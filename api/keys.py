@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import app as app_module
-from api import auth, models, problems
+from api import auth, body, problems
 from engine.merchants import IssuedKey
 from engine.models import ApiKeyInfo
 
@@ -65,8 +65,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
-    raw = await request.read()
-    data = models.parse_json(raw) if raw.strip() else {}
+    data = await body.read_json(request, request.app[app_module.SETTINGS], empty={})
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api import problems
+from engine import money
 
 # Deeper JSON than this is refused: nothing legitimate nests so far, and it guards recursion.
 MAX_ECHO_DEPTH = 32
 
 
+# C0 controls, DEL and C1 controls: none belongs in an id, a name or a reason, and each can
+# forge or repaint a line wherever the text is shown (a log, a terminal, a back office).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def check_text(value: str) -> str:
-    """The string, if PostgreSQL can store it as text; else ValueError (a 422)."""
-    return _check_text(value)
+    """A free-text field: storable (see _check_text) and without control characters."""
+    _check_text(value)
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (tab, newline, ESC, ...)")
+    return value
 
 
 def _check_text(value: str) -> str:
@@ -63,7 +73,16 @@ class PaymentRequest(BaseModel):
     @field_validator("user_public_id", "order_id", "order_name")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
-        return None if value is None else _check_text(value)
+        return None if value is None else check_text(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        # Amounts are integers in the minor unit, so any amount fits any currency's exponent
+        # (engine.money.minor_unit_exponent); what must be checked is that it is money at all.
+        if value is not None and not money.is_currency(value):
+            raise ValueError("must be an ISO 4217 currency in use (e.g. KRW, USD, JPY)")
+        return value
 
     @field_validator("amount")
     @classmethod
@@ -87,7 +106,7 @@ class PaymentRequest(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _check_text(value)
+        check_text(value)
         AnyHttpUrl(value)  # raises on anything but an absolute http(s) URL
         return value
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import app as app_module
+from api import problems
 from api.problems import Handler
 from engine import errors, metrics
 
@@ -32,11 +34,46 @@ async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-async def serve_metrics(request: web.Request) -> web.Response:
-    """GET /metrics: every process's counters and the database's gauges."""
+MAIN = web.AppKey("main", web.Application)
+
+
+def _check_token(request: web.Request, token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant time: how long the comparison takes says nothing about the token.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise problems.Problem(401, "Unauthorized", "send Authorization: Bearer <metrics token>",
+                               slug="unauthorized", field="Authorization",
+                               headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
+
+
+async def _exposition(request: web.Request, app: web.Application) -> web.Response:
+    _check_token(request, app[app_module.SETTINGS].metrics_token)
     try:
-        snapshot = await request.app[app_module.REPO].metrics_snapshot()
+        snapshot = await app[app_module.REPO].metrics_snapshot()
     except errors.DatabaseUnavailable:
         snapshot = None  # the process metrics are still worth serving
     body = metrics.exposition(snapshot)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: every process's counters and the database's gauges."""
+    if request.app[app_module.SETTINGS].metrics_port is not None:
+        raise web.HTTPNotFound()  # served on its own port only
+    return await _exposition(request, request.app)
+
+
+async def _serve_on_metrics_port(request: web.Request) -> web.Response:
+    return await _exposition(request, request.app[MAIN])
+
+
+def metrics_app(main: web.Application) -> web.Application:
+    """The application of ENGINE_METRICS_PORT: /metrics of `main`, and nothing else."""
+    app = web.Application(middlewares=[problems.middleware])
+    app[MAIN] = main
+    app.router.add_get("/metrics", _serve_on_metrics_port)
+    return app

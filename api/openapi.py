@@ -14,6 +14,7 @@ from api import app as app_module
 from api import history, keys, models, problems, refunds
 from api.auth import PUBLIC
 from config.settings import Settings
+from engine import money
 from engine.models import HistoryKind, RefundStatus, Status
 
 REF = "#/components/schemas/{model}"
@@ -326,7 +327,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     url.update(format="iri", pattern="^https?://")
     default_url = settings.default_webhook_url
     body["webhookUrl"]["description"] = f"Absolute http(s) URL; default {default_url}"
-    body["currency"]["description"] = f"ISO 4217 code; default {settings.default_currency}"
+    body["currency"]["description"] = (
+        f"ISO 4217 code of money in use (engine/money.py); default {settings.default_currency}"
+    )
+    body["currency"]["anyOf"][0]["enum"] = sorted(money.currencies())
+    for text in (body["orderId"], body["userPublicId"], body["orderName"]["anyOf"][0],
+                 schemas["RefundRequest"]["properties"]["reason"]["anyOf"][0]):  # fmt: skip
+        text["pattern"] = NO_CONTROLS
     return schemas
 
 
@@ -355,14 +362,29 @@ _KEY_ID = {"name": "id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
 
 
+_THROTTLED = _problem(
+    "Too many failed authentications from this address; a valid key is never refused so."
+) | {"headers": {"Retry-After": _RETRY_AFTER}}
+_SLOW_BODY = _problem("The body did not arrive in time.")
+_MEDIA = _problem("Content-Type is not JSON in UTF-8 (`application/json` or `application/*+json`,"
+                  " no charset or utf-8), or Content-Encoding is not gzip or deflate.")
+# Free text (ids, names, reasons): no C0 or C1 control character, no DEL.
+NO_CONTROLS = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+
+
 def _secured(operations: dict[str, Any]) -> dict[str, Any]:
     """Every /api/ operation: the bearer key required, and its 401 documented."""
     for path, item in operations.items():
+        for operation in item.values():
+            if "requestBody" in operation:  # api/body.py: every body read is checked alike
+                operation["responses"].setdefault("408", _SLOW_BODY)
+                operation["responses"].setdefault("415", _MEDIA)
         # A provider's callback is authenticated by the provider's signature, not a key.
         if path.startswith("/api/") and path not in PUBLIC:
             for operation in item.values():
                 operation["security"] = _SECURED
                 operation["responses"]["401"] = _UNAUTHORIZED
+                operation["responses"]["429"] = _THROTTLED
     return operations
 
 
@@ -645,7 +667,7 @@ def _paths() -> dict[str, Any]:
                                            "settled": {"type": "boolean"}},
                         }}}},
                 "400": _problem("The body is not JSON."),
-                "401": _problem("encData does not decrypt, or its signature does not verify."),
+                "401": _problem("encData cannot be verified (one answer for every reason)."),
                 "404": _problem("No Atom payment with that tid, amount and currency."),
                 "409": _problem("The payment is final with the other outcome."),
                 "422": _problem("encData is missing or not a string."),
@@ -656,7 +678,9 @@ def _paths() -> dict[str, Any]:
             "operationId": "metrics",
             "summary": "Prometheus metrics of every process.",
             "responses": {"200": {"description": "The Prometheus text format.",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": _problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
+                          "404": _problem("Served on ENGINE_METRICS_PORT only.")},
         }},
         **_key_paths(),
         **_refund_and_history_paths(not_found),

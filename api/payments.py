@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import datetime
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from api import app as app_module
 from api import auth, models, problems
+from api import body as request_body  # `body` is the response's name below
 from engine import errors, intake, trigger
 from engine.models import DeliveryRecord, NewPayment, Payment, Status
 
@@ -106,14 +106,7 @@ def _delivery(d: DeliveryRecord) -> dict[str, Any]:
 async def create_payment(request: web.Request) -> web.Response:
     """POST /api/payment: 202 once the PENDING row is committed; 200 for a replay."""
     settings = request.app[app_module.SETTINGS]
-    try:
-        async with asyncio.timeout(settings.body_read_timeout_seconds):
-            raw = await request.read()
-    except TimeoutError:
-        raise problems.Problem(
-            408, "Request Timeout", "the request body did not arrive in time", field="body"
-        ) from None
-    data = models.parse_json(raw)
+    data = await request_body.read_json(request, settings)
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:

@@ -136,31 +136,35 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         )
 
 
-def shedding(limit: int) -> Middleware:
+def shedding(limit: int, public_limit: int = 0, public: frozenset[str] = frozenset()) -> Middleware:
     """At most `limit` /api/ requests at once in this process (0: no limit).
 
     Past it a request gets 503 with Retry-After at once, before it costs a key lookup or an
     INSERT: under overload the intake answers fast and stores nothing it was not asked to,
     instead of queueing requests until every client times out. A retry is safe (idempotent
     on the order id).
+
+    The `public` /api/ paths (no key: provider callbacks) count against `public_limit`
+    instead, so anonymous clients that dribble their bodies cannot take the merchants' slots.
     """
-    inflight = 0
+    inflight = {"merchant": 0, "public": 0}
+    limits = {"merchant": limit, "public": public_limit}
 
     @web.middleware
     async def shed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal inflight
         if not request.path.startswith("/api/"):
             return await handler(request)
-        if limit and inflight >= limit:
+        budget = "public" if request.path in public else "merchant"
+        if limits[budget] and inflight[budget] >= limits[budget]:
             metrics.ERRORS.labels("overloaded").inc()
             raise Problem(
                 503, "Service Unavailable", "the intake is at capacity: retry in a second",
                 slug="overloaded", headers={"Retry-After": "1"},
             )  # fmt: skip
-        inflight += 1
+        inflight[budget] += 1
         try:
             return await handler(request)
         finally:
-            inflight -= 1
+            inflight[budget] -= 1
 
     return shed

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api import app as app_module
-from api import auth, models, problems
+from api import auth, body, models, problems
 from api.payments import lookup
 from engine import errors, intake, refunds
 from engine.models import Refund
@@ -84,7 +84,7 @@ async def create_refund(request: web.Request) -> web.Response:
         raise problems.validation(
             "Idempotency-Key", "send an Idempotency-Key header of 1-255 printable characters"
         )
-    data = models.parse_json(await request.read())
+    data = await body.read_json(request, request.app[app_module.SETTINGS])
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine import egress, signing
+from engine import egress, money, signing
 
 # DEV ONLY, public in this repository: the webhook signing secret used when
 # ENGINE_WEBHOOK_SECRET is unset, so `make run` works out of the box. The simulator's merchant
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
     # Largest amount accepted, in minor units; above it the request gets 422.
     max_amount: int = Field(default=1_000_000_000_000, ge=1, le=2**62)
     # ISO 4217 code used when a request names none; amounts are integers in its minor unit.
-    default_currency: str = Field(default="KRW", pattern=r"^[A-Z]{3}$")
+    default_currency: str = Field(default="KRW", pattern=r"^[A-Z]{3}$")  # checked by _currency
     # Prefix of transaction ids: <prefix>_<YYYYMMDD>_<8 random digits>.
     tid_prefix: str = Field(default="DUMMY", pattern=r"^[A-Z0-9]{1,16}$")
     # Where a payment's webhook goes when its request names no webhookUrl.
@@ -165,6 +168,20 @@ class Settings(BaseSettings):
     # uvloop (default) or asyncio's own loop, for the web and worker processes.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
+    # --- security ---
+    # "production" refuses to start while a setting is unsafe (production_problems() below).
+    env: Literal["development", "production"] = "development"
+    # /metrics needs `Authorization: Bearer <token>` when set (at least 16 characters).
+    metrics_token: str | None = Field(default=None, min_length=16)
+    # When set, /metrics is served only on this port (a second listener of the web process,
+    # on web_host; 0: any free port) and answers 404 on the merchant port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Requests on public, unauthenticated /api/ paths (the provider callbacks) served at once,
+    # apart from max_concurrent_requests: slow anonymous bodies cannot starve the merchants.
+    max_concurrent_public_requests: int = Field(default=64, ge=0, le=100_000)
+    # Failed authentications one client address may make a minute; past it 429 (0: no limit).
+    auth_failures_per_minute: int = Field(default=30, ge=0, le=100_000)
+
     # --- logs ---
     # "console" is readable for people; "json" writes one JSON object a line for machines.
     log_format: Literal["console", "json"] = "console"
@@ -180,6 +197,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_ports(cls, value: str) -> str:
         egress.allowed_hosts(value)  # raises ValueError naming an entry that is not host:port
+        return value
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not money.is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency in use")
         return value
 
     @model_validator(mode="after")
@@ -216,13 +240,121 @@ def atom_value(settings: Settings, mode: str, name: str) -> str:
     return value or str(getattr(settings, f"atom_{name}"))
 
 
-def load() -> Settings:
-    """Read settings from the environment; a bad value stops the process, naming it."""
+# Secrets whose default is public in this repository: (setting, public default). Any field
+# named *_secret, *_password or *_key still at its declared default is refused too, so a new
+# secret is covered without an entry; list here what that rule would not catch.
+PUBLIC_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("webhook_secret", DEV_WEBHOOK_SECRET),
+    ("api_key_secret", DEV_API_KEY_SECRET),
+    ("atom_merch_id", "900001"),
+)
+_SECRET_SUFFIXES = ("_secret", "_password", "_key")
+# The simulator's default address: fine for test mode, never for money that moves.
+SIMULATOR_URL = "http://127.0.0.1:8082"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return "DATABASE_URL" if field.lower() == "database_url" else f"ENGINE_{field.upper()}"
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        return Settings()
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the legacy spellings the resolver accepts: 127.1, 2130706433, 0x7f.0.0.1
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _allowed_hosts(value: str) -> list[str]:
+    hosts = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if entry:  # host:port, [v6]:port, or a bare host
+            hosts.append(urlsplit(f"//{entry}").hostname or entry)
+    return hosts
+
+
+def _public_secrets(settings: Settings) -> list[str]:
+    fields = type(settings).model_fields
+    named = dict(PUBLIC_DEFAULTS)
+    for name, info in fields.items():
+        if name.endswith(_SECRET_SUFFIXES) and isinstance(info.default, str) and info.default:
+            named.setdefault(name, info.default)
+    return [
+        f"{env_name(name)} is the public development default: set your own"
+        for name, default in named.items()
+        if getattr(settings, name, None) == default
+    ]
+
+
+# Test mode's provider settings, each with the live one it must not fall back to in production.
+TEST_PROVIDER_FIELDS = ("acquirer_url", "atom_url", "atom_merch_id", "atom_password",
+                        "atom_req_hash_key", "atom_res_hash_key", "atom_req_enc_key",
+                        "atom_res_enc_key")  # fmt: skip
+
+
+def _test_providers_apart(settings: Settings) -> list[str]:
+    """Test keys must never reach live money: every test provider setting is set, and differs."""
+    problems = []
+    for live in TEST_PROVIDER_FIELDS:
+        test = getattr(settings, f"test_{live}")
+        if test is None:
+            problems.append(f"{env_name(f'test_{live}')} is unset: test payments would use "
+                            f"the live {env_name(live)}")  # fmt: skip
+        elif live in ("acquirer_url", "atom_url", "atom_merch_id") and (
+            str(test) == str(getattr(settings, live))
+        ):
+            problems.append(f"{env_name(f'test_{live}')} equals {env_name(live)}: test "
+                            "payments would reach live money")  # fmt: skip
+    return problems
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every setting that is unsafe in production, one line each (empty: safe to start)."""
+    problems = _public_secrets(settings)
+    if not settings.database_url:
+        problems.append("DATABASE_URL is unset (the embedded PostgreSQL is for development)")
+    allowed: Any = getattr(settings, "webhook_allowed_hosts", "") or ""
+    loopback = [h for h in _allowed_hosts(str(allowed)) if _is_loopback(h)]
+    if loopback:
+        problems.append(f"ENGINE_WEBHOOK_ALLOWED_HOSTS allows loopback ({', '.join(loopback)})")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name.endswith("_url") and "test" not in name and name != "database_url" and (
+            str(value).startswith(SIMULATOR_URL)
+        ):
+            problems.append(f"{env_name(name)} points at the simulator ({value})")
+    problems += _test_providers_apart(settings)
+    if settings.metrics_token is None and settings.metrics_port is None:
+        problems.append(
+            "/metrics is public on the merchant port: set ENGINE_METRICS_TOKEN or "
+            "ENGINE_METRICS_PORT"
+        )
+    return problems
+
+
+def load() -> Settings:
+    """Read settings from the environment; a bad or (in production) unsafe one stops it."""
+    try:
+        settings = Settings()
     except ValidationError as exc:
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = name if name == "DATABASE_URL" else f"ENGINE_{name.upper()}"
-            print(f"invalid setting {env}: {err['msg']}", file=sys.stderr)
+            print(f"invalid setting {env_name(name)}: {err['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
+    if settings.env == "production":
+        problems = production_problems(settings)
+        if problems:
+            lines = "".join(f"\n  - {p}" for p in problems)
+            print(f"refusing to start with ENGINE_ENV=production:{lines}", file=sys.stderr)
+            raise SystemExit(2)
+    return settings

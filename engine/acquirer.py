@@ -21,6 +21,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from engine import provider
 from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome, RefundStatus, Status
 from engine.provider import ProviderRejected, ProviderUnavailable
 
@@ -57,9 +58,11 @@ class AcquirerClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(f"{type(exc).__name__}: {exc}", maybe_processed=True) from exc
         if status >= 500:
-            raise ProviderUnavailable(f"acquirer answered {status}", maybe_processed=True)
+            raise ProviderUnavailable(f"acquirer answered {status}", maybe_processed=True,
+                                      code=f"PROVIDER_HTTP_{status}")
         if status in (401, 403):
-            raise ProviderRejected(f"acquirer refused our credentials ({status})")
+            raise ProviderRejected(f"acquirer refused our credentials ({status})",
+                                   code=f"PROVIDER_HTTP_{status}")
         try:
             return status, json.loads(text) if text else None
         except ValueError as exc:
@@ -143,9 +146,8 @@ def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:
                              refund_no=number if isinstance(number, str) else None)  # fmt: skip
     if isinstance(answer, dict) and answer.get("status") == "REJECTED":
         reason = answer.get("reason")
-        if not isinstance(reason, str):
-            reason = "REJECTED"
-        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED, fail_reason=reason)
+        code = provider.reason_code(reason if isinstance(reason, str) else None, "REJECTED")
+        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED, fail_reason=code)
     raise ProviderUnavailable(
         f"refund answer not understood: {answer!r:.200}", maybe_processed=True
     )
@@ -159,7 +161,6 @@ def _outcome(payment: Claimed, answer: Any) -> Outcome:
         return Outcome(payment.id, Status.SUCCESS, approval_no=answer["approvalNo"])
     if status == "DECLINED":
         reason = answer.get("reason")
-        if not (isinstance(reason, str) and reason):
-            reason = "DECLINED"
-        return Outcome(payment.id, Status.FAILED, fail_reason=reason)
+        code = provider.reason_code(reason if isinstance(reason, str) else None, "DECLINED")
+        return Outcome(payment.id, Status.FAILED, fail_reason=code)
     raise ProviderUnavailable(f"answer not understood: {answer!r:.200}", maybe_processed=True)

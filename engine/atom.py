@@ -20,7 +20,7 @@ import structlog
 
 from config import settings as config_settings
 from config.settings import Settings
-from engine import metrics
+from engine import metrics, provider
 from engine.atom_crypto import (
     TXN_AUTH,
     TXN_REFUND,
@@ -223,7 +223,7 @@ def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
     if answer.status_code == APPROVED and answer.atom_txn_id:
         status, reason = Status.SUCCESS, None
     elif answer.status_code == DECLINED:
-        status, reason = Status.FAILED, answer.description or "DECLINED"
+        status, reason = Status.FAILED, provider.reason_code(answer.description, "DECLINED")
     else:
         raise AtomProtocolError(f"callback is not a final answer: {answer.status_code!r}")
     return AtomCallback(
@@ -295,13 +295,15 @@ class AtomProvider:
                 f"atom {type(exc).__name__}: {exc}", maybe_processed=True
             ) from exc
         if status >= 500:
-            raise ProviderUnavailable(f"atom answered {status}", maybe_processed=True)
+            raise ProviderUnavailable(f"atom answered {status}", maybe_processed=True,
+                                      code=f"PROVIDER_HTTP_{status}")
         if status in (401, 403):
             raise ProviderRejected(f"atom refused our credentials or signature ({status}): "
-                                   f"{text[:200]}")  # fmt: skip
+                                   f"{text[:200]}", code=f"PROVIDER_HTTP_{status}")  # fmt: skip
         if status != 200:
             # Not a business answer, and no money moved. A person looks at it.
-            raise ProviderRejected(f"atom refused the request ({status}): {text[:200]}")
+            raise ProviderRejected(f"atom refused the request ({status}): {text[:200]}",
+                                   code=f"PROVIDER_HTTP_{status}")
         return text
 
     def _read(
@@ -321,7 +323,7 @@ class AtomProvider:
             # Not trusted, but money may have moved: flagged, and inquired before any resend.
             raise ProviderRejected(
                 f"atom answer failed signature verification for {subject}: not trusted",
-                maybe_processed=True,
+                maybe_processed=True, code="BAD_SIGNATURE",
             ) from exc
         except (ValueError, KeyError, TypeError) as exc:
             # AtomCryptoError and AtomProtocolError are ValueErrors. We sent the request, and
@@ -400,7 +402,8 @@ def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
     if answer.status_code == APPROVED and answer.atom_txn_id:
         return Outcome(payment.id, Status.SUCCESS, approval_no=answer.atom_txn_id)
     if answer.status_code == DECLINED:
-        return Outcome(payment.id, Status.FAILED, fail_reason=answer.description or "DECLINED")
+        return Outcome(payment.id, Status.FAILED,
+                       fail_reason=provider.reason_code(answer.description, "DECLINED"))
     if answer.status_code == NO_RECORD:
         return None
     raise ProviderUnavailable(
@@ -413,7 +416,7 @@ def _refund_outcome(refund: ClaimedRefund, answer: AtomRefundAnswer) -> RefundOu
         return RefundOutcome(refund.id, RefundStatus.REFUNDED, refund_no=answer.atom_refund_id)
     if answer.status_code == REJECTED:
         return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED,
-                             fail_reason=answer.description or "REJECTED")  # fmt: skip
+                             fail_reason=provider.reason_code(answer.description, "REJECTED"))
     if answer.status_code == NO_RECORD:
         return None
     raise ProviderUnavailable(

@@ -82,14 +82,15 @@ def requeue(
     Shared by payments and refunds: a refusal is flagged for a person; an unknown outcome is
     retried (inquiring first) with backoff, and shown as unresolved past the window.
     """
+    # The log gets the provider's (or our) text; the row, which merchants see, a code.
     if isinstance(exc, ProviderRejected):
         metrics.ERRORS.labels("provider_rejected").inc()
-        log.error(f"{kind}.flagged", reason=exc.reason, **ids)
-        return Requeue(item.id, unresolved, None, exc.maybe_processed, exc.reason)
+        log.error(f"{kind}.flagged", reason=exc.reason, code=exc.code, **ids)
+        return Requeue(item.id, unresolved, None, exc.maybe_processed, exc.code)
     if isinstance(exc, ProviderUnavailable):
-        maybe, reason = exc.maybe_processed, exc.reason
+        maybe, reason, code = exc.maybe_processed, exc.reason, exc.code
     else:  # our own bug mid-call: the request may have gone out
-        maybe, reason = True, f"{type(exc).__name__}: {exc}"
+        maybe, reason, code = True, f"{type(exc).__name__}: {exc}", "INTERNAL_ERROR"
         metrics.ERRORS.labels("internal").inc()
         log.error(f"{kind}.process_error", error=repr(exc), **ids)
     metrics.ERRORS.labels("outcome_unknown" if maybe else "provider_unavailable").inc()
@@ -99,10 +100,10 @@ def requeue(
     if unknown and now - since >= policy.unresolved_after:
         metrics.ERRORS.labels("unresolved").inc()
         log.error(f"{kind}.unresolved", reason=reason, unknown_since=since.isoformat(), **ids)
-        return Requeue(item.id, unresolved, delay, True, reason)
+        return Requeue(item.id, unresolved, delay, True, code)
     log.warning(f"{kind}.provider_unavailable", reason=reason, attempt=item.attempts,
                 outcome_unknown=unknown, retry_in=round(delay, 3), **ids)  # fmt: skip
-    return Requeue(item.id, pending, delay, maybe, reason if unknown else None)
+    return Requeue(item.id, pending, delay, maybe, code if unknown else None)
 
 
 async def run_once(

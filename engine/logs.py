@@ -3,26 +3,67 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# C0 controls, DEL and C1 controls: a newline forges a second log line, ESC repaints a
+# terminal, and both can come from anything a client sends.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+
+def escape(text: str) -> str:
+    """`text` with every control character written as an escape (a newline as `\\n`)."""
+    return _CONTROL.sub(_escape_char, text)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def escape_controls(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: escape control characters in every string, keys included."""
+    return {_clean(k): _clean(v) for k, v in event.items()}
+
+
+def processors(fmt: str = "console", colors: bool = False) -> list[structlog.typing.Processor]:
+    """The processor chain, renderer last; its control characters are escaped before it."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=colors)
+    )
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become a string here, so they are escaped as well: one event, one line.
+        structlog.processors.format_exc_info,
+        escape_controls,
+        renderer,
+    ]
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog for this process."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors(fmt, colors=sys.stderr.isatty()),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

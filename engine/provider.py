@@ -13,9 +13,26 @@ worker builds its registry. The engine relies on the error classes to stay corre
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
+import structlog
+
 from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome
+
+log = structlog.get_logger()
+
+# What merchants are shown of a provider's answer: a reason code, never its free text.
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
+def reason_code(raw: str | None, fallback: str) -> str:
+    """`raw` if it is an UPPER_SNAKE code, else `fallback` (the raw text goes to the log)."""
+    if raw and _CODE.match(raw):
+        return raw
+    if raw:
+        log.info("provider.reason_replaced", raw=raw[:500], code=fallback)
+    return fallback
 
 
 def registry_key(mode: str, name: str) -> str:
@@ -24,12 +41,16 @@ def registry_key(mode: str, name: str) -> str:
 
 
 class ProviderUnavailable(Exception):
-    """No usable answer came; `maybe_processed` says whether money may have moved."""
+    """No usable answer came; `maybe_processed` says whether money may have moved.
 
-    def __init__(self, reason: str, *, maybe_processed: bool) -> None:
+    `reason` is for the log; `code` is what a merchant may see (an UPPER_SNAKE reason code).
+    """
+
+    def __init__(self, reason: str, *, maybe_processed: bool, code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_processed = maybe_processed
+        self.code = code or ("OUTCOME_UNKNOWN" if maybe_processed else "PROVIDER_UNAVAILABLE")
 
 
 class ProviderRejected(Exception):
@@ -40,10 +61,13 @@ class ProviderRejected(Exception):
     asks the provider first.
     """
 
-    def __init__(self, reason: str, *, maybe_processed: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, maybe_processed: bool = False, code: str = "PROVIDER_REJECTED"
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_processed = maybe_processed
+        self.code = code
 
 
 class Provider(Protocol):

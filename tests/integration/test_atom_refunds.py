@@ -223,7 +223,7 @@ async def test_a_tampered_refund_answer_is_never_trusted_and_waits_for_a_person(
 
     row = await _refund_row(pool, refund_id)
     assert row["status"] == "REFUND_UNRESOLVED" and row["provider_refund_no"] is None
-    assert "signature" in row["unresolved_reason"]
+    assert row["unresolved_reason"] == "BAD_SIGNATURE"
     # Atom may well have refunded: whoever resolves it must ask Atom first.
     assert row["outcome_unknown_since"] is not None
     assert worker.atom.signature_failures == 1

@@ -451,9 +451,12 @@ VERBATIM = [
     "1 OR 1=1",
     "$1 $$ \\ \\\\ %s %%",
     "e\u0301 vs \u00e9",  # not normalised
-    "\u202eRTL\u202c tab\t newline\n",
+    "\u202eRTL\u202c bidi controls are not C0/C1 controls",
     "<script>alert(1)</script>",
 ]
+# Control characters are refused in ids and names (tests/security/test_edges.py) but kept
+# verbatim in echo, which is the merchant's own JSON.
+ECHO_ONLY = "tab\t newline\n ESC\x1b[31m"
 
 
 @pytest.mark.parametrize("text", VERBATIM)
@@ -480,6 +483,17 @@ async def test_strings_are_stored_and_returned_verbatim(
     assert (await resp.json())["transactionId"] == tid
     assert await payment_rows(pool) == 1
     assert await pool.fetchval("SELECT to_regclass('webhook_deliveries') IS NOT NULL")
+
+
+async def test_control_characters_are_kept_verbatim_in_echo(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    echo = {"mid": MID, "note": ECHO_ONLY, ECHO_ONLY: [ECHO_ONLY]}
+    ack = await accepted(client, seed(orderId="ORD_ECHO_CTL", echo=echo))
+    assert ack["echo"] == echo
+    row = await pool.fetchrow("SELECT echo FROM payment_processes WHERE tid = $1",
+                              ack["transactionId"])  # fmt: skip
+    assert row["echo"] == echo
 
 
 # --- idempotency ----------------------------------------------------------------------------

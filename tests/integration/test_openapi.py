@@ -269,6 +269,9 @@ def test_every_api_operation_needs_the_bearer_key(settings: Settings) -> None:
                 assert operation["security"] == [{openapi.SECURITY_SCHEME: []}], (method, path)
                 unauthorized = operation["responses"]["401"]
                 assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+            elif path == "/metrics":
+                # ENGINE_METRICS_TOKEN, when set, is its own bearer token, not an API key.
+                assert "security" not in operation and "401" in operation["responses"]
             else:
                 assert "security" not in operation and "401" not in operation["responses"], path
     # 403 where a key may be refused an action: another merchant's echo.mid, a live key's

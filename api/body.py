@@ -1,0 +1,91 @@
+"""Reading a request body: in time, in an encoding we decode, as JSON in UTF-8.
+
+Every handler that reads a body reads it here, so each route refuses the same things the same
+way: an unsupported Content-Encoding or a Content-Type that is not JSON in UTF-8 (415, before
+a byte is read), a body that does not arrive within `body_read_timeout_seconds` (408), one
+that does not decode as its Content-Encoding says (400), one that is not strict JSON (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from api import models, problems
+from config.settings import Settings
+
+# What aiohttp decodes for us; anything else would reach the JSON parser still compressed.
+ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+
+# A marker: the route needs a body (no empty body allowed).
+_REQUIRED: Any = object()
+
+
+def _unsupported(field: str, detail: str) -> problems.Problem:
+    return problems.Problem(415, "Unsupported Media Type", detail, slug="unsupported-media-type",
+                            field=field)  # fmt: skip
+
+
+def unsupported_encoding() -> problems.Problem:
+    """415 for a Content-Encoding we do not decode."""
+    return _unsupported("Content-Encoding", "send the body uncompressed, or with gzip or deflate")
+
+
+def check_encoding(request: web.Request) -> None:
+    """415 unless the body is sent as is, gzip or deflate."""
+    if request.headers.get("Content-Encoding", "").strip().lower() not in ENCODINGS:
+        raise unsupported_encoding()
+
+
+def is_json(content_type: str | None) -> bool:
+    """True for `application/json` or `application/*+json`, no charset or charset UTF-8."""
+    if content_type is None:
+        return False
+    mime, _, params = content_type.partition(";")
+    mime = mime.strip().lower()
+    if not (mime == "application/json" or (mime.startswith("application/")
+                                          and mime.endswith("+json"))):  # fmt: skip
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+def check_type(request: web.Request) -> None:
+    """415 unless the Content-Type says JSON in UTF-8."""
+    if not is_json(request.headers.get("Content-Type")):
+        raise _unsupported(
+            "Content-Type", "send the body as Content-Type: application/json (UTF-8)"
+        )
+
+
+async def read(request: web.Request, timeout: float) -> bytes:
+    """The raw body, decoded from its Content-Encoding; 408 past `timeout`, 400 if undecodable."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise problems.Problem(408, "Request Timeout", "the request body did not arrive in time",
+                               slug="body-timeout", field="body") from None  # fmt: skip
+    except web.RequestPayloadError:
+        # A gzip body that is not gzip, a broken chunk, a body cut short.
+        raise problems.Problem(400, "Bad Request",
+                               "the body could not be read as its headers describe it",
+                               slug="unreadable-body", field="body") from None  # fmt: skip
+
+
+async def read_json(request: web.Request, settings: Settings, *, empty: Any = _REQUIRED) -> Any:
+    """The body as JSON; where the route allows no body, `empty` when none (or blank) is sent."""
+    check_encoding(request)
+    if empty is _REQUIRED:
+        check_type(request)
+    raw = await read(request, settings.body_read_timeout_seconds)
+    if empty is not _REQUIRED:
+        if not raw.strip():
+            return empty
+        check_type(request)
+    return models.parse_json(raw)
