@@ -15,6 +15,7 @@ from aiohttp import web
 
 from api import app as app_module
 from api import body, problems
+from config.settings import Settings
 from engine import atom, metrics
 from engine.atom_crypto import AtomProtocolError, AtomSignatureError
 from engine.models import Outcome, Status
@@ -35,6 +36,36 @@ def _refused() -> problems.Problem:
                             slug="bad-callback", field="encData")  # fmt: skip
 
 
+def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str]]:
+    """The callback, and the modes whose Atom credentials verify it.
+
+    Live and test mode have their own credentials (the same in development): a callback
+    signed with test mode's can settle only test payments.
+    """
+    found: atom.AtomCallback | None = None
+    failure: Exception | None = None
+    modes: list[str] = []
+    for mode in ("live", "test"):
+        try:
+            found = atom.verify_callback(atom.credentials(settings, mode), enc)
+        except AtomSignatureError as exc:
+            failure = exc
+            continue
+        except AtomProtocolError as exc:
+            failure = exc
+            continue
+        modes.append(mode)
+    if found is None:
+        if isinstance(failure, AtomSignatureError):
+            metrics.SIGNATURE_FAILURES.labels("atom").inc()
+            log.error("atom.callback_signature_failed", merch_txn_id=failure.merch_txn_id)
+        else:
+            # What does not decrypt cannot have come from Atom either: not authenticated.
+            log.warning("atom.callback_unreadable", error=str(failure))
+        raise _refused()
+    return found, modes
+
+
 async def atom_callback(request: web.Request) -> web.Response:
     """POST {"encData": "<hex>"}: verify, then settle the payment it names if not final."""
     settings = request.app[app_module.SETTINGS]
@@ -42,17 +73,7 @@ async def atom_callback(request: web.Request) -> web.Response:
     enc = data.get("encData") if isinstance(data, dict) else None
     if not isinstance(enc, str) or not enc:
         raise problems.validation("encData", "must be the callback's hex-encoded encData")
-    creds = atom.credentials(settings)
-    try:
-        cb = atom.verify_callback(creds, enc)
-    except AtomSignatureError as exc:
-        metrics.SIGNATURE_FAILURES.labels("atom").inc()
-        log.error("atom.callback_signature_failed", merch_txn_id=exc.merch_txn_id)
-        raise _refused() from None
-    except AtomProtocolError as exc:
-        # What does not decrypt cannot have come from Atom either: not authenticated.
-        log.warning("atom.callback_unreadable", error=str(exc))
-        raise _refused() from None
+    cb, modes = _verified(settings, enc)
     outcome = Outcome(
         0, cb.status,
         approval_no=cb.atom_txn_id if cb.status is Status.SUCCESS else None,
@@ -60,7 +81,7 @@ async def atom_callback(request: web.Request) -> web.Response:
     )  # fmt: skip
     repo = request.app[app_module.REPO]
     settled = await repo.settle_from_callback(
-        cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom"
+        cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom", modes
     )
     if settled is not None:
         request.app[app_module.WAKERS].webhooks.poke()
@@ -68,7 +89,7 @@ async def atom_callback(request: web.Request) -> web.Response:
         log.info("payment.settled", tid=settled.tid, status=settled.status.value,
                  by="atom_callback")  # fmt: skip
         return _json({"tid": settled.tid, "status": settled.status.value, "settled": True})
-    payment = await repo.provider_payment(cb.merch_txn_id, "atom")
+    payment = await repo.provider_payment(cb.merch_txn_id, "atom", modes)
     if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
         raise problems.Problem(404, "Not Found", f"no atom payment {cb.merch_txn_id!r} like this",
                                slug="payment-not-found", field="encData")  # fmt: skip

@@ -785,13 +785,14 @@ SELECT
 -- settle_from_callback --
 -- A provider's verified callback settles payment $1 if it is that provider's ($5), for that
 -- amount and currency ($6, $7), and not final yet: status $2, approval_no $3, fail_reason $4,
--- by $8. The webhook is queued in the same statement.
+-- by $8, and only in the modes $9 whose credentials verified the callback (test mode's Atom
+-- credentials can never settle a live payment). The webhook is queued in the same statement.
 WITH settled AS (
     UPDATE payment_processes
     SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
         lease_owner = NULL, lease_expires_at = NULL, last_actor = $8, updated_at = now()
     WHERE tid = $1 AND provider = $5 AND amount = $6 AND currency = $7
-      AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
+      AND mode = ANY($9::text[]) AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
     RETURNING id, public_id, tid, status, webhook_url, endpoint_id
 ), outbox AS (
     INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
@@ -801,5 +802,6 @@ WITH settled AS (
 SELECT id, tid, status FROM settled;
 
 -- provider_payment --
--- Payment $1 of provider $2, whoever its merchant (a provider's callback names no merchant).
-SELECT * FROM payment_processes WHERE tid = $1 AND provider = $2;
+-- Payment $1 of provider $2 in one of the modes $3, whoever its merchant (a provider's
+-- callback names no merchant).
+SELECT * FROM payment_processes WHERE tid = $1 AND provider = $2 AND mode = ANY($3::text[]);

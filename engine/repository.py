@@ -663,17 +663,20 @@ class Repository:
 
     @_translated
     async def settle_from_callback(
-        self, tid: str, provider: str, amount: int, currency: str, outcome: Outcome, actor: str
-    ) -> Settled | None:
-        """Settle from a provider's verified callback; None if it was final (or not its)."""
+        self, tid: str, provider: str, amount: int, currency: str, outcome: Outcome, actor: str,
+        modes: Sequence[str],
+    ) -> Settled | None:  # fmt: skip
+        """Settle from a provider's callback verified for `modes`; None if final (or not its)."""
         row = await self.pool.fetchrow(
             Q["settle_from_callback"], tid, outcome.status.value, outcome.approval_no,
-            outcome.fail_reason, provider, amount, currency, actor,
+            outcome.fail_reason, provider, amount, currency, actor, list(modes),
         )  # fmt: skip
         return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
 
     @_translated
-    async def provider_payment(self, tid: str, provider: str) -> Payment | None:
-        """A provider's payment by tid, whoever its merchant."""
-        row = await self.pool.fetchrow(Q["provider_payment"], tid, provider)
+    async def provider_payment(
+        self, tid: str, provider: str, modes: Sequence[str]
+    ) -> Payment | None:
+        """A provider's payment by tid in one of `modes`, whoever its merchant."""
+        row = await self.pool.fetchrow(Q["provider_payment"], tid, provider, list(modes))
         return _payment(row) if row else None
