@@ -103,6 +103,25 @@ async def _create(url: str, settings: config_settings.Settings, mid: str, name: 
         await pool.close()
 
 
+async def _issue(url: str, settings: config_settings.Settings, mid: str,
+                 mode: Mode) -> dict[str, Any]:  # fmt: skip
+    """Another key for an existing merchant: how a live key comes to a merchant made in test."""
+    from engine.repository import Repository
+
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        repo = Repository(pool)
+        if await repo.merchant(mid) is None:
+            raise SystemExit(f"no merchant {mid!r}")
+        issued = await repo.issue_key(mid, mode, settings.api_key_secret,
+                                      max_keys=settings.max_api_keys)  # fmt: skip
+        return {"mid": mid, "mode": mode, "apiKey": issued.key, "prefix": issued.prefix}
+    finally:
+        await pool.close()
+
+
 def main(argv: list[str]) -> int:
     """CLI for operators: create a merchant (and its first key), or the demo merchant."""
     parser = argparse.ArgumentParser(prog="python -m engine.merchants")
@@ -113,6 +132,9 @@ def main(argv: list[str]) -> int:
     create.add_argument("--mode", choices=["live", "test"], default="live")
     create.add_argument("--webhook-url", default=None,
                         help="register the merchant's first webhook endpoint (its own secret)")
+    key = sub.add_parser("key", help="issue another key (e.g. the other mode's) as JSON")
+    key.add_argument("--mid", required=True)
+    key.add_argument("--mode", choices=["live", "test"], required=True)
     sub.add_parser("demo", help="the demo merchant of `make run` (made once, shown every time)")
     args = parser.parse_args(argv)
     settings = config_settings.load()
@@ -122,6 +144,9 @@ def main(argv: list[str]) -> int:
     if args.command == "create":
         print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode,
                                              webhook_url=args.webhook_url))))  # fmt: skip
+        return 0
+    if args.command == "key":
+        print(json.dumps(asyncio.run(_issue(url, settings, args.mid, args.mode))))
         return 0
     # The demo key is kept in the data folder so `make run` can show it on every start.
     saved = Path(settings.data_dir) / "demo-merchant.json"
