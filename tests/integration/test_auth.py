@@ -7,10 +7,12 @@ issued, listed (prefixes only), rolled with a grace period and revoked by their 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import string
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -739,3 +741,32 @@ async def test_cli_create_prints_json_whose_key_works(
     # The new merchant's payment is its own: MID's key does not find it.
     await problem(await client.get(LOOKUP.format(tid)), 404)
     assert failures(client) == Counter()
+
+
+async def test_cli_issues_a_key_of_the_other_mode(
+    client: Client, pool: asyncpg.Pool, database_url: str, settings: Settings
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "SIM_"))}
+    env |= {"DATABASE_URL": database_url, "ENGINE_API_KEY_SECRET": settings.api_key_secret}
+    created = await create_merchant(env, mid="cli_two_modes", name="Two modes")
+
+    async def cli_key(mid: str, mode: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.merchants", "key", "--mid", mid, "--mode", mode,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    code, out = await cli_key("cli_two_modes", "live")
+    assert code == 0
+    live = json.loads(out)
+    assert live["apiKey"].startswith("sk_live_") and live["mode"] == "live"
+    # Each key lists its own mode's keys only.
+    test_keys = (await (await client.get(KEYS, headers=bearer(created["apiKey"]))).json())["keys"]
+    live_keys = (await (await client.get(KEYS, headers=bearer(live["apiKey"]))).json())["keys"]
+    assert [k["prefix"] for k in test_keys] == [created["prefix"]]
+    assert [k["prefix"] for k in live_keys] == [live["prefix"]]
+    # No merchant, no key.
+    assert (await cli_key("nobody_here", "live"))[0] != 0
