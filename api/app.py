@@ -59,7 +59,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _webhook_session(app: web.Application) -> AsyncIterator[None]:
-    async with egress.client_session(app[SETTINGS]) as session:
+    policy = egress.policy_from(app[SETTINGS])
+    egress.log_allow_list(policy)  # the web process calls out too (an endpoint's test event)
+    async with egress.client_session(app[SETTINGS], policy) as session:
         app[WEBHOOK_SESSION] = session
         yield
 

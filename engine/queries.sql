@@ -192,6 +192,19 @@ WITH settled AS (
 )
 SELECT id, tid, status FROM settled;
 
+-- lock_payment --
+-- Serialize changes to payment $1 of merchant $2 in mode $3 that count before they write
+-- (the resend limit): a count and an insert in one statement do not see a concurrent
+-- twin's uncommitted row, so both would pass. NO KEY UPDATE: the outbox inserts of a worker
+-- (which take KEY SHARE on the payment) are not held up.
+SELECT id FROM payment_processes WHERE tid = $1 AND mid = $2 AND mode = $3
+FOR NO KEY UPDATE;
+
+-- lock_merchant --
+-- Serialize the key and endpoint inserts of merchant $1, which count before they write (the
+-- caps), for the same reason as lock_payment.
+SELECT id FROM merchants WHERE mid = $1 FOR NO KEY UPDATE;
+
 -- enqueue_resend --
 -- Queue the webhook of a final payment again (same event id). $1 tid, $2 expected status,
 -- $3 mid, $4 mode, $5 resends allowed per payment in the last $6 seconds. Returns the new

@@ -254,9 +254,11 @@ class Repository:
 
         Raises ResendLimited when the payment had `per_window` deliveries in `window` seconds.
         """
-        row = await self.pool.fetchrow(
-            Q["enqueue_resend"], tid, status.value, mid, mode, per_window, window
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["lock_payment"], tid, mid, mode)
+            row = await conn.fetchrow(
+                Q["enqueue_resend"], tid, status.value, mid, mode, per_window, window
+            )
         if row is None:
             return None
         if row["limited"]:
@@ -382,9 +384,11 @@ class Repository:
         url is registered already.
         """
         try:
-            row = await self.pool.fetchrow(
-                Q["insert_endpoint"], mid, mode, url, description, secret, max_endpoints
-            )
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(Q["lock_merchant"], mid)
+                row = await conn.fetchrow(
+                    Q["insert_endpoint"], mid, mode, url, description, secret, max_endpoints
+                )
         except asyncpg.UniqueViolationError as exc:
             raise errors.EndpointExists(url) from exc
         return Endpoint(**dict(row)) if row else None
@@ -448,10 +452,12 @@ class Repository:
         for _ in range(3):  # a collision of 256 random bits will not happen; the constraint says so
             key = merchants.new_key("test" if mode == "test" else "live")
             try:
-                row = await conn.fetchrow(
-                    Q["insert_api_key"], merchant_id, mode, merchants.display_prefix(key),
-                    merchants.key_hash(secret, key), expires_at, max_keys,
-                )  # fmt: skip
+                # A savepoint: a refused insert must not abort the caller's transaction.
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        Q["insert_api_key"], merchant_id, mode, merchants.display_prefix(key),
+                        merchants.key_hash(secret, key), expires_at, max_keys,
+                    )  # fmt: skip
             except asyncpg.UniqueViolationError:
                 continue
             if row is None:
@@ -468,8 +474,8 @@ class Repository:
         max_keys: int = 1_000_000,
     ) -> IssuedKey:  # fmt: skip
         """A new key for merchant `mid` (which must exist); TooMany past `max_keys` of a mode."""
-        async with self.pool.acquire() as conn:
-            merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
+        async with self.pool.acquire() as conn, conn.transaction():
+            merchant_id = await conn.fetchval(Q["lock_merchant"], mid)
             if merchant_id is None:
                 raise errors.MerchantNotFound(mid)
             return await self._insert_key(conn, merchant_id, mode, secret, expires_at, max_keys)
@@ -496,10 +502,10 @@ class Repository:
         The old key counts against `max_keys` until its grace ends: a roll may go one over.
         """
         async with self.pool.acquire() as conn, conn.transaction():
+            merchant_id = await conn.fetchval(Q["lock_merchant"], mid)
             old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds, mode)
             if old is None:
                 return None
-            merchant_id = await conn.fetchval("SELECT id FROM merchants WHERE mid = $1", mid)
             new = await self._insert_key(
                 conn, merchant_id, old["mode"], secret, None, max_keys + 1
             )

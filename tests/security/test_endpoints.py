@@ -7,6 +7,7 @@ url alone); and every merchant made by the CLI was handed the same default secre
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -356,3 +357,18 @@ async def test_a_test_event_reports_a_failing_endpoint(
     answer = await (await client.post(f"{ENDPOINTS}/{created['id']}/test")).json()
     assert answer == {"endpointId": created["id"], "eventId": answer["eventId"],
                       "delivered": False, "error": "http_401", "responseCode": 401}  # fmt: skip
+
+
+async def test_concurrent_registrations_do_not_pass_the_cap(
+    aiohttp_client: AiohttpClient, settings: Settings, api_key: str, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+) -> None:  # fmt: skip
+    client = await aiohttp_client(create_app(tuned(settings, max_webhook_endpoints=2)),
+                                  headers=bearer(api_key))  # fmt: skip
+    answers = await asyncio.gather(*(
+        client.post(ENDPOINTS, json={"url": hook_url(sim, f"RACE{i}")}) for i in range(15)
+    ))  # fmt: skip
+    assert sorted(a.status for a in answers) == [201, 201] + [409] * 13
+    assert await pool.fetchval(
+        "SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL"
+    ) == 2

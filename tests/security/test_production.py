@@ -36,6 +36,15 @@ def _proper() -> dict[str, str]:
         "ENGINE_ATOM_URL": "https://payment.atomtech.example/ots",
         "ENGINE_DEFAULT_WEBHOOK_URL": "https://merchant.example.com/webhooks/pg",
         "ENGINE_METRICS_TOKEN": secrets.token_hex(16),
+        # Test mode's own providers: a sandbox apart from live money.
+        "ENGINE_TEST_ACQUIRER_URL": "https://sandbox.acquirer.example.com/v1",
+        "ENGINE_TEST_ATOM_URL": "https://caller.atomtech.example/ots",
+        "ENGINE_TEST_ATOM_MERCH_ID": "317159",
+        "ENGINE_TEST_ATOM_PASSWORD": secrets.token_hex(8),
+        "ENGINE_TEST_ATOM_REQ_HASH_KEY": secrets.token_hex(16),
+        "ENGINE_TEST_ATOM_RES_HASH_KEY": secrets.token_hex(16),
+        "ENGINE_TEST_ATOM_REQ_ENC_KEY": secrets.token_hex(16).upper(),
+        "ENGINE_TEST_ATOM_RES_ENC_KEY": secrets.token_hex(16).upper(),
     }
 
 
@@ -56,6 +65,11 @@ UNSAFE: list[tuple[str, dict[str, str | None]]] = [
     ("ENGINE_ACQUIRER_URL", {"ENGINE_ACQUIRER_URL": "http://127.0.0.1:8082/acquirer"}),
     ("ENGINE_ATOM_URL", {"ENGINE_ATOM_URL": None}),
     ("ENGINE_METRICS_TOKEN", {"ENGINE_METRICS_TOKEN": None}),
+    # Test keys must never reach live money: test mode's providers are set, and apart.
+    ("ENGINE_TEST_ACQUIRER_URL", {"ENGINE_TEST_ACQUIRER_URL": None}),
+    ("ENGINE_TEST_ACQUIRER_URL", {"ENGINE_TEST_ACQUIRER_URL": "https://acquirer.example.com/v1"}),
+    ("ENGINE_TEST_ATOM_MERCH_ID", {"ENGINE_TEST_ATOM_MERCH_ID": "317157"}),
+    ("ENGINE_TEST_ATOM_PASSWORD", {"ENGINE_TEST_ATOM_PASSWORD": None}),
 ]
 if "webhook_allowed_hosts" in Settings.model_fields:  # the field of the egress policy
     UNSAFE.append(("ENGINE_WEBHOOK_ALLOWED_HOSTS",
