@@ -17,10 +17,10 @@ from secrets import token_hex
 from typing import Any
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api import app as app_module
-from api import auth, problems
+from api import auth, models, problems
 from api import body as request_body
 from engine import egress, errors, signing, webhooks
 from engine.errors import WebhookRetryable
@@ -40,6 +40,12 @@ class EndpointRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     url: str = Field(min_length=1, max_length=2048)
     description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        # Free text like an order name: storable, and no control characters (they reach logs).
+        return None if value is None else models.check_text(value)
 
 
 class RollRequest(BaseModel):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import copy
+import functools
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_schema
 
 from api import app as app_module
-from api import history, keys, models, problems, refunds
+from api import endpoints, history, keys, models, problems, refunds
 from api.auth import PUBLIC
 from config.settings import Settings
 from engine import money
@@ -30,6 +31,19 @@ _SECURED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 KEY_PATTERN = r"^sk_(live|test)_[0-9A-Za-z]{43}$"
 # Why a 401 was answered, in its `reason` member.
 AuthFailure = Literal["missing", "malformed", "unknown", "expired", "revoked"]
+# Why a webhook destination was refused (engine/egress.py), in a destination-refused 422's
+# `reason` member.
+EgressReason = Literal[
+    "invalid_url", "scheme", "https_required", "dns_failed", "unspecified", "loopback",
+    "link_local", "multicast", "cgnat", "reserved", "private", "unique_local",
+]  # fmt: skip
+# A webhook url as api/endpoints.check_url takes it: http(s), printable ASCII without spaces,
+# no user:password@ before the host, no #fragment. Where the host points is checked apart.
+WEBHOOK_URL_PATTERN = (
+    r"^https?://[\x21-\x22\x24-\x2e\x30-\x3e\x41-\x7e]+([/?][\x21-\x22\x24-\x7e]*)?$"
+)
+# engine/signing.new_secret: "whsec_" and the base64 of 32 random bytes.
+SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{43}=$"
 # The seed's request, as the README shows it.
 SEED_EXAMPLE: dict[str, Any] = {
     "userPublicId": "USR_123",
@@ -114,10 +128,11 @@ class WebhookDelivery(_Response):
 
 
 class PaymentWebhooks(_Response):
-    """Every delivery of one payment."""
+    """One page of a payment's deliveries, oldest first; `next` is the `after` of the next page."""
 
     tid: str
     deliveries: list[WebhookDelivery]
+    next: int | None
 
 
 class DeadLetterPage(_Response):
@@ -184,6 +199,56 @@ class RolledKey(_Response):
 
     new: IssuedKey
     old: ApiKeyInfo
+
+
+class Endpoint(_Response):
+    """A webhook endpoint as the API shows it: never its secrets."""
+
+    # Neither url nor description is bounded here: the operator's CLI (engine/endpoints.py)
+    # registers endpoints too, without the API's checks.
+    id: int = Field(ge=1)
+    url: str
+    description: str | None
+    # The mode of the key that registered it; only keys of that mode see it.
+    mode: Literal["live", "test"]
+    createdAt: datetime
+    # Secrets that sign its deliveries now: more than 1 while a roll's grace period runs. At
+    # least 1 once registered or rolled here; 0 only for an endpoint carried over by migration
+    # 0010 whose secrets had all expired.
+    activeSecrets: int = Field(ge=0)
+
+
+class EndpointCreated(Endpoint):
+    """201 of a registration or a roll: the endpoint and its new secret, shown this once."""
+
+    secret: str = Field(pattern=SECRET_PATTERN)
+
+
+class EndpointDeleted(Endpoint):
+    """200 of a delete: the endpoint as it was; it receives nothing more, its secrets stopped."""
+
+    activeSecrets: Literal[0]
+    deleted: Literal[True]
+
+
+class EndpointList(_Response):
+    """The merchant's active endpoints of the key's mode, oldest first."""
+
+    endpoints: list[Endpoint]
+
+
+class EndpointTestResult(_Response):
+    """200 of a test event: what the endpoint answered (nothing is stored or retried)."""
+
+    endpointId: int = Field(ge=1)
+    eventId: str = Field(pattern=r"^evt_test_[0-9a-f]{20}$")
+    # True when the endpoint answered 2xx.
+    delivered: bool
+    # Why not: `refused:<reason>` (the destination is refused now), `timeout`, `redirect`,
+    # `http_<status>`, `connect_failed` ...; null when delivered.
+    error: str | None
+    # The endpoint's HTTP status, when it answered one: any three digits it sent.
+    responseCode: int | None = Field(ge=0, le=999)
 
 
 class Refund(_Response):
@@ -279,27 +344,47 @@ class Problem(BaseModel):
         default=None, description="409 idempotency-conflict: the payment already made."
     )
     currentStatus: str | SkipJsonSchema[None] = Field(
-        default=None, description="409 state-conflict: the payment's final status."
+        default=None, description="409 state-conflict: the payment's status now."
     )
-    reason: AuthFailure | SkipJsonSchema[None] = Field(
-        default=None, description="401: why the API key was not accepted."
+    refundable: Annotated[int, Field(ge=0)] | SkipJsonSchema[None] = Field(
+        default=None, description="409 refund-exceeds-captured: what is left to refund."
+    )
+    limit: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="409 limit-reached: how many active ones there may be."
+    )
+    reason: Literal[AuthFailure, EgressReason] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="401: why the API key was not accepted. 422 destination-refused: why the"
+        " url's destination is refused.",
     )
 
 
-_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-    (models.PaymentRequest, "validation"),
-    (keys.IssueRequest, "validation"),
-    (keys.RollRequest, "validation"),
-    (refunds.RefundRequest, "validation"),
-    *((m, "serialization") for m in (PaymentAck, PaymentLookup, UnresolvedPage, PaymentWebhooks,
-                                      DeadLetterPage, TriggerAccepted, RedeliverAccepted, Health,
-                                      ApiKeyInfo, ApiKeyList, IssuedKey, RolledKey, Refund,
-                                      PaymentRefunds, HistoryPage, PaymentEvents, Problem)),
-]  # fmt: skip
+@functools.cache
+def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every model the document names; made on first use, not at import (api.app imports this
+    module, and the handler modules whose request models it names import api.app)."""
+
+    # Its own name: keys.RollRequest is "RollRequest" already.
+    class EndpointRollRequest(endpoints.RollRequest):
+        """POST /api/webhook-endpoints/{id}/roll: the old secrets sign `graceSeconds` more."""
+
+    return [
+        (models.PaymentRequest, "validation"),
+        (keys.IssueRequest, "validation"),
+        (keys.RollRequest, "validation"),
+        (refunds.RefundRequest, "validation"),
+        (endpoints.EndpointRequest, "validation"),
+        (EndpointRollRequest, "validation"),
+        *((m, "serialization") for m in (
+            PaymentAck, PaymentLookup, UnresolvedPage, PaymentWebhooks, DeadLetterPage,
+            TriggerAccepted, RedeliverAccepted, Health, ApiKeyInfo, ApiKeyList, IssuedKey,
+            RolledKey, Refund, PaymentRefunds, HistoryPage, PaymentEvents, Endpoint,
+            EndpointCreated, EndpointDeleted, EndpointList, EndpointTestResult, Problem)),
+    ]  # fmt: skip
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
-    _, top = models_json_schema(_MODELS, by_alias=True, ref_template=REF)
+    _, top = models_json_schema(_models(), by_alias=True, ref_template=REF)
     schemas: dict[str, Any] = copy.deepcopy(top["$defs"])
     for schema in schemas.values():
         for prop in schema.get("properties", {}).values():
@@ -322,11 +407,15 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     )
     body["provider"]["description"] = "Who settles it: `card` (the acquirer) or `atom`."
     body["orderName"]["description"] = "The merchant's name for the order (1 to 200 characters)."
-    url = body["webhookUrl"]["anyOf"][0]
-    # "iri": the server takes international host names too (sent on as punycode).
-    url.update(format="iri", pattern="^https?://")
+    # Accepted only as registered (printable ASCII: endpoint urls are) or as the default.
+    body["webhookUrl"]["anyOf"][0].update(format="uri", pattern=WEBHOOK_URL_PATTERN)
     default_url = settings.default_webhook_url
-    body["webhookUrl"]["description"] = f"Absolute http(s) URL; default {default_url}"
+    body["webhookUrl"]["description"] = (
+        "Where the payment's webhooks go: the url of one of your webhook endpoints in the key's"
+        " mode, exactly as registered with POST /api/webhook-endpoints (any other url is 422),"
+        f" or the operator's default receiver {default_url}. Absent: your newest endpoint in"
+        " the key's mode, else that default."
+    )
     body["currency"]["description"] = (
         f"ISO 4217 code of money in use (engine/money.py); default {settings.default_currency}"
     )
@@ -334,6 +423,16 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     for text in (body["orderId"], body["userPublicId"], body["orderName"]["anyOf"][0],
                  schemas["RefundRequest"]["properties"]["reason"]["anyOf"][0]):  # fmt: skip
         text["pattern"] = NO_CONTROLS
+    endpoint = schemas["EndpointRequest"]["properties"]
+    endpoint["url"].update(format="uri", pattern=WEBHOOK_URL_PATTERN)
+    endpoint["url"]["description"] = (
+        "Where deliveries go: an absolute http(s) URL in printable ASCII, without spaces, a"
+        " user:password@ or a #fragment (else 422 validation-error). Its host must resolve to"
+        " public addresses only, unless the operator allows it; https only in production (else"
+        " 422 destination-refused, `reason` says why). Payments name it as their webhookUrl"
+        " exactly as written here."
+    )
+    endpoint["description"]["description"] = "Your note on the endpoint (at most 500 characters)."
     return schemas
 
 
@@ -362,10 +461,20 @@ _KEY_ID = {"name": "id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
 
 
-_THROTTLED = _problem(
-    "Too many failed authentications from this address; a valid key is never refused so."
-) | {"headers": {"Retry-After": _RETRY_AFTER}}
+_AUTH_THROTTLE = (
+    "too many failed authentications from this address (a valid key is never refused so)"
+)
+
+
+def _too_many(why: str | None = None) -> dict[str, Any]:
+    """429 with Retry-After: the failed-authentication throttle, and `why` if the route adds one."""
+    text = f"{why} Or {_AUTH_THROTTLE}." if why else f"{_AUTH_THROTTLE.capitalize()}."
+    return _problem(text) | {"headers": {"Retry-After": _RETRY_AFTER}}
+
+
+_THROTTLED = _too_many()
 _SLOW_BODY = _problem("The body did not arrive in time.")
+_TOO_LARGE = _problem("The body is larger than the server accepts.")
 _MEDIA = _problem("Content-Type is not JSON in UTF-8 (`application/json` or `application/*+json`,"
                   " no charset or utf-8), or Content-Encoding is not gzip or deflate.")
 # Free text (ids, names, reasons): no C0 or C1 control character, no DEL.
@@ -378,13 +487,15 @@ def _secured(operations: dict[str, Any]) -> dict[str, Any]:
         for operation in item.values():
             if "requestBody" in operation:  # api/body.py: every body read is checked alike
                 operation["responses"].setdefault("408", _SLOW_BODY)
+                operation["responses"].setdefault("413", _TOO_LARGE)
                 operation["responses"].setdefault("415", _MEDIA)
         # A provider's callback is authenticated by the provider's signature, not a key.
         if path.startswith("/api/") and path not in PUBLIC:
             for operation in item.values():
                 operation["security"] = _SECURED
                 operation["responses"]["401"] = _UNAUTHORIZED
-                operation["responses"]["429"] = _THROTTLED
+                # An operation with a 429 of its own documents the throttle's with it.
+                operation["responses"].setdefault("429", _THROTTLED)
     return operations
 
 
@@ -392,6 +503,8 @@ def _key_paths() -> dict[str, Any]:
     key_not_found = _problem("This merchant has no such (active) API key.")
     bad_json = _problem("The body is not JSON: malformed, not UTF-8, duplicate keys.")
     bad_body = _problem("A member is unknown or invalid; `field` names it.")
+    at_limit = _problem("The merchant has as many active keys of this mode as it may have"
+                        " (/problems/limit-reached, `limit` says how many).")  # fmt: skip
     # A fuzzer may roll or revoke only keys it made itself, never the one it calls with.
     made = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
             for op in ("rollKey", "revokeKey")}  # fmt: skip
@@ -408,7 +521,10 @@ def _key_paths() -> dict[str, Any]:
                 "requestBody": {"required": False, "content": _content(JSON, "IssueRequest")},
                 "responses": {
                     "201": _json("IssuedKey", "The new key.") | {"links": made},
-                    "400": bad_json, "422": bad_body, "503": _UNAVAILABLE,
+                    "400": bad_json,
+                    "403": _problem("`mode` names the other mode: a key issues keys of its own"
+                                    " mode only (/problems/mode-mismatch, `field` mode)."),
+                    "409": at_limit, "422": bad_body, "503": _UNAVAILABLE,
                 },
             },
         },
@@ -419,7 +535,8 @@ def _key_paths() -> dict[str, Any]:
             "requestBody": {"required": False, "content": _content(JSON, "RollRequest")},
             "responses": {
                 "201": _json("RolledKey", "The new key and the old one's end."),
-                "400": bad_json, "404": key_not_found, "422": bad_body, "503": _UNAVAILABLE,
+                "400": bad_json, "404": key_not_found, "409": at_limit, "422": bad_body,
+                "503": _UNAVAILABLE,
             },
         }},
         "/api/keys/{id}": {"delete": {
@@ -429,6 +546,95 @@ def _key_paths() -> dict[str, Any]:
             "responses": {
                 "200": _json("ApiKeyInfo", "The revoked key."),
                 "404": key_not_found, "503": _UNAVAILABLE,
+            },
+        }},
+    }  # fmt: skip
+
+
+_ENDPOINT_ID = {"name": "id", "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
+
+
+def _endpoint_paths() -> dict[str, Any]:
+    # Another merchant's endpoint, or the other mode's, is not found either.
+    not_found = _problem("This merchant has no active webhook endpoint with this id in the"
+                         " key's mode.")  # fmt: skip
+    bad_json = _problem("The body is not JSON: malformed, not UTF-8, duplicate keys, too deep;"
+                        " or it could not be read as its headers describe it.")  # fmt: skip
+    # The stateful links stop short of the test event: it calls the registered url.
+    made = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+            for op in ("getEndpoint", "rollEndpointSecret", "deleteEndpoint")}  # fmt: skip
+    return {
+        "/api/webhook-endpoints": {
+            "post": {
+                "operationId": "createEndpoint",
+                "summary": "Register a webhook endpoint of the key's mode; its signing secret"
+                           " is shown this once.",
+                "requestBody": {"required": True, "content": _content(JSON, "EndpointRequest")},
+                "responses": {
+                    "201": _json("EndpointCreated", "Registered, with its secret.")
+                           | {"links": made},
+                    "400": bad_json,
+                    "409": _problem(
+                        "The url is registered already in this mode (/problems/endpoint-exists,"
+                        " `field` url: roll its secret instead), or the merchant has as many"
+                        " endpoints in this mode as it may have (/problems/limit-reached,"
+                        " `limit` says how many)."
+                    ),
+                    "422": _problem(
+                        "A member is missing, unknown or invalid (/problems/validation-error,"
+                        " `field` names it), or the url's destination is refused"
+                        " (/problems/destination-refused, `field` url, `reason` says why)."
+                    ),
+                    "503": _UNAVAILABLE,
+                },
+            },
+            "get": {
+                "operationId": "listEndpoints",
+                "summary": "The merchant's active endpoints of the key's mode, oldest first.",
+                "responses": {"200": _json("EndpointList", "The endpoints (no secrets)."),
+                              "503": _UNAVAILABLE},
+            },
+        },
+        "/api/webhook-endpoints/{id}": {
+            "get": {
+                "operationId": "getEndpoint",
+                "summary": "One endpoint (never its secrets).",
+                "parameters": [_ENDPOINT_ID],
+                "responses": {"200": _json("Endpoint", "The endpoint."), "404": not_found,
+                              "503": _UNAVAILABLE},
+            },
+            "delete": {
+                "operationId": "deleteEndpoint",
+                "summary": "The endpoint receives nothing more, at once; its secrets stop.",
+                "parameters": [_ENDPOINT_ID],
+                "responses": {"200": _json("EndpointDeleted", "Deleted."), "404": not_found,
+                              "503": _UNAVAILABLE},
+            },
+        },
+        "/api/webhook-endpoints/{id}/roll": {"post": {
+            "operationId": "rollEndpointSecret",
+            "summary": "A new secret now; the old ones sign `graceSeconds` more, then stop.",
+            "parameters": [_ENDPOINT_ID],
+            "requestBody": {"required": False, "content": _content(JSON, "EndpointRollRequest")},
+            "responses": {
+                "201": _json("EndpointCreated", "The endpoint with its new secret, shown once."),
+                "400": bad_json, "404": not_found,
+                "422": _problem("A member is unknown or invalid; `field` names it."),
+                "503": _UNAVAILABLE,
+            },
+        }},
+        "/api/webhook-endpoints/{id}/test": {"post": {
+            "operationId": "testEndpoint",
+            "summary": "Send the endpoint a signed TEST event now, as a delivery would go, and"
+                       " say what it answered.",
+            "parameters": [_ENDPOINT_ID],
+            "responses": {
+                "200": _json("EndpointTestResult", "Sent, or refused: `delivered` says which."),
+                "404": not_found,
+                "429": _too_many("One test event per endpoint every few seconds"
+                                 " (/problems/test-limited)."),
+                "503": _UNAVAILABLE,
             },
         }},
     }  # fmt: skip
@@ -579,7 +785,8 @@ def _paths() -> dict[str, Any]:
                 "403": _problem("echo.mid names another merchant than the API key's."),
                 "409": _problem("The order was already paid for with another request."),
                 "413": _problem("The body is larger than the server accepts."),
-                "422": _problem("A field is missing or invalid; `field` names it."),
+                "422": _problem("A field is missing or invalid (`field` names it), or `webhookUrl`"
+                                " is not one of the merchant's endpoints in the key's mode."),
                 "503": _UNAVAILABLE,
             },
         }},
@@ -592,10 +799,10 @@ def _paths() -> dict[str, Any]:
         }},
         "/api/payment/transaction/{tid}/webhooks": {"get": {
             "operationId": "getTransactionWebhooks",
-            "summary": "Every webhook delivery of a payment.",
-            "parameters": [_TID],
-            "responses": {"200": _json("PaymentWebhooks", "The deliveries, oldest first."),
-                          "404": not_found, "503": _UNAVAILABLE},
+            "summary": "A payment's webhook deliveries, by id.",
+            "parameters": [_TID, *_PAGING],
+            "responses": {"200": _json("PaymentWebhooks", "One page, oldest first."),
+                          "404": not_found, "422": bad_paging, "503": _UNAVAILABLE},
         }},
         "/api/payment/webhook/trigger/{tid}": {"post": {
             "operationId": "triggerWebhook",
@@ -606,8 +813,15 @@ def _paths() -> dict[str, Any]:
                 "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
                 "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
                 "404": not_found,
-                "409": _problem("The payment is final with the other status."),
+                "409": _problem(
+                    "The payment is final with the other status, or a worker has it"
+                    " (PROCESSING) or lost track of it (UNRESOLVED): the provider may have moved"
+                    " money, so only a PENDING payment is settled by hand; or it kept changing."
+                    " `currentStatus` says which."
+                ),
                 "422": _problem("`status` is missing or not SUCCESS/FAILED."),
+                "429": _too_many("Its webhook was queued too often in the resend window"
+                                 " (/problems/resend-limited)."),
                 "503": _UNAVAILABLE,
             },
         }},
@@ -683,6 +897,7 @@ def _paths() -> dict[str, Any]:
                           "404": _problem("Served on ENGINE_METRICS_PORT only.")},
         }},
         **_key_paths(),
+        **_endpoint_paths(),
         **_refund_and_history_paths(not_found),
     })  # fmt: skip
 

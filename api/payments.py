@@ -139,7 +139,9 @@ async def create_payment(request: web.Request) -> web.Response:
         amount=req.amount,
         currency=currency,
         echo=req.echo,
-        webhook_url=req.webhook_url,
+        # Naming the operator's default receiver is naming none: the merchant's own endpoint
+        # is used if it has one, and no merchant can pick the operator's secret by url.
+        webhook_url=asked,
         request_digest=intake.request_digest(req.digest_fields(currency, asked)),
         provider=req.provider,
         order_name=req.order_name,

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from xml.etree import ElementTree
 
 import aiohttp
@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from api import openapi, server
+from api import endpoints, openapi, problems, server
 from api.app import create_app
 from config.settings import Settings
 from engine.repository import Repository
@@ -57,6 +57,19 @@ UNFUZZED: frozenset[str] = frozenset()
 # cursor is valid only as the server signed it, and `to` / `maxAmount` must not fall below
 # `from` / `minAmount` (a rule across two parameters).
 UNSTATEABLE = {("GET", "/api/payments"): frozenset({"cursor", "to", "maxAmount"})}
+# A payment's webhookUrl must be the url of one of the merchant's registered endpoints: that is
+# state, not form, and the fuzzer's urls name none. Such a 422 is dropped only for a url the
+# registration itself would take by its form (api/endpoints.check_url), so a document that
+# allows a malformed url still fails the run.
+UNREGISTERED = (("POST", PAY), "webhookUrl")
+# An endpoint's url is registered only if its host resolves to public addresses: where a name
+# points is no part of its spelling (and the fuzzer's names resolve to nothing here). Refusals
+# of the url's form, which the document does state, are kept.
+UNRESOLVABLE = (
+    ("POST", "/api/webhook-endpoints"),
+    "/problems/destination-refused",
+    frozenset(get_args(openapi.EgressReason)) - {"invalid_url", "scheme", "https_required"},
+)
 
 
 def _whole_float(value: Any) -> bool:
@@ -72,7 +85,9 @@ def filter_failure(
 ) -> bool:
     """Keep every failure but a 422 of valid-looking data that the schema cannot rule out.
 
-    That is: integers spelled as floats, or an UNSTATEABLE rule of the operation.
+    That is: integers spelled as floats, an UNSTATEABLE rule of the operation, a well-formed
+    webhookUrl that is not registered (UNREGISTERED), or an endpoint url whose host does not
+    resolve to public addresses (UNRESOLVABLE).
     """
     # JSON Schema counts 10000.0 as an integer and schemathesis sends such spellings as valid
     # data; the contract refuses floats for money on purpose (README, test_intake), and no
@@ -80,20 +95,49 @@ def filter_failure(
     if failure.code != "ST202" or response.status_code != 422:
         return True
     try:
-        fields = {e["field"] for e in json.loads(response.content)["errors"]}
-    except (ValueError, KeyError, TypeError):
+        problem = json.loads(response.content)
+    except ValueError:
         return True
     operation = (case.operation.method.upper(), case.operation.path)
+    where, slug, reasons = UNRESOLVABLE
+    if operation == where and isinstance(problem, dict) and problem.get("type") == slug:
+        return problem.get("reason") not in reasons
+    try:
+        fields = {e["field"] for e in problem["errors"]}
+    except (KeyError, TypeError):
+        return True
     if fields and fields <= UNSTATEABLE.get(operation, frozenset()):
         return False
     if not isinstance(case.body, dict):
         return True
+    if (operation, fields) == (UNREGISTERED[0], {UNREGISTERED[1]}):
+        return not _well_formed_url(case.body.get(UNREGISTERED[1]))
     return not all(_whole_float(case.body.get(f)) for f in fields)
+
+
+def _well_formed_url(value: Any) -> bool:
+    """True if an endpoint with this url could be registered, as far as its form goes."""
+    try:
+        endpoints.check_url(value)
+    except (problems.Problem, TypeError):
+        return False
+    return True
 
 
 # The id of the key the fuzzer calls with: one it will not draw for DELETE /api/keys/{id} (it
 # does draw 1, 2, the maximum...), so it cannot revoke or roll the key it needs.
 FUZZ_KEY_ID = 7_340_117_219
+
+
+@schemathesis.hook
+def filter_case(ctx: schemathesis.HookContext, case: schemathesis.Case) -> bool:
+    """Drop a case that would roll or revoke the fuzzer's own key.
+
+    It does not draw FUZZ_KEY_ID, but it reuses ids that responses showed it (GET /api/keys
+    lists the key) as path parameters.
+    """
+    key_id = (case.path_parameters or {}).get("id")
+    return not (case.operation.path.startswith("/api/keys/") and str(key_id) == str(FUZZ_KEY_ID))
 
 
 @pytest.fixture
@@ -577,6 +621,68 @@ def test_hook_drops_only_whole_float_and_unstateable_rejections() -> None:
     response.content = json.dumps({"errors": [{"field": "cursor", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
 
+
+
+def test_hook_drops_only_unregistered_urls_and_unresolvable_hosts() -> None:
+    class Failure:
+        code = "ST202"
+
+    class Operation:
+        method = "post"
+        path = PAY
+
+    class Case:
+        def __init__(self) -> None:
+            self.body: Any = {**SEED_REQUEST, "webhookUrl": "https://shop.example/hooks"}
+            self.operation = Operation()
+
+    class Response:
+        status_code = 422
+        content = json.dumps({"errors": [{"field": "webhookUrl", "message": "x"}]}).encode()
+
+    failure, case, response = Failure(), Case(), Response()
+    # A well-formed url that is not one of the merchant's endpoints: state, not form.
+    assert not filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    # A url the registration would refuse by its form: the document should have said so.
+    for malformed in ("https://user:pw@shop.example/", "https://shop.example/#x", "http://a b/"):
+        case.body = {**SEED_REQUEST, "webhookUrl": malformed}
+        assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    # Another field's 422 on that operation is kept.
+    response.content = json.dumps({"errors": [{"field": "orderId", "message": "x"}]}).encode()
+    assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+
+    # A registration refused for where its host points, not for its form.
+    case.operation.path = "/api/webhook-endpoints"
+    case.body = {"url": "https://shop.example/hooks"}
+    refused = {"type": "/problems/destination-refused", "field": "url", "reason": "dns_failed"}
+    response.content = json.dumps(refused).encode()
+    assert not filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    for reason in ("invalid_url", "scheme"):
+        response.content = json.dumps({**refused, "reason": reason}).encode()
+        assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    # Only on that operation.
+    case.operation.path = PAY
+    response.content = json.dumps(refused).encode()
+    assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+
+
+def test_case_filter_spares_only_the_fuzz_key() -> None:
+    class Operation:
+        path = "/api/keys/{id}"
+
+    class Case:
+        def __init__(self) -> None:
+            self.path_parameters: Any = {"id": FUZZ_KEY_ID}
+            self.operation = Operation()
+
+    case = Case()
+    assert not filter_case(None, case)  # type: ignore[arg-type]
+    case.path_parameters = {"id": FUZZ_KEY_ID + 1}
+    assert filter_case(None, case)  # type: ignore[arg-type]
+    case.path_parameters, case.operation.path = {"id": FUZZ_KEY_ID}, "/api/webhook-endpoints/{id}"
+    assert filter_case(None, case)  # type: ignore[arg-type]
+    case.path_parameters = None
+    assert filter_case(None, case)  # type: ignore[arg-type]
 
 async def test_past_the_concurrency_limit_requests_get_503_at_once_and_store_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str

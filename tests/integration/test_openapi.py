@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+from pytest_aiohttp import AiohttpClient
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -21,7 +22,9 @@ from api import history, openapi
 from api.app import create_app
 from api.auth import PUBLIC
 from config.settings import Settings
-from tests.conftest import SEED_REQUEST
+from engine.repository import Repository
+from simulator.server import SimulatorHandle
+from tests.conftest import MID, SEED_REQUEST
 
 PROBLEM = "application/problem+json"
 # Where the document is registered for $ref resolution; its refs are all "#/components/...".
@@ -275,14 +278,18 @@ def test_every_api_operation_needs_the_bearer_key(settings: Settings) -> None:
             else:
                 assert "security" not in operation and "401" not in operation["responses"], path
     # 403 where a key may be refused an action: another merchant's echo.mid, a live key's
-    # settle by hand.
+    # settle by hand, a key of the other mode asked for.
     forbidden = {
         (method, path)
         for path, item in doc["paths"].items()
         for method, operation in item.items()
         if "403" in operation["responses"]
     }
-    assert forbidden == {("post", "/api/payment"), ("post", "/api/payment/webhook/trigger/{tid}")}
+    assert forbidden == {
+        ("post", "/api/payment"),
+        ("post", "/api/payment/webhook/trigger/{tid}"),
+        ("post", "/api/keys"),
+    }
     body = doc["components"]["schemas"]["PaymentRequest"]["properties"]
     assert body["provider"]["enum"] == ["card", "atom"] and body["provider"]["default"] == "card"
     name = body["orderName"]["anyOf"][0]
@@ -305,7 +312,7 @@ def test_history_filters_are_the_handlers(settings: Settings) -> None:
 
 
 async def test_auth_and_key_responses_match_the_document(
-    client: TestClient, settings: Settings, api_key: str
+    client: TestClient, settings: Settings, api_key: str, repo: Repository
 ) -> None:
     doc = openapi.document(settings)
     pay, keys = "/api/payment", "/api/keys"
@@ -326,24 +333,31 @@ async def test_auth_and_key_responses_match_the_document(
     resp = await client.get(keys)
     assert resp.status == 200
     [own] = (await conforms(doc, "GET", keys, resp))["keys"]
+    # A test key issues test keys only.
     resp = await client.post(keys, json={"mode": "live"})
+    assert resp.status == 403
+    assert (await conforms(doc, "POST", keys, resp))["field"] == "mode"
+    resp = await client.post(keys, json={})
     assert resp.status == 201
-    live = await conforms(doc, "POST", keys, resp)
+    made = await conforms(doc, "POST", keys, resp)
     resp = await client.post(keys, json={"mode": "nope"})
     assert resp.status == 422
     await conforms(doc, "POST", keys, resp)
 
-    tid = (await (await client.post(pay, json=SEED_REQUEST)).json())["transactionId"]
-    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"},
-                             headers={"Authorization": f"Bearer {live['key']}"})  # fmt: skip
+    # Live keys come from the operator; a live payment is not settled by hand.
+    live_key = await repo.issue_key(MID, "live", settings.api_key_secret)
+    live = {"Authorization": f"Bearer {live_key.key}"}
+    resp = await client.post(pay, json=SEED_REQUEST, headers=live)
+    tid = (await resp.json())["transactionId"]
+    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"}, headers=live)
     assert resp.status == 403
     await conforms(doc, "POST", trigger, resp)
 
-    resp = await client.post(roll.format(id=live["id"]), json={"graceSeconds": 60})
+    resp = await client.post(roll.format(id=made["id"]), json={"graceSeconds": 60})
     assert resp.status == 201
     rolled = await conforms(doc, "POST", roll, resp)
-    assert rolled["old"]["id"] == live["id"] and rolled["old"]["expiresAt"] is not None
-    resp = await client.post(roll.format(id=live["id"]), json={"graceSeconds": -1})
+    assert rolled["old"]["id"] == made["id"] and rolled["old"]["expiresAt"] is not None
+    resp = await client.post(roll.format(id=made["id"]), json={"graceSeconds": -1})
     assert resp.status == 422
     await conforms(doc, "POST", roll, resp)
     resp = await client.delete(revoke.format(id=rolled["new"]["id"]))
@@ -419,3 +433,111 @@ async def test_refund_and_history_responses_match_the_document(
     resp = await client.get(history, params={"cursor": "forged"})
     assert resp.status == 422
     await conforms(doc, "GET", history, resp)
+
+
+async def test_endpoint_and_limit_responses_match_the_document(
+    aiohttp_client: AiohttpClient, settings: Settings, api_key: str, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+) -> None:  # fmt: skip
+    # Low caps, so that every limit answers too.
+    tight = settings.model_copy(update={"max_webhook_endpoints": 2, "max_api_keys": 1,
+                                        "webhook_resends_per_window": 1})  # fmt: skip
+    doc = openapi.document(tight)
+    client = await aiohttp_client(create_app(tight),
+                                  headers={"Authorization": f"Bearer {api_key}"})  # fmt: skip
+    endpoints, one = "/api/webhook-endpoints", "/api/webhook-endpoints/{id}"
+    roll, test = f"{one}/roll", f"{one}/test"
+    url, other = (f"{sim.url}/api/webhook/pg/{name}" for name in ("DOC", "DOC2"))
+
+    resp = await client.post(endpoints, json={"url": url, "description": "orders"})
+    assert resp.status == 201, await resp.text()
+    made = await conforms(doc, "POST", endpoints, resp)
+    assert made["activeSecrets"] == 1
+    resp = await client.post(endpoints, json={"url": url})
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", endpoints, resp))["type"] == "/problems/endpoint-exists"
+    resp = await client.post(endpoints, json={"url": other})
+    assert resp.status == 201, await resp.text()
+    await conforms(doc, "POST", endpoints, resp)
+    for body, status, slug in (
+        ({"url": f"{sim.url}/api/webhook/pg/DOC3"}, 409, "limit-reached"),
+        ({"url": "http://127.0.0.1:1/x"}, 422, "destination-refused"),
+        ({"url": "http://x/#frag"}, 422, "validation-error"),
+    ):
+        resp = await client.post(endpoints, json=body)
+        assert resp.status == status, await resp.text()
+        assert (await conforms(doc, "POST", endpoints, resp))["type"] == f"/problems/{slug}"
+
+    resp = await client.get(endpoints)
+    assert resp.status == 200
+    assert len((await conforms(doc, "GET", endpoints, resp))["endpoints"]) == 2
+    resp = await client.get(one.format(id=made["id"]))
+    assert resp.status == 200
+    await conforms(doc, "GET", one, resp)
+    resp = await client.post(roll.format(id=made["id"]), json={"graceSeconds": 60})
+    assert resp.status == 201, await resp.text()
+    assert (await conforms(doc, "POST", roll, resp))["activeSecrets"] == 2
+    resp = await client.post(roll.format(id=made["id"]), json={"graceSeconds": -1})
+    assert resp.status == 422
+    await conforms(doc, "POST", roll, resp)
+    resp = await client.post(roll.format(id=made["id"]), data=b"{",
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+    assert resp.status == 400
+    await conforms(doc, "POST", roll, resp)
+    resp = await client.post(test.format(id=made["id"]))
+    assert resp.status == 200, await resp.text()
+    await conforms(doc, "POST", test, resp)
+    resp = await client.post(test.format(id=made["id"]))
+    assert resp.status == 429
+    await conforms(doc, "POST", test, resp)
+
+    # A payment names a registered endpoint, or is refused.
+    resp = await client.post("/api/payment", json={**SEED_REQUEST, "webhookUrl": f"{url}/x"})
+    assert resp.status == 422
+    assert (await conforms(doc, "POST", "/api/payment", resp))["field"] == "webhookUrl"
+    resp = await client.post("/api/payment", json={**SEED_REQUEST, "webhookUrl": url})
+    assert resp.status == 202, await resp.text()
+    tid = (await conforms(doc, "POST", "/api/payment", resp))["transactionId"]
+
+    resp = await client.get(one.format(id=999_999))
+    assert resp.status == 404
+    await conforms(doc, "GET", one, resp)
+    resp = await client.post(test.format(id=999_999))
+    assert resp.status == 404
+    await conforms(doc, "POST", test, resp)
+    resp = await client.delete(one.format(id=made["id"]))
+    assert resp.status == 200
+    deleted = await conforms(doc, "DELETE", one, resp)
+    assert (deleted["deleted"], deleted["activeSecrets"]) == (True, 0)
+    resp = await client.delete(one.format(id=made["id"]))
+    assert resp.status == 404
+    await conforms(doc, "DELETE", one, resp)
+
+    # The manual trigger's limits: one webhook per payment in the window, PENDING only.
+    trigger = "/api/payment/webhook/trigger/{tid}"
+    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"})
+    assert resp.status == 202, await resp.text()
+    resp = await client.post(trigger.format(tid=tid), params={"status": "SUCCESS"})
+    assert resp.status == 429, await resp.text()
+    await conforms(doc, "POST", trigger, resp)
+    busy = {**SEED_REQUEST, "orderId": "ORD_BUSY"}
+    busy_tid = (await (await client.post("/api/payment", json=busy)).json())["transactionId"]
+    await pool.execute("UPDATE payment_processes SET status = 'PROCESSING' WHERE tid = $1",
+                       busy_tid)  # fmt: skip
+    resp = await client.post(trigger.format(tid=busy_tid), params={"status": "FAILED"})
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", trigger, resp))["currentStatus"] == "PROCESSING"
+
+    hooks = "/api/payment/transaction/{tid}/webhooks"
+    resp = await client.get(hooks.format(tid=tid), params={"limit": "1"})
+    assert resp.status == 200
+    page = await conforms(doc, "GET", hooks, resp)
+    assert len(page["deliveries"]) == 1 and isinstance(page["next"], int), page
+    resp = await client.get(hooks.format(tid=tid), params={"after": "-1"})
+    assert resp.status == 422
+    await conforms(doc, "GET", hooks, resp)
+
+    # At most one key of this mode: the fixture's.
+    resp = await client.post("/api/keys", json={})
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", "/api/keys", resp))["limit"] == 1

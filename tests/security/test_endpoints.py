@@ -372,3 +372,25 @@ async def test_concurrent_registrations_do_not_pass_the_cap(
     assert await pool.fetchval(
         "SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL"
     ) == 2
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "line\nbreak", "esc\x1b[31m", "nel\x85"])
+async def test_a_description_with_control_characters_is_422(
+    client: Client, pool: asyncpg.Pool, sim: SimulatorHandle, text: str
+) -> None:
+    before = await rows(pool)
+    body = {"url": hook_url(sim, "CTRL"), "description": text}
+    await problem(await client.post(ENDPOINTS, json=body), 422, "description")
+    assert await rows(pool) == before
+
+
+async def test_naming_the_default_receiver_is_naming_none(
+    client: Client, pool: asyncpg.Pool, settings: Settings, sim: SimulatorHandle
+) -> None:
+    mine = await register(client, hook_url(sim, "OWN"))
+    tid = await pay(client, "ORD_NAMED_DEFAULT", webhookUrl=str(settings.default_webhook_url))
+    row = await pool.fetchrow(
+        "SELECT webhook_url, endpoint_id FROM payment_processes WHERE tid = $1", tid
+    )
+    # The merchant's own endpoint, not the operator's receiver with the operator's secret.
+    assert (row["webhook_url"], row["endpoint_id"]) == (mine["url"], mine["id"])
