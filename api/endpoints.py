@@ -8,11 +8,9 @@ another's secret, and the operator's default secret is never a merchant's.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
@@ -20,7 +18,7 @@ from aiohttp import web
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api import app as app_module
-from api import auth, models, problems
+from api import auth, models, problems, responses
 from api import body as request_body
 from engine import egress, errors, signing, webhooks
 from engine.errors import WebhookRetryable
@@ -55,15 +53,6 @@ class RollRequest(BaseModel):
     grace_seconds: int = Field(default=0, alias="graceSeconds", ge=0, le=MAX_GRACE_SECONDS)
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False),
-                        content_type="application/json")  # fmt: skip
-
-
 def endpoint_body(e: Endpoint) -> dict[str, Any]:
     """An endpoint as the API shows it: never its secrets."""
     return {
@@ -71,7 +60,7 @@ def endpoint_body(e: Endpoint) -> dict[str, Any]:
         "url": e.url,
         "description": e.description,
         "mode": e.mode,
-        "createdAt": _iso(e.created_at),
+        "createdAt": responses.iso(e.created_at),
         "activeSecrets": e.active_secrets,
     }
 
@@ -135,14 +124,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
     )  # fmt: skip
     if created is None:
         raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
-    return _json(endpoint_body(created) | {"secret": secret}, 201)
+    return responses.json_response(endpoint_body(created) | {"secret": secret}, 201)
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
     who = auth.caller(request)
     found = await request.app[app_module.REPO].endpoints(who.mid, who.mode)
-    return _json({"endpoints": [endpoint_body(e) for e in found]})
+    return responses.json_response({"endpoints": [endpoint_body(e) for e in found]})
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -152,7 +141,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     found = await request.app[app_module.REPO].endpoint(who.mid, who.mode, endpoint_id)
     if found is None:
         raise errors.EndpointNotFound(endpoint_id)
-    return _json(endpoint_body(found))
+    return responses.json_response(endpoint_body(found))
 
 
 async def roll_endpoint(request: web.Request) -> web.Response:
@@ -171,7 +160,7 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     found = await repo.endpoint(who.mid, who.mode, endpoint_id)
     if found is None:  # deleted between the two statements
         raise errors.EndpointNotFound(endpoint_id)
-    return _json(endpoint_body(found) | {"secret": secret}, 201)
+    return responses.json_response(endpoint_body(found) | {"secret": secret}, 201)
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
@@ -181,7 +170,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     deleted = await request.app[app_module.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
     if deleted is None:
         raise errors.EndpointNotFound(endpoint_id)
-    return _json(endpoint_body(deleted) | {"deleted": True})
+    return responses.json_response(endpoint_body(deleted) | {"deleted": True})
 
 
 class TestPacer:
@@ -248,7 +237,7 @@ async def send_test(request: web.Request) -> web.Response:
         answer |= {"delivered": False, "error": exc.error, "responseCode": exc.status}
     else:
         answer |= {"delivered": True, "error": None, "responseCode": code}
-    return _json(answer)
+    return responses.json_response(answer)
 
 
 def add_routes(app: web.Application) -> None:
