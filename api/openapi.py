@@ -432,7 +432,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         " 422 destination-refused, `reason` says why). Payments name it as their webhookUrl"
         " exactly as written here."
     )
-    endpoint["description"]["description"] = "Your note on the endpoint (at most 500 characters)."
+    endpoint["description"]["description"] = (
+        "Your note on the endpoint (at most 500 characters, no control characters)."
+    )
+    endpoint["description"]["anyOf"][0]["pattern"] = NO_CONTROLS
     return schemas
 
 
