@@ -49,6 +49,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy engine api config simulator
 
 ## stop-db: stop the embedded PostgreSQL that `make run` left running (data is kept)

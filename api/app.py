@@ -74,8 +74,11 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             observability.timing,
             problems.middleware,
-            problems.shedding(settings.max_concurrent_requests,
-                              settings.max_concurrent_public_requests, auth.PUBLIC),
+            problems.shedding(
+                settings.max_concurrent_requests,
+                settings.max_concurrent_public_requests,
+                auth.PUBLIC,
+            ),
             auth.middleware(REPO, settings.api_key_secret),
         ],
     )

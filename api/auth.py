@@ -160,18 +160,28 @@ def _unauthorized(request: web.Request, reason: str, detail: str) -> problems.Pr
     client = _client(request)
     wait = throttle.retry_after(client)
     throttle.failed(client)
-    log.warning("auth.failed", reason=reason, path=request.path, client=client,
-                throttled=wait is not None)  # fmt: skip
+    log.warning(
+        "auth.failed", reason=reason, path=request.path, client=client, throttled=wait is not None
+    )
     if wait is not None:
         # Refused without saying whether this key was right; a valid key still gets in.
         return problems.Problem(
-            429, "Too Many Requests", "too many failed authentications from this address",
-            slug="auth-throttled", field="Authorization", headers={"Retry-After": str(wait)},
-        )  # fmt: skip
+            429,
+            "Too Many Requests",
+            "too many failed authentications from this address",
+            slug="auth-throttled",
+            field="Authorization",
+            headers={"Retry-After": str(wait)},
+        )
     return problems.Problem(
-        401, "Unauthorized", detail, slug="unauthorized", field="Authorization",
-        extra={"reason": reason}, headers={"WWW-Authenticate": 'Bearer realm="api"'},
-    )  # fmt: skip
+        401,
+        "Unauthorized",
+        detail,
+        slug="unauthorized",
+        field="Authorization",
+        extra={"reason": reason},
+        headers={"WWW-Authenticate": 'Bearer realm="api"'},
+    )
 
 
 def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:

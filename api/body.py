@@ -24,8 +24,9 @@ _REQUIRED: Any = object()
 
 
 def _unsupported(field: str, detail: str) -> problems.Problem:
-    return problems.Problem(415, "Unsupported Media Type", detail, slug="unsupported-media-type",
-                            field=field)  # fmt: skip
+    return problems.Problem(
+        415, "Unsupported Media Type", detail, slug="unsupported-media-type", field=field
+    )
 
 
 def unsupported_encoding() -> problems.Problem:
@@ -45,8 +46,9 @@ def is_json(content_type: str | None) -> bool:
         return False
     mime, _, params = content_type.partition(";")
     mime = mime.strip().lower()
-    if not (mime == "application/json" or (mime.startswith("application/")
-                                          and mime.endswith("+json"))):  # fmt: skip
+    if not (
+        mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+    ):
         return False
     for param in params.split(";"):
         name, _, value = param.partition("=")
@@ -69,13 +71,22 @@ async def read(request: web.Request, timeout: float) -> bytes:
         async with asyncio.timeout(timeout):
             return await request.read()
     except TimeoutError:
-        raise problems.Problem(408, "Request Timeout", "the request body did not arrive in time",
-                               slug="body-timeout", field="body") from None  # fmt: skip
+        raise problems.Problem(
+            408,
+            "Request Timeout",
+            "the request body did not arrive in time",
+            slug="body-timeout",
+            field="body",
+        ) from None
     except web.RequestPayloadError:
         # A gzip body that is not gzip, a broken chunk, a body cut short.
-        raise problems.Problem(400, "Bad Request",
-                               "the body could not be read as its headers describe it",
-                               slug="unreadable-body", field="body") from None  # fmt: skip
+        raise problems.Problem(
+            400,
+            "Bad Request",
+            "the body could not be read as its headers describe it",
+            slug="unreadable-body",
+            field="body",
+        ) from None
 
 
 async def read_json(request: web.Request, settings: Settings, *, empty: Any = _REQUIRED) -> Any:

@@ -32,8 +32,13 @@ def _json(body: Any, status: int = 200) -> web.Response:
 def _refused() -> problems.Problem:
     # One answer for every failure (bad hex, padding, signature, not a final answer): a
     # distinct one would let a caller probe the decryption (a padding oracle).
-    return problems.Problem(401, "Unauthorized", "the callback could not be verified",
-                            slug="bad-callback", field="encData")  # fmt: skip
+    return problems.Problem(
+        401,
+        "Unauthorized",
+        "the callback could not be verified",
+        slug="bad-callback",
+        field="encData",
+    )
 
 
 def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str]]:
@@ -75,10 +80,11 @@ async def atom_callback(request: web.Request) -> web.Response:
         raise problems.validation("encData", "must be the callback's hex-encoded encData")
     cb, modes = _verified(settings, enc)
     outcome = Outcome(
-        0, cb.status,
+        0,
+        cb.status,
         approval_no=cb.atom_txn_id if cb.status is Status.SUCCESS else None,
         fail_reason=cb.reason or "DECLINED" if cb.status is Status.FAILED else None,
-    )  # fmt: skip
+    )
     repo = request.app[app_module.REPO]
     settled = await repo.settle_from_callback(
         cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom", modes
@@ -86,20 +92,35 @@ async def atom_callback(request: web.Request) -> web.Response:
     if settled is not None:
         request.app[app_module.WAKERS].webhooks.poke()
         metrics.PAYMENTS_SETTLED.labels(settled.status.value, "atom").inc()
-        log.info("payment.settled", tid=settled.tid, status=settled.status.value,
-                 by="atom_callback")  # fmt: skip
+        log.info(
+            "payment.settled", tid=settled.tid, status=settled.status.value, by="atom_callback"
+        )
         return _json({"tid": settled.tid, "status": settled.status.value, "settled": True})
     payment = await repo.provider_payment(cb.merch_txn_id, "atom", modes)
     if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
-        raise problems.Problem(404, "Not Found", f"no atom payment {cb.merch_txn_id!r} like this",
-                               slug="payment-not-found", field="encData")  # fmt: skip
+        raise problems.Problem(
+            404,
+            "Not Found",
+            f"no atom payment {cb.merch_txn_id!r} like this",
+            slug="payment-not-found",
+            field="encData",
+        )
     if payment.status is not cb.status:
         # Two signed answers disagree: keep what we have and say so loudly.
-        log.error("atom.callback_conflict", tid=payment.tid, ours=payment.status.value,
-                  theirs=cb.status.value)  # fmt: skip
-        raise problems.Problem(409, "Conflict", f"payment {payment.tid} is {payment.status.value}",
-                               slug="state-conflict", field="encData",
-                               extra={"currentStatus": payment.status.value})  # fmt: skip
+        log.error(
+            "atom.callback_conflict",
+            tid=payment.tid,
+            ours=payment.status.value,
+            theirs=cb.status.value,
+        )
+        raise problems.Problem(
+            409,
+            "Conflict",
+            f"payment {payment.tid} is {payment.status.value}",
+            slug="state-conflict",
+            field="encData",
+            extra={"currentStatus": payment.status.value},
+        )
     return _json({"tid": payment.tid, "status": payment.status.value, "settled": False})
 
 

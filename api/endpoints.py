@@ -77,8 +77,9 @@ async def _body(request: web.Request, model: type[BaseModel], *, empty_ok: bool)
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise problems.validation(".".join(str(p) for p in err["loc"]) or "body",
-                                  err["msg"]) from None  # fmt: skip
+        raise problems.validation(
+            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
+        ) from None
 
 
 def check_url(url: str) -> str:
@@ -114,14 +115,22 @@ async def create_endpoint(request: web.Request) -> web.Response:
         await egress.check_url(url, egress.policy_from(settings))
     except egress.EgressRefused as exc:
         raise problems.Problem(
-            422, "Unprocessable Content", f"url: this destination is refused ({exc.reason})",
-            slug="destination-refused", field="url", extra={"reason": exc.reason},
-        ) from None  # fmt: skip
+            422,
+            "Unprocessable Content",
+            f"url: this destination is refused ({exc.reason})",
+            slug="destination-refused",
+            field="url",
+            extra={"reason": exc.reason},
+        ) from None
     secret = signing.new_secret()
     created = await request.app[app_module.REPO].add_endpoint(
-        who.mid, who.mode, url, secret, description=body.description,
+        who.mid,
+        who.mode,
+        url,
+        secret,
+        description=body.description,
         max_endpoints=settings.max_webhook_endpoints,
-    )  # fmt: skip
+    )
     if created is None:
         raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
     return responses.json_response(endpoint_body(created) | {"secret": secret}, 201)
@@ -213,24 +222,40 @@ async def send_test(request: web.Request) -> web.Response:
     wait = request.app[PACER].wait_for(endpoint_id)
     if wait:
         raise problems.Problem(
-            429, "Too Many Requests", "one test event per endpoint every few seconds",
-            slug="test-limited", headers={"Retry-After": str(math.ceil(wait))},
-        )  # fmt: skip
+            429,
+            "Too Many Requests",
+            "one test event per endpoint every few seconds",
+            slug="test-limited",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     settings = request.app[app_module.SETTINGS]
     secrets = await repo.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
     event = Delivery(
-        id=0, event_id=f"evt_test_{token_hex(10)}", event_status=webhooks.TEST_EVENT,
-        url=endpoint.url, attempts=1, payment_id=0, tid="", amount=0, currency="",
-        approval_no=None, fail_reason=None, echo={}, mid=who.mid, mode=who.mode,
+        id=0,
+        event_id=f"evt_test_{token_hex(10)}",
+        event_status=webhooks.TEST_EVENT,
+        url=endpoint.url,
+        attempts=1,
+        payment_id=0,
+        tid="",
+        amount=0,
+        currency="",
+        approval_no=None,
+        fail_reason=None,
+        echo={},
+        mid=who.mid,
+        mode=who.mode,
         endpoint_id=endpoint_id,
-    )  # fmt: skip
+    )
     answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
     try:
         code = await webhooks.send(
-            request.app[app_module.WEBHOOK_SESSION], event,
-            timeout=settings.webhook_timeout_seconds, secrets=secrets,
+            request.app[app_module.WEBHOOK_SESSION],
+            event,
+            timeout=settings.webhook_timeout_seconds,
+            secrets=secrets,
             policy=egress.policy_from(settings),
-        )  # fmt: skip
+        )
     except egress.EgressRefused as exc:
         answer |= {"delivered": False, "error": f"refused:{exc.reason}", "responseCode": None}
     except WebhookRetryable as exc:
@@ -242,12 +267,14 @@ async def send_test(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Mount the endpoint routes."""
-    app.add_routes([
-        web.post("/api/webhook-endpoints", create_endpoint),
-        web.get("/api/webhook-endpoints", list_endpoints),
-        web.get("/api/webhook-endpoints/{id}", get_endpoint),
-        web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
-        web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
-        web.post("/api/webhook-endpoints/{id}/test", send_test),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.post("/api/webhook-endpoints", create_endpoint),
+            web.get("/api/webhook-endpoints", list_endpoints),
+            web.get("/api/webhook-endpoints/{id}", get_endpoint),
+            web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
+            web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
+            web.post("/api/webhook-endpoints/{id}/test", send_test),
+        ]
+    )
     app[PACER] = TestPacer(TEST_INTERVAL_SECONDS)

@@ -213,9 +213,7 @@ async def list_history(request: web.Request) -> web.Response:
     scope = f"{who.mid}/{who.mode}"
     after = None if raw_cursor is None else decode_cursor(raw_cursor, scope, secret)
     # One row more than the page tells whether another page follows.
-    rows = await request.app[app_module.REPO].history(
-        who.mid, who.mode, filters, after, limit + 1
-    )
+    rows = await request.app[app_module.REPO].history(who.mid, who.mode, filters, after, limit + 1)
     page = rows[:limit]
     more = len(rows) > limit
     body = {
@@ -236,7 +234,9 @@ async def payment_events(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Mount the history's routes."""
-    app.add_routes([
-        web.get("/api/payments", list_history),
-        web.get("/api/payments/{tid}/events", payment_events),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.get("/api/payments", list_history),
+            web.get("/api/payments/{tid}/events", payment_events),
+        ]
+    )

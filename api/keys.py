@@ -100,9 +100,12 @@ async def issue_key(request: web.Request) -> web.Response:
     who = auth.caller(request)
     if body.mode is not None and body.mode != who.mode:
         raise problems.Problem(
-            403, "Forbidden", f"a {who.mode} key can issue {who.mode} keys only",
-            slug="mode-mismatch", field="mode",
-        )  # fmt: skip
+            403,
+            "Forbidden",
+            f"a {who.mode} key can issue {who.mode} keys only",
+            slug="mode-mismatch",
+            field="mode",
+        )
     settings = request.app[app_module.SETTINGS]
     issued = await request.app[app_module.REPO].issue_key(
         who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
@@ -117,12 +120,17 @@ async def roll_key(request: web.Request) -> web.Response:
     who = auth.caller(request)
     settings = request.app[app_module.SETTINGS]
     rolled = await request.app[app_module.REPO].roll_key(
-        who.mid, who.mode, key_id, body.grace_seconds, settings.api_key_secret,
+        who.mid,
+        who.mode,
+        key_id,
+        body.grace_seconds,
+        settings.api_key_secret,
         max_keys=settings.max_api_keys,
-    )  # fmt: skip
+    )
     if rolled is None:
-        raise problems.Problem(404, "Not Found", f"no active API key {key_id}",
-                               slug="key-not-found")  # fmt: skip
+        raise problems.Problem(
+            404, "Not Found", f"no active API key {key_id}", slug="key-not-found"
+        )
     request.app[auth.CACHE].clear()  # the old key's new expiry applies here at once
     new, old = rolled
     return _json({"new": _issued(new), "old": _info(old)}, 201)
@@ -134,17 +142,20 @@ async def revoke_key(request: web.Request) -> web.Response:
     who = auth.caller(request)
     revoked = await request.app[app_module.REPO].revoke_key(who.mid, who.mode, key_id)
     if revoked is None:
-        raise problems.Problem(404, "Not Found", f"no API key {key_id} to revoke",
-                               slug="key-not-found")  # fmt: skip
+        raise problems.Problem(
+            404, "Not Found", f"no API key {key_id} to revoke", slug="key-not-found"
+        )
     request.app[auth.CACHE].clear()  # the key stops working here at once
     return _json(_info(revoked))
 
 
 def add_routes(app: web.Application) -> None:
     """Mount the key routes."""
-    app.add_routes([
-        web.get("/api/keys", list_keys),
-        web.post("/api/keys", issue_key),
-        web.post("/api/keys/{id}/roll", roll_key),
-        web.delete("/api/keys/{id}", revoke_key),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.get("/api/keys", list_keys),
+            web.post("/api/keys", issue_key),
+            web.post("/api/keys/{id}/roll", roll_key),
+            web.delete("/api/keys/{id}", revoke_key),
+        ]
+    )

@@ -156,8 +156,18 @@ def parse_json(raw: bytes) -> Any:
             parse_float=_finite_float,
         )
     except RecursionError:
-        raise problems.Problem(400, "Bad Request", "the JSON body is nested too deeply",
-                               slug="malformed-json", field="body") from None  # fmt: skip
+        raise problems.Problem(
+            400,
+            "Bad Request",
+            "the JSON body is nested too deeply",
+            slug="malformed-json",
+            field="body",
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise problems.Problem(400, "Bad Request", f"the body is not valid JSON: {exc}",
-                               slug="malformed-json", field="body") from None  # fmt: skip
+        raise problems.Problem(
+            400,
+            "Bad Request",
+            f"the body is not valid JSON: {exc}",
+            slug="malformed-json",
+            field="body",
+        ) from None

@@ -45,9 +45,14 @@ def _check_token(request: web.Request, token: str | None) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.encode()
     ):
-        raise problems.Problem(401, "Unauthorized", "send Authorization: Bearer <metrics token>",
-                               slug="unauthorized", field="Authorization",
-                               headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
+        raise problems.Problem(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <metrics token>",
+            slug="unauthorized",
+            field="Authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
 
 
 async def _exposition(request: web.Request, app: web.Application) -> web.Response:

@@ -34,9 +34,19 @@ AuthFailure = Literal["missing", "malformed", "unknown", "expired", "revoked"]
 # Why a webhook destination was refused (engine/egress.py), in a destination-refused 422's
 # `reason` member.
 EgressReason = Literal[
-    "invalid_url", "scheme", "https_required", "dns_failed", "unspecified", "loopback",
-    "link_local", "multicast", "cgnat", "reserved", "private", "unique_local",
-]  # fmt: skip
+    "invalid_url",
+    "scheme",
+    "https_required",
+    "dns_failed",
+    "unspecified",
+    "loopback",
+    "link_local",
+    "multicast",
+    "cgnat",
+    "reserved",
+    "private",
+    "unique_local",
+]
 # A webhook url as api/endpoints.check_url takes it: http(s), printable ASCII without spaces,
 # no user:password@ before the host, no #fragment. Where the host points is checked apart.
 WEBHOOK_URL_PATTERN = (
@@ -375,12 +385,34 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         (refunds.RefundRequest, "validation"),
         (endpoints.EndpointRequest, "validation"),
         (EndpointRollRequest, "validation"),
-        *((m, "serialization") for m in (
-            PaymentAck, PaymentLookup, UnresolvedPage, PaymentWebhooks, DeadLetterPage,
-            TriggerAccepted, RedeliverAccepted, Health, ApiKeyInfo, ApiKeyList, IssuedKey,
-            RolledKey, Refund, PaymentRefunds, HistoryPage, PaymentEvents, Endpoint,
-            EndpointCreated, EndpointDeleted, EndpointList, EndpointTestResult, Problem)),
-    ]  # fmt: skip
+        *(
+            (m, "serialization")
+            for m in (
+                PaymentAck,
+                PaymentLookup,
+                UnresolvedPage,
+                PaymentWebhooks,
+                DeadLetterPage,
+                TriggerAccepted,
+                RedeliverAccepted,
+                Health,
+                ApiKeyInfo,
+                ApiKeyList,
+                IssuedKey,
+                RolledKey,
+                Refund,
+                PaymentRefunds,
+                HistoryPage,
+                PaymentEvents,
+                Endpoint,
+                EndpointCreated,
+                EndpointDeleted,
+                EndpointList,
+                EndpointTestResult,
+                Problem,
+            )
+        ),
+    ]
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
@@ -420,8 +452,12 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         f"ISO 4217 code of money in use (engine/money.py); default {settings.default_currency}"
     )
     body["currency"]["anyOf"][0]["enum"] = sorted(money.currencies())
-    for text in (body["orderId"], body["userPublicId"], body["orderName"]["anyOf"][0],
-                 schemas["RefundRequest"]["properties"]["reason"]["anyOf"][0]):  # fmt: skip
+    for text in (
+        body["orderId"],
+        body["userPublicId"],
+        body["orderName"]["anyOf"][0],
+        schemas["RefundRequest"]["properties"]["reason"]["anyOf"][0],
+    ):
         text["pattern"] = NO_CONTROLS
     endpoint = schemas["EndpointRequest"]["properties"]
     endpoint["url"].update(format="uri", pattern=WEBHOOK_URL_PATTERN)
@@ -460,8 +496,12 @@ _CHALLENGE = {"required": True, "schema": {"type": "string", "const": 'Bearer re
 _UNAUTHORIZED = _problem(
     "No usable API key: missing, malformed, unknown, expired or revoked (`reason` says which)."
 ) | {"headers": {"WWW-Authenticate": _CHALLENGE}}
-_KEY_ID = {"name": "id", "in": "path", "required": True,
-           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
+_KEY_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
+}
 
 
 _AUTH_THROTTLE = (
@@ -478,8 +518,10 @@ def _too_many(why: str | None = None) -> dict[str, Any]:
 _THROTTLED = _too_many()
 _SLOW_BODY = _problem("The body did not arrive in time.")
 _TOO_LARGE = _problem("The body is larger than the server accepts.")
-_MEDIA = _problem("Content-Type is not JSON in UTF-8 (`application/json` or `application/*+json`,"
-                  " no charset or utf-8), or Content-Encoding is not gzip or deflate.")
+_MEDIA = _problem(
+    "Content-Type is not JSON in UTF-8 (`application/json` or `application/*+json`,"
+    " no charset or utf-8), or Content-Encoding is not gzip or deflate."
+)
 # Free text (ids, names, reasons): no C0 or C1 control character, no DEL.
 NO_CONTROLS = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 
@@ -506,11 +548,15 @@ def _key_paths() -> dict[str, Any]:
     key_not_found = _problem("This merchant has no such (active) API key.")
     bad_json = _problem("The body is not JSON: malformed, not UTF-8, duplicate keys.")
     bad_body = _problem("A member is unknown or invalid; `field` names it.")
-    at_limit = _problem("The merchant has as many active keys of this mode as it may have"
-                        " (/problems/limit-reached, `limit` says how many).")  # fmt: skip
+    at_limit = _problem(
+        "The merchant has as many active keys of this mode as it may have"
+        " (/problems/limit-reached, `limit` says how many)."
+    )
     # A fuzzer may roll or revoke only keys it made itself, never the one it calls with.
-    made = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
-            for op in ("rollKey", "revokeKey")}  # fmt: skip
+    made = {
+        op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+        for op in ("rollKey", "revokeKey")
+    }
     return {
         "/api/keys": {
             "get": {
@@ -525,58 +571,79 @@ def _key_paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json("IssuedKey", "The new key.") | {"links": made},
                     "400": bad_json,
-                    "403": _problem("`mode` names the other mode: a key issues keys of its own"
-                                    " mode only (/problems/mode-mismatch, `field` mode)."),
-                    "409": at_limit, "422": bad_body, "503": _UNAVAILABLE,
+                    "403": _problem(
+                        "`mode` names the other mode: a key issues keys of its own"
+                        " mode only (/problems/mode-mismatch, `field` mode)."
+                    ),
+                    "409": at_limit,
+                    "422": bad_body,
+                    "503": _UNAVAILABLE,
                 },
             },
         },
-        "/api/keys/{id}/roll": {"post": {
-            "operationId": "rollKey",
-            "summary": "A new key now; the old one works `graceSeconds` more, then stops.",
-            "parameters": [_KEY_ID],
-            "requestBody": {"required": False, "content": _content(JSON, "RollRequest")},
-            "responses": {
-                "201": _json("RolledKey", "The new key and the old one's end."),
-                "400": bad_json, "404": key_not_found, "409": at_limit, "422": bad_body,
-                "503": _UNAVAILABLE,
-            },
-        }},
-        "/api/keys/{id}": {"delete": {
-            "operationId": "revokeKey",
-            "summary": "The key stops working now.",
-            "parameters": [_KEY_ID],
-            "responses": {
-                "200": _json("ApiKeyInfo", "The revoked key."),
-                "404": key_not_found, "503": _UNAVAILABLE,
-            },
-        }},
-    }  # fmt: skip
+        "/api/keys/{id}/roll": {
+            "post": {
+                "operationId": "rollKey",
+                "summary": "A new key now; the old one works `graceSeconds` more, then stops.",
+                "parameters": [_KEY_ID],
+                "requestBody": {"required": False, "content": _content(JSON, "RollRequest")},
+                "responses": {
+                    "201": _json("RolledKey", "The new key and the old one's end."),
+                    "400": bad_json,
+                    "404": key_not_found,
+                    "409": at_limit,
+                    "422": bad_body,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/keys/{id}": {
+            "delete": {
+                "operationId": "revokeKey",
+                "summary": "The key stops working now.",
+                "parameters": [_KEY_ID],
+                "responses": {
+                    "200": _json("ApiKeyInfo", "The revoked key."),
+                    "404": key_not_found,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+    }
 
 
-_ENDPOINT_ID = {"name": "id", "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}  # fmt: skip
+_ENDPOINT_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
+}
 
 
 def _endpoint_paths() -> dict[str, Any]:
     # Another merchant's endpoint, or the other mode's, is not found either.
-    not_found = _problem("This merchant has no active webhook endpoint with this id in the"
-                         " key's mode.")  # fmt: skip
-    bad_json = _problem("The body is not JSON: malformed, not UTF-8, duplicate keys, too deep;"
-                        " or it could not be read as its headers describe it.")  # fmt: skip
+    not_found = _problem(
+        "This merchant has no active webhook endpoint with this id in the key's mode."
+    )
+    bad_json = _problem(
+        "The body is not JSON: malformed, not UTF-8, duplicate keys, too deep;"
+        " or it could not be read as its headers describe it."
+    )
     # The stateful links stop short of the test event: it calls the registered url.
-    made = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
-            for op in ("getEndpoint", "rollEndpointSecret", "deleteEndpoint")}  # fmt: skip
+    made = {
+        op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+        for op in ("getEndpoint", "rollEndpointSecret", "deleteEndpoint")
+    }
     return {
         "/api/webhook-endpoints": {
             "post": {
                 "operationId": "createEndpoint",
                 "summary": "Register a webhook endpoint of the key's mode; its signing secret"
-                           " is shown this once.",
+                " is shown this once.",
                 "requestBody": {"required": True, "content": _content(JSON, "EndpointRequest")},
                 "responses": {
                     "201": _json("EndpointCreated", "Registered, with its secret.")
-                           | {"links": made},
+                    | {"links": made},
                     "400": bad_json,
                     "409": _problem(
                         "The url is registered already in this mode (/problems/endpoint-exists,"
@@ -595,8 +662,10 @@ def _endpoint_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listEndpoints",
                 "summary": "The merchant's active endpoints of the key's mode, oldest first.",
-                "responses": {"200": _json("EndpointList", "The endpoints (no secrets)."),
-                              "503": _UNAVAILABLE},
+                "responses": {
+                    "200": _json("EndpointList", "The endpoints (no secrets)."),
+                    "503": _UNAVAILABLE,
+                },
             },
         },
         "/api/webhook-endpoints/{id}": {
@@ -604,47 +673,68 @@ def _endpoint_paths() -> dict[str, Any]:
                 "operationId": "getEndpoint",
                 "summary": "One endpoint (never its secrets).",
                 "parameters": [_ENDPOINT_ID],
-                "responses": {"200": _json("Endpoint", "The endpoint."), "404": not_found,
-                              "503": _UNAVAILABLE},
+                "responses": {
+                    "200": _json("Endpoint", "The endpoint."),
+                    "404": not_found,
+                    "503": _UNAVAILABLE,
+                },
             },
             "delete": {
                 "operationId": "deleteEndpoint",
                 "summary": "The endpoint receives nothing more, at once; its secrets stop.",
                 "parameters": [_ENDPOINT_ID],
-                "responses": {"200": _json("EndpointDeleted", "Deleted."), "404": not_found,
-                              "503": _UNAVAILABLE},
+                "responses": {
+                    "200": _json("EndpointDeleted", "Deleted."),
+                    "404": not_found,
+                    "503": _UNAVAILABLE,
+                },
             },
         },
-        "/api/webhook-endpoints/{id}/roll": {"post": {
-            "operationId": "rollEndpointSecret",
-            "summary": "A new secret now; the old ones sign `graceSeconds` more, then stop.",
-            "parameters": [_ENDPOINT_ID],
-            "requestBody": {"required": False, "content": _content(JSON, "EndpointRollRequest")},
-            "responses": {
-                "201": _json("EndpointCreated", "The endpoint with its new secret, shown once."),
-                "400": bad_json, "404": not_found,
-                "422": _problem("A member is unknown or invalid; `field` names it."),
-                "503": _UNAVAILABLE,
-            },
-        }},
-        "/api/webhook-endpoints/{id}/test": {"post": {
-            "operationId": "testEndpoint",
-            "summary": "Send the endpoint a signed TEST event now, as a delivery would go, and"
-                       " say what it answered.",
-            "parameters": [_ENDPOINT_ID],
-            "responses": {
-                "200": _json("EndpointTestResult", "Sent, or refused: `delivered` says which."),
-                "404": not_found,
-                "429": _too_many("One test event per endpoint every few seconds"
-                                 " (/problems/test-limited)."),
-                "503": _UNAVAILABLE,
-            },
-        }},
-    }  # fmt: skip
+        "/api/webhook-endpoints/{id}/roll": {
+            "post": {
+                "operationId": "rollEndpointSecret",
+                "summary": "A new secret now; the old ones sign `graceSeconds` more, then stop.",
+                "parameters": [_ENDPOINT_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": _content(JSON, "EndpointRollRequest"),
+                },
+                "responses": {
+                    "201": _json(
+                        "EndpointCreated", "The endpoint with its new secret, shown once."
+                    ),
+                    "400": bad_json,
+                    "404": not_found,
+                    "422": _problem("A member is unknown or invalid; `field` names it."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/webhook-endpoints/{id}/test": {
+            "post": {
+                "operationId": "testEndpoint",
+                "summary": "Send the endpoint a signed TEST event now, as a delivery would go, and"
+                " say what it answered.",
+                "parameters": [_ENDPOINT_ID],
+                "responses": {
+                    "200": _json("EndpointTestResult", "Sent, or refused: `delivered` says which."),
+                    "404": not_found,
+                    "429": _too_many(
+                        "One test event per endpoint every few seconds (/problems/test-limited)."
+                    ),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+    }
 
 
-_TID = {"name": "tid", "in": "path", "required": True,
-        "schema": {"type": "string", "pattern": TID_PATTERN}}  # fmt: skip
+_TID = {
+    "name": "tid",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": TID_PATTERN},
+}
 
 
 def _one_or_more(values: list[str]) -> str:
@@ -654,70 +744,127 @@ def _one_or_more(values: list[str]) -> str:
 
 
 _HISTORY_PARAMS = [
-    {"name": "kind", "in": "query", "required": False,
-     "description": "Only these kinds, comma-separated.",
-     "schema": {"type": "string", "pattern": _one_or_more([k.value for k in HistoryKind])}},
-    {"name": "status", "in": "query", "required": False,
-     "description": "Only these statuses (of payments or refunds), comma-separated.",
-     "schema": {"type": "string", "pattern": _one_or_more(
-         sorted({s.value for s in Status} | {s.value for s in RefundStatus}))}},
-    {"name": "from", "in": "query", "required": False,
-     "description": "createdAt at or after this instant (with a UTC offset).",
-     "schema": {"type": "string", "format": "date-time"}},
-    {"name": "to", "in": "query", "required": False,
-     "description": "createdAt before this instant; later than `from`, else 422.",
-     "schema": {"type": "string", "format": "date-time"}},
-    {"name": "minAmount", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}},
-    {"name": "maxAmount", "in": "query", "required": False,
-     "description": "Not less than `minAmount`, else 422.",
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}},
-    {"name": "q", "in": "query", "required": False,
-     "description": "A prefix of the order id or customer id, or of the order name (any case).",
-     "schema": {"type": "string", "minLength": 1, "maxLength": history.MAX_Q}},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": history.MAX_LIMIT,
-                "default": history.DEFAULT_LIMIT}},
-    {"name": "cursor", "in": "query", "required": False,
-     "description": "The previous page's `next`, unchanged (anything else is 422).",
-     "schema": {"type": "string"}},
-]  # fmt: skip
+    {
+        "name": "kind",
+        "in": "query",
+        "required": False,
+        "description": "Only these kinds, comma-separated.",
+        "schema": {"type": "string", "pattern": _one_or_more([k.value for k in HistoryKind])},
+    },
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "description": "Only these statuses (of payments or refunds), comma-separated.",
+        "schema": {
+            "type": "string",
+            "pattern": _one_or_more(
+                sorted({s.value for s in Status} | {s.value for s in RefundStatus})
+            ),
+        },
+    },
+    {
+        "name": "from",
+        "in": "query",
+        "required": False,
+        "description": "createdAt at or after this instant (with a UTC offset).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "required": False,
+        "description": "createdAt before this instant; later than `from`, else 422.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "minAmount",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+    },
+    {
+        "name": "maxAmount",
+        "in": "query",
+        "required": False,
+        "description": "Not less than `minAmount`, else 422.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "required": False,
+        "description": "A prefix of the order id or customer id, or of the order name (any case).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": history.MAX_Q},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": history.MAX_LIMIT,
+            "default": history.DEFAULT_LIMIT,
+        },
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The previous page's `next`, unchanged (anything else is 422).",
+        "schema": {"type": "string"},
+    },
+]
 
 
 def _refund_and_history_paths(not_found: dict[str, Any]) -> dict[str, Any]:
     bad_json = _problem("Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep.")
     idempotency_key = {
-        "name": "Idempotency-Key", "in": "header", "required": True,
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": True,
         "description": "The same key again answers with the same refund (200).",
         "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
-    }  # fmt: skip
+    }
     return {
-        "/api/payments": {"get": {
-            "operationId": "listHistory",
-            "summary": "The merchant's payments, cancels and refunds, newest first.",
-            "parameters": _HISTORY_PARAMS,
-            "responses": {"200": _json("HistoryPage", "One page."),
-                          "422": _problem("A filter, `limit` or `cursor` is not valid."),
-                          "503": _UNAVAILABLE},
-        }},
-        "/api/payments/{tid}/events": {"get": {
-            "operationId": "getPaymentEvents",
-            "summary": "Every state change of a payment and its refunds, oldest first.",
-            "parameters": [_TID],
-            "responses": {"200": _json("PaymentEvents", "The events."), "404": not_found,
-                          "503": _UNAVAILABLE},
-        }},
-        "/api/payments/{tid}/cancel": {"post": {
-            "operationId": "cancelPayment",
-            "summary": "A PENDING payment becomes CANCELED.",
-            "parameters": [_TID],
-            "responses": {
-                "200": _json("PaymentLookup", "Canceled."),
-                "404": not_found,
-                "409": _problem("The payment is past PENDING (or may have been charged)."),
-                "503": _UNAVAILABLE,
-            },
-        }},
+        "/api/payments": {
+            "get": {
+                "operationId": "listHistory",
+                "summary": "The merchant's payments, cancels and refunds, newest first.",
+                "parameters": _HISTORY_PARAMS,
+                "responses": {
+                    "200": _json("HistoryPage", "One page."),
+                    "422": _problem("A filter, `limit` or `cursor` is not valid."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/{tid}/events": {
+            "get": {
+                "operationId": "getPaymentEvents",
+                "summary": "Every state change of a payment and its refunds, oldest first.",
+                "parameters": [_TID],
+                "responses": {
+                    "200": _json("PaymentEvents", "The events."),
+                    "404": not_found,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/{tid}/cancel": {
+            "post": {
+                "operationId": "cancelPayment",
+                "summary": "A PENDING payment becomes CANCELED.",
+                "parameters": [_TID],
+                "responses": {
+                    "200": _json("PaymentLookup", "Canceled."),
+                    "404": not_found,
+                    "409": _problem("The payment is past PENDING (or may have been charged)."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
         "/api/payments/{tid}/refunds": {
             "post": {
                 "operationId": "createRefund",
@@ -729,8 +876,10 @@ def _refund_and_history_paths(not_found: dict[str, Any]) -> dict[str, Any]:
                     "200": _json("Refund", "A replay: the refund of this Idempotency-Key."),
                     "400": bad_json,
                     "404": not_found,
-                    "409": _problem("Not refundable: not captured, more than is left, or the "
-                                    "Idempotency-Key was used for another request."),
+                    "409": _problem(
+                        "Not refundable: not captured, more than is left, or the "
+                        "Idempotency-Key was used for another request."
+                    ),
                     "413": _problem("The body is larger than the server accepts."),
                     "422": _problem("The Idempotency-Key or a field is missing or invalid."),
                     "503": _UNAVAILABLE,
@@ -740,29 +889,50 @@ def _refund_and_history_paths(not_found: dict[str, Any]) -> dict[str, Any]:
                 "operationId": "listRefunds",
                 "summary": "A payment's refunds, oldest first.",
                 "parameters": [_TID],
-                "responses": {"200": _json("PaymentRefunds", "The refunds."), "404": not_found,
-                              "503": _UNAVAILABLE},
+                "responses": {
+                    "200": _json("PaymentRefunds", "The refunds."),
+                    "404": not_found,
+                    "503": _UNAVAILABLE,
+                },
             },
         },
-        "/api/refunds/{refund_id}": {"get": {
-            "operationId": "getRefund",
-            "summary": "One refund.",
-            "parameters": [{"name": "refund_id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": _json("Refund", "The refund."),
-                          "404": _problem("This merchant has no refund with this id."),
-                          "503": _UNAVAILABLE},
-        }},
-    }  # fmt: skip
+        "/api/refunds/{refund_id}": {
+            "get": {
+                "operationId": "getRefund",
+                "summary": "One refund.",
+                "parameters": [
+                    {
+                        "name": "refund_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json("Refund", "The refund."),
+                    "404": _problem("This merchant has no refund with this id."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+    }
 
 
 _PAGING = [
-    {"name": "after", "in": "query", "required": False,
-     "description": "Only items with a larger id (the previous page's `next`).",
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT, "default": 0}},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}},
-]  # fmt: skip
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "Only items with a larger id (the previous page's `next`).",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT, "default": 0},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+    },
+]
 
 
 def _paths() -> dict[str, Any]:
@@ -775,134 +945,226 @@ def _paths() -> dict[str, Any]:
         op: {"operationId": op, "parameters": {"tid": "$response.body#/transactionId"}}
         for op in ("getTransaction", "getTransactionWebhooks", "triggerWebhook")
     }
-    return _secured({
-        "/api/payment": {"post": {
-            "operationId": "createPayment",
-            "summary": "Accept a payment: 202 once its PENDING row is committed.",
-            "requestBody": {"required": True, "content": pay_body},
-            "responses": {
-                "202": _json("PaymentAck", "Accepted: a new payment, PENDING.") | {"links": by_tid},
-                "200": _json("PaymentAck", "A replay: the same request for the same order."),
-                "400": _problem("Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep."),
-                "408": _problem("The body did not arrive in time."),
-                "403": _problem("echo.mid names another merchant than the API key's."),
-                "409": _problem("The order was already paid for with another request."),
-                "413": _problem("The body is larger than the server accepts."),
-                "422": _problem("A field is missing or invalid (`field` names it), or `webhookUrl`"
-                                " is not one of the merchant's endpoints in the key's mode."),
-                "503": _UNAVAILABLE,
+    return _secured(
+        {
+            "/api/payment": {
+                "post": {
+                    "operationId": "createPayment",
+                    "summary": "Accept a payment: 202 once its PENDING row is committed.",
+                    "requestBody": {"required": True, "content": pay_body},
+                    "responses": {
+                        "202": _json("PaymentAck", "Accepted: a new payment, PENDING.")
+                        | {"links": by_tid},
+                        "200": _json(
+                            "PaymentAck", "A replay: the same request for the same order."
+                        ),
+                        "400": _problem(
+                            "Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep."
+                        ),
+                        "408": _problem("The body did not arrive in time."),
+                        "403": _problem("echo.mid names another merchant than the API key's."),
+                        "409": _problem("The order was already paid for with another request."),
+                        "413": _problem("The body is larger than the server accepts."),
+                        "422": _problem(
+                            "A field is missing or invalid (`field` names it), or `webhookUrl`"
+                            " is not one of the merchant's endpoints in the key's mode."
+                        ),
+                        "503": _UNAVAILABLE,
+                    },
+                }
             },
-        }},
-        "/api/payment/transaction/{tid}": {"get": {
-            "operationId": "getTransaction",
-            "summary": "The seed's lookup body.",
-            "parameters": [_TID],
-            "responses": {"200": _json("PaymentLookup", "The payment."), "404": not_found,
-                          "503": _UNAVAILABLE},
-        }},
-        "/api/payment/transaction/{tid}/webhooks": {"get": {
-            "operationId": "getTransactionWebhooks",
-            "summary": "A payment's webhook deliveries, by id.",
-            "parameters": [_TID, *_PAGING],
-            "responses": {"200": _json("PaymentWebhooks", "One page, oldest first."),
-                          "404": not_found, "422": bad_paging, "503": _UNAVAILABLE},
-        }},
-        "/api/payment/webhook/trigger/{tid}": {"post": {
-            "operationId": "triggerWebhook",
-            "summary": "Settle a payment by hand, or send its final webhook again.",
-            "parameters": [_TID, {"name": "status", "in": "query", "required": True,
-                                  "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]}}],
-            "responses": {
-                "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
-                "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
-                "404": not_found,
-                "409": _problem(
-                    "The payment is final with the other status, or a worker has it"
-                    " (PROCESSING) or lost track of it (UNRESOLVED): the provider may have moved"
-                    " money, so only a PENDING payment is settled by hand; or it kept changing."
-                    " `currentStatus` says which."
-                ),
-                "422": _problem("`status` is missing or not SUCCESS/FAILED."),
-                "429": _too_many("Its webhook was queued too often in the resend window"
-                                 " (/problems/resend-limited)."),
-                "503": _UNAVAILABLE,
+            "/api/payment/transaction/{tid}": {
+                "get": {
+                    "operationId": "getTransaction",
+                    "summary": "The seed's lookup body.",
+                    "parameters": [_TID],
+                    "responses": {
+                        "200": _json("PaymentLookup", "The payment."),
+                        "404": not_found,
+                        "503": _UNAVAILABLE,
+                    },
+                }
             },
-        }},
-        "/api/payment/unresolved": {"get": {
-            "operationId": "listUnresolvedPayments",
-            "summary": "Payments whose outcome is not known, by id.",
-            "parameters": _PAGING,
-            "responses": {"200": _json("UnresolvedPage", "One page."), "422": bad_paging,
-                          "503": _UNAVAILABLE},
-        }},
-        "/api/webhooks/dead": {"get": {
-            "operationId": "listDeadWebhooks",
-            "summary": "Deliveries that used up their attempts, by id.",
-            "parameters": _PAGING,
-            "responses": {"200": _json("DeadLetterPage", "One page.") | {"links": {
-                "redeliverWebhook": {"operationId": "redeliverWebhook",
-                                     "parameters": {"id": "$response.body#/deliveries/0/id"}},
-            }}, "422": bad_paging, "503": _UNAVAILABLE},
-        }},
-        "/api/webhooks/{id}/redeliver": {"post": {
-            "operationId": "redeliverWebhook",
-            "summary": "Send a DEAD delivery again, with a fresh attempt budget.",
-            "parameters": [{"name": "id", "in": "path", "required": True,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}}],
-            "responses": {
-                "202": _json("RedeliverAccepted", "PENDING again."),
-                "404": _problem("This merchant has no DEAD delivery with this id."),
-                "503": _UNAVAILABLE,
+            "/api/payment/transaction/{tid}/webhooks": {
+                "get": {
+                    "operationId": "getTransactionWebhooks",
+                    "summary": "A payment's webhook deliveries, by id.",
+                    "parameters": [_TID, *_PAGING],
+                    "responses": {
+                        "200": _json("PaymentWebhooks", "One page, oldest first."),
+                        "404": not_found,
+                        "422": bad_paging,
+                        "503": _UNAVAILABLE,
+                    },
+                }
             },
-        }},
-        "/health": {"get": {
-            "operationId": "health",
-            "summary": "200 when the database answers.",
-            "responses": {"200": _json("Health", "Healthy."), "503": _UNAVAILABLE},
-        }},
-        "/openapi.json": {"get": {
-            "operationId": "openapi",
-            "summary": "This document.",
-            "responses": {"200": {"description": "The OpenAPI 3.1 document.",
-                                  "content": {JSON: {"schema": {"type": "object"}}}}},
-        }},
-        "/api/providers/atom/callback": {"post": {
-            "operationId": "atomCallback",
-            "summary": "Atom's signed callback with a payment's outcome (no API key: the"
-                       " signature authenticates it; a bad one is refused and counted).",
-            "security": [],
-            "requestBody": {"required": True, "content": {JSON: {"schema": {
-                "type": "object", "required": ["encData"],
-                "properties": {"encData": {"type": "string", "minLength": 1}},
-            }}}},
-            "responses": {
-                "200": {"description": "Verified; the payment is (now) in the state it names.",
-                        "content": {JSON: {"schema": {
-                            "type": "object", "required": ["tid", "status", "settled"],
-                            "properties": {"tid": {"type": "string"},
-                                           "status": {"type": "string"},
-                                           "settled": {"type": "boolean"}},
-                        }}}},
-                "400": _problem("The body is not JSON."),
-                "401": _problem("encData cannot be verified (one answer for every reason)."),
-                "404": _problem("No Atom payment with that tid, amount and currency."),
-                "409": _problem("The payment is final with the other outcome."),
-                "422": _problem("encData is missing or not a string."),
-                "503": _UNAVAILABLE,
+            "/api/payment/webhook/trigger/{tid}": {
+                "post": {
+                    "operationId": "triggerWebhook",
+                    "summary": "Settle a payment by hand, or send its final webhook again.",
+                    "parameters": [
+                        _TID,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]},
+                        },
+                    ],
+                    "responses": {
+                        "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
+                        "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
+                        "404": not_found,
+                        "409": _problem(
+                            "The payment is final with the other status, or a worker has"
+                            " it (PROCESSING) or lost track of it (UNRESOLVED): the provider"
+                            " may have moved money, so only a PENDING payment is settled by"
+                            " hand; or it kept changing. `currentStatus` says which."
+                        ),
+                        "422": _problem("`status` is missing or not SUCCESS/FAILED."),
+                        "429": _too_many(
+                            "Its webhook was queued too often in the resend window"
+                            " (/problems/resend-limited)."
+                        ),
+                        "503": _UNAVAILABLE,
+                    },
+                }
             },
-        }},
-        "/metrics": {"get": {
-            "operationId": "metrics",
-            "summary": "Prometheus metrics of every process.",
-            "responses": {"200": {"description": "The Prometheus text format.",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          "401": _problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
-                          "404": _problem("Served on ENGINE_METRICS_PORT only.")},
-        }},
-        **_key_paths(),
-        **_endpoint_paths(),
-        **_refund_and_history_paths(not_found),
-    })  # fmt: skip
+            "/api/payment/unresolved": {
+                "get": {
+                    "operationId": "listUnresolvedPayments",
+                    "summary": "Payments whose outcome is not known, by id.",
+                    "parameters": _PAGING,
+                    "responses": {
+                        "200": _json("UnresolvedPage", "One page."),
+                        "422": bad_paging,
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/webhooks/dead": {
+                "get": {
+                    "operationId": "listDeadWebhooks",
+                    "summary": "Deliveries that used up their attempts, by id.",
+                    "parameters": _PAGING,
+                    "responses": {
+                        "200": _json("DeadLetterPage", "One page.")
+                        | {
+                            "links": {
+                                "redeliverWebhook": {
+                                    "operationId": "redeliverWebhook",
+                                    "parameters": {"id": "$response.body#/deliveries/0/id"},
+                                },
+                            }
+                        },
+                        "422": bad_paging,
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/webhooks/{id}/redeliver": {
+                "post": {
+                    "operationId": "redeliverWebhook",
+                    "summary": "Send a DEAD delivery again, with a fresh attempt budget.",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+                        }
+                    ],
+                    "responses": {
+                        "202": _json("RedeliverAccepted", "PENDING again."),
+                        "404": _problem("This merchant has no DEAD delivery with this id."),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "200 when the database answers.",
+                    "responses": {"200": _json("Health", "Healthy."), "503": _UNAVAILABLE},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document.",
+                            "content": {JSON: {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/api/providers/atom/callback": {
+                "post": {
+                    "operationId": "atomCallback",
+                    "summary": "Atom's signed callback with a payment's outcome (no API key: the"
+                    " signature authenticates it; a bad one is refused and counted).",
+                    "security": [],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["encData"],
+                                    "properties": {"encData": {"type": "string", "minLength": 1}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Verified; the payment is (now) in the state it names.",
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["tid", "status", "settled"],
+                                        "properties": {
+                                            "tid": {"type": "string"},
+                                            "status": {"type": "string"},
+                                            "settled": {"type": "boolean"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _problem("The body is not JSON."),
+                        "401": _problem(
+                            "encData cannot be verified (one answer for every reason)."
+                        ),
+                        "404": _problem("No Atom payment with that tid, amount and currency."),
+                        "409": _problem("The payment is final with the other outcome."),
+                        "422": _problem("encData is missing or not a string."),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics of every process.",
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
+                        "404": _problem("Served on ENGINE_METRICS_PORT only."),
+                    },
+                }
+            },
+            **_key_paths(),
+            **_endpoint_paths(),
+            **_refund_and_history_paths(not_found),
+        }
+    )
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -920,12 +1182,16 @@ def document(settings: Settings) -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": _schemas(settings),
-            "securitySchemes": {SECURITY_SCHEME: {
-                "type": "http", "scheme": "bearer", "bearerFormat": "sk_live_… or sk_test_…",
-                "description": "An API key: sk_live_ or sk_test_ and 43 Base62 characters.",
-            }},
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "sk_live_… or sk_test_…",
+                    "description": "An API key: sk_live_ or sk_test_ and 43 Base62 characters.",
+                }
+            },
         },
-    }  # fmt: skip
+    }
 
 
 async def serve(request: web.Request) -> web.Response:

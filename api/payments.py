@@ -118,9 +118,12 @@ async def create_payment(request: web.Request) -> web.Response:
     who = auth.caller(request)
     if "mid" in req.echo and req.echo["mid"] is not None and req.echo["mid"] != who.mid:
         raise problems.Problem(
-            403, "Forbidden", "echo.mid names another merchant than the API key's",
-            slug="merchant-mismatch", field="echo.mid",
-        )  # fmt: skip
+            403,
+            "Forbidden",
+            "echo.mid names another merchant than the API key's",
+            slug="merchant-mismatch",
+            field="echo.mid",
+        )
     currency = req.currency or settings.default_currency
     # The digest covers what was asked for, not what it resolved to: a replay still matches
     # after the merchant registers an endpoint. Naming the default is the same as naming none.
@@ -150,10 +153,12 @@ async def create_payment(request: web.Request) -> web.Response:
         endpoint_id=endpoint_id,
     )
     accepted = await intake.accept(
-        request.app[app_module.INSERTS], new,
-        snowflake=request.app[app_module.SNOWFLAKE], tid_prefix=settings.tid_prefix,
+        request.app[app_module.INSERTS],
+        new,
+        snowflake=request.app[app_module.SNOWFLAKE],
+        tid_prefix=settings.tid_prefix,
         default_webhook_url=str(settings.default_webhook_url),
-    )  # fmt: skip
+    )
     body = ack(accepted.payment, created=accepted.created)
     if accepted.created:
         request.app[app_module.WAKERS].payments.poke()
@@ -186,11 +191,13 @@ async def transaction_webhooks(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     deliveries = await request.app[app_module.REPO].deliveries_of(payment.id, after, limit)
-    return _json({
-        "tid": tid,
-        "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries],
-        "next": deliveries[-1].id if len(deliveries) == limit else None,
-    })  # fmt: skip
+    return _json(
+        {
+            "tid": tid,
+            "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries],
+            "next": deliveries[-1].id if len(deliveries) == limit else None,
+        }
+    )
 
 
 async def trigger_webhook(request: web.Request) -> web.Response:
@@ -204,10 +211,15 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     who = auth.caller(request)
     settings = request.app[app_module.SETTINGS]
     action = await trigger.trigger(
-        request.app[app_module.REPO], tid, Status(raw), mid=who.mid, mode=who.mode,
-        actor=who.actor, resends_per_window=settings.webhook_resends_per_window,
+        request.app[app_module.REPO],
+        tid,
+        Status(raw),
+        mid=who.mid,
+        mode=who.mode,
+        actor=who.actor,
+        resends_per_window=settings.webhook_resends_per_window,
         resend_window_seconds=settings.webhook_resend_window_seconds,
-    )  # fmt: skip
+    )
     request.app[app_module.WAKERS].webhooks.poke()
     return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
 
@@ -266,13 +278,15 @@ async def health(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Mount the contract's routes."""
-    app.add_routes([
-        web.post("/api/payment", create_payment),
-        web.get("/api/payment/transaction/{tid}", get_transaction),
-        web.get("/api/payment/transaction/{tid}/webhooks", transaction_webhooks),
-        web.post("/api/payment/webhook/trigger/{tid}", trigger_webhook),
-        web.get("/api/payment/unresolved", unresolved_payments),
-        web.get("/api/webhooks/dead", dead_webhooks),
-        web.post("/api/webhooks/{id}/redeliver", redeliver),
-        web.get("/health", health),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.post("/api/payment", create_payment),
+            web.get("/api/payment/transaction/{tid}", get_transaction),
+            web.get("/api/payment/transaction/{tid}/webhooks", transaction_webhooks),
+            web.post("/api/payment/webhook/trigger/{tid}", trigger_webhook),
+            web.get("/api/payment/unresolved", unresolved_payments),
+            web.get("/api/webhooks/dead", dead_webhooks),
+            web.post("/api/webhooks/{id}/redeliver", redeliver),
+            web.get("/health", health),
+        ]
+    )

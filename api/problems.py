@@ -64,23 +64,45 @@ class Problem(Exception):
 def validation(field: str, message: str, errors_: list[dict[str, str]] | None = None) -> Problem:
     """422 naming the first failing field, with every failure listed."""
     return Problem(
-        422, "Unprocessable Content", f"{field}: {message}", slug="validation-error",
-        field=field, extra={"errors": errors_ or [{"field": field, "message": message}]},
-    )  # fmt: skip
+        422,
+        "Unprocessable Content",
+        f"{field}: {message}",
+        slug="validation-error",
+        field=field,
+        extra={"errors": errors_ or [{"field": field, "message": message}]},
+    )
 
 
 def _from_engine(exc: errors.PaymentError) -> Problem:
     if isinstance(exc, errors.IdempotencyConflict):
-        return Problem(409, "Conflict", exc.detail, slug="idempotency-conflict",
-                       field=exc.field, extra={"transactionId": exc.tid})  # fmt: skip
+        return Problem(
+            409,
+            "Conflict",
+            exc.detail,
+            slug="idempotency-conflict",
+            field=exc.field,
+            extra={"transactionId": exc.tid},
+        )
     if isinstance(exc, errors.RefundExceedsCaptured):
-        return Problem(409, "Conflict", exc.detail, slug="refund-exceeds-captured",
-                       field="amount", extra={"refundable": exc.refundable})  # fmt: skip
+        return Problem(
+            409,
+            "Conflict",
+            exc.detail,
+            slug="refund-exceeds-captured",
+            field="amount",
+            extra={"refundable": exc.refundable},
+        )
     if isinstance(exc, errors.PaymentNotFound):
         return Problem(404, "Not Found", exc.detail, slug="payment-not-found")
     if isinstance(exc, errors.StateConflict):
-        return Problem(409, "Conflict", exc.detail, slug="state-conflict",
-                       field="status", extra={"currentStatus": exc.current})  # fmt: skip
+        return Problem(
+            409,
+            "Conflict",
+            exc.detail,
+            slug="state-conflict",
+            field="status",
+            extra={"currentStatus": exc.current},
+        )
     if isinstance(exc, errors.Forbidden):
         return Problem(403, "Forbidden", exc.detail, slug="forbidden")
     if isinstance(exc, errors.MerchantNotFound):
@@ -94,14 +116,25 @@ def _from_engine(exc: errors.PaymentError) -> Problem:
     if isinstance(exc, errors.UnknownWebhookUrl):
         return validation("webhookUrl", exc.detail)
     if isinstance(exc, errors.TooMany):
-        return Problem(409, "Conflict", exc.detail, slug="limit-reached",
-                       extra={"limit": exc.limit})  # fmt: skip
+        return Problem(
+            409, "Conflict", exc.detail, slug="limit-reached", extra={"limit": exc.limit}
+        )
     if isinstance(exc, errors.ResendLimited):
-        return Problem(429, "Too Many Requests", exc.detail, slug="resend-limited",
-                       headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
+        return Problem(
+            429,
+            "Too Many Requests",
+            exc.detail,
+            slug="resend-limited",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, errors.DatabaseUnavailable):
-        return Problem(503, "Service Unavailable", exc.detail, slug="database-unavailable",
-                       headers={"Retry-After": "1"})  # fmt: skip
+        return Problem(
+            503,
+            "Service Unavailable",
+            exc.detail,
+            slug="database-unavailable",
+            headers={"Retry-After": "1"},
+        )
     return Problem(400, "Bad Request", exc.detail)
 
 
@@ -158,9 +191,12 @@ def shedding(limit: int, public_limit: int = 0, public: frozenset[str] = frozens
         if limits[budget] and inflight[budget] >= limits[budget]:
             metrics.ERRORS.labels("overloaded").inc()
             raise Problem(
-                503, "Service Unavailable", "the intake is at capacity: retry in a second",
-                slug="overloaded", headers={"Retry-After": "1"},
-            )  # fmt: skip
+                503,
+                "Service Unavailable",
+                "the intake is at capacity: retry in a second",
+                slug="overloaded",
+                headers={"Retry-After": "1"},
+            )
         inflight[budget] += 1
         try:
             return await handler(request)

@@ -58,8 +58,9 @@ def refund_body(r: Refund) -> dict[str, Any]:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False),
-                        content_type="application/json")  # fmt: skip
+    return web.Response(
+        status=status, text=json.dumps(body, ensure_ascii=False), content_type="application/json"
+    )
 
 
 def _tid(request: web.Request) -> str:
@@ -72,8 +73,9 @@ def _tid(request: web.Request) -> str:
 async def cancel(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/cancel: a PENDING payment becomes CANCELED; else 409."""
     who = auth.caller(request)
-    payment = await refunds.cancel(request.app[app_module.REPO], _tid(request), who.mid,
-                                   who.mode, who.actor)  # fmt: skip
+    payment = await refunds.cancel(
+        request.app[app_module.REPO], _tid(request), who.mid, who.mode, who.actor
+    )
     return _json(lookup(payment))
 
 
@@ -91,16 +93,24 @@ async def create_refund(request: web.Request) -> web.Response:
         req = RefundRequest.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise problems.validation(".".join(str(p) for p in err["loc"]) or "body",
-                                  err["msg"]) from None  # fmt: skip
+        raise problems.validation(
+            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
+        ) from None
     tid = _tid(request)
     who = auth.caller(request)
     digest = intake.request_digest({"tid": tid, "amount": req.amount, "reason": req.reason})
     result = await refunds.request_refund(
-        request.app[app_module.REPO], request.app[app_module.SNOWFLAKE], tid=tid, mid=who.mid,
-        mode=who.mode, amount=req.amount, reason=req.reason, key=key, digest=digest,
+        request.app[app_module.REPO],
+        request.app[app_module.SNOWFLAKE],
+        tid=tid,
+        mid=who.mid,
+        mode=who.mode,
+        amount=req.amount,
+        reason=req.reason,
+        key=key,
+        digest=digest,
         actor=who.actor,
-    )  # fmt: skip
+    )
     if result.created:
         request.app[app_module.WAKERS].refunds.poke()
     return _json(refund_body(result.refund), 202 if result.created else 200)
@@ -125,16 +135,19 @@ async def get_refund(request: web.Request) -> web.Response:
         who = auth.caller(request)
         found = await request.app[app_module.REPO].refund(refund_id, who.mid, who.mode)
     if found is None:
-        raise problems.Problem(404, "Not Found", f"no refund {refund_id!r}",
-                               slug="refund-not-found")  # fmt: skip
+        raise problems.Problem(
+            404, "Not Found", f"no refund {refund_id!r}", slug="refund-not-found"
+        )
     return _json(refund_body(found))
 
 
 def add_routes(app: web.Application) -> None:
     """Mount the cancel and refund routes."""
-    app.add_routes([
-        web.post("/api/payments/{tid}/cancel", cancel),
-        web.post("/api/payments/{tid}/refunds", create_refund),
-        web.get("/api/payments/{tid}/refunds", list_refunds),
-        web.get("/api/refunds/{refund_id}", get_refund),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.post("/api/payments/{tid}/cancel", cancel),
+            web.post("/api/payments/{tid}/refunds", create_refund),
+            web.get("/api/payments/{tid}/refunds", list_refunds),
+            web.get("/api/refunds/{refund_id}", get_refund),
+        ]
+    )

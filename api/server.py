@@ -18,8 +18,13 @@ from api import body, problems
 
 log = structlog.get_logger()
 
-_STATUS_TITLES = {400: "Bad Request", 413: "Content Too Large", 415: "Unsupported Media Type",
-                  500: "Internal Server Error", 504: "Gateway Timeout"}  # fmt: skip
+_STATUS_TITLES = {
+    400: "Bad Request",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    504: "Gateway Timeout",
+}
 
 
 def problem_for(status: int, exc: BaseException | None) -> problems.Problem:
@@ -29,18 +34,31 @@ def problem_for(status: int, exc: BaseException | None) -> problems.Problem:
         # a body that fails to decode says only the encoding's name, and is the client's 400.
         return body.unsupported_encoding()
     if isinstance(exc, http_exceptions.ContentEncodingError):
-        return problems.Problem(400, "Bad Request",
-                                "the body could not be read as its headers describe it",
-                                slug="unreadable-body", field="body")  # fmt: skip
+        return problems.Problem(
+            400,
+            "Bad Request",
+            "the body could not be read as its headers describe it",
+            slug="unreadable-body",
+            field="body",
+        )
     if isinstance(exc, http_exceptions.LineTooLong):
-        return problems.Problem(400, "Bad Request", "a request line or header is too long",
-                                slug="malformed-request", field="headers")  # fmt: skip
+        return problems.Problem(
+            400,
+            "Bad Request",
+            "a request line or header is too long",
+            slug="malformed-request",
+            field="headers",
+        )
     if isinstance(exc, http_exceptions.HttpProcessingError) and status < 500:
-        return problems.Problem(status, _STATUS_TITLES.get(status, "Bad Request"),
-                                "the request is not well-formed HTTP/1.1",
-                                slug="malformed-request")  # fmt: skip
-    return problems.Problem(status, _STATUS_TITLES.get(status, "Error"),
-                            "an unexpected error occurred")  # fmt: skip
+        return problems.Problem(
+            status,
+            _STATUS_TITLES.get(status, "Bad Request"),
+            "the request is not well-formed HTTP/1.1",
+            slug="malformed-request",
+        )
+    return problems.Problem(
+        status, _STATUS_TITLES.get(status, "Error"), "an unexpected error occurred"
+    )
 
 
 class ProblemRequestHandler(web_protocol.RequestHandler):
@@ -74,6 +92,10 @@ class AppRunner(web.AppRunner):
         made = await super()._make_server()
         # The same server, with the connection handler's arguments aiohttp worked out.
         kwargs: dict[str, Any] = made._kwargs
-        return _Server(made.request_handler, request_factory=made.request_factory,
-                       handler_cancellation=made.handler_cancellation, loop=made._loop,
-                       **kwargs)  # fmt: skip
+        return _Server(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **kwargs,
+        )

@@ -40,8 +40,15 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/api/payment", payment)
     app.router.add_get("/health", health)
-    web.run_app(app, host=args.host, port=args.port, reuse_port=True, access_log=None,
-                print=None, loop=event_loop.new("uvloop"))  # fmt: skip
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        reuse_port=True,
+        access_log=None,
+        print=None,
+        loop=event_loop.new("uvloop"),
+    )
 
 
 if __name__ == "__main__":

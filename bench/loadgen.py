@@ -41,10 +41,14 @@ def body(prefix: str, i: int, mid: str) -> bytes:
     """A valid payment request with an orderId unique to (prefix, i)."""
     order = f"{prefix}_{i}"
     return json.dumps(
-        {"userPublicId": f"USR_{i % 997}", "orderId": order, "amount": 1000 + i % 1000,
-         "echo": {"mid": mid, "orderNumber": order}},
+        {
+            "userPublicId": f"USR_{i % 997}",
+            "orderId": order,
+            "amount": 1000 + i % 1000,
+            "echo": {"mid": mid, "orderNumber": order},
+        },
         separators=(",", ":"),
-    ).encode()  # fmt: skip
+    ).encode()
 
 
 # --- the child process -------------------------------------------------------------------
@@ -54,8 +58,7 @@ class _Child:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.url = args.url.rstrip("/") + PATH
-        self.headers = {"Content-Type": "application/json",
-                        "Authorization": f"Bearer {args.key}"}  # fmt: skip
+        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"}
         self.statuses: Counter[str] = Counter()
         self.latencies: list[float] = []
         self.late: list[float] = []
@@ -194,8 +197,17 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
-async def run_wrk(url: str, key: str, mid: str, prefix: str, *, concurrency: int,
-                  duration: float, threads: int = 2, rate: float = 0.0) -> LoadResult:  # fmt: skip
+async def run_wrk(
+    url: str,
+    key: str,
+    mid: str,
+    prefix: str,
+    *,
+    concurrency: int,
+    duration: float,
+    threads: int = 2,
+    rate: float = 0.0,
+) -> LoadResult:
     """A wrk run with `concurrency` connections: closed-loop, or paced at `rate` per second.
 
     Paced, the connections only carry the schedule: a free one waits for the next send slot
@@ -205,11 +217,27 @@ async def run_wrk(url: str, key: str, mid: str, prefix: str, *, concurrency: int
     exe = wrk_path()
     assert exe, "wrk is not installed"
     threads = min(threads, concurrency)
-    args = [exe, "-t", str(threads), "-c", str(concurrency),
-            "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA),
-            url.rstrip("/") + PATH, "--", prefix, key, mid]  # fmt: skip
-    env = os.environ | ({"BENCH_WRK_RATE": str(rate), "BENCH_WRK_THREADS": str(threads)}
-                        if rate > 0 else {})  # fmt: skip
+    args = [
+        exe,
+        "-t",
+        str(threads),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url.rstrip("/") + PATH,
+        "--",
+        prefix,
+        key,
+        mid,
+    ]
+    env = os.environ | (
+        {"BENCH_WRK_RATE": str(rate), "BENCH_WRK_THREADS": str(threads)} if rate > 0 else {}
+    )
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -221,31 +249,69 @@ async def run_wrk(url: str, key: str, mid: str, prefix: str, *, concurrency: int
     r = json.loads(match.group(1))
     errors = {k: int(r[k]) for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     return LoadResult(
-        tool="wrk paced" if rate > 0 else "wrk", requests=r["requests"],
-        ok=r["requests"] - r["status"], duration_s=r["duration_us"] / 1e6,
-        p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000, errors=errors,
+        tool="wrk paced" if rate > 0 else "wrk",
+        requests=r["requests"],
+        ok=r["requests"] - r["status"],
+        duration_s=r["duration_us"] / 1e6,
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        errors=errors,
         late_100=r["late_100"],
-    )  # fmt: skip
+    )
 
 
-async def run_aiohttp(url: str, key: str, mid: str, prefix: str, *, mode: str, duration: float,
-                      concurrency: int = 32, rate: float = 100.0, procs: int = 2,
-                      max_inflight: int = 2000) -> LoadResult:  # fmt: skip
+async def run_aiohttp(
+    url: str,
+    key: str,
+    mid: str,
+    prefix: str,
+    *,
+    mode: str,
+    duration: float,
+    concurrency: int = 32,
+    rate: float = 100.0,
+    procs: int = 2,
+    max_inflight: int = 2000,
+) -> LoadResult:
     """`procs` loadgen processes sharing `concurrency` (closed) or `rate` (open) evenly."""
     procs = max(1, min(procs, concurrency if mode == "closed" else procs))
     start_at = time.time() + 1.5  # room for the children's imports
     children = []
     for k in range(procs):
         share_c = concurrency // procs + (1 if k < concurrency % procs else 0)
-        args = [sys.executable, "-m", "bench.loadgen", "--url", url, "--key", key,
-                "--mid", mid, "--prefix", f"{prefix}p{k}", "--mode", mode,
-                "--concurrency", str(share_c), "--rate", str(rate / procs),
-                "--duration", str(duration), "--start-at", str(start_at),
-                "--max-inflight", str(max(1, max_inflight // procs))]  # fmt: skip
-        children.append(await asyncio.create_subprocess_exec(
-            *args, cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        ))  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--mid",
+            mid,
+            "--prefix",
+            f"{prefix}p{k}",
+            "--mode",
+            mode,
+            "--concurrency",
+            str(share_c),
+            "--rate",
+            str(rate / procs),
+            "--duration",
+            str(duration),
+            "--start-at",
+            str(start_at),
+            "--max-inflight",
+            str(max(1, max_inflight // procs)),
+        ]
+        children.append(
+            await asyncio.create_subprocess_exec(
+                *args,
+                cwd=Path(__file__).resolve().parent.parent,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     # Read every child at once: a child whose pipe is not being read blocks on its result.
     outputs = await asyncio.wait_for(
         asyncio.gather(*(child.communicate() for child in children)), duration + 90
@@ -261,13 +327,16 @@ async def run_aiohttp(url: str, key: str, mid: str, prefix: str, *, mode: str, d
         statuses.update(r["statuses"])
     ok = sum(n for s, n in statuses.items() if s.isdigit() and 200 <= int(s) < 300)
     return LoadResult(
-        tool=f"aiohttp x{procs}", requests=sum(statuses.values()), ok=ok,
+        tool=f"aiohttp x{procs}",
+        requests=sum(statuses.values()),
+        ok=ok,
         duration_s=statistics.mean(r["duration_s"] for r in results),
-        p50_ms=_percentile(latencies, 0.50), p99_ms=_percentile(latencies, 0.99),
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
         errors={s: n for s, n in statuses.items() if not (s.isdigit() and 200 <= int(s) < 300)},
         late_p99_ms=max(r["late_p99_ms"] for r in results),
         skipped=sum(r["skipped"] for r in results),
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -95,16 +95,25 @@ async def payment_calls(acquirer: AcquirerClient, sim: str, n: int) -> None:
     ref = f"PQ_{n}"
     outcome = await acquirer.authorize(Claimed(n, ref, 1000, "KRW", ref, attempts=1))
     delivery = Delivery(
-        id=n, event_id=f"evt_{ref}", event_status=outcome.status.value,
-        url=f"{sim}/api/webhook/pg/PEER", attempts=1, payment_id=n, tid=ref, amount=1000,
-        currency="KRW", approval_no=outcome.approval_no, fail_reason=outcome.fail_reason,
+        id=n,
+        event_id=f"evt_{ref}",
+        event_status=outcome.status.value,
+        url=f"{sim}/api/webhook/pg/PEER",
+        attempts=1,
+        payment_id=n,
+        tid=ref,
+        amount=1000,
+        currency="KRW",
+        approval_no=outcome.approval_no,
+        fail_reason=outcome.fail_reason,
         echo={},
-    )  # fmt: skip
+    )
     # As the engine's workers are configured: the simulator is the one allowed loopback host.
     policy = egress.Policy(allowed_hosts=egress.allowed_hosts(sim.split("://", 1)[1]))
     # Raises WebhookRetryable unless the receiver, which verifies the signature, answers 2xx.
-    await webhooks.send(acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET],
-                        policy=policy)  # fmt: skip
+    await webhooks.send(
+        acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET], policy=policy
+    )
 
 
 async def _work(dsn: str, batch_size: int, sim: str | None) -> None:

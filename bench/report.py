@@ -67,8 +67,10 @@ class Table:
         widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
         out = []
         for k, line in enumerate(lines):
-            cells = [str(c).rjust(w) if i == 2 else str(c).ljust(w)
-                     for i, (c, w) in enumerate(zip(line, widths, strict=True))]  # fmt: skip
+            cells = [
+                str(c).rjust(w) if i == 2 else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ]
             out.append("  ".join(cells).rstrip())
             if k == 0:
                 out.append("-" * len(out[0]))
@@ -76,13 +78,17 @@ class Table:
 
     def markdown(self) -> str:
         """A Markdown table."""
-        out = ["| section | metric | median | unit | runs | target | result |",
-               "| --- | --- | ---: | --- | --- | --- | --- |"]  # fmt: skip
+        out = [
+            "| section | metric | median | unit | runs | target | result |",
+            "| --- | --- | ---: | --- | --- | --- | --- |",
+        ]
         for r in self.rows:
             runs = ", ".join(r.fmt(v) for v in r.values) if len(r.values) > 1 else ""
             metric = r.metric + (f" ({r.note})" if r.note else "")
-            out.append(f"| {r.section} | {metric} | {r.fmt(r.value)} | {r.unit} | {runs} |"
-                       f" {r.target} | {r.result} |")  # fmt: skip
+            out.append(
+                f"| {r.section} | {metric} | {r.fmt(r.value)} | {r.unit} | {runs} |"
+                f" {r.target} | {r.result} |"
+            )
         return "\n".join(out)
 
 

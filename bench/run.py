@@ -41,18 +41,48 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The full run: `make bench`.
-    "full": dict(repeats=3, concurrency="32,128", drain_n=50_000, intake_seconds=15,
-                 warmup_seconds=3, e2e_seconds=60, light_seconds=30, probe_seconds=15,
-                 scale_rows="10000,1000000", soak_seconds=60, claim_samples=200),
+    "full": dict(
+        repeats=3,
+        concurrency="32,128",
+        drain_n=50_000,
+        intake_seconds=15,
+        warmup_seconds=3,
+        e2e_seconds=60,
+        light_seconds=30,
+        probe_seconds=15,
+        scale_rows="10000,1000000",
+        soak_seconds=60,
+        claim_samples=200,
+    ),
     # Harness validation: small N, 10 s durations, one repeat.
-    "quick": dict(repeats=1, concurrency="32,128", drain_n=5000, intake_seconds=10,
-                  warmup_seconds=2, e2e_seconds=10, light_seconds=10, probe_seconds=10,
-                  scale_rows="10000,100000", soak_seconds=20, claim_samples=100),
+    "quick": dict(
+        repeats=1,
+        concurrency="32,128",
+        drain_n=5000,
+        intake_seconds=10,
+        warmup_seconds=2,
+        e2e_seconds=10,
+        light_seconds=10,
+        probe_seconds=10,
+        scale_rows="10000,100000",
+        soak_seconds=20,
+        claim_samples=100,
+    ),
     # The test suite's smoke run: does every phase work and print its line.
-    "smoke": dict(repeats=1, concurrency="32", drain_n=300, intake_seconds=1,
-                  warmup_seconds=0, e2e_seconds=2, light_seconds=2, probe_seconds=2,
-                  scale_rows="2000,5000", soak_seconds=3, claim_samples=20),
-}  # fmt: skip
+    "smoke": dict(
+        repeats=1,
+        concurrency="32",
+        drain_n=300,
+        intake_seconds=1,
+        warmup_seconds=0,
+        e2e_seconds=2,
+        light_seconds=2,
+        probe_seconds=2,
+        scale_rows="2000,5000",
+        soak_seconds=3,
+        claim_samples=20,
+    ),
+}
 # The issue's end-to-end target, payments per second sustained with every webhook delivered.
 E2E_TARGET = 1000.0
 
@@ -109,8 +139,11 @@ class Config:
 
 def parse_args(argv: list[str]) -> Config:
     """The command line, with presets filling what was not given."""
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small N, 10 s durations, 1 repeat")
     size.add_argument("--smoke", action="store_true", help="tiny: the test suite's smoke run")
@@ -191,20 +224,38 @@ def parse_args(argv: list[str]) -> Config:
         p.error(f"unknown phases {sorted(unknown)}")
     env = dict(kv.split("=", 1) for kv in a.env)
     return Config(
-        preset=preset + (" + long" if a.long else ""), long=a.long, repeats=a.repeats,
-        workers=a.workers, webs=a.webs,
+        preset=preset + (" + long" if a.long else ""),
+        long=a.long,
+        repeats=a.repeats,
+        workers=a.workers,
+        webs=a.webs,
         concurrency=[int(x) for x in a.concurrency.split(",") if x],
-        drain_n=a.drain_n, intake_seconds=a.intake_seconds, warmup_seconds=a.warmup_seconds,
-        e2e_seconds=a.e2e_seconds, e2e_rate=a.e2e_rate, probe_seconds=a.probe_seconds,
-        probe_concurrency=a.probe_concurrency, light_seconds=a.light_seconds,
-        light_rate=a.light_rate, scale_rows=[int(x) for x in str(a.scale_rows).split(",") if x],
-        claim_samples=a.claim_samples, soak_seconds=a.soak_seconds, soak_rate=a.soak_rate,
-        phases=phases, loadgen=a.loadgen, loadgen_procs=a.loadgen_procs,
-        log_level=a.log_level, sim_latency_ms=a.sim_latency_ms, env=env,
-        intake_with_workers=a.intake_with_workers, profile=a.profile,
-        statements=a.statements, keep=a.keep,
-        results=Path(a.results) if a.results else None, argv=argv,
-    )  # fmt: skip
+        drain_n=a.drain_n,
+        intake_seconds=a.intake_seconds,
+        warmup_seconds=a.warmup_seconds,
+        e2e_seconds=a.e2e_seconds,
+        e2e_rate=a.e2e_rate,
+        probe_seconds=a.probe_seconds,
+        probe_concurrency=a.probe_concurrency,
+        light_seconds=a.light_seconds,
+        light_rate=a.light_rate,
+        scale_rows=[int(x) for x in str(a.scale_rows).split(",") if x],
+        claim_samples=a.claim_samples,
+        soak_seconds=a.soak_seconds,
+        soak_rate=a.soak_rate,
+        phases=phases,
+        loadgen=a.loadgen,
+        loadgen_procs=a.loadgen_procs,
+        log_level=a.log_level,
+        sim_latency_ms=a.sim_latency_ms,
+        env=env,
+        intake_with_workers=a.intake_with_workers,
+        profile=a.profile,
+        statements=a.statements,
+        keep=a.keep,
+        results=Path(a.results) if a.results else None,
+        argv=argv,
+    )
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float:
@@ -220,8 +271,15 @@ def _rate(n: float, seconds: float) -> float:
 class Bench:
     """The phases; every measured value goes to self.v[name] (one entry per repeat)."""
 
-    def __init__(self, cfg: Config, pg: Postgres, system: System, key: str, run_dir: Path,
-                 conn: asyncpg.Connection) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        pg: Postgres,
+        system: System,
+        key: str,
+        run_dir: Path,
+        conn: asyncpg.Connection,
+    ) -> None:
         self.cfg = cfg
         self.pg = pg
         self.system = system
@@ -277,17 +335,25 @@ class Bench:
                 return
             last = now
 
-    async def closed_load(self, prefix: str, concurrency: int, duration: float,
-                          url: str | None = None) -> loadgen.LoadResult:  # fmt: skip
+    async def closed_load(
+        self, prefix: str, concurrency: int, duration: float, url: str | None = None
+    ) -> loadgen.LoadResult:
         """Closed loop: `concurrency` connections, each sending the next request at once."""
         url = url or self.system.web
         if self.use_wrk:
-            return await loadgen.run_wrk(url, self.key, MID, prefix,
-                                         concurrency=concurrency, duration=duration)  # fmt: skip
+            return await loadgen.run_wrk(
+                url, self.key, MID, prefix, concurrency=concurrency, duration=duration
+            )
         return await loadgen.run_aiohttp(
-            url, self.key, MID, prefix, mode="closed", duration=duration,
-            concurrency=concurrency, procs=self.cfg.loadgen_procs,
-        )  # fmt: skip
+            url,
+            self.key,
+            MID,
+            prefix,
+            mode="closed",
+            duration=duration,
+            concurrency=concurrency,
+            procs=self.cfg.loadgen_procs,
+        )
 
     async def open_load(self, prefix: str, rate: float, duration: float) -> loadgen.LoadResult:
         """Requests at `rate` per second whatever the answers do.
@@ -297,22 +363,47 @@ class Bench:
         are enough that none is busy when its slot comes unless answers take over 125 ms.
         """
         if self.use_wrk:
-            return await loadgen.run_wrk(self.system.web, self.key, MID, prefix,
-                                         concurrency=min(256, max(16, int(rate / 8))),
-                                         duration=duration, rate=rate)  # fmt: skip
+            return await loadgen.run_wrk(
+                self.system.web,
+                self.key,
+                MID,
+                prefix,
+                concurrency=min(256, max(16, int(rate / 8))),
+                duration=duration,
+                rate=rate,
+            )
         procs = 1 if rate <= 300 else self.cfg.loadgen_procs
         return await loadgen.run_aiohttp(
-            self.system.web, self.key, MID, prefix, mode="open", duration=duration, rate=rate,
-            procs=procs, max_inflight=max(200, int(rate * 5)),
-        )  # fmt: skip
+            self.system.web,
+            self.key,
+            MID,
+            prefix,
+            mode="open",
+            duration=duration,
+            rate=rate,
+            procs=procs,
+            max_inflight=max(200, int(rate * 5)),
+        )
 
     async def pgbench(self, script: str, clients: int, duration: float) -> float:
         """pgbench with a custom script at `clients` connections; returns its TPS."""
         path = self.run_dir / f"pgbench-{abs(hash(script))}.sql"
         path.write_text(script)
-        args = [self.pg.bin("pgbench"), "-n", "-M", "prepared", "-c", str(clients),
-                "-j", str(min(2, clients)), "-T", str(max(1, round(duration))),
-                "-f", str(path), self.pg.url]  # fmt: skip
+        args = [
+            self.pg.bin("pgbench"),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(2, clients)),
+            "-T",
+            str(max(1, round(duration))),
+            "-f",
+            str(path),
+            self.pg.url,
+        ]
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -423,8 +514,9 @@ class Bench:
         rows = await self.conn.fetch(sql.STATEMENTS, max(payments, 1))
         lines = [f"{payments:,} payments; calls/payment, mean ms, total s, statement"]
         for r in rows:
-            lines.append(f"{r['per_payment']:7.2f}  {r['mean_ms']:7.3f}  {r['total_s']:7.2f}  "
-                         f"{r['query']}")  # fmt: skip
+            lines.append(
+                f"{r['per_payment']:7.2f}  {r['mean_ms']:7.3f}  {r['total_s']:7.2f}  {r['query']}"
+            )
         self.statements[label] = "\n".join(lines)
 
     # --- phases --------------------------------------------------------------------------
@@ -464,8 +556,9 @@ class Bench:
             # Accepted: 2xx answers the client got within its window. Every one must be a row.
             rate = res.ok_per_s
             if rows < res.ok:
-                self.notes.append(f"intake c={c} run {rep + 1}: {res.ok} answered 2xx but only "
-                                  f"{rows} rows stored")  # fmt: skip
+                self.notes.append(
+                    f"intake c={c} run {rep + 1}: {res.ok} answered 2xx but only {rows} rows stored"
+                )
             self.v[f"pgbench_{c}"].append(tps)
             self.v[f"pgbench_pay_{c}"].append(tps_pay)
             self.v[f"intake_{c}"].append(rate)
@@ -477,10 +570,12 @@ class Bench:
             hello = await self.hello(c, d)
             self.v[f"hello_{c}"].append(hello)
             self.v[f"hello_ratio_{c}"].append(hello / tps if tps else float("nan"))
-            self.log(f"intake c={c} run {rep + 1}: pgbench {tps:,.0f} tps (payment row"
-                     f" {tps_pay:,.0f}), intake {rate:,.0f}/s ({res.tool}), p50"
-                     f" {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms; aiohttp doing nothing"
-                     f" {hello:,.0f}/s")  # fmt: skip
+            self.log(
+                f"intake c={c} run {rep + 1}: pgbench {tps:,.0f} tps (payment row"
+                f" {tps_pay:,.0f}), intake {rate:,.0f}/s ({res.tool}), p50"
+                f" {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms; aiohttp doing nothing"
+                f" {hello:,.0f}/s"
+            )
 
     async def hello(self, c: int, duration: float) -> float:
         """The same load on bench/hello.py (aiohttp, no auth, no database): its 2xx per second."""
@@ -513,9 +608,10 @@ class Bench:
         spies = []
         if rep == 0:
             seconds = min(20.0, max(2.0, n / 2000))
-            spies = [await self.profile("worker-drain", self.system.pids()["worker"][0], seconds),
-                     await self.profile("simulator-drain", self.system.pids()["simulator"][0],
-                                        seconds)]  # fmt: skip
+            spies = [
+                await self.profile("worker-drain", self.system.pids()["worker"][0], seconds),
+                await self.profile("simulator-drain", self.system.pids()["simulator"][0], seconds),
+            ]
         settled = await self.wait_settled(self.drain_timeout(n))
         self.cpu_since(mark, "drain", n)
         for spy in spies:
@@ -525,16 +621,23 @@ class Bench:
         if rep == 0:
             await self.statements_report("drain (workers)", n)
         final_rate = _rate(n, _seconds(t0, r["last_final"])) if r["final"] == n else math.nan
-        hook_rate = (_rate(n, _seconds(t0, r["last_delivered"]))
-                     if settled and r["delivered"] == n else math.nan)  # fmt: skip
+        hook_rate = (
+            _rate(n, _seconds(t0, r["last_delivered"]))
+            if settled and r["delivered"] == n
+            else math.nan
+        )
         if not settled or r["final"] != n or r["delivered"] != n:
-            self.notes.append(f"drain run {rep + 1}: {r['final']}/{n} final, "
-                              f"{r['delivered']} delivered, {r['dead']} dead")  # fmt: skip
+            self.notes.append(
+                f"drain run {rep + 1}: {r['final']}/{n} final, "
+                f"{r['delivered']} delivered, {r['dead']} dead"
+            )
         self.v["drain_insert_s"].append(insert_s)
         self.v["drain_final"].append(final_rate)
         self.v["drain_delivered"].append(hook_rate)
-        self.log(f"drain run {rep + 1}: {n:,} pre-filled in {insert_s:.1f}s; final "
-                 f"{final_rate:,.0f}/s, webhooks delivered {hook_rate:,.0f}/s")  # fmt: skip
+        self.log(
+            f"drain run {rep + 1}: {n:,} pre-filled in {insert_s:.1f}s; final "
+            f"{final_rate:,.0f}/s, webhooks delivered {hook_rate:,.0f}/s"
+        )
 
     async def peer(self, rep: int) -> None:
         """pgqueuer drains N jobs with as many processes as workers: no-op jobs, then jobs
@@ -544,8 +647,10 @@ class Bench:
                 self.notes.append("peer: pgqueuer is not installed (pip install -e '.[bench]')")
             return
         await self.system.stop_workers()
-        for name, entrypoint in (("peer", pgqueuer_peer.ENTRYPOINT),
-                                 ("peer_calls", pgqueuer_peer.CALLS_ENTRYPOINT)):  # fmt: skip
+        for name, entrypoint in (
+            ("peer", pgqueuer_peer.ENTRYPOINT),
+            ("peer_calls", pgqueuer_peer.CALLS_ENTRYPOINT),
+        ):
             enqueue_s, rate = await self.peer_drain(name, entrypoint)
             self.v[f"{name}_enqueue_s"].append(enqueue_s)
             self.v[name].append(rate)
@@ -555,9 +660,11 @@ class Bench:
                 self.v[f"{name}_ratio_{kind}"].append(
                     engine / rate if engine and rate else math.nan
                 )
-            self.log(f"{name} run {rep + 1}: pgqueuer {self.peer_version} {entrypoint}: "
-                     f"enqueued {self.cfg.drain_n:,} in {enqueue_s:.1f}s, drained "
-                     f"{rate:,.0f} jobs/s")  # fmt: skip
+            self.log(
+                f"{name} run {rep + 1}: pgqueuer {self.peer_version} {entrypoint}: "
+                f"enqueued {self.cfg.drain_n:,} in {enqueue_s:.1f}s, drained "
+                f"{rate:,.0f} jobs/s"
+            )
 
     async def peer_drain(self, name: str, entrypoint: str) -> tuple[float, float]:
         """Enqueue N `entrypoint` jobs and time their drain: (enqueue seconds, jobs/s)."""
@@ -625,9 +732,11 @@ class Bench:
         )
         if not settled or s["delivered"] != s["accepted"]:
             self.notes.append(f"light run {rep + 1}: {s['delivered']}/{s['accepted']} delivered")
-        self.log(f"light run {rep + 1}: {s['accepted']} payments at {self.cfg.light_rate:.0f}/s,"
-                 f" accept->webhook p50 {s.get('p50_ms') or math.nan:.1f} ms,"
-                 f" p99 {s.get('p99_ms') or math.nan:.1f} ms")  # fmt: skip
+        self.log(
+            f"light run {rep + 1}: {s['accepted']} payments at {self.cfg.light_rate:.0f}/s,"
+            f" accept->webhook p50 {s.get('p50_ms') or math.nan:.1f} ms,"
+            f" p99 {s.get('p99_ms') or math.nan:.1f} ms"
+        )
 
     async def probe(self, rep: int) -> float:
         """Closed-loop saturation: webhooks delivered/s in the second half of the window."""
@@ -641,8 +750,10 @@ class Bench:
         capacity = _rate(s.get("delivered_second_half") or 0, half)
         intake = _rate(s["accepted"], 2 * half)
         self.v["probe_capacity"].append(capacity)
-        self.log(f"probe run {rep + 1}: intake {intake:,.0f}/s while delivering"
-                 f" {capacity:,.0f} webhooks/s")  # fmt: skip
+        self.log(
+            f"probe run {rep + 1}: intake {intake:,.0f}/s while delivering"
+            f" {capacity:,.0f} webhooks/s"
+        )
         # Start the next run clean: no backlog left from the saturation.
         await self.system.stop_workers()
         await self.fresh()
@@ -661,8 +772,9 @@ class Bench:
         prefix = f"s{rep}"
         spy = None
         if rep == 0:
-            spy = await self.profile("worker-e2e", self.system.pids()["worker"][0],
-                                     min(30.0, self.cfg.e2e_seconds))  # fmt: skip
+            spy = await self.profile(
+                "worker-e2e", self.system.pids()["worker"][0], min(30.0, self.cfg.e2e_seconds)
+            )
         await self.statements_reset()
         mark = self.cpu_mark()
         res = await self.open_load(prefix, rate, self.cfg.e2e_seconds)
@@ -691,12 +803,16 @@ class Bench:
                 "after their slot (every wrk connection was busy)"
             )
         elif res.late_p99_ms > 100 or res.skipped:
-            self.notes.append(f"e2e run {rep + 1}: load generator behind schedule (late p99 "
-                              f"{res.late_p99_ms:.0f} ms, {res.skipped} skipped)")  # fmt: skip
-        self.log(f"e2e run {rep + 1}: offered {rate:,.0f}/s for {self.cfg.e2e_seconds:.0f}s,"
-                 f" {s['accepted']} accepted, {s['delivered']} delivered, sustained"
-                 f" {self.v['e2e_sustained'][-1]:,.0f}/s, p50 {s.get('p50_ms') or math.nan:.0f}"
-                 f" ms, p99 {s.get('p99_ms') or math.nan:.0f} ms")  # fmt: skip
+            self.notes.append(
+                f"e2e run {rep + 1}: load generator behind schedule (late p99 "
+                f"{res.late_p99_ms:.0f} ms, {res.skipped} skipped)"
+            )
+        self.log(
+            f"e2e run {rep + 1}: offered {rate:,.0f}/s for {self.cfg.e2e_seconds:.0f}s,"
+            f" {s['accepted']} accepted, {s['delivered']} delivered, sustained"
+            f" {self.v['e2e_sustained'][-1]:,.0f}/s, p50 {s.get('p50_ms') or math.nan:.0f}"
+            f" ms, p99 {s.get('p99_ms') or math.nan:.0f} ms"
+        )
 
     async def scale(self) -> None:
         """Claim latency at each table size (most rows final), with EXPLAIN ANALYZE."""
@@ -723,8 +839,10 @@ class Bench:
                 self.sizes[size] = await conn.fetchval(
                     "SELECT pg_size_pretty(pg_total_relation_size('payment_processes'))"
                 )
-                self.log(f"scale: {size:,} rows ({self.sizes[size]}, {pending} PENDING) "
-                         f"filled in {time.monotonic() - started:.0f}s")  # fmt: skip
+                self.log(
+                    f"scale: {size:,} rows ({self.sizes[size]}, {pending} PENDING) "
+                    f"filled in {time.monotonic() - started:.0f}s"
+                )
                 await self.claims(conn, size)
         finally:
             await conn.close()
@@ -761,8 +879,10 @@ class Bench:
         plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + claim, *args)
         await tr.rollback()
         self.explains[size] = "\n".join(r[0] for r in plan)
-        self.log(f"scale: claim at {size:,} rows: median {median(self.v[f'claim_{size}']):.3f}"
-                 f" ms, p99 {median(self.v[f'claim_p99_{size}']):.3f} ms")  # fmt: skip
+        self.log(
+            f"scale: claim at {size:,} rows: median {median(self.v[f'claim_{size}']):.3f}"
+            f" ms, p99 {median(self.v[f'claim_p99_{size}']):.3f} ms"
+        )
 
     def sample_rss(self, t: float) -> None:
         """RSS of every process of the system now."""
@@ -781,8 +901,9 @@ class Bench:
         await self.fresh()
         await self.system.start_workers()
         sustained = median(self.v.get("e2e_sustained", []))
-        rate = self.cfg.soak_rate or (max(20.0, round(sustained / 2)) if math.isfinite(sustained)
-                                      else 200.0)  # fmt: skip
+        rate = self.cfg.soak_rate or (
+            max(20.0, round(sustained / 2)) if math.isfinite(sustained) else 200.0
+        )
         await asyncio.sleep(1.0)
         start = time.monotonic()
         self.sample_rss(0.0)
@@ -811,8 +932,9 @@ class Bench:
         self.v["soak_undelivered"].append(s["accepted"] - s["delivered"])
         if not settled:
             self.notes.append(f"soak: {s['accepted'] - s['delivered']} webhooks undelivered")
-        self.log(f"soak: {d:.0f}s at {rate:.0f}/s, {s['accepted']} accepted,"
-                 f" {s['delivered']} delivered")  # fmt: skip
+        self.log(
+            f"soak: {d:.0f}s at {rate:.0f}/s, {s['accepted']} accepted, {s['delivered']} delivered"
+        )
 
     # --- the table -----------------------------------------------------------------------
 
@@ -828,14 +950,24 @@ class Bench:
             return max(values) / 2**20
 
         start, end = self.rss[0], self.rss[-1]
-        growth = max(
-            (e - w) / 2**20 for w, e in zip(warm[1].get("worker", []),
-                                             end[1].get("worker", []), strict=False)
-        ) if warm[1].get("worker") else math.nan  # fmt: skip
-        return {"start": mib(start, "worker"), "warm": mib(warm, "worker"),
-                "end": mib(end, "worker"), "growth": growth, "warm_at": warm[0],
-                "web_start": mib(start, "web"), "web_end": mib(end, "web"),
-                "sim_end": mib(end, "simulator")}  # fmt: skip
+        growth = (
+            max(
+                (e - w) / 2**20
+                for w, e in zip(warm[1].get("worker", []), end[1].get("worker", []), strict=False)
+            )
+            if warm[1].get("worker")
+            else math.nan
+        )
+        return {
+            "start": mib(start, "worker"),
+            "warm": mib(warm, "worker"),
+            "end": mib(end, "worker"),
+            "growth": growth,
+            "warm_at": warm[0],
+            "web_start": mib(start, "web"),
+            "web_end": mib(end, "web"),
+            "sim_end": mib(end, "simulator"),
+        }
 
     def table(self) -> Table:
         """Every line of the issue's list, in its order."""
@@ -843,21 +975,51 @@ class Bench:
         v = self.v
         for c in self.cfg.concurrency:
             t.add(Row("physical", f"pgbench one-row INSERT, c={c}", v[f"pgbench_{c}"], "tps"))
-            t.add(Row("physical", f"pgbench payment_processes INSERT (triggers), c={c}",
-                      v[f"pgbench_pay_{c}"], "tps", note="info"))  # fmt: skip
+            t.add(
+                Row(
+                    "physical",
+                    f"pgbench payment_processes INSERT (triggers), c={c}",
+                    v[f"pgbench_pay_{c}"],
+                    "tps",
+                    note="info",
+                )
+            )
         tool = "wrk" if self.use_wrk else f"aiohttp x{self.cfg.loadgen_procs}"
         for c in self.cfg.concurrency:
-            t.add(Row("intake", f"POST /api/payment accepted, c={c}", v[f"intake_{c}"], "/s",
-                      note=tool))  # fmt: skip
+            t.add(
+                Row(
+                    "intake",
+                    f"POST /api/payment accepted, c={c}",
+                    v[f"intake_{c}"],
+                    "/s",
+                    note=tool,
+                )
+            )
             t.add(Row("intake", f"latency p50, c={c}", v[f"intake_p50_{c}"], "ms", 1))
             t.add(Row("intake", f"latency p99, c={c}", v[f"intake_p99_{c}"], "ms", 1))
-            ratio = t.add(Row("intake", f"intake / pgbench, c={c}", v[f"intake_ratio_{c}"],
-                              "x", 2, ">= 0.40"))  # fmt: skip
+            ratio = t.add(
+                Row("intake", f"intake / pgbench, c={c}", v[f"intake_ratio_{c}"], "x", 2, ">= 0.40")
+            )
             ratio.verdict = _verdict(ratio.value, lambda x: x >= 0.40)
-            t.add(Row("intake", f"ceiling: aiohttp doing nothing (bench/hello.py), c={c}",
-                      v[f"hello_{c}"], "/s", note="info"))  # fmt: skip
-            t.add(Row("intake", f"ceiling / pgbench, c={c}", v[f"hello_ratio_{c}"], "x", 2,
-                      note="info"))  # fmt: skip
+            t.add(
+                Row(
+                    "intake",
+                    f"ceiling: aiohttp doing nothing (bench/hello.py), c={c}",
+                    v[f"hello_{c}"],
+                    "/s",
+                    note="info",
+                )
+            )
+            t.add(
+                Row(
+                    "intake",
+                    f"ceiling / pgbench, c={c}",
+                    v[f"hello_ratio_{c}"],
+                    "x",
+                    2,
+                    note="info",
+                )
+            )
         self.drain_rows(t)
         self.e2e_rows(t)
         self.scale_rows(t)
@@ -869,24 +1031,69 @@ class Bench:
         v, n = self.v, self.cfg.drain_n
         if not v.get("drain_final") and not v.get("peer"):
             return
-        t.add(Row("drain", f"pre-fill {n:,} PENDING (one INSERT ... SELECT, triggers on)",
-                  v["drain_insert_s"], "s", 2, note="info"))  # fmt: skip
+        t.add(
+            Row(
+                "drain",
+                f"pre-fill {n:,} PENDING (one INSERT ... SELECT, triggers on)",
+                v["drain_insert_s"],
+                "s",
+                2,
+                note="info",
+            )
+        )
         t.add(Row("drain", "engine: all final", v["drain_final"], "payments/s"))
-        t.add(Row("drain", "engine: all final + webhooks delivered", v["drain_delivered"],
-                  "payments/s"))  # fmt: skip
-        t.add(Row("peer", f"pgqueuer {self.peer_version or '(not installed)'}: enqueue {n:,}",
-                  v["peer_enqueue_s"], "s", 2, note="info"))  # fmt: skip
+        t.add(
+            Row(
+                "drain",
+                "engine: all final + webhooks delivered",
+                v["drain_delivered"],
+                "payments/s",
+            )
+        )
+        t.add(
+            Row(
+                "peer",
+                f"pgqueuer {self.peer_version or '(not installed)'}: enqueue {n:,}",
+                v["peer_enqueue_s"],
+                "s",
+                2,
+                note="info",
+            )
+        )
         t.add(Row("peer", "pgqueuer: drain no-op jobs", v["peer"], "jobs/s"))
         for kind, label in (("final", "final"), ("delivered", "final + webhooks")):
-            row = t.add(Row("peer", f"engine ({label}) / pgqueuer", v[f"peer_ratio_{kind}"],
-                            "x", 2, ">= 1.00"))  # fmt: skip
+            row = t.add(
+                Row(
+                    "peer",
+                    f"engine ({label}) / pgqueuer",
+                    v[f"peer_ratio_{kind}"],
+                    "x",
+                    2,
+                    ">= 1.00",
+                )
+            )
             row.verdict = _verdict(row.value, lambda x: x >= 1.0)
         # Like for like: pgqueuer jobs doing the payment's authorize call and webhook.
-        t.add(Row("peer", "pgqueuer: drain jobs making a payment's two HTTP calls",
-                  v["peer_calls"], "jobs/s", note="info"))  # fmt: skip
+        t.add(
+            Row(
+                "peer",
+                "pgqueuer: drain jobs making a payment's two HTTP calls",
+                v["peer_calls"],
+                "jobs/s",
+                note="info",
+            )
+        )
         for kind, label in (("final", "final"), ("delivered", "final + webhooks")):
-            t.add(Row("peer", f"engine ({label}) / pgqueuer with the same calls",
-                      v[f"peer_calls_ratio_{kind}"], "x", 2, note="info"))  # fmt: skip
+            t.add(
+                Row(
+                    "peer",
+                    f"engine ({label}) / pgqueuer with the same calls",
+                    v[f"peer_calls_ratio_{kind}"],
+                    "x",
+                    2,
+                    note="info",
+                )
+            )
 
     def e2e_rows(self, t: Table) -> None:
         """Light-load latency and the sustained run."""
@@ -894,15 +1101,22 @@ class Bench:
         if not v.get("light_p50"):
             return
         lr = self.cfg.light_rate
-        t.add(Row("e2e", f"light load achieved (offered {lr:.0f}/s, paced)", v["light_rate"],
-                  "/s"))  # fmt: skip
-        p50 = t.add(Row("e2e", f"accept -> webhook p50 at {lr:.0f}/s", v["light_p50"], "ms", 1,
-                        "<= 50"))  # fmt: skip
+        t.add(Row("e2e", f"light load achieved (offered {lr:.0f}/s, paced)", v["light_rate"], "/s"))
+        p50 = t.add(
+            Row("e2e", f"accept -> webhook p50 at {lr:.0f}/s", v["light_p50"], "ms", 1, "<= 50")
+        )
         p50.verdict = _verdict(p50.value, lambda x: x <= 50)
         t.add(Row("e2e", f"accept -> webhook p99 at {lr:.0f}/s", v["light_p99"], "ms", 1))
         self.leg_rows(t, "light", f"at {lr:.0f}/s")
-        t.add(Row("e2e", "capacity probe: webhooks delivered under saturation",
-                  v["probe_capacity"], "/s", note="info"))  # fmt: skip
+        t.add(
+            Row(
+                "e2e",
+                "capacity probe: webhooks delivered under saturation",
+                v["probe_capacity"],
+                "/s",
+                note="info",
+            )
+        )
         t.add(Row("e2e", "offered (paced)", v["e2e_offered"], "/s"))
         t.add(Row("e2e", "accepted", v["e2e_accepted"], "/s"))
         d = self.cfg.e2e_seconds
@@ -928,27 +1142,47 @@ class Bench:
 
     def leg_rows(self, t: Table, name: str, where: str) -> None:
         """The p50 of each leg of accept -> webhook."""
-        legs = (("queue", "accepted -> claimed"), ("settle", "claimed -> final"),
-                ("webhook", "final -> webhook delivered"))  # fmt: skip
+        legs = (
+            ("queue", "accepted -> claimed"),
+            ("settle", "claimed -> final"),
+            ("webhook", "final -> webhook delivered"),
+        )
         for leg, label in legs:
-            t.add(Row("e2e", f"  p50 {label} {where}", self.v[f"{name}_{leg}"], "ms", 1,
-                      note="info"))  # fmt: skip
+            t.add(
+                Row("e2e", f"  p50 {label} {where}", self.v[f"{name}_{leg}"], "ms", 1, note="info")
+            )
 
     def scale_rows(self, t: Table) -> None:
         """Claim latency at each size, and whether the largest matches the smallest."""
         sizes = sorted(s for s in self.cfg.scale_rows if self.v.get(f"claim_{s}"))
         for s in sizes:
-            t.add(Row("scale", f"claim_pending median, {s:,} rows ({self.sizes.get(s, '?')})",
-                      self.v[f"claim_{s}"], "ms", 3))  # fmt: skip
-            t.add(Row("scale", f"claim_pending p99, {s:,} rows", self.v[f"claim_p99_{s}"],
-                      "ms", 3))  # fmt: skip
+            t.add(
+                Row(
+                    "scale",
+                    f"claim_pending median, {s:,} rows ({self.sizes.get(s, '?')})",
+                    self.v[f"claim_{s}"],
+                    "ms",
+                    3,
+                )
+            )
+            t.add(Row("scale", f"claim_pending p99, {s:,} rows", self.v[f"claim_p99_{s}"], "ms", 3))
         if len(sizes) >= 2:
             small, big = sizes[0], sizes[-1]
             diff = median(self.v[f"claim_{big}"]) - median(self.v[f"claim_{small}"])
-            noise = max(2 * max(median(self.v[f"claim_iqr_{small}"]),
-                                median(self.v[f"claim_iqr_{big}"])), 0.1)  # fmt: skip
-            row = t.add(Row("scale", f"claim {big:,} minus {small:,} rows", [diff], "ms", 3,
-                            f"|diff| <= noise {noise:.3f}"))  # fmt: skip
+            noise = max(
+                2 * max(median(self.v[f"claim_iqr_{small}"]), median(self.v[f"claim_iqr_{big}"])),
+                0.1,
+            )
+            row = t.add(
+                Row(
+                    "scale",
+                    f"claim {big:,} minus {small:,} rows",
+                    [diff],
+                    "ms",
+                    3,
+                    f"|diff| <= noise {noise:.3f}",
+                )
+            )
             row.verdict = abs(diff) <= noise
 
     def soak_rows(self, t: Table) -> None:
@@ -958,21 +1192,45 @@ class Bench:
             return
         d = self.cfg.soak_seconds
         rate = median(self.v.get("soak_rate", []))
-        t.add(Row("memory", f"worker RSS at start ({d:.0f} s run at {rate:.0f}/s)",
-                  [r["start"]], "MiB", 1))  # fmt: skip
-        t.add(Row("memory", f"worker RSS after warm-up ({r['warm_at']:.0f} s)", [r["warm"]],
-                  "MiB", 1))  # fmt: skip
+        t.add(
+            Row(
+                "memory",
+                f"worker RSS at start ({d:.0f} s run at {rate:.0f}/s)",
+                [r["start"]],
+                "MiB",
+                1,
+            )
+        )
+        t.add(
+            Row("memory", f"worker RSS after warm-up ({r['warm_at']:.0f} s)", [r["warm"]], "MiB", 1)
+        )
         t.add(Row("memory", "worker RSS at end", [r["end"]], "MiB", 1))
         limit = max(5.0, 0.05 * r["warm"])
-        row = t.add(Row("memory", "worker RSS growth after warm-up (largest worker)",
-                        [r["growth"]], "MiB", 1, f"<= {limit:.1f} (flat)"))  # fmt: skip
+        row = t.add(
+            Row(
+                "memory",
+                "worker RSS growth after warm-up (largest worker)",
+                [r["growth"]],
+                "MiB",
+                1,
+                f"<= {limit:.1f} (flat)",
+            )
+        )
         row.verdict = _verdict(r["growth"], lambda x: x <= limit)
         if d < 600:
             row.note = f"{d:.0f} s run; --long soaks 600 s"
         t.add(Row("memory", "web RSS at start", [r["web_start"]], "MiB", 1, note="info"))
         t.add(Row("memory", "web RSS at end", [r["web_end"]], "MiB", 1, note="info"))
-        t.add(Row("memory", "simulator RSS at end (keeps what it receives)", [r["sim_end"]],
-                  "MiB", 1, note="info"))  # fmt: skip
+        t.add(
+            Row(
+                "memory",
+                "simulator RSS at end (keeps what it receives)",
+                [r["sim_end"]],
+                "MiB",
+                1,
+                note="info",
+            )
+        )
 
 
 def _verdict(value: float, ok: Any) -> bool | None:
@@ -980,12 +1238,20 @@ def _verdict(value: float, ok: Any) -> bool | None:
 
 
 def results_markdown(
-    cfg: Config, bench: Bench, table: Table, info: dict[str, str], other: tuple[float, float],
-    started: datetime, seconds: float,
-) -> str:  # fmt: skip
+    cfg: Config,
+    bench: Bench,
+    table: Table,
+    info: dict[str, str],
+    other: tuple[float, float],
+    started: datetime,
+    seconds: float,
+) -> str:
     """bench/RESULTS.md: when, where, how, and the numbers."""
-    kind = {"full": "", "quick": " (QUICK: harness validation only, not a result)",
-            "smoke": " (SMOKE)"}.get(cfg.preset.split()[0], "")  # fmt: skip
+    kind = {
+        "full": "",
+        "quick": " (QUICK: harness validation only, not a result)",
+        "smoke": " (SMOKE)",
+    }.get(cfg.preset.split()[0], "")
     command = "make bench" + (f' BENCH_ARGS="{shlex.join(cfg.argv)}"' if cfg.argv else "")
     lines = [
         f"# Benchmark results{kind}",
@@ -1029,8 +1295,10 @@ def results_markdown(
         ]
         step = max(1, len(bench.rss) // 15)
         for t, roles in bench.rss[::step] + ([bench.rss[-1]] if len(bench.rss) % step else []):
-            cells = [" ".join(f"{x / 2**20:.1f}" for x in roles.get(r, [])) for r in
-                     ("worker", "web", "simulator")]  # fmt: skip
+            cells = [
+                " ".join(f"{x / 2**20:.1f}" for x in roles.get(r, []))
+                for r in ("worker", "web", "simulator")
+            ]
             lines.append(f"| {t:.0f} | " + " | ".join(cells) + " |")
     for name, text in bench.statements.items():
         lines += ["", f"## Statements: {name} (pg_stat_statements)", "", "```", text, "```"]
@@ -1050,9 +1318,15 @@ async def run(cfg: Config) -> int:
     system: System | None = None
     try:
         await pg.configure()
-        system = System(pg, run_dir / "logs", webs=cfg.webs, workers=cfg.workers,
-                        log_level=cfg.log_level, sim_latency_ms=cfg.sim_latency_ms,
-                        extra_env=cfg.env)  # fmt: skip
+        system = System(
+            pg,
+            run_dir / "logs",
+            webs=cfg.webs,
+            workers=cfg.workers,
+            log_level=cfg.log_level,
+            sim_latency_ms=cfg.sim_latency_ms,
+            extra_env=cfg.env,
+        )
         conn = await asyncpg.connect(pg.url)
         try:
             await conn.execute(sql.CREATE_BENCH_INSERT)
@@ -1061,9 +1335,11 @@ async def run(cfg: Config) -> int:
             key = await system.create_merchant(MID)
             await system.start()
             bench = Bench(cfg, pg, system, key, run_dir, conn)
-            bench.log(f"system up: {cfg.webs} web, {cfg.workers} workers, simulator; preset "
-                      f"{cfg.preset}; closed-loop load by "
-                      f"{'wrk' if bench.use_wrk else 'aiohttp'}")  # fmt: skip
+            bench.log(
+                f"system up: {cfg.webs} web, {cfg.workers} workers, simulator; preset "
+                f"{cfg.preset}; closed-loop load by "
+                f"{'wrk' if bench.use_wrk else 'aiohttp'}"
+            )
             cpu0 = machine.snapshot(pg.postmaster_pid())
             await run_phases(bench, cfg)
             cpu1 = machine.snapshot(pg.postmaster_pid())
@@ -1079,12 +1355,15 @@ async def run(cfg: Config) -> int:
         for note in bench.notes:
             print(f"note: {note}")
         other = machine.foreign_load(cpu0, cpu1)
-        print(f"other processes on the machine: {other[0]:.0f} CPU-s "
-              f"({100 * other[1]:.0f}% of all cores) during the run")  # fmt: skip
+        print(
+            f"other processes on the machine: {other[0]:.0f} CPU-s "
+            f"({100 * other[1]:.0f}% of all cores) during the run"
+        )
         if cfg.results:
             info = machine.describe() | versions
-            text = results_markdown(cfg, bench, table, info, other, started_at,
-                                    time.monotonic() - t_start)  # fmt: skip
+            text = results_markdown(
+                cfg, bench, table, info, other, started_at, time.monotonic() - t_start
+            )
             cfg.results.write_text(text)
             print(f"results written to {cfg.results}")
         return 0

@@ -101,8 +101,9 @@ class Postgres:
 
     def restart(self) -> None:
         """Stop (fast) and start again on the same data."""
-        devdb._embedded().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata,
-                                 user=self.server.system_user)  # fmt: skip
+        devdb._embedded().pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.server.system_user
+        )
         self.server.ensure_postgres_running()
         self.admin_url = str(self.server.get_uri())
         self.url = with_database(self.admin_url, BENCH_DB)
@@ -122,8 +123,9 @@ class Postgres:
     def stop_server(self) -> None:
         """Stop it; its files stay (--keep)."""
         with contextlib.suppress(Exception):
-            devdb._embedded().pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pgdata,
-                                     user=self.server.system_user)  # fmt: skip
+            devdb._embedded().pg_ctl(
+                ["-w", "-m", "immediate", "stop"], pgdata=self.pgdata, user=self.server.system_user
+            )
 
     def remove(self) -> None:
         """Stop it and delete its files."""
@@ -135,9 +137,16 @@ class System:
     """The Procfile processes, started and stopped by phase."""
 
     def __init__(
-        self, pg: Postgres, logs: Path, *, webs: int, workers: int, log_level: str,
-        sim_latency_ms: int, extra_env: dict[str, str],
-    ) -> None:  # fmt: skip
+        self,
+        pg: Postgres,
+        logs: Path,
+        *,
+        webs: int,
+        workers: int,
+        log_level: str,
+        sim_latency_ms: int,
+        extra_env: dict[str, str],
+    ) -> None:
         self.pg = pg
         self.logs = logs
         self.commands = procfile()
@@ -195,9 +204,13 @@ class System:
         log = open(self.logs / f"{name}-{self._started}.log", "wb")  # noqa: SIM115
         try:
             return subprocess.Popen(
-                args, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                args,
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         finally:
             log.close()
 
@@ -227,8 +240,18 @@ class System:
         """Start the pgqueuer peer workers (bench/pgqueuer_peer.py)."""
         await self.stop_peers()
         for _ in range(n):
-            args = [sys.executable, "-m", "bench.pgqueuer_peer", "worker", "--dsn", self.pg.url,
-                    "--batch-size", str(batch_size), "--sim", self.sim]  # fmt: skip
+            args = [
+                sys.executable,
+                "-m",
+                "bench.pgqueuer_peer",
+                "worker",
+                "--dsn",
+                self.pg.url,
+                "--batch-size",
+                str(batch_size),
+                "--sim",
+                self.sim,
+            ]
             self.peers.append(self.start_process("pgqueuer", args))
         await wait_sessions(self.pg.url, "bench-pgqueuer-peer", n, 60, self)
         await asyncio.sleep(1.0)  # from connected to LISTENing takes a few queries
@@ -283,8 +306,18 @@ class System:
 
     async def create_merchant(self, mid: str) -> str:
         """`python -m engine.merchants create`: the API key the load generators send."""
-        args = [sys.executable, "-m", "engine.merchants", "create", "--mid", mid,
-                "--name", "Benchmark merchant", "--mode", "test"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "engine.merchants",
+            "create",
+            "--mid",
+            mid,
+            "--name",
+            "Benchmark merchant",
+            "--mode",
+            "test",
+        ]
         proc = await asyncio.create_subprocess_exec(
             *args, cwd=ROOT, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

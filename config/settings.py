@@ -297,9 +297,16 @@ def _public_secrets(settings: Settings) -> list[str]:
 
 
 # Test mode's provider settings, each with the live one it must not fall back to in production.
-TEST_PROVIDER_FIELDS = ("acquirer_url", "atom_url", "atom_merch_id", "atom_password",
-                        "atom_req_hash_key", "atom_res_hash_key", "atom_req_enc_key",
-                        "atom_res_enc_key")  # fmt: skip
+TEST_PROVIDER_FIELDS = (
+    "acquirer_url",
+    "atom_url",
+    "atom_merch_id",
+    "atom_password",
+    "atom_req_hash_key",
+    "atom_res_hash_key",
+    "atom_req_enc_key",
+    "atom_res_enc_key",
+)
 
 
 def _test_providers_apart(settings: Settings) -> list[str]:
@@ -308,13 +315,17 @@ def _test_providers_apart(settings: Settings) -> list[str]:
     for live in TEST_PROVIDER_FIELDS:
         test = getattr(settings, f"test_{live}")
         if test is None:
-            problems.append(f"{env_name(f'test_{live}')} is unset: test payments would use "
-                            f"the live {env_name(live)}")  # fmt: skip
+            problems.append(
+                f"{env_name(f'test_{live}')} is unset: test payments would use "
+                f"the live {env_name(live)}"
+            )
         elif live in ("acquirer_url", "atom_url", "atom_merch_id") and (
             str(test) == str(getattr(settings, live))
         ):
-            problems.append(f"{env_name(f'test_{live}')} equals {env_name(live)}: test "
-                            "payments would reach live money")  # fmt: skip
+            problems.append(
+                f"{env_name(f'test_{live}')} equals {env_name(live)}: test "
+                "payments would reach live money"
+            )
     return problems
 
 
@@ -329,8 +340,11 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(f"ENGINE_WEBHOOK_ALLOWED_HOSTS allows loopback ({', '.join(loopback)})")
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if name.endswith("_url") and "test" not in name and name != "database_url" and (
-            str(value).startswith(SIMULATOR_URL)
+        if (
+            name.endswith("_url")
+            and "test" not in name
+            and name != "database_url"
+            and (str(value).startswith(SIMULATOR_URL))
         ):
             problems.append(f"{env_name(name)} points at the simulator ({value})")
     problems += _test_providers_apart(settings)

@@ -58,11 +58,13 @@ class AcquirerClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(f"{type(exc).__name__}: {exc}", maybe_processed=True) from exc
         if status >= 500:
-            raise ProviderUnavailable(f"acquirer answered {status}", maybe_processed=True,
-                                      code=f"PROVIDER_HTTP_{status}")
+            raise ProviderUnavailable(
+                f"acquirer answered {status}", maybe_processed=True, code=f"PROVIDER_HTTP_{status}"
+            )
         if status in (401, 403):
-            raise ProviderRejected(f"acquirer refused our credentials ({status})",
-                                   code=f"PROVIDER_HTTP_{status}")
+            raise ProviderRejected(
+                f"acquirer refused our credentials ({status})", code=f"PROVIDER_HTTP_{status}"
+            )
         try:
             return status, json.loads(text) if text else None
         except ValueError as exc:
@@ -142,8 +144,9 @@ class AcquirerClient:
 def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:
     if isinstance(answer, dict) and answer.get("status") == "REFUNDED":
         number = answer.get("refundNo")
-        return RefundOutcome(refund.id, RefundStatus.REFUNDED,
-                             refund_no=number if isinstance(number, str) else None)  # fmt: skip
+        return RefundOutcome(
+            refund.id, RefundStatus.REFUNDED, refund_no=number if isinstance(number, str) else None
+        )
     if isinstance(answer, dict) and answer.get("status") == "REJECTED":
         reason = answer.get("reason")
         code = provider.reason_code(reason if isinstance(reason, str) else None, "REJECTED")

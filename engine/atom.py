@@ -52,8 +52,15 @@ REFUNDED = APPROVED
 REJECTED = DECLINED
 
 _ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
-_REFUND_ANSWER_FIELDS = ("merchTxnId", "refundTxnId", "atomRefundId", "statusCode", "amount",
-                         "currency", "signature")  # fmt: skip
+_REFUND_ANSWER_FIELDS = (
+    "merchTxnId",
+    "refundTxnId",
+    "atomRefundId",
+    "statusCode",
+    "amount",
+    "currency",
+    "signature",
+)
 
 T = TypeVar("T")
 
@@ -174,9 +181,13 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
         description=description if isinstance(description, str) else None,
     )
     expected = response_signature(
-        creds, answer.atom_txn_id, answer.merch_txn_id, answer.status_code, answer.amount,
+        creds,
+        answer.atom_txn_id,
+        answer.merch_txn_id,
+        answer.status_code,
+        answer.amount,
         answer.currency,
-    )  # fmt: skip
+    )
     if not signatures_match(expected, data["signature"]):
         raise AtomSignatureError(
             f"signature does not verify for merchTxnId {answer.merch_txn_id!r}",
@@ -199,9 +210,14 @@ def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswe
         description=description if isinstance(description, str) else None,
     )
     expected = refund_response_signature(
-        creds, answer.atom_refund_id, answer.merch_txn_id, answer.refund_txn_id,
-        answer.status_code, answer.amount, answer.currency,
-    )  # fmt: skip
+        creds,
+        answer.atom_refund_id,
+        answer.merch_txn_id,
+        answer.refund_txn_id,
+        answer.status_code,
+        answer.amount,
+        answer.currency,
+    )
     if not signatures_match(expected, data["signature"]):
         raise AtomSignatureError(
             f"signature does not verify for refundTxnId {answer.refund_txn_id!r}",
@@ -264,9 +280,11 @@ class AtomProvider:
     ) -> AtomProvider:
         """The provider the worker registers for `mode`, from ENGINE_[TEST_]ATOM_* settings."""
         return cls(
-            session, config_settings.atom_url(settings, mode), credentials(settings, mode),
+            session,
+            config_settings.atom_url(settings, mode),
+            credentials(settings, mode),
             settings.atom_timeout_seconds,
-        )  # fmt: skip
+        )
 
     def _signature_failed(
         self, exc: AtomSignatureError, tid: str | None, refund: str | None = None
@@ -274,8 +292,12 @@ class AtomProvider:
         self.signature_failures += 1
         metrics.SIGNATURE_FAILURES.labels("atom").inc()
         about = {"tid": tid} if refund is None else {"tid": tid, "refund": refund}
-        log.error("atom.signature_failed", merch_txn_id=exc.merch_txn_id,
-                  failures=self.signature_failures, **about)  # fmt: skip
+        log.error(
+            "atom.signature_failed",
+            merch_txn_id=exc.merch_txn_id,
+            failures=self.signature_failures,
+            **about,
+        )
 
     async def _post(self, path: str, enc: str) -> str:
         """POST a sealed request; the body of a 200, or the error its failure means."""
@@ -295,21 +317,28 @@ class AtomProvider:
                 f"atom {type(exc).__name__}: {exc}", maybe_processed=True
             ) from exc
         if status >= 500:
-            raise ProviderUnavailable(f"atom answered {status}", maybe_processed=True,
-                                      code=f"PROVIDER_HTTP_{status}")
+            raise ProviderUnavailable(
+                f"atom answered {status}", maybe_processed=True, code=f"PROVIDER_HTTP_{status}"
+            )
         if status in (401, 403):
-            raise ProviderRejected(f"atom refused our credentials or signature ({status}): "
-                                   f"{text[:200]}", code=f"PROVIDER_HTTP_{status}")  # fmt: skip
+            raise ProviderRejected(
+                f"atom refused our credentials or signature ({status}): {text[:200]}",
+                code=f"PROVIDER_HTTP_{status}",
+            )
         if status != 200:
             # Not a business answer, and no money moved. A person looks at it.
-            raise ProviderRejected(f"atom refused the request ({status}): {text[:200]}",
-                                   code=f"PROVIDER_HTTP_{status}")
+            raise ProviderRejected(
+                f"atom refused the request ({status}): {text[:200]}", code=f"PROVIDER_HTTP_{status}"
+            )
         return text
 
     def _read(
-        self, text: str, opener: Callable[[AtomCredentials, str], T], tid: str,
+        self,
+        text: str,
+        opener: Callable[[AtomCredentials, str], T],
+        tid: str,
         refund: str | None = None,
-    ) -> T:  # fmt: skip
+    ) -> T:
         """The verified answer in a 200's body, or the error an unusable answer means."""
         subject = tid if refund is None else f"refund {refund} of {tid}"
         try:
@@ -323,7 +352,8 @@ class AtomProvider:
             # Not trusted, but money may have moved: flagged, and inquired before any resend.
             raise ProviderRejected(
                 f"atom answer failed signature verification for {subject}: not trusted",
-                maybe_processed=True, code="BAD_SIGNATURE",
+                maybe_processed=True,
+                code="BAD_SIGNATURE",
             ) from exc
         except (ValueError, KeyError, TypeError) as exc:
             # AtomCryptoError and AtomProtocolError are ValueErrors. We sent the request, and
@@ -350,8 +380,9 @@ class AtomProvider:
         outcome = _outcome(payment, answer)
         if outcome is None:
             # "No record" is no answer to a charge; whether it happened is for the inquiry.
-            raise ProviderUnavailable("atom answered a charge with no record (OTS0404)",
-                                      maybe_processed=True)  # fmt: skip
+            raise ProviderUnavailable(
+                "atom answered a charge with no record (OTS0404)", maybe_processed=True
+            )
         return outcome
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
@@ -360,8 +391,9 @@ class AtomProvider:
         return _outcome(payment, answer)
 
     async def _call_refund(self, path: str, refund: ClaimedRefund, txn: str) -> AtomRefundAnswer:
-        enc = seal_refund_request(self.creds, refund.tid, refund.public_id, refund.amount,
-                                  refund.currency, txn)  # fmt: skip
+        enc = seal_refund_request(
+            self.creds, refund.tid, refund.public_id, refund.amount, refund.currency, txn
+        )
         text = await self._post(path, enc)
         answer = self._read(text, open_refund_answer, refund.tid, refund.public_id)
         # Signed, but about another refund: a mix-up at Atom or a replayed answer.
@@ -380,8 +412,9 @@ class AtomProvider:
         outcome = _refund_outcome(refund, answer)
         if outcome is None:
             # As for a charge: whether the refund happened is for the refund-status inquiry.
-            raise ProviderUnavailable("atom answered a refund with no record (OTS0404)",
-                                      maybe_processed=True)  # fmt: skip
+            raise ProviderUnavailable(
+                "atom answered a refund with no record (OTS0404)", maybe_processed=True
+            )
         return outcome
 
     async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
@@ -402,8 +435,11 @@ def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
     if answer.status_code == APPROVED and answer.atom_txn_id:
         return Outcome(payment.id, Status.SUCCESS, approval_no=answer.atom_txn_id)
     if answer.status_code == DECLINED:
-        return Outcome(payment.id, Status.FAILED,
-                       fail_reason=provider.reason_code(answer.description, "DECLINED"))
+        return Outcome(
+            payment.id,
+            Status.FAILED,
+            fail_reason=provider.reason_code(answer.description, "DECLINED"),
+        )
     if answer.status_code == NO_RECORD:
         return None
     raise ProviderUnavailable(
@@ -415,8 +451,11 @@ def _refund_outcome(refund: ClaimedRefund, answer: AtomRefundAnswer) -> RefundOu
     if answer.status_code == REFUNDED and answer.atom_refund_id:
         return RefundOutcome(refund.id, RefundStatus.REFUNDED, refund_no=answer.atom_refund_id)
     if answer.status_code == REJECTED:
-        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED,
-                             fail_reason=provider.reason_code(answer.description, "REJECTED"))
+        return RefundOutcome(
+            refund.id,
+            RefundStatus.REFUND_FAILED,
+            fail_reason=provider.reason_code(answer.description, "REJECTED"),
+        )
     if answer.status_code == NO_RECORD:
         return None
     raise ProviderUnavailable(

@@ -174,8 +174,9 @@ def refund_request_signature(
     txn_type: str,
 ) -> str:
     """The signature of a REFUND or REFUND_STATUS request (lowercase hex)."""
-    message = (f"{creds.merch_id}{creds.password}{merch_txn_id}{refund_txn_id}{amount}"
-               f"{currency}{txn_type}")  # fmt: skip
+    message = (
+        f"{creds.merch_id}{creds.password}{merch_txn_id}{refund_txn_id}{amount}{currency}{txn_type}"
+    )
     return _hmac_hex(creds.req_hash_key, message)
 
 
@@ -189,8 +190,10 @@ def refund_response_signature(
     currency: str,
 ) -> str:
     """The signature of a refund or refund-status answer (lowercase hex)."""
-    message = (f"{creds.merch_id}{atom_refund_id}{merch_txn_id}{refund_txn_id}{status_code}"
-               f"{amount}{currency}")  # fmt: skip
+    message = (
+        f"{creds.merch_id}{atom_refund_id}{merch_txn_id}{refund_txn_id}{status_code}"
+        f"{amount}{currency}"
+    )
     return _hmac_hex(creds.res_hash_key, message)
 
 

@@ -74,9 +74,16 @@ class Held(Protocol):
 
 
 def requeue(
-    item: Held, exc: BaseException, policy: Policy, now: datetime, *, kind: str,
-    pending: str, unresolved: str, **ids: str,
-) -> Requeue:  # fmt: skip
+    item: Held,
+    exc: BaseException,
+    policy: Policy,
+    now: datetime,
+    *,
+    kind: str,
+    pending: str,
+    unresolved: str,
+    **ids: str,
+) -> Requeue:
     """How a claimed item without an outcome goes back: when, in which state, and why.
 
     Shared by payments and refunds: a refusal is flagged for a person; an unknown outcome is
@@ -101,8 +108,14 @@ def requeue(
         metrics.ERRORS.labels("unresolved").inc()
         log.error(f"{kind}.unresolved", reason=reason, unknown_since=since.isoformat(), **ids)
         return Requeue(item.id, unresolved, delay, True, code)
-    log.warning(f"{kind}.provider_unavailable", reason=reason, attempt=item.attempts,
-                outcome_unknown=unknown, retry_in=round(delay, 3), **ids)  # fmt: skip
+    log.warning(
+        f"{kind}.provider_unavailable",
+        reason=reason,
+        attempt=item.attempts,
+        outcome_unknown=unknown,
+        retry_in=round(delay, 3),
+        **ids,
+    )
     return Requeue(item.id, pending, delay, maybe, code if unknown else None)
 
 
@@ -137,10 +150,18 @@ async def run_once(
         if isinstance(answer, Outcome):
             outcomes.append(answer)
         elif isinstance(answer, Exception):
-            requeues.append(requeue(
-                c, answer, policy, now, kind="payment", pending="PENDING",
-                unresolved="UNRESOLVED", tid=c.tid,
-            ))  # fmt: skip
+            requeues.append(
+                requeue(
+                    c,
+                    answer,
+                    policy,
+                    now,
+                    kind="payment",
+                    pending="PENDING",
+                    unresolved="UNRESOLVED",
+                    tid=c.tid,
+                )
+            )
         else:
             raise answer  # CancelledError or worse: not ours to swallow
     settled = await repo.settle(owner, outcomes)

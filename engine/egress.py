@@ -106,8 +106,11 @@ def policy_from(settings: Settings) -> Policy:
 
 def log_allow_list(policy: Policy) -> None:
     """Say at start which private destinations this process may call."""
-    log.info("egress.allow_list", hosts=sorted(f"{h}:{p}" for h, p in policy.allowed_hosts),
-             require_https=policy.require_https)  # fmt: skip
+    log.info(
+        "egress.allow_list",
+        hosts=sorted(f"{h}:{p}" for h, p in policy.allowed_hosts),
+        require_https=policy.require_https,
+    )
 
 
 def _v4_refusal(a: ipaddress.IPv4Address) -> str | None:
@@ -241,11 +244,15 @@ class Resolver(AbstractResolver):
         _check_addresses(self.policy, host, port, (str(i[4][0]) for i in infos))
         return [
             ResolveResult(
-                hostname=host, host=str(sockaddr[0]), port=int(sockaddr[1]), family=fam,
-                proto=proto, flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                hostname=host,
+                host=str(sockaddr[0]),
+                port=int(sockaddr[1]),
+                family=fam,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
             )
             for fam, _type, proto, _name, sockaddr in infos
-        ]  # fmt: skip
+        ]
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -47,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--description", default=None)
     roll = commands.add_parser("roll", help="new secret; the old ones expire after a grace time")
     roll.add_argument("id", type=int)
-    roll.add_argument("--grace-seconds", type=float, required=True,
-                      help="how long the old secrets stay valid (0: at once)")  # fmt: skip
+    roll.add_argument(
+        "--grace-seconds",
+        type=float,
+        required=True,
+        help="how long the old secrets stay valid (0: at once)",
+    )
     listing = commands.add_parser("list", help="the merchant's endpoints in a mode")
     for command in (add, roll, listing):
         command.add_argument("--mid", required=True, help="the merchant it belongs to")
@@ -68,31 +72,43 @@ async def _run(args: argparse.Namespace, settings: config_settings.Settings) -> 
             print(f"no merchant {args.mid!r}", file=sys.stderr)
             return 1
         if args.command == "list":
-            out = [{"id": e.id, "url": e.url, "description": e.description, "mode": e.mode,
-                    "activeSecrets": e.active_secrets} for e in
-                   await repo.endpoints(args.mid, args.mode)]  # fmt: skip
+            out = [
+                {
+                    "id": e.id,
+                    "url": e.url,
+                    "description": e.description,
+                    "mode": e.mode,
+                    "activeSecrets": e.active_secrets,
+                }
+                for e in await repo.endpoints(args.mid, args.mode)
+            ]
         elif args.command == "add":
             secret = signing.new_secret()
             try:
                 endpoint = await repo.add_endpoint(
-                    args.mid, args.mode, args.url, secret, description=args.description,
+                    args.mid,
+                    args.mode,
+                    args.url,
+                    secret,
+                    description=args.description,
                     max_endpoints=settings.max_webhook_endpoints,
-                )  # fmt: skip
+                )
             except errors.EndpointExists as exc:
                 print(exc.detail, file=sys.stderr)
                 return 1
             if endpoint is None:
-                print(f"{args.mid} has {settings.max_webhook_endpoints} endpoints already",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"{args.mid} has {settings.max_webhook_endpoints} endpoints already",
+                    file=sys.stderr,
+                )
                 return 1
-            out = {"id": endpoint.id, "url": endpoint.url, "mode": endpoint.mode,
-                   "secret": secret}  # fmt: skip
+            out = {"id": endpoint.id, "url": endpoint.url, "mode": endpoint.mode, "secret": secret}
         else:
             secret = signing.new_secret()
-            if not await repo.roll_endpoint(args.mid, args.mode, args.id, secret,
-                                            args.grace_seconds):  # fmt: skip
-                print(f"no active endpoint {args.id} of {args.mid} ({args.mode})",
-                      file=sys.stderr)  # fmt: skip
+            if not await repo.roll_endpoint(
+                args.mid, args.mode, args.id, secret, args.grace_seconds
+            ):
+                print(f"no active endpoint {args.id} of {args.mid} ({args.mode})", file=sys.stderr)
                 return 1
             # The secret alone on stdout, so a script can capture it.
             print(secret)

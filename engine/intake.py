@@ -49,9 +49,7 @@ class Store(Protocol):
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Awaitable[Payment | None]: ...
 
-    def payment_by_order(
-        self, mid: str, order_id: str, mode: str
-    ) -> Awaitable[Payment | None]: ...
+    def payment_by_order(self, mid: str, order_id: str, mode: str) -> Awaitable[Payment | None]: ...
 
 
 class GroupCommit:
@@ -129,9 +127,11 @@ class GroupCommit:
     async def _insert_one(self, row: NewRow, future: asyncio.Future[Payment | None]) -> None:
         try:
             result = await self.repo.insert_payment(
-                row.new, public_id=row.public_id, tid=row.tid,
+                row.new,
+                public_id=row.public_id,
+                tid=row.tid,
                 default_webhook_url=row.default_webhook_url,
-            )  # fmt: skip
+            )
         except Exception as exc:
             _fail(future, exc)
             return
@@ -145,9 +145,13 @@ def _fail(future: asyncio.Future[Payment | None], exc: BaseException) -> None:
 
 
 async def accept(
-    repo: Store, new: NewPayment, *, snowflake: ids.Snowflake, tid_prefix: str,
+    repo: Store,
+    new: NewPayment,
+    *,
+    snowflake: ids.Snowflake,
+    tid_prefix: str,
     default_webhook_url: str,
-) -> Accepted:  # fmt: skip
+) -> Accepted:
     """Store a PENDING payment, or return the one this order already has.
 
     The same order with the same request is a replay and gets the same transaction; the same
@@ -157,15 +161,22 @@ async def accept(
         tid = ids.new_tid(tid_prefix)
         try:
             created = await repo.insert_payment(
-                new, public_id=snowflake.next_id(), tid=tid,
+                new,
+                public_id=snowflake.next_id(),
+                tid=tid,
                 default_webhook_url=default_webhook_url,
-            )  # fmt: skip
+            )
         except TidCollision as exc:
             log.warning("payment.tid_collision", tid=str(exc))
             continue
         if created is not None:
-            log.info("payment.initiated", tid=created.tid, order_id=new.order_id,
-                     amount=new.amount, currency=new.currency)  # fmt: skip
+            log.info(
+                "payment.initiated",
+                tid=created.tid,
+                order_id=new.order_id,
+                amount=new.amount,
+                currency=new.currency,
+            )
             return Accepted(created, True)
         existing = await repo.payment_by_order(new.mid, new.order_id, new.mode)
         if existing is None:  # no row for the order: the batch insert found the tid taken

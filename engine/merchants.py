@@ -70,9 +70,16 @@ class IssuedKey:
     expires_at: datetime | None
 
 
-async def _create(url: str, settings: config_settings.Settings, mid: str, name: str,
-                  mode: Mode, *, existing_ok: bool = False,
-                  webhook_url: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def _create(
+    url: str,
+    settings: config_settings.Settings,
+    mid: str,
+    name: str,
+    mode: Mode,
+    *,
+    existing_ok: bool = False,
+    webhook_url: str | None = None,
+) -> dict[str, Any]:
     """The merchant, its first key and, if asked, its first webhook endpoint (of that mode).
 
     No merchant is ever handed a shared secret: an endpoint's secret is drawn for it alone.
@@ -90,21 +97,26 @@ async def _create(url: str, settings: config_settings.Settings, mid: str, name: 
         if merchant is None and not existing_ok:
             raise SystemExit(f"merchant {mid!r} exists already")
         issued = await repo.issue_key(mid, mode, settings.api_key_secret)
-        created: dict[str, Any] = {"mid": mid, "name": name, "mode": mode,
-                                   "apiKey": issued.key, "prefix": issued.prefix}  # fmt: skip
+        created: dict[str, Any] = {
+            "mid": mid,
+            "name": name,
+            "mode": mode,
+            "apiKey": issued.key,
+            "prefix": issued.prefix,
+        }
         if webhook_url is not None:
             secret = signing.new_secret()
             endpoint = await repo.add_endpoint(mid, mode, webhook_url, secret)
             assert endpoint is not None  # a new merchant has no endpoints to count
-            created["webhookEndpoint"] = {"id": endpoint.id, "url": webhook_url,
-                                          "secret": secret}  # fmt: skip
+            created["webhookEndpoint"] = {"id": endpoint.id, "url": webhook_url, "secret": secret}
         return created
     finally:
         await pool.close()
 
 
-async def _issue(url: str, settings: config_settings.Settings, mid: str,
-                 mode: Mode) -> dict[str, Any]:  # fmt: skip
+async def _issue(
+    url: str, settings: config_settings.Settings, mid: str, mode: Mode
+) -> dict[str, Any]:
     """Another key for an existing merchant: how a live key comes to a merchant made in test."""
     from engine.repository import Repository
 
@@ -115,8 +127,9 @@ async def _issue(url: str, settings: config_settings.Settings, mid: str,
         repo = Repository(pool)
         if await repo.merchant(mid) is None:
             raise SystemExit(f"no merchant {mid!r}")
-        issued = await repo.issue_key(mid, mode, settings.api_key_secret,
-                                      max_keys=settings.max_api_keys)  # fmt: skip
+        issued = await repo.issue_key(
+            mid, mode, settings.api_key_secret, max_keys=settings.max_api_keys
+        )
         return {"mid": mid, "mode": mode, "apiKey": issued.key, "prefix": issued.prefix}
     finally:
         await pool.close()
@@ -130,8 +143,11 @@ def main(argv: list[str]) -> int:
     create.add_argument("--mid", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--mode", choices=["live", "test"], default="live")
-    create.add_argument("--webhook-url", default=None,
-                        help="register the merchant's first webhook endpoint (its own secret)")
+    create.add_argument(
+        "--webhook-url",
+        default=None,
+        help="register the merchant's first webhook endpoint (its own secret)",
+    )
     key = sub.add_parser("key", help="issue another key (e.g. the other mode's) as JSON")
     key.add_argument("--mid", required=True)
     key.add_argument("--mode", choices=["live", "test"], required=True)
@@ -142,8 +158,15 @@ def main(argv: list[str]) -> int:
     logs.configure(settings.log_format, settings.log_level)
     url = devdb.database_url(settings)
     if args.command == "create":
-        print(json.dumps(asyncio.run(_create(url, settings, args.mid, args.name, args.mode,
-                                             webhook_url=args.webhook_url))))  # fmt: skip
+        print(
+            json.dumps(
+                asyncio.run(
+                    _create(
+                        url, settings, args.mid, args.name, args.mode, webhook_url=args.webhook_url
+                    )
+                )
+            )
+        )
         return 0
     if args.command == "key":
         print(json.dumps(asyncio.run(_issue(url, settings, args.mid, args.mode))))
@@ -153,14 +176,19 @@ def main(argv: list[str]) -> int:
     if saved.exists():
         demo = json.loads(saved.read_text())
     else:
-        demo = asyncio.run(_create(url, settings, "hamster_dummy_mid_001", "Demo merchant",
-                                   "test", existing_ok=True))  # fmt: skip
+        demo = asyncio.run(
+            _create(
+                url, settings, "hamster_dummy_mid_001", "Demo merchant", "test", existing_ok=True
+            )
+        )
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(demo, indent=2))
         saved.chmod(0o600)
     print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
-    print(f"  webhooks go to the operator's receiver {settings.default_webhook_url} until the "
-          "merchant registers its own endpoint (POST /api/webhook-endpoints)")
+    print(
+        f"  webhooks go to the operator's receiver {settings.default_webhook_url} until the "
+        "merchant registers its own endpoint (POST /api/webhook-endpoints)"
+    )
     print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
     return 0
 

@@ -47,9 +47,10 @@ ERRORS = Counter(
     ["error_class"],
 )
 WEBHOOK_ATTEMPTS = Counter(
-    "engine_webhook_attempts_total", "Webhook attempts by result (delivered, failed, dead)",
+    "engine_webhook_attempts_total",
+    "Webhook attempts by result (delivered, failed, dead)",
     ["result"],
-)  # fmt: skip
+)
 SIGNATURE_FAILURES = Counter(
     "engine_signature_failures_total",
     "Provider answers or callbacks whose signature did not verify",
@@ -83,8 +84,14 @@ def _database_families(snapshot: dict[str, Any]) -> list[GaugeMetricFamily]:
     states = GaugeMetricFamily(
         "engine_payments_in_state", "Payments and refunds in each active state", labels=["state"]
     )
-    for state in ("PENDING", "PROCESSING", "UNRESOLVED", "REFUND_PENDING",
-                  "REFUND_PROCESSING", "REFUND_UNRESOLVED"):  # fmt: skip
+    for state in (
+        "PENDING",
+        "PROCESSING",
+        "UNRESOLVED",
+        "REFUND_PENDING",
+        "REFUND_PROCESSING",
+        "REFUND_UNRESOLVED",
+    ):
         states.add_metric([state], snapshot[state.lower()])
     webhooks = GaugeMetricFamily(
         "engine_webhooks_in_state", "Webhook deliveries waiting or DEAD", labels=["state"]

@@ -11,6 +11,7 @@ from typing import Any, Literal
 # acts only on objects of its own mode.
 Mode = Literal["live", "test"]
 
+
 class Status(StrEnum):
     """Where a payment is. PENDING -> PROCESSING -> SUCCESS | FAILED."""
 

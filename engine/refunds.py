@@ -35,13 +35,15 @@ async def cancel(repo: Repository, tid: str, mid: str, mode: str, actor: str) ->
         raise errors.PaymentNotFound(tid)
     if payment.status.value == "PENDING":  # an earlier attempt may have charged
         raise errors.StateConflict(
-            tid, payment.status.value,
+            tid,
+            payment.status.value,
             f"payment {tid} cannot be canceled: the outcome of an earlier attempt is unknown",
-        )  # fmt: skip
+        )
     raise errors.StateConflict(
-        tid, payment.status.value,
+        tid,
+        payment.status.value,
         f"payment {tid} is {payment.status.value}; only a PENDING payment can be canceled",
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,18 @@ class Requested:
 
 
 async def request_refund(
-    repo: Repository, snowflake: ids.Snowflake, *, tid: str, mid: str, mode: str, amount: int,
-    reason: str | None, key: str, digest: str, actor: str,
-) -> Requested:  # fmt: skip
+    repo: Repository,
+    snowflake: ids.Snowflake,
+    *,
+    tid: str,
+    mid: str,
+    mode: str,
+    amount: int,
+    reason: str | None,
+    key: str,
+    digest: str,
+    actor: str,
+) -> Requested:
     """Accept a refund (idempotent on the merchant's key), or say why it cannot be."""
     for _ in range(2):
         existing = await repo.refund_by_key(mid, mode, key)
@@ -65,10 +76,16 @@ async def request_refund(
             return Requested(existing, False)
         try:
             created = await repo.create_refund(
-                tid=tid, mid=mid, mode=mode, amount=amount, reason=reason, key=key,
+                tid=tid,
+                mid=mid,
+                mode=mode,
+                amount=amount,
+                reason=reason,
+                key=key,
                 digest=digest,
-                public_id=f"RF{snowflake.next_id()}", actor=actor,
-            )  # fmt: skip
+                public_id=f"RF{snowflake.next_id()}",
+                actor=actor,
+            )
         except RefundKeyTaken:
             continue  # a concurrent twin won: answer with its refund
         if created is not None:
@@ -79,9 +96,10 @@ async def request_refund(
             raise errors.PaymentNotFound(tid)
         if payment.status.value not in ("SUCCESS", "PARTIALLY_REFUNDED"):
             raise errors.StateConflict(
-                tid, payment.status.value,
+                tid,
+                payment.status.value,
                 f"payment {tid} is {payment.status.value}; only a captured payment is refundable",
-            )  # fmt: skip
+            )
         refundable = payment.amount - payment.refund_reserved
         raise errors.RefundExceedsCaptured(tid, amount, refundable)
     raise RuntimeError("idempotency key raced twice")  # pragma: no cover
@@ -136,10 +154,19 @@ async def run_once(
         if isinstance(answer, RefundOutcome):
             outcomes.append(answer)
         elif isinstance(answer, Exception):
-            requeues.append(requeue(
-                r, answer, policy, now, kind="refund", pending="REFUND_PENDING",
-                unresolved="REFUND_UNRESOLVED", refund=r.public_id, tid=r.tid,
-            ))  # fmt: skip
+            requeues.append(
+                requeue(
+                    r,
+                    answer,
+                    policy,
+                    now,
+                    kind="refund",
+                    pending="REFUND_PENDING",
+                    unresolved="REFUND_UNRESOLVED",
+                    refund=r.public_id,
+                    tid=r.tid,
+                )
+            )
         else:
             raise answer
     settled = await repo.settle_refunds(owner, outcomes)
@@ -147,8 +174,9 @@ async def run_once(
     for r in claimed:
         if r.public_id in settled:
             metrics.REFUNDS_SETTLED.labels(by_id[r.id].status.value).inc()
-            log.info("refund.settled", refund=r.public_id, tid=r.tid,
-                     status=by_id[r.id].status.value)  # fmt: skip
+            log.info(
+                "refund.settled", refund=r.public_id, tid=r.tid, status=by_id[r.id].status.value
+            )
         elif r.id in by_id:
             log.warning("refund.settle_lost_race", refund=r.public_id, tid=r.tid)
     await repo.requeue_refunds(owner, requeues)

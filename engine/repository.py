@@ -136,11 +136,24 @@ class Repository:
         """Store a new PENDING payment; None if the merchant already has one for this order."""
         try:
             row = await self.pool.fetchrow(
-                Q["insert_payment"], public_id, tid, new.mid, new.order_id,
-                new.user_public_id, new.amount, new.currency, new.echo,
-                new.request_digest, new.webhook_url, new.provider, new.order_name, new.actor,
-                default_webhook_url, new.mode, new.endpoint_id,
-            )  # fmt: skip
+                Q["insert_payment"],
+                public_id,
+                tid,
+                new.mid,
+                new.order_id,
+                new.user_public_id,
+                new.amount,
+                new.currency,
+                new.echo,
+                new.request_digest,
+                new.webhook_url,
+                new.provider,
+                new.order_name,
+                new.actor,
+                default_webhook_url,
+                new.mode,
+                new.endpoint_id,
+            )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "payment_processes_tid_key":
                 raise TidCollision(tid) from exc
@@ -155,15 +168,23 @@ class Repository:
         """
         got = await self.pool.fetch(
             Q["insert_payments"],
-            [r.public_id for r in rows], [r.tid for r in rows],
-            [r.new.mid for r in rows], [r.new.order_id for r in rows],
-            [r.new.user_public_id for r in rows], [r.new.amount for r in rows],
-            [r.new.currency for r in rows], [db.dumps(r.new.echo) for r in rows],
-            [r.new.request_digest for r in rows], [r.new.webhook_url for r in rows],
-            [r.new.provider for r in rows], [r.new.order_name for r in rows],
-            [r.new.actor for r in rows], [r.default_webhook_url for r in rows],
-            [r.new.mode for r in rows], [r.new.endpoint_id for r in rows],
-        )  # fmt: skip
+            [r.public_id for r in rows],
+            [r.tid for r in rows],
+            [r.new.mid for r in rows],
+            [r.new.order_id for r in rows],
+            [r.new.user_public_id for r in rows],
+            [r.new.amount for r in rows],
+            [r.new.currency for r in rows],
+            [db.dumps(r.new.echo) for r in rows],
+            [r.new.request_digest for r in rows],
+            [r.new.webhook_url for r in rows],
+            [r.new.provider for r in rows],
+            [r.new.order_name for r in rows],
+            [r.new.actor for r in rows],
+            [r.default_webhook_url for r in rows],
+            [r.new.mode for r in rows],
+            [r.new.endpoint_id for r in rows],
+        )
         return [_payment(r) for r in got]
 
     @_translated
@@ -237,9 +258,15 @@ class Repository:
 
     @_translated
     async def settle_manual(
-        self, tid: str, mid: str, status: Status, approval_no: str | None,
-        fail_reason: str | None, *, actor: str,
-    ) -> Settled | None:  # fmt: skip
+        self,
+        tid: str,
+        mid: str,
+        status: Status,
+        approval_no: str | None,
+        fail_reason: str | None,
+        *,
+        actor: str,
+    ) -> Settled | None:
         """Settle a payment that is not final yet (manual trigger); None if it was final."""
         row = await self.pool.fetchrow(
             Q["settle_manual"], tid, status.value, approval_no, fail_reason, mid, actor
@@ -281,9 +308,13 @@ class Repository:
         if not done:
             return set()
         rows = await self.pool.fetch(
-            Q["deliveries_succeeded"], [d.id for d in done], owner,
-            [d.code for d in done], [d.started for d in done], [d.attempt_no for d in done],
-        )  # fmt: skip
+            Q["deliveries_succeeded"],
+            [d.id for d in done],
+            owner,
+            [d.code for d in done],
+            [d.started for d in done],
+            [d.attempt_no for d in done],
+        )
         return {r["id"] for r in rows}
 
     @_translated
@@ -300,9 +331,15 @@ class Repository:
     ) -> tuple[str, int] | None:
         """Record a failed attempt; returns (new status, attempts) or None if not held."""
         row = await self.pool.fetchrow(
-            Q["delivery_failed"], delivery_id, owner, code, error[:1000], started,
-            max_attempts, delay_seconds,
-        )  # fmt: skip
+            Q["delivery_failed"],
+            delivery_id,
+            owner,
+            code,
+            error[:1000],
+            started,
+            max_attempts,
+            delay_seconds,
+        )
         return (row["status"], row["attempts"]) if row else None
 
     @_translated
@@ -360,9 +397,11 @@ class Repository:
             return {}
         found: dict[int, list[str]] = {}
         rows = await self.pool.fetch(
-            Q["endpoint_secrets"], [d.endpoint_id for d in named], [d.mid for d in named],
+            Q["endpoint_secrets"],
+            [d.endpoint_id for d in named],
+            [d.mid for d in named],
             [d.mode for d in named],
-        )  # fmt: skip
+        )
         for r in rows:
             found.setdefault(r["endpoint_id"], []).append(r["secret"])
         return found
@@ -375,9 +414,15 @@ class Repository:
 
     @_translated
     async def add_endpoint(
-        self, mid: str, mode: str, url: str, secret: str, *, description: str | None = None,
+        self,
+        mid: str,
+        mode: str,
+        url: str,
+        secret: str,
+        *,
+        description: str | None = None,
         max_endpoints: int = 1_000_000,
-    ) -> Endpoint | None:  # fmt: skip
+    ) -> Endpoint | None:
         """Register `url` for merchant `mid` in `mode` with its first secret.
 
         None when the merchant has `max_endpoints` active ones already; EndpointExists when the
@@ -444,9 +489,14 @@ class Repository:
         return Merchant(**dict(row)) if row else None
 
     async def _insert_key(
-        self, conn: asyncpg.Connection, merchant_id: int, mode: str, secret: str,
-        expires_at: datetime | None, max_keys: int,
-    ) -> IssuedKey:  # fmt: skip
+        self,
+        conn: asyncpg.Connection,
+        merchant_id: int,
+        mode: str,
+        secret: str,
+        expires_at: datetime | None,
+        max_keys: int,
+    ) -> IssuedKey:
         from engine import merchants
 
         for _ in range(3):  # a collision of 256 random bits will not happen; the constraint says so
@@ -455,24 +505,38 @@ class Repository:
                 # A savepoint: a refused insert must not abort the caller's transaction.
                 async with conn.transaction():
                     row = await conn.fetchrow(
-                        Q["insert_api_key"], merchant_id, mode, merchants.display_prefix(key),
-                        merchants.key_hash(secret, key), expires_at, max_keys,
-                    )  # fmt: skip
+                        Q["insert_api_key"],
+                        merchant_id,
+                        mode,
+                        merchants.display_prefix(key),
+                        merchants.key_hash(secret, key),
+                        expires_at,
+                        max_keys,
+                    )
             except asyncpg.UniqueViolationError:
                 continue
             if row is None:
                 raise errors.TooMany("API keys", max_keys)
             return IssuedKey(
-                id=row["id"], key=key, mode=row["mode"], prefix=row["prefix"],
-                created_at=row["created_at"], expires_at=row["expires_at"],
-            )  # fmt: skip
+                id=row["id"],
+                key=key,
+                mode=row["mode"],
+                prefix=row["prefix"],
+                created_at=row["created_at"],
+                expires_at=row["expires_at"],
+            )
         raise RuntimeError("could not issue a unique API key")
 
     @_translated
     async def issue_key(
-        self, mid: str, mode: str, secret: str, expires_at: datetime | None = None, *,
+        self,
+        mid: str,
+        mode: str,
+        secret: str,
+        expires_at: datetime | None = None,
+        *,
         max_keys: int = 1_000_000,
-    ) -> IssuedKey:  # fmt: skip
+    ) -> IssuedKey:
         """A new key for merchant `mid` (which must exist); TooMany past `max_keys` of a mode."""
         async with self.pool.acquire() as conn, conn.transaction():
             merchant_id = await conn.fetchval(Q["lock_merchant"], mid)
@@ -494,9 +558,15 @@ class Repository:
 
     @_translated
     async def roll_key(
-        self, mid: str, mode: str, key_id: int, grace_seconds: float, secret: str, *,
+        self,
+        mid: str,
+        mode: str,
+        key_id: int,
+        grace_seconds: float,
+        secret: str,
+        *,
         max_keys: int = 1_000_000,
-    ) -> tuple[IssuedKey, ApiKeyInfo] | None:  # fmt: skip
+    ) -> tuple[IssuedKey, ApiKeyInfo] | None:
         """A new key now; the old one keeps working `grace_seconds` more. None if not active.
 
         The old key counts against `max_keys` until its grace ends: a roll may go one over.
@@ -506,9 +576,7 @@ class Repository:
             old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds, mode)
             if old is None:
                 return None
-            new = await self._insert_key(
-                conn, merchant_id, old["mode"], secret, None, max_keys + 1
-            )
+            new = await self._insert_key(conn, merchant_id, old["mode"], secret, None, max_keys + 1)
             return new, ApiKeyInfo(**dict(old))
 
     @_translated
@@ -538,9 +606,18 @@ class Repository:
 
     @_translated
     async def create_refund(
-        self, *, tid: str, mid: str, mode: str, amount: int, reason: str | None, key: str,
-        digest: str, public_id: str, actor: str,
-    ) -> Refund | None:  # fmt: skip
+        self,
+        *,
+        tid: str,
+        mid: str,
+        mode: str,
+        amount: int,
+        reason: str | None,
+        key: str,
+        digest: str,
+        public_id: str,
+        actor: str,
+    ) -> Refund | None:
         """Reserve the amount and store the refund in one transaction; None if not refundable.
 
         Raises RefundKeyTaken if a concurrent request made a refund with the same key first.
@@ -552,9 +629,18 @@ class Repository:
                     if reserved is None:
                         return None
                     row = await conn.fetchrow(
-                        Q["insert_refund"], public_id, reserved["id"], mid, amount,
-                        reserved["currency"], reason, key, digest, actor, mode,
-                    )  # fmt: skip
+                        Q["insert_refund"],
+                        public_id,
+                        reserved["id"],
+                        mid,
+                        amount,
+                        reserved["currency"],
+                        reason,
+                        key,
+                        digest,
+                        actor,
+                        mode,
+                    )
             except asyncpg.UniqueViolationError as exc:
                 # The reservation rolled back with it; the other request's refund stands.
                 raise RefundKeyTaken(key) from exc
@@ -647,13 +733,20 @@ class Repository:
     ) -> tuple[Any, ...]:
         """The history_list parameters for these arguments (tests EXPLAIN the query with them)."""
         return (
-            mid, sorted(filters.kinds),
+            mid,
+            sorted(filters.kinds),
             None if filters.statuses is None else sorted(filters.statuses),
-            filters.created_from, filters.created_to, filters.min_amount, filters.max_amount,
+            filters.created_from,
+            filters.created_to,
+            filters.min_amount,
+            filters.max_amount,
             filters.q,
-            after.created_at if after else None, after.kind.value if after else "",
-            after.id if after else 0, limit, mode,
-        )  # fmt: skip
+            after.created_at if after else None,
+            after.kind.value if after else "",
+            after.id if after else 0,
+            limit,
+            mode,
+        )
 
     # --- metrics ---
 
@@ -662,21 +755,36 @@ class Repository:
         """Counts of active states and oldest ages, for /metrics."""
         row = await self.pool.fetchrow(Q["metrics_snapshot"])
         assert row is not None
-        return {k: (float(v) if k.startswith("oldest") and v is not None else v)
-                for k, v in row.items()}  # fmt: skip
+        return {
+            k: (float(v) if k.startswith("oldest") and v is not None else v) for k, v in row.items()
+        }
 
     # --- provider callbacks ---
 
     @_translated
     async def settle_from_callback(
-        self, tid: str, provider: str, amount: int, currency: str, outcome: Outcome, actor: str,
+        self,
+        tid: str,
+        provider: str,
+        amount: int,
+        currency: str,
+        outcome: Outcome,
+        actor: str,
         modes: Sequence[str],
-    ) -> Settled | None:  # fmt: skip
+    ) -> Settled | None:
         """Settle from a provider's callback verified for `modes`; None if final (or not its)."""
         row = await self.pool.fetchrow(
-            Q["settle_from_callback"], tid, outcome.status.value, outcome.approval_no,
-            outcome.fail_reason, provider, amount, currency, actor, list(modes),
-        )  # fmt: skip
+            Q["settle_from_callback"],
+            tid,
+            outcome.status.value,
+            outcome.approval_no,
+            outcome.fail_reason,
+            provider,
+            amount,
+            currency,
+            actor,
+            list(modes),
+        )
         return Settled(id=row["id"], tid=row["tid"], status=Status(row["status"])) if row else None
 
     @_translated

@@ -16,9 +16,16 @@ MANUAL_FAIL_REASON = "MANUAL_TRIGGER"
 
 
 async def trigger(
-    repo: Repository, tid: str, status: Status, *, mid: str, mode: str, actor: str,
-    resends_per_window: int = 5, resend_window_seconds: float = 600.0,
-) -> str:  # fmt: skip
+    repo: Repository,
+    tid: str,
+    status: Status,
+    *,
+    mid: str,
+    mode: str,
+    actor: str,
+    resends_per_window: int = 5,
+    resend_window_seconds: float = 600.0,
+) -> str:
     """Settle `tid` with `status` if PENDING, or resend its webhook if final with it.
 
     Returns "settled" or "resent". Settling by hand moves no money, so it is allowed only for
@@ -43,22 +50,22 @@ async def trigger(
             continue  # it became final with this very status after our resend looked: resend
         if payment.status.is_final:
             raise errors.StateConflict(
-                tid, payment.status.value,
-                f"payment {tid} is already {payment.status.value}; it cannot become "
-                f"{status.value}",
-            )  # fmt: skip
+                tid,
+                payment.status.value,
+                f"payment {tid} is already {payment.status.value}; it cannot become {status.value}",
+            )
         if mode != "test":
             raise errors.Forbidden("settling a payment by hand needs a test key (sk_test_)")
         if payment.status is not Status.PENDING:
             raise errors.StateConflict(
-                tid, payment.status.value,
+                tid,
+                payment.status.value,
                 f"payment {tid} is {payment.status.value}: the provider may already have "
                 "moved money, so only a PENDING payment can be settled by hand",
-            )  # fmt: skip
+            )
         approval_no = f"AP{int(time.time() * 1000)}" if status is Status.SUCCESS else None
         fail_reason = MANUAL_FAIL_REASON if status is Status.FAILED else None
-        settled = await repo.settle_manual(tid, mid, status, approval_no, fail_reason,
-                                           actor=actor)  # fmt: skip
+        settled = await repo.settle_manual(tid, mid, status, approval_no, fail_reason, actor=actor)
         if settled is not None:
             log.info("payment.settled", tid=tid, status=status.value, by=actor)
             return "settled"

@@ -128,9 +128,13 @@ def signed_headers(d: Delivery, body: bytes, secrets: Sequence[str]) -> dict[str
 
 
 async def send(
-    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str],
+    session: aiohttp.ClientSession,
+    d: Delivery,
+    *,
+    timeout: float,
+    secrets: Sequence[str],
     policy: egress.Policy,
-) -> int:  # fmt: skip
+) -> int:
     """POST one delivery signed with `secrets`; returns the 2xx status.
 
     Raises egress.EgressRefused if `policy` refuses the url, else WebhookRetryable with a
@@ -146,11 +150,13 @@ async def send(
     await egress.check_url(d.url, policy)
     try:
         async with session.post(
-            d.url, data=body, headers=headers, allow_redirects=False,
+            d.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
             # The session's connect timeout stays; `timeout` bounds the whole attempt.
-            timeout=aiohttp.ClientTimeout(total=timeout,
-                                          sock_connect=session.timeout.sock_connect),
-        ) as resp:  # fmt: skip
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=session.timeout.sock_connect),
+        ) as resp:
             await _drain(resp)
             if 200 <= resp.status < 300:
                 return resp.status
@@ -198,9 +204,13 @@ class _Sent(NamedTuple):
 
 
 async def _attempt(
-    session: aiohttp.ClientSession, d: Delivery, *, timeout: float, secrets: Sequence[str],
+    session: aiohttp.ClientSession,
+    d: Delivery,
+    *,
+    timeout: float,
+    secrets: Sequence[str],
     policy: egress.Policy,
-) -> _Sent:  # fmt: skip
+) -> _Sent:
     started = datetime.now(UTC)
     try:
         status = await send(session, d, timeout=timeout, secrets=secrets, policy=policy)
@@ -220,15 +230,18 @@ def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
     return failure
 
 
-async def _refused(
-    repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, owner: str
-) -> None:
+async def _refused(repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, owner: str) -> None:
     """Record a delivery the egress policy refused: DEAD now, with the reason listed."""
     d = sent.delivery
     result = await repo.delivery_failed(
-        d.id, owner, code=None, error=f"refused:{exc.reason}", started=sent.started,
-        max_attempts=0, delay_seconds=0,  # no attempt left: DEAD at once, never retried blindly
-    )  # fmt: skip
+        d.id,
+        owner,
+        code=None,
+        error=f"refused:{exc.reason}",
+        started=sent.started,
+        max_attempts=0,
+        delay_seconds=0,  # no attempt left: DEAD at once, never retried blindly
+    )
     if result is None:
         log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
         return
@@ -237,30 +250,54 @@ async def _refused(
 
 
 async def _failed(
-    repo: Repository, sent: _Sent, exc: WebhookRetryable, *, owner: str, max_attempts: int,
+    repo: Repository,
+    sent: _Sent,
+    exc: WebhookRetryable,
+    *,
+    owner: str,
+    max_attempts: int,
     backoff: Backoff,
-) -> float | None:  # fmt: skip
+) -> float | None:
     """Record a failed attempt; returns the retry delay, or None if none was scheduled."""
     d = sent.delivery
     delay = backoff.delay(d.attempts)
     # The merchant sees the code; what exactly went wrong is for our log only.
     detail = repr(exc.__cause__) if exc.__cause__ is not None else None
     result = await repo.delivery_failed(
-        d.id, owner, code=exc.status, error=exc.error, started=sent.started,
-        max_attempts=1 if exc.final else max_attempts, delay_seconds=delay,
-    )  # fmt: skip
+        d.id,
+        owner,
+        code=exc.status,
+        error=exc.error,
+        started=sent.started,
+        max_attempts=1 if exc.final else max_attempts,
+        delay_seconds=delay,
+    )
     if result is None:
         log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
         return None
     if result[0] == "DEAD":
         metrics.WEBHOOK_ATTEMPTS.labels("dead").inc()
-        log.error("webhook.dead", tid=d.tid, delivery=d.id, attempts=result[1],
-                  status=exc.status, error=exc.error, detail=detail)  # fmt: skip
+        log.error(
+            "webhook.dead",
+            tid=d.tid,
+            delivery=d.id,
+            attempts=result[1],
+            status=exc.status,
+            error=exc.error,
+            detail=detail,
+        )
         return None
     metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
-    log.warning("webhook.failed", tid=d.tid, delivery=d.id, retry_count=d.attempts,
-                status=exc.status, error=exc.error, detail=detail,
-                retry_in=round(delay, 3))  # fmt: skip
+    log.warning(
+        "webhook.failed",
+        tid=d.tid,
+        delivery=d.id,
+        retry_count=d.attempts,
+        status=exc.status,
+        error=exc.error,
+        detail=detail,
+        retry_in=round(delay, 3),
+    )
     return max(delay, 1e-3)
 
 
@@ -273,10 +310,14 @@ async def _record(
     deliveries were made due because their url answered 2xx again).
     """
     ok = [s for s in sent if isinstance(s.result, int)]
-    recorded = await repo.deliveries_succeeded(owner, [
-        Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
-        for s in ok if isinstance(s.result, int)
-    ])  # fmt: skip
+    recorded = await repo.deliveries_succeeded(
+        owner,
+        [
+            Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
+            for s in ok
+            if isinstance(s.result, int)
+        ],
+    )
     for s in ok:
         d = s.delivery
         if d.id in recorded:
@@ -285,14 +326,20 @@ async def _record(
         else:
             log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
     hastened = await _hasten(repo, {s.delivery.url for s in ok if s.delivery.id in recorded})
-    await asyncio.gather(*(
-        _refused(repo, s, s.result, owner=owner)
-        for s in sent if isinstance(s.result, egress.EgressRefused)
-    ))  # fmt: skip
-    delays = await asyncio.gather(*(
-        _failed(repo, s, s.result, owner=owner, max_attempts=max_attempts, backoff=backoff)
-        for s in sent if isinstance(s.result, WebhookRetryable)
-    ))  # fmt: skip
+    await asyncio.gather(
+        *(
+            _refused(repo, s, s.result, owner=owner)
+            for s in sent
+            if isinstance(s.result, egress.EgressRefused)
+        )
+    )
+    delays = await asyncio.gather(
+        *(
+            _failed(repo, s, s.result, owner=owner, max_attempts=max_attempts, backoff=backoff)
+            for s in sent
+            if isinstance(s.result, WebhookRetryable)
+        )
+    )
     return len(recorded), [d for d in delays if d is not None] + ([1e-3] if hastened else [])
 
 
@@ -342,12 +389,14 @@ async def run_once(
             with contextlib.suppress(DatabaseUnavailable):
                 await repo.release_deliveries(owner, [d.id for d in claimed])
             raise
-        sent = await asyncio.gather(*(
-            _attempt(session, d, timeout=timeout, secrets=secrets, policy=policy)
-            if isinstance(secrets := _secrets(d, registered, default_secret, default_url), list)
-            else _unsendable(d, secrets)
-            for d in claimed
-        ))  # fmt: skip
+        sent = await asyncio.gather(
+            *(
+                _attempt(session, d, timeout=timeout, secrets=secrets, policy=policy)
+                if isinstance(secrets := _secrets(d, registered, default_secret, default_url), list)
+                else _unsendable(d, secrets)
+                for d in claimed
+            )
+        )
     except asyncio.CancelledError:
         await asyncio.shield(repo.release_deliveries(owner, [d.id for d in claimed]))
         raise

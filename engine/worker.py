@@ -142,9 +142,11 @@ class Worker:
         self.providers: dict[str, Provider] = {}
         for mode in ("live", "test"):
             card = acquirer.AcquirerClient(
-                session, config_settings.acquirer_url(settings, mode),
-                settings.acquirer_timeout_seconds, settings.acquirer_max_attempts,
-            )  # fmt: skip
+                session,
+                config_settings.acquirer_url(settings, mode),
+                settings.acquirer_timeout_seconds,
+                settings.acquirer_max_attempts,
+            )
             for provider in (card, atom.AtomProvider.from_settings(session, settings, mode)):
                 self.providers[registry_key(mode, provider.name)] = provider
         self.atom = cast(atom.AtomProvider, self.providers[registry_key("test", "atom")])
@@ -180,9 +182,13 @@ class Worker:
         """One pass over payments with this worker's settings."""
         s = self.settings
         result = await claim.run_once(
-            self.repo, self.providers, owner=self.owner, batch_size=s.batch_size,
-            lease_seconds=s.lease_seconds, policy=self.policy,
-        )  # fmt: skip
+            self.repo,
+            self.providers,
+            owner=self.owner,
+            batch_size=s.batch_size,
+            lease_seconds=s.lease_seconds,
+            policy=self.policy,
+        )
         if result.settled:
             self.webhooks_wake.ring()  # their webhooks are in the outbox: this worker sends them
         return result
@@ -191,9 +197,13 @@ class Worker:
         """One pass over due refunds with this worker's settings."""
         s = self.settings
         result = await refunds.run_once(
-            self.repo, self.providers, owner=self.owner, batch_size=s.batch_size,
-            lease_seconds=s.lease_seconds, policy=self.policy,
-        )  # fmt: skip
+            self.repo,
+            self.providers,
+            owner=self.owner,
+            batch_size=s.batch_size,
+            lease_seconds=s.lease_seconds,
+            policy=self.policy,
+        )
         if result.settled:
             self.webhooks_wake.ring()
         return result
@@ -202,12 +212,18 @@ class Worker:
         """One pass over due webhooks with this worker's settings."""
         s = self.settings
         return await webhooks.run_once(
-            self.repo, self.webhook_session, owner=self.owner, batch_size=s.webhook_batch_size,
-            lease_seconds=s.lease_seconds, timeout=s.webhook_timeout_seconds,
-            max_attempts=s.webhook_max_attempts, backoff=self.backoff,
-            default_secret=s.webhook_secret, default_url=str(s.default_webhook_url),
+            self.repo,
+            self.webhook_session,
+            owner=self.owner,
+            batch_size=s.webhook_batch_size,
+            lease_seconds=s.lease_seconds,
+            timeout=s.webhook_timeout_seconds,
+            max_attempts=s.webhook_max_attempts,
+            backoff=self.backoff,
+            default_secret=s.webhook_secret,
+            default_url=str(s.default_webhook_url),
             policy=self.egress,
-        )  # fmt: skip
+        )
 
     async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:
         """Until `wake` is set, we are stopping, or `timeout` seconds pass."""
@@ -287,14 +303,22 @@ class Worker:
         if s.polling_enabled:
             # The seed's poller, kept as the safety net: initialDelay, then every fixedDelay.
             scheduler.add_job(
-                self.wake, "interval", id="poll", seconds=s.polling_fixed_delay_ms / 1000,
+                self.wake,
+                "interval",
+                id="poll",
+                seconds=s.polling_fixed_delay_ms / 1000,
                 next_run_time=datetime.now() + timedelta(milliseconds=s.polling_initial_delay_ms),
-                max_instances=1, coalesce=True,
-            )  # fmt: skip
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.add_job(
-            self._reap, "interval", id="reap", seconds=s.reaper_interval_ms / 1000,
-            max_instances=1, coalesce=True,
-        )  # fmt: skip
+            self._reap,
+            "interval",
+            id="reap",
+            seconds=s.reaper_interval_ms / 1000,
+            max_instances=1,
+            coalesce=True,
+        )
         return scheduler
 
     async def serve(self, dsn: str) -> None:
@@ -306,14 +330,20 @@ class Worker:
         # the provider and the database, so one loop alone leaves the CPU idle.
         loops = self.settings.worker_loops
         tasks = [
-            *(asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass))
-              for _ in range(loops)),
-            *(asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass))
-              for _ in range(loops)),
-            *(asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass))
-              for _ in range(loops)),
+            *(
+                asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass))
+                for _ in range(loops)
+            ),
+            *(
+                asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass))
+                for _ in range(loops)
+            ),
+            *(
+                asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass))
+                for _ in range(loops)
+            ),
             asyncio.create_task(self._listen(dsn)),
-        ]  # fmt: skip
+        ]
         await self.stopping.wait()
         scheduler.shutdown(wait=False)
         _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)

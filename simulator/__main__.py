@@ -61,9 +61,12 @@ def main() -> int:
     )
     # run_app installs SIGINT and SIGTERM handlers that trigger a graceful shutdown.
     web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, print=None,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
         loop=new_loop(settings.event_loop),
-    )  # fmt: skip
+    )
     structlog.get_logger("simulator").info("simulator.stopped")
     return 0
 

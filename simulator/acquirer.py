@@ -154,8 +154,11 @@ class AcquirerState:
     def config(self) -> Json:
         """Current run-time configuration as JSON."""
         down_ms = max(0, math.ceil((self.down_until - time.monotonic()) * 1000))
-        config: Json = {"success_rate": self.success_rate, "seed": self.seed,
-                        "charge_every_call": self.charge_every_call}  # fmt: skip
+        config: Json = {
+            "success_rate": self.success_rate,
+            "seed": self.seed,
+            "charge_every_call": self.charge_every_call,
+        }
         config |= {f.name: getattr(self.faults, f.name) for f in fields(self.faults)}
         return config | {"down_for_ms": down_ms}
 
@@ -323,9 +326,13 @@ async def authorize(request: web.Request) -> web.Response:
 
 
 async def respond(
-    request: web.Request, fault: FaultKind | None, faults: Faults, delay: float,
-    answer: Json, status: int,
-) -> web.Response:  # fmt: skip
+    request: web.Request,
+    fault: FaultKind | None,
+    faults: Faults,
+    delay: float,
+    answer: Json,
+    status: int,
+) -> web.Response:
     """Deliver an answer (already decided and recorded) through this call's fault, if any."""
     await asyncio.sleep(delay)
     if fault == "reset":

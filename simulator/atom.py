@@ -61,9 +61,13 @@ class MerchantKeys:
     def from_settings(cls, settings: SimulatorSettings) -> "MerchantKeys":
         """The SIM_ATOM_* credentials."""
         return cls(
-            settings.atom_merch_id, settings.atom_password, settings.atom_req_hash_key,
-            settings.atom_res_hash_key, settings.atom_req_enc_key, settings.atom_res_enc_key,
-        )  # fmt: skip
+            settings.atom_merch_id,
+            settings.atom_password,
+            settings.atom_req_hash_key,
+            settings.atom_res_hash_key,
+            settings.atom_req_enc_key,
+            settings.atom_res_enc_key,
+        )
 
 
 @lru_cache(maxsize=32)
@@ -113,8 +117,14 @@ class AtomRequest(BaseModel):
 
     def signed_parts(self, k: MerchantKeys) -> tuple[str, ...]:
         """What its signature covers, in order."""
-        return (k.merch_id, k.password, self.merch_txn_id, self.amount, self.currency,
-                self.txn_type)  # fmt: skip
+        return (
+            k.merch_id,
+            k.password,
+            self.merch_txn_id,
+            self.amount,
+            self.currency,
+            self.txn_type,
+        )
 
 
 class AtomRefundRequest(BaseModel):
@@ -132,8 +142,15 @@ class AtomRefundRequest(BaseModel):
 
     def signed_parts(self, k: MerchantKeys) -> tuple[str, ...]:
         """What its signature covers, in order."""
-        return (k.merch_id, k.password, self.merch_txn_id, self.refund_txn_id, self.amount,
-                self.currency, self.txn_type)  # fmt: skip
+        return (
+            k.merch_id,
+            k.password,
+            self.merch_txn_id,
+            self.refund_txn_id,
+            self.amount,
+            self.currency,
+            self.txn_type,
+        )
 
 
 RequestT = TypeVar("RequestT", AtomRequest, AtomRefundRequest)
@@ -142,11 +159,25 @@ RequestT = TypeVar("RequestT", AtomRequest, AtomRefundRequest)
 def answer_signature(k: MerchantKeys, answer: Json) -> str:
     """The true signature of a payment or refund answer (a refund's names a refundTxnId)."""
     if "refundTxnId" in answer:
-        return sign(k.res_hash_key, k.merch_id, answer["atomRefundId"], answer["merchTxnId"],
-                    answer["refundTxnId"], answer["statusCode"], answer["amount"],
-                    answer["currency"])  # fmt: skip
-    return sign(k.res_hash_key, k.merch_id, answer["atomTxnId"], answer["merchTxnId"],
-                answer["statusCode"], answer["amount"], answer["currency"])  # fmt: skip
+        return sign(
+            k.res_hash_key,
+            k.merch_id,
+            answer["atomRefundId"],
+            answer["merchTxnId"],
+            answer["refundTxnId"],
+            answer["statusCode"],
+            answer["amount"],
+            answer["currency"],
+        )
+    return sign(
+        k.res_hash_key,
+        k.merch_id,
+        answer["atomTxnId"],
+        answer["merchTxnId"],
+        answer["statusCode"],
+        answer["amount"],
+        answer["currency"],
+    )
 
 
 class AtomConfig(BaseModel):
@@ -199,8 +230,14 @@ class AtomState:
 
     def config(self) -> Json:
         """The run-time knobs as JSON."""
-        names = ("success_rate", "seed", "tamper_rate", "error_rate", "lost_answer_rate",
-                 "fault_seed")  # fmt: skip
+        names = (
+            "success_rate",
+            "seed",
+            "tamper_rate",
+            "error_rate",
+            "lost_answer_rate",
+            "fault_seed",
+        )
         return {name: getattr(self, name) for name in names}
 
     def update(self, update: AtomConfig) -> None:
@@ -237,11 +274,15 @@ class AtomState:
         }
         if roll < self.success_rate or self.success_rate >= 1.0:
             answer["statusCode"] = APPROVED
-            self.charges.append({
-                "merchTxnId": req.merch_txn_id, "atomTxnId": answer["atomTxnId"],
-                "amount": int(req.amount), "currency": req.currency,
-                "chargedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            })  # fmt: skip
+            self.charges.append(
+                {
+                    "merchTxnId": req.merch_txn_id,
+                    "atomTxnId": answer["atomTxnId"],
+                    "amount": int(req.amount),
+                    "currency": req.currency,
+                    "chargedAt": datetime.fromtimestamp(now, UTC).isoformat(),
+                }
+            )
             self.approved += 1
         else:
             reason = DECLINE_REASONS[int.from_bytes(digest[8:16], "big") % len(DECLINE_REASONS)]
@@ -269,12 +310,16 @@ class AtomState:
         else:
             atom_refund_id = f"{int(now * 1000)}{len(self.refunds) % 1000:03d}"
             answer |= {"statusCode": APPROVED, "atomRefundId": atom_refund_id}
-            self.refunds.append({
-                "merchTxnId": req.merch_txn_id, "refundTxnId": req.refund_txn_id,
-                "atomRefundId": answer["atomRefundId"], "amount": int(req.amount),
-                "currency": req.currency,
-                "refundedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            })  # fmt: skip
+            self.refunds.append(
+                {
+                    "merchTxnId": req.merch_txn_id,
+                    "refundTxnId": req.refund_txn_id,
+                    "atomRefundId": answer["atomRefundId"],
+                    "amount": int(req.amount),
+                    "currency": req.currency,
+                    "refundedAt": datetime.fromtimestamp(now, UTC).isoformat(),
+                }
+            )
             self.refunded += 1
         self.refund_answers[req.refund_txn_id] = answer
         return answer
@@ -375,8 +420,13 @@ async def status(request: web.Request) -> web.Response:
         return error(503, "injected")
     answer = state.answers.get(req.merch_txn_id)
     if answer is None:
-        answer = {"merchTxnId": req.merch_txn_id, "atomTxnId": "", "statusCode": NO_RECORD,
-                  "amount": req.amount, "currency": req.currency}  # fmt: skip
+        answer = {
+            "merchTxnId": req.merch_txn_id,
+            "atomTxnId": "",
+            "statusCode": NO_RECORD,
+            "amount": req.amount,
+            "currency": req.currency,
+        }
     return web.json_response(state.sealed(answer))
 
 
@@ -397,8 +447,10 @@ async def refund(request: web.Request) -> web.Response:
     if answer is None:
         answer = state.decide_refund(req)
     elif (answer["merchTxnId"], answer["amount"], answer["currency"]) != (
-        req.merch_txn_id, req.amount, req.currency
-    ):  # fmt: skip
+        req.merch_txn_id,
+        req.amount,
+        req.currency,
+    ):
         return error(409, "reference_conflict")
     if lost:
         state.lost_answers += 1
@@ -418,9 +470,14 @@ async def refund_status(request: web.Request) -> web.Response:
         return error(503, "injected")
     answer = state.refund_answers.get(req.refund_txn_id)
     if answer is None:
-        answer = {"merchTxnId": req.merch_txn_id, "refundTxnId": req.refund_txn_id,
-                  "atomRefundId": "", "statusCode": NO_RECORD, "amount": req.amount,
-                  "currency": req.currency}  # fmt: skip
+        answer = {
+            "merchTxnId": req.merch_txn_id,
+            "refundTxnId": req.refund_txn_id,
+            "atomRefundId": "",
+            "statusCode": NO_RECORD,
+            "amount": req.amount,
+            "currency": req.currency,
+        }
     return web.json_response(state.sealed(answer))
 
 
@@ -436,29 +493,43 @@ async def callback(request: web.Request) -> web.Response:
 async def ledger(request: web.Request) -> web.Response:
     """Approved charges, i.e. money actually taken (count), and refunds, money given back."""
     state = request.app[ATOM_STATE]
-    return web.json_response({"charges": state.charges, "count": len(state.charges),
-                              "refunds": state.refunds})  # fmt: skip
+    return web.json_response(
+        {"charges": state.charges, "count": len(state.charges), "refunds": state.refunds}
+    )
 
 
 async def list_refunds(request: web.Request) -> web.Response:
     """The refund ledger, money actually returned, with the refund call counters."""
     s = request.app[ATOM_STATE]
-    return web.json_response({
-        "refunds": s.refunds, "count": len(s.refunds), "calls": s.refund_calls,
-        "inquiries": s.refund_status_calls,
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "refunds": s.refunds,
+            "count": len(s.refunds),
+            "calls": s.refund_calls,
+            "inquiries": s.refund_status_calls,
+        }
+    )
 
 
 async def stats(request: web.Request) -> web.Response:
     """Counters: calls, decisions, refused signatures and injected faults."""
     s = request.app[ATOM_STATE]
-    return web.json_response({
-        "authCalls": s.auth_calls, "statusCalls": s.status_calls, "approved": s.approved,
-        "declined": s.declined, "badSignatures": s.bad_signatures, "tampered": s.tampered,
-        "errors": s.errors, "lostAnswers": s.lost_answers, "refundCalls": s.refund_calls,
-        "refundStatusCalls": s.refund_status_calls, "refunded": s.refunded,
-        "refundsRejected": s.refunds_rejected,
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "authCalls": s.auth_calls,
+            "statusCalls": s.status_calls,
+            "approved": s.approved,
+            "declined": s.declined,
+            "badSignatures": s.bad_signatures,
+            "tampered": s.tampered,
+            "errors": s.errors,
+            "lostAnswers": s.lost_answers,
+            "refundCalls": s.refund_calls,
+            "refundStatusCalls": s.refund_status_calls,
+            "refunded": s.refunded,
+            "refundsRejected": s.refunds_rejected,
+        }
+    )
 
 
 async def update_config(request: web.Request) -> web.Response:

@@ -90,8 +90,13 @@ async def receive_webhook(request: web.Request) -> web.Response:
     except ValueError:
         body = None
     # The signature covers the bytes as received, before any parsing.
-    reason = rejection(request.headers, data, state.secrets, now=time.time(),
-                       tolerance_seconds=state.tolerance_seconds)  # fmt: skip
+    reason = rejection(
+        request.headers,
+        data,
+        state.secrets,
+        now=time.time(),
+        tolerance_seconds=state.tolerance_seconds,
+    )
     # Decide, consume a scripted failure and record before any await, so concurrent
     # deliveries each see a consistent fail_next and a waiting test sees them at once.
     status, error = 200, None

@@ -56,8 +56,12 @@ class RefundState:
         refunded = sum(
             r["amount"] for r in self.ledger if r["paymentReference"] == req.payment_reference
         )
-        answer = {"reference": req.reference, "paymentReference": req.payment_reference,
-                  "amount": req.amount, "currency": req.currency}  # fmt: skip
+        answer = {
+            "reference": req.reference,
+            "paymentReference": req.payment_reference,
+            "amount": req.amount,
+            "currency": req.currency,
+        }
         if charge is None:
             answer |= {"status": "REJECTED", "reason": "NOT_CAPTURED"}
         elif refunded + req.amount > charge["amount"]:
@@ -112,8 +116,14 @@ async def get_refund(request: web.Request) -> web.Response:
 async def list_refunds(request: web.Request) -> web.Response:
     """The ledger: money actually returned."""
     state = request.app[REFUND_STATE]
-    return web.json_response({"refunds": state.ledger, "count": len(state.ledger),
-                              "calls": state.calls, "inquiries": state.inquiries})  # fmt: skip
+    return web.json_response(
+        {
+            "refunds": state.ledger,
+            "count": len(state.ledger),
+            "calls": state.calls,
+            "inquiries": state.inquiries,
+        }
+    )
 
 
 def setup_refunds(app: web.Application) -> None:

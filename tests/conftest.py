@@ -49,8 +49,7 @@ def server_url() -> Iterator[str]:
         yield str(server.get_uri())
     finally:
         ep = devdb._embedded()
-        ep.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=folder / "pg",
-                  user=server.system_user)  # fmt: skip
+        ep.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=folder / "pg", user=server.system_user)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -14,19 +14,34 @@ CLI_DEADLINE = 60.0
 
 
 async def create_merchant(
-    env: dict[str, str], *, mid: str, name: str, mode: str = "test",
+    env: dict[str, str],
+    *,
+    mid: str,
+    name: str,
+    mode: str = "test",
     webhook_url: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Run the CLI with `env` (its DATABASE_URL names the database); returns the JSON it printed.
 
     stdout must be that JSON and nothing else: scripts pipe it.
     """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.merchants", "create",
-        "--mid", mid, "--name", name, "--mode", mode,
+        sys.executable,
+        "-m",
+        "engine.merchants",
+        "create",
+        "--mid",
+        mid,
+        "--name",
+        name,
+        "--mode",
+        mode,
         *(["--webhook-url", webhook_url] if webhook_url else []),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), CLI_DEADLINE)
     except TimeoutError:

@@ -22,8 +22,9 @@ class OwnServer:
 
     def stop(self) -> None:
         """Stop it hard, as a crash would (committed data must survive)."""
-        devdb._embedded().pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pgdata,
-                                 user=self.server.system_user)  # fmt: skip
+        devdb._embedded().pg_ctl(
+            ["-w", "-m", "immediate", "stop"], pgdata=self.pgdata, user=self.server.system_user
+        )
 
     def start(self) -> None:
         """Start it again on the same data."""

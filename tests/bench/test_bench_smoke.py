@@ -39,8 +39,12 @@ def test_smoke_run_prints_the_whole_table(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--results", str(results)],
-        cwd=ROOT, capture_output=True, text=True, timeout=140, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
     print(proc.stdout)  # the table, shown with -s or when the test fails
     assert proc.returncode == 0, proc.stderr[-4000:]
     table = proc.stdout

@@ -23,15 +23,24 @@ def main() -> int:
     parser.add_argument("--inquiry-fault-rate", type=float, default=defaults.inquiry_fault_rate)
     parser.add_argument("--outage-seconds", type=float, default=defaults.outage_seconds)
     # --no-charge-every-call: an acquirer that deduplicates by reference (kinder than many).
-    parser.add_argument("--charge-every-call", action=argparse.BooleanOptionalAction,
-                        default=defaults.charge_every_call)  # fmt: skip
+    parser.add_argument(
+        "--charge-every-call",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.charge_every_call,
+    )
     args = parser.parse_args()
     cfg = ChaosConfig(
-        payments=args.payments, workers=args.workers, concurrency=args.concurrency,
-        kill_every=args.kill_every, fault_rate=args.fault_rate, seed=args.seed, rate=args.rate,
-        inquiry_fault_rate=args.inquiry_fault_rate, outage_seconds=args.outage_seconds,
+        payments=args.payments,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        kill_every=args.kill_every,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        rate=args.rate,
+        inquiry_fault_rate=args.inquiry_fault_rate,
+        outage_seconds=args.outage_seconds,
         charge_every_call=args.charge_every_call,
-    )  # fmt: skip
+    )
     report = asyncio.run(run(cfg))
     print(report.table())
     return 0 if report.ok else 1

@@ -50,8 +50,12 @@ def ledger_matches(charges: list[dict[str, Any]], statuses: Mapping[str, str]) -
         f" {len(behind_failed)} behind FAILED, {len(uncharged)} SUCCESS uncharged,"
         f" {len(unknown)} of no payment"
     )
-    for label, ids in (("doubled", doubled), ("behind FAILED", behind_failed),
-                       ("uncharged", uncharged), ("no payment", unknown)):  # fmt: skip
+    for label, ids in (
+        ("doubled", doubled),
+        ("behind FAILED", behind_failed),
+        ("uncharged", uncharged),
+        ("no payment", unknown),
+    ):
         if ids:
             detail += f"; {label}: {_some(ids)}"
     return Verdict("acquirer ledger == SUCCESS payments (no double charge)", passed, detail)
@@ -81,10 +85,11 @@ def unresolved_path_proven(
     """Some payments were listed UNRESOLVED with a reason, and each ends final or still listed."""
     listed = set(seen.reasons) | seen.reasonless
     lost = {
-        tid for tid in listed
+        tid
+        for tid in listed
         if statuses.get(tid) not in FINAL
         and not (statuses.get(tid) == "UNRESOLVED" and tid in listed_at_end)
-    }  # fmt: skip
+    }
     passed = bool(seen.reasons) and not seen.reasonless and not lost
     reasons = Counter(r.split(":")[0] for r in seen.reasons.values())
     detail = (

@@ -165,9 +165,13 @@ class System:
         self.started += 1
         log = open(self.logs / f"{name}-{self.started}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=self.env(),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         return proc
 
@@ -277,16 +281,27 @@ class Load:
 
 
 async def _chaos(
-    cfg: ChaosConfig, system: System, load: Load, session: aiohttp.ClientSession,
+    cfg: ChaosConfig,
+    system: System,
+    load: Load,
+    session: aiohttp.ClientSession,
     stats: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     rng = random.Random(cfg.seed)
     r = cfg.fault_rate
-    await _admin(session, f"{system.sim}/acquirer/admin/config", {
-        "timeout_rate": r, "hang_ms": 2500, "error_rate": r, "reset_rate": r,
-        "drop_after_charge_rate": r, "inquiry_error_rate": cfg.inquiry_fault_rate,
-        "fault_seed": str(cfg.seed),
-    })  # fmt: skip
+    await _admin(
+        session,
+        f"{system.sim}/acquirer/admin/config",
+        {
+            "timeout_rate": r,
+            "hang_ms": 2500,
+            "error_rate": r,
+            "reset_rate": r,
+            "drop_after_charge_rate": r,
+            "inquiry_error_rate": cfg.inquiry_fault_rate,
+            "fault_seed": str(cfg.seed),
+        },
+    )
     merchant_failed = pg_restarted = acquirer_down = False
     while load.done < cfg.payments:
         await asyncio.sleep(rng.uniform(0.5, 1.5) * cfg.kill_every)
@@ -295,13 +310,19 @@ async def _chaos(
         progress = load.done / cfg.payments
         if not acquirer_down and progress >= 0.15:
             acquirer_down = True
-            await _admin(session, f"{system.sim}/acquirer/admin/config",
-                         {"down_for_ms": round(cfg.outage_seconds * 1000)})  # fmt: skip
+            await _admin(
+                session,
+                f"{system.sim}/acquirer/admin/config",
+                {"down_for_ms": round(cfg.outage_seconds * 1000)},
+            )
             stats["acquirer_outage"] = f"{cfg.outage_seconds}s"
         if not merchant_failed and progress >= 0.3:
             merchant_failed = True
-            await _admin(session, f"{system.sim}/api/webhook/admin/faults",
-                         {"fail_next": max(20, cfg.payments // 20), "status": 503})  # fmt: skip
+            await _admin(
+                session,
+                f"{system.sim}/api/webhook/admin/faults",
+                {"fail_next": max(20, cfg.payments // 20), "status": 503},
+            )
             stats["merchant_outage"] = "503 x" + str(max(20, cfg.payments // 20))
         if not pg_restarted and progress >= 0.5:
             pg_restarted = True
@@ -310,10 +331,17 @@ async def _chaos(
             await asyncio.to_thread(system.pg.start)
             stats["postgres_restarts"] += 1
     # Faults off: the system must now converge by itself.
-    await _admin(session, f"{system.sim}/acquirer/admin/config", {
-        "timeout_rate": 0, "error_rate": 0, "reset_rate": 0, "drop_after_charge_rate": 0,
-        "inquiry_error_rate": 0,
-    })  # fmt: skip
+    await _admin(
+        session,
+        f"{system.sim}/acquirer/admin/config",
+        {
+            "timeout_rate": 0,
+            "error_rate": 0,
+            "reset_rate": 0,
+            "drop_after_charge_rate": 0,
+            "inquiry_error_rate": 0,
+        },
+    )
     await _admin(session, f"{system.sim}/api/webhook/admin/faults", {"fail_next": 0})
 
 
@@ -442,18 +470,26 @@ async def _check(
         and len(rows) == len(accepted)
         and all(by_tid.get(tid, {}).get("order_id") == oid for oid, tid in accepted.items())
     )
-    report.rows.append(("every 202 is exactly one payment row", one_each,
-                        f"{len(accepted)} accepted, {len(rows)} rows"))  # fmt: skip
+    report.rows.append(
+        (
+            "every 202 is exactly one payment row",
+            one_each,
+            f"{len(accepted)} accepted, {len(rows)} rows",
+        )
+    )
 
     status = Counter(r["status"] for r in rows)
     unresolved = [r for r in rows if r["status"] == "UNRESOLVED"]
-    final_or_listed = all(r["status"] in ("SUCCESS", "FAILED") for r in rows if
-                          r["status"] != "UNRESOLVED") and all(
-        r["tid"] in listed and r["unresolved_reason"] for r in unresolved
-    )  # fmt: skip
-    report.rows.append(("every payment final, or listed unresolved with a reason",
-                        final_or_listed and status["PENDING"] + status["PROCESSING"] == 0,
-                        ", ".join(f"{k} {v}" for k, v in sorted(status.items()))))  # fmt: skip
+    final_or_listed = all(
+        r["status"] in ("SUCCESS", "FAILED") for r in rows if r["status"] != "UNRESOLVED"
+    ) and all(r["tid"] in listed and r["unresolved_reason"] for r in unresolved)
+    report.rows.append(
+        (
+            "every payment final, or listed unresolved with a reason",
+            final_or_listed and status["PENDING"] + status["PROCESSING"] == 0,
+            ", ".join(f"{k} {v}" for k, v in sorted(status.items())),
+        )
+    )
 
     statuses = {r["tid"]: r["status"] for r in rows}
     for verdict in (
@@ -472,13 +508,18 @@ async def _check(
         for r in final
     )
     dead = {d["id"] for d in deliveries if d["status"] == "DEAD"}
-    report.rows.append(("every final payment: webhook delivered, or DEAD and listed",
-                        covered and dead <= dead_listed,
-                        f"{sum('DELIVERED' in s for s in by_payment.values())} delivered,"
-                        f" {len(dead)} dead, {len(dead & dead_listed)} listed"))  # fmt: skip
+    report.rows.append(
+        (
+            "every final payment: webhook delivered, or DEAD and listed",
+            covered and dead <= dead_listed,
+            f"{sum('DELIVERED' in s for s in by_payment.values())} delivered,"
+            f" {len(dead)} dead, {len(dead & dead_listed)} listed",
+        )
+    )
 
-    report.rows.append(("settled: no PROCESSING row with an expired lease", expired == 0,
-                        f"{expired} found"))  # fmt: skip
+    report.rows.append(
+        ("settled: no PROCESSING row with an expired lease", expired == 0, f"{expired} found")
+    )
 
     seen: dict[str, tuple[str, str]] = {}
     for hook in received:
@@ -486,10 +527,13 @@ async def _check(
             wid = hook["headers"].get("webhook-id") or hook["headers"].get("Webhook-Id")
             seen[wid] = (hook["body"]["transactionId"], hook["body"]["status"])
     expected = {(r["tid"], r["status"]) for r in final}
-    report.rows.append(("merchant events, deduplicated by webhook-id == final states",
-                        set(seen.values()) == expected and len(seen) == len(expected),
-                        f"{len(received)} posts, {len(seen)} distinct events,"
-                        f" {len(expected)} final payments"))  # fmt: skip
+    report.rows.append(
+        (
+            "merchant events, deduplicated by webhook-id == final states",
+            set(seen.values()) == expected and len(seen) == len(expected),
+            f"{len(received)} posts, {len(seen)} distinct events, {len(expected)} final payments",
+        )
+    )
     return report
 
 
@@ -506,8 +550,12 @@ async def run(cfg: ChaosConfig) -> Report:
         finally:
             await conn.close()
         # The merchant's own endpoint, with a secret drawn for it alone (no shared secret).
-        merchant = await create_merchant(system.env(), mid=CHAOS_MID, name="Chaos merchant",
-                                         webhook_url=f"{system.sim}/api/webhook/pg/DUMMY")
+        merchant = await create_merchant(
+            system.env(),
+            mid=CHAOS_MID,
+            name="Chaos merchant",
+            webhook_url=f"{system.sim}/api/webhook/pg/DUMMY",
+        )
         system.start()
         timeout = aiohttp.ClientTimeout(total=15)
         # Every call carries the merchant's key (the simulator ignores it).
@@ -516,8 +564,11 @@ async def run(cfg: ChaosConfig) -> Report:
             await _wait_http(session, f"{system.sim}/health", 30)
             await _wait_http(session, f"{system.web}/health", 30)
             # The receiver verifies signatures with the secret the merchant was given.
-            await _admin(session, f"{system.sim}/api/webhook/admin/secrets",
-                         {"secrets": [merchant["webhookEndpoint"]["secret"]]})  # fmt: skip
+            await _admin(
+                session,
+                f"{system.sim}/api/webhook/admin/secrets",
+                {"secrets": [merchant["webhookEndpoint"]["secret"]]},
+            )
             load = Load(cfg, system.web)
             watch = Watch(system)
             watchers = asyncio.gather(watch.watch_unresolved(session), watch.watch_leases())

@@ -8,8 +8,14 @@ from tests.chaos import checks
 
 
 def charge(tid: str, approval: str = "AP1") -> dict[str, Any]:
-    return {"reference": tid, "orderId": f"O-{tid}", "amount": 1000, "currency": "KRW",
-            "approvalNo": approval, "chargedAt": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    return {
+        "reference": tid,
+        "orderId": f"O-{tid}",
+        "amount": 1000,
+        "currency": "KRW",
+        "approvalNo": approval,
+        "chargedAt": "2026-01-01T00:00:00+00:00",
+    }
 
 
 STATUSES = {"T1": "SUCCESS", "T2": "SUCCESS", "T3": "FAILED"}

@@ -69,9 +69,13 @@ class Processes:
         """Start `args` in the repository root, its output to a log file."""
         log = open(self.log_dir / f"{name}-{len(self.children)}.log", "wb")  # noqa: SIM115
         child = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         log.close()
         self.children.append(child)
         return child

@@ -34,9 +34,14 @@ class Supervisor:
         """The pid of a running program, 0 while it is not running."""
         ctl = str(VENV / "bin" / "supervisorctl")
         proc = await asyncio.create_subprocess_exec(
-            ctl, "-c", str(self.config), "pid", f"hamster:{program}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            ctl,
+            "-c",
+            str(self.config),
+            "pid",
+            f"hamster:{program}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await proc.communicate()
         text = out.decode().strip()
         return int(text) if text.isdigit() else 0
@@ -54,8 +59,12 @@ class Poster:
     async def run(self) -> None:
         i = 0
         while not self.stop.is_set():
-            body = {"userPublicId": f"USR_{i}", "orderId": f"RUN_{i:05d}", "amount": 1000 + i,
-                    "echo": {"mid": self.mid, "i": i}}  # fmt: skip
+            body = {
+                "userPublicId": f"USR_{i}",
+                "orderId": f"RUN_{i:05d}",
+                "amount": 1000 + i,
+                "echo": {"mid": self.mid, "i": i},
+            }
             try:
                 async with self.session.post(f"{self.web}/api/payment", json=body) as resp:
                     self.answers[str(resp.status)] += 1
@@ -86,24 +95,27 @@ async def test_a_killed_worker_comes_back_and_the_web_keeps_answering(
     web_port, sim_port = free_port(), free_port()
     web, sim = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
     data = tmp_path / "data"
-    env = make_run_env(data, **{
-        "DATABASE_URL": database_url,
-        "ENGINE_WEB_PORT": str(web_port),
-        "SIM_PORT": str(sim_port),
-        "ENGINE_ACQUIRER_URL": f"{sim}/acquirer",
-        "ENGINE_DEFAULT_WEBHOOK_URL": f"{sim}/api/webhook/pg/DUMMY",
-        "ENGINE_WEBHOOK_ALLOWED_HOSTS": f"127.0.0.1:{sim_port}",
-        # A short lease, so the worker that comes back takes over the dead one's rows soon.
-        "ENGINE_LEASE_SECONDS": "2",
-        "ENGINE_ACQUIRER_TIMEOUT_SECONDS": "1",
-        "ENGINE_ATOM_TIMEOUT_SECONDS": "1",
-        "ENGINE_REAPER_INTERVAL_MS": "100",
-        "ENGINE_POLLING_INITIAL_DELAY_MS": "0",
-        "ENGINE_POLLING_FIXED_DELAY_MS": "200",
-        "ENGINE_SHUTDOWN_GRACE_SECONDS": "5",
-        # An acquirer that charges on every call: the takeover must inquire, not resend.
-        "SIM_CHARGE_EVERY_CALL": "true",
-    })  # fmt: skip
+    env = make_run_env(
+        data,
+        **{
+            "DATABASE_URL": database_url,
+            "ENGINE_WEB_PORT": str(web_port),
+            "SIM_PORT": str(sim_port),
+            "ENGINE_ACQUIRER_URL": f"{sim}/acquirer",
+            "ENGINE_DEFAULT_WEBHOOK_URL": f"{sim}/api/webhook/pg/DUMMY",
+            "ENGINE_WEBHOOK_ALLOWED_HOSTS": f"127.0.0.1:{sim_port}",
+            # A short lease, so the worker that comes back takes over the dead one's rows soon.
+            "ENGINE_LEASE_SECONDS": "2",
+            "ENGINE_ACQUIRER_TIMEOUT_SECONDS": "1",
+            "ENGINE_ATOM_TIMEOUT_SECONDS": "1",
+            "ENGINE_REAPER_INTERVAL_MS": "100",
+            "ENGINE_POLLING_INITIAL_DELAY_MS": "0",
+            "ENGINE_POLLING_FIXED_DELAY_MS": "200",
+            "ENGINE_SHUTDOWN_GRACE_SECONDS": "5",
+            # An acquirer that charges on every call: the takeover must inquire, not resend.
+            "SIM_CHARGE_EVERY_CALL": "true",
+        },
+    )
     make = processes.start("make-run", make_run(), env)
     ctl = Supervisor(data)
     conn = await asyncpg.connect(database_url)
@@ -116,8 +128,11 @@ async def test_a_killed_worker_comes_back_and_the_web_keeps_answering(
                         return resp.status == 200
                 return False
 
-            await wait_until(lambda: up(f"{web}/health"), timeout=60,
-                             what=f"make run's web\n{processes.output()}")  # fmt: skip
+            await wait_until(
+                lambda: up(f"{web}/health"),
+                timeout=60,
+                what=f"make run's web\n{processes.output()}",
+            )
             await wait_until(lambda: up(f"{sim}/health"), timeout=30, what="the simulator")
             demo = json.loads((data / "demo-merchant.json").read_text())
             web_pid, sim_pid = await ctl.pid("web-1"), await ctl.pid("simulator-1")
@@ -133,8 +148,11 @@ async def test_a_killed_worker_comes_back_and_the_web_keeps_answering(
                 poster = Poster(merchant, web, demo["mid"])
                 posting = asyncio.create_task(poster.run())
                 held = HELD
-                await wait_until(lambda: conn.fetchval(held, f"%:{worker}:%"), timeout=20,
-                                 what=f"worker {worker} holding payments")  # fmt: skip
+                await wait_until(
+                    lambda: conn.fetchval(held, f"%:{worker}:%"),
+                    timeout=20,
+                    what=f"worker {worker} holding payments",
+                )
                 os.kill(worker, signal.SIGKILL)
                 assert await conn.fetchval(held, f"%:{worker}:%") > 0  # it died holding them
 
@@ -147,8 +165,11 @@ async def test_a_killed_worker_comes_back_and_the_web_keeps_answering(
                 )
                 # Payments keep being accepted after the restart too.
                 mark = len(poster.tids)
-                await wait_until(lambda: poster.accepted_since(mark) >= 20, timeout=20,
-                                 what="payments accepted after the restart")  # fmt: skip
+                await wait_until(
+                    lambda: poster.accepted_since(mark) >= 20,
+                    timeout=20,
+                    what="payments accepted after the restart",
+                )
                 poster.stop.set()
                 await posting
 
@@ -157,8 +178,11 @@ async def test_a_killed_worker_comes_back_and_the_web_keeps_answering(
             assert poster.answers == Counter({"202": n}), poster.answers
             async with s.post(f"{sim}/acquirer/admin/config", json={"latency_ms": 0}) as resp:
                 assert resp.status == 200
-            await wait_until(lambda: _count_is(conn, FINAL, n), timeout=30,
-                             what=f"all {n} payments final\n{processes.output()}")  # fmt: skip
+            await wait_until(
+                lambda: _count_is(conn, FINAL, n),
+                timeout=30,
+                what=f"all {n} payments final\n{processes.output()}",
+            )
             async with s.get(f"{sim}/acquirer/charges") as resp:
                 charges = (await resp.json())["charges"]
             rows = await conn.fetch("SELECT tid, status FROM payment_processes")

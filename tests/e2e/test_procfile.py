@@ -47,8 +47,11 @@ async def test_seed_curl_flow_through_the_procfile(
     run = processes.start("make-run", make_run(), env)
     web = f"http://127.0.0.1:{web_port}"
     async with aiohttp.ClientSession() as bare:
-        await wait_until(lambda: _ok(bare, f"{web}/health"), timeout=60,
-                         what=f"web /health\n{processes.output()}")  # fmt: skip
+        await wait_until(
+            lambda: _ok(bare, f"{web}/health"),
+            timeout=60,
+            what=f"web /health\n{processes.output()}",
+        )
     merchant = json.loads((data / "demo-merchant.json").read_text())
     assert merchant["mid"] == MID
     async with aiohttp.ClientSession(headers=bearer(merchant["apiKey"])) as s:
@@ -57,8 +60,9 @@ async def test_seed_curl_flow_through_the_procfile(
         # receiver (the simulator), signed with the operator's secret, which it accepts.
         assert "webhookSecret" not in merchant
         # Without the key the seed's curl is refused, and nothing is stored.
-        async with s.post(f"{web}/api/payment", json=SEED_REQUEST,
-                          headers={"Authorization": ""}) as resp:  # fmt: skip
+        async with s.post(
+            f"{web}/api/payment", json=SEED_REQUEST, headers={"Authorization": ""}
+        ) as resp:
             assert resp.status == 401, await resp.text()
             assert resp.headers["WWW-Authenticate"] == 'Bearer realm="api"'
         # The seed's curl, as written in the seed, with the merchant's key.

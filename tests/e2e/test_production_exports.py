@@ -24,10 +24,23 @@ print(json.dumps({p.name: [p.autorestart is not False, p.stopsignal, p.stdout_lo
 def export(kind: str, into: Path, *args: str) -> None:
     """`honcho export` with the project's templates, as the README says to run it."""
     subprocess.run(
-        [str(VENV / "bin" / "honcho"), "-f", "Procfile", "export", "-t", "deploy/honcho",
-         "-a", "hamster", *args, kind, str(into)],
-        cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            str(VENV / "bin" / "honcho"),
+            "-f",
+            "Procfile",
+            "export",
+            "-t",
+            "deploy/honcho",
+            "-a",
+            "hamster",
+            *args,
+            kind,
+            str(into),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_systemd_units_restart_each_process_and_read_secrets_from_a_file(tmp_path: Path) -> None:
@@ -35,9 +48,13 @@ def test_systemd_units_restart_each_process_and_read_secrets_from_a_file(tmp_pat
     units = sorted(p.name for p in tmp_path.iterdir())
     # No simulator in production: simulator=0 leaves it out.
     assert units == [
-        "hamster-web-1.service", "hamster-web.target", "hamster-worker-1.service",
-        "hamster-worker-2.service", "hamster-worker.target", "hamster.target",
-    ]  # fmt: skip
+        "hamster-web-1.service",
+        "hamster-web.target",
+        "hamster-worker-1.service",
+        "hamster-worker-2.service",
+        "hamster-worker.target",
+        "hamster.target",
+    ]
     worker = (tmp_path / "hamster-worker-2.service").read_text()
     for line in (
         "Restart=always",
@@ -65,8 +82,10 @@ def test_supervisord_programs_restart_and_stop_with_sigterm_on_the_venv(tmp_path
     main.write_text((ROOT / "deploy" / "supervisord-dev.conf").read_text())
     result = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", READ_CONFIG, str(main)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     programs = json.loads(result.stdout)
     term = 15
     assert programs == {

@@ -42,10 +42,15 @@ def worker_env(database_url: str, sim: SimulatorHandle) -> dict[str, str]:
 async def _post_payments(client: TestClient, n: int) -> list[str]:
     tids = []
     for i in range(n):
-        resp = await client.post("/api/payment", json={
-            "userPublicId": f"USR_{i}", "orderId": f"ORD_{i}", "amount": 1000 + i,
-            "echo": {"mid": "hamster_dummy_mid_001", "i": i},
-        })  # fmt: skip
+        resp = await client.post(
+            "/api/payment",
+            json={
+                "userPublicId": f"USR_{i}",
+                "orderId": f"ORD_{i}",
+                "amount": 1000 + i,
+                "echo": {"mid": "hamster_dummy_mid_001", "i": i},
+            },
+        )
         assert resp.status == 202
         tids.append((await resp.json())["transactionId"])
     return tids
@@ -97,16 +102,22 @@ async def test_sigkill_mid_flight_still_settles_each_payment_once(
         first = processes.start("worker-a", WORKER, worker_env(database_url, sim))
         await _post_payments(client, n)
         held = HELD
-        await wait_until(lambda: _count(conn, held, f"%:{first.pid}:%"), timeout=20,
-                         what=f"worker A holding rows\n{processes.output()}")  # fmt: skip
+        await wait_until(
+            lambda: _count(conn, held, f"%:{first.pid}:%"),
+            timeout=20,
+            what=f"worker A holding rows\n{processes.output()}",
+        )
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(timeout=10) == -signal.SIGKILL
         assert await _count(conn, held, f"%:{first.pid}:%") > 0  # it died holding them
 
         await _set_latency(sim, 0)
         processes.start("worker-b", WORKER, worker_env(database_url, sim))
-        await wait_until(lambda: _all_final(conn, n), timeout=30,
-                         what=f"all {n} final and delivered\n{processes.output()}")  # fmt: skip
+        await wait_until(
+            lambda: _all_final(conn, n),
+            timeout=30,
+            what=f"all {n} final and delivered\n{processes.output()}",
+        )
         await _assert_exactly_once(conn, sim, n)
     finally:
         await conn.close()
@@ -132,8 +143,11 @@ async def test_sigterm_releases_what_the_worker_holds(
         worker = processes.start("worker", WORKER, worker_env(database_url, sim))
         await _post_payments(client, n)
         held = HELD
-        await wait_until(lambda: _count(conn, held, f"%:{worker.pid}:%"), timeout=20,
-                         what=f"worker holding rows\n{processes.output()}")  # fmt: skip
+        await wait_until(
+            lambda: _count(conn, held, f"%:{worker.pid}:%"),
+            timeout=20,
+            what=f"worker holding rows\n{processes.output()}",
+        )
         os.kill(worker.pid, signal.SIGTERM)
         try:
             code = worker.wait(timeout=15)
@@ -141,13 +155,18 @@ async def test_sigterm_releases_what_the_worker_holds(
             pytest.fail(f"worker did not exit on SIGTERM\n{processes.output()}")
         assert code == 0, processes.output()
         # Nothing is left stuck: each row is final, or back in the queue for another worker.
-        assert await _count(conn, "SELECT count(*) FROM payment_processes "
-                            "WHERE status = 'PROCESSING'") == 0  # fmt: skip
+        assert (
+            await _count(conn, "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'")
+            == 0
+        )
 
         await _set_latency(sim, 0)
         processes.start("worker-2", WORKER, worker_env(database_url, sim))
-        await wait_until(lambda: _all_final(conn, n), timeout=30,
-                         what=f"all final after restart\n{processes.output()}")  # fmt: skip
+        await wait_until(
+            lambda: _all_final(conn, n),
+            timeout=30,
+            what=f"all final after restart\n{processes.output()}",
+        )
         await _assert_exactly_once(conn, sim, n)
     finally:
         await conn.close()

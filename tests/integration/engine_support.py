@@ -74,16 +74,18 @@ async def by_hand(repo: Repository, tid: str, status: Status, mid: str = MID) ->
 
 async def statuses(pool: asyncpg.Pool) -> dict[str, str]:
     """tid -> status of every payment."""
-    return {r["tid"]: r["status"] for r in await pool.fetch(
-        "SELECT tid, status FROM payment_processes"
-    )}  # fmt: skip
+    return {
+        r["tid"]: r["status"] for r in await pool.fetch("SELECT tid, status FROM payment_processes")
+    }
 
 
 async def count_unsettled(pool: asyncpg.Pool) -> int:
     """Payments that are not final yet (PENDING or PROCESSING)."""
-    return int(await pool.fetchval(
-        "SELECT count(*) FROM payment_processes WHERE status IN ('PENDING', 'PROCESSING')"
-    ))  # fmt: skip
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM payment_processes WHERE status IN ('PENDING', 'PROCESSING')"
+        )
+    )
 
 
 async def acquirer_config(http: aiohttp.ClientSession, sim: SimulatorHandle, **cfg: Any) -> None:

@@ -23,24 +23,34 @@ CALLBACK = "/api/providers/atom/callback"
 
 
 async def _decided_at_atom(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool, order_id: str,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    order_id: str,
+) -> tuple[str, dict[str, Any]]:
     """An atom payment Atom decided but whose answer never reached the engine: still PENDING."""
     body = SEED_REQUEST | {"orderId": order_id, "provider": "atom"}
     tid = (await (await client.post("/api/payment", json=body)).json())["transactionId"]
     worker = Worker(tuned(settings, atom_url=f"{sim.url}/atom"), repo, http, owner="w")
     row = await pool.fetchrow("SELECT * FROM payment_processes WHERE tid = $1", tid)
-    await worker.atom.authorize(Claimed(row["id"], tid, row["amount"], row["currency"],
-                                        row["order_id"], 1, "atom"))  # fmt: skip
+    await worker.atom.authorize(
+        Claimed(row["id"], tid, row["amount"], row["currency"], row["order_id"], 1, "atom")
+    )
     async with http.get(f"{sim.url}/atom/callbacks/{tid}") as resp:
         assert resp.status == 200
         return tid, await resp.json()
 
 
 async def test_a_verified_callback_settles_a_pending_payment_once(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     async with http.post(f"{sim.url}/atom/admin/config", json={"success_rate": 1.0}) as resp:
         assert resp.status == 200
@@ -52,17 +62,24 @@ async def test_a_verified_callback_settles_a_pending_payment_once(
     row = await pool.fetchrow("SELECT * FROM payment_processes WHERE tid = $1", tid)
     assert row["status"] == "SUCCESS" and row["approval_no"]
     assert row["last_actor"] == "provider:atom"
-    assert await pool.fetchval(
-        "SELECT count(*) FROM webhook_deliveries WHERE payment_id = $1", row["id"]
-    ) == 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE payment_id = $1", row["id"]
+        )
+        == 1
+    )
     again = await client.post(CALLBACK, json=callback, headers={"Authorization": ""})
     assert again.status == 200 and (await again.json())["settled"] is False
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
 
 
 async def test_a_forged_callback_is_refused_counted_and_changes_nothing(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     async with http.post(f"{sim.url}/atom/admin/config", json={"success_rate": 0.0}) as r:
         assert r.status == 200

@@ -26,9 +26,14 @@ from tests.waiting import wait_until
 
 
 def _atom(settings: Settings, sim: SimulatorHandle, **changes: Any) -> Settings:
-    return tuned(settings, atom_url=f"{sim.url}/atom", atom_timeout_seconds=1.0,
-                 acquirer_requeue_seconds=0.01, acquirer_requeue_max_seconds=0.02,
-                 **changes)  # fmt: skip
+    return tuned(
+        settings,
+        atom_url=f"{sim.url}/atom",
+        atom_timeout_seconds=1.0,
+        acquirer_requeue_seconds=0.01,
+        acquirer_requeue_max_seconds=0.02,
+        **changes,
+    )
 
 
 async def _atom_payments(pool: asyncpg.Pool, sim: SimulatorHandle, n: int) -> list[str]:
@@ -64,7 +69,10 @@ async def _settle_with(worker: Worker, pool: asyncpg.Pool, tid: str) -> asyncpg.
 
 
 async def test_approvals_and_declines_settle_with_atoms_transaction_id(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
@@ -92,7 +100,10 @@ async def test_approvals_and_declines_settle_with_atoms_transaction_id(
 
 
 async def test_a_tampered_answer_is_never_trusted_and_waits_for_a_person(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0, tamper_rate=1.0)
@@ -119,7 +130,10 @@ async def test_a_tampered_answer_is_never_trusted_and_waits_for_a_person(
 
 
 async def test_an_error_then_recovery_is_inquired_and_charged_exactly_once(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0, error_rate=1.0)
@@ -142,7 +156,10 @@ async def test_an_error_then_recovery_is_inquired_and_charged_exactly_once(
 
 
 async def test_a_lost_answer_is_resolved_by_the_status_inquiry_alone(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0, lost_answer_rate=1.0)
@@ -164,7 +181,10 @@ async def test_a_lost_answer_is_resolved_by_the_status_inquiry_alone(
 
 
 async def test_connection_refused_is_retried_as_surely_not_processed(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     with socket.socket() as probe:  # a port nobody listens on once closed
@@ -182,7 +202,10 @@ async def test_connection_refused_is_retried_as_surely_not_processed(
 
 
 async def test_wrong_credentials_are_refused_by_atom_and_flagged(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     [tid] = await _atom_payments(pool, sim, 1)
@@ -198,8 +221,12 @@ async def test_wrong_credentials_are_refused_by_atom_and_flagged(
 
 @pytest.mark.parametrize("tamper", [False, True])
 async def test_verify_callback_accepts_genuine_and_rejects_tampered(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, tamper: bool,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    tamper: bool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     [tid] = await _atom_payments(pool, sim, 1)

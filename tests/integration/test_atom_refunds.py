@@ -40,8 +40,13 @@ _orders = itertools.count()
 
 
 def _atom(settings: Settings, sim: SimulatorHandle) -> Settings:
-    return tuned(settings, atom_url=f"{sim.url}/atom", atom_timeout_seconds=1.0,
-                 acquirer_requeue_seconds=0.01, acquirer_requeue_max_seconds=0.02)  # fmt: skip
+    return tuned(
+        settings,
+        atom_url=f"{sim.url}/atom",
+        atom_timeout_seconds=1.0,
+        acquirer_requeue_seconds=0.01,
+        acquirer_requeue_max_seconds=0.02,
+    )
 
 
 async def _config(http: aiohttp.ClientSession, sim: SimulatorHandle, **body: Any) -> None:
@@ -56,17 +61,23 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def _pay(client: TestClient, amount: int) -> str:
-    body = SEED_REQUEST | {"orderId": f"ORD_AR{next(_orders)}", "amount": amount,
-                           "provider": "atom"}  # fmt: skip
+    body = SEED_REQUEST | {
+        "orderId": f"ORD_AR{next(_orders)}",
+        "amount": amount,
+        "provider": "atom",
+    }
     resp = await client.post("/api/payment", json=body)
     assert resp.status == 202, await resp.text()
     return str((await resp.json())["transactionId"])
 
 
 async def _captured(
-    client: TestClient, worker: Worker, http: aiohttp.ClientSession, sim: SimulatorHandle,
+    client: TestClient,
+    worker: Worker,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
     amount: int = 10_000,
-) -> str:  # fmt: skip
+) -> str:
     """A payment charged at Atom (its success_rate must be 1.0)."""
     tid = await _pay(client, amount)
     assert (await worker.payments_pass()).settled == 1
@@ -78,8 +89,9 @@ async def _captured(
 
 
 async def _refund(client: TestClient, tid: str, amount: int, key: str) -> str:
-    resp = await client.post(f"/api/payments/{tid}/refunds", json={"amount": amount},
-                             headers={"Idempotency-Key": key})  # fmt: skip
+    resp = await client.post(
+        f"/api/payments/{tid}/refunds", json={"amount": amount}, headers={"Idempotency-Key": key}
+    )
     assert resp.status == 202, await resp.text()
     return str((await resp.json())["refundId"])
 
@@ -105,8 +117,12 @@ async def _atom_refunds(http: aiohttp.ClientSession, sim: SimulatorHandle) -> di
 
 
 async def test_full_and_partial_refunds_settle_with_atoms_refund_id(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(_atom(settings, sim), repo, http, owner="w")
@@ -119,8 +135,11 @@ async def test_full_and_partial_refunds_settle_with_atoms_refund_id(
 
     ledger = await _atom_refunds(http, sim)
     assert set(ledger) == {whole, first, second}
-    for refund_id, tid, amount in ((whole, full, 10_000), (first, part, 3_000),
-                                   (second, part, 2_000)):  # fmt: skip
+    for refund_id, tid, amount in (
+        (whole, full, 10_000),
+        (first, part, 3_000),
+        (second, part, 2_000),
+    ):
         row = await _refund_row(pool, refund_id)
         assert row["status"] == "REFUNDED" and row["fail_reason"] is None
         assert row["provider_refund_no"] == ledger[refund_id]["atomRefundId"] != ""
@@ -128,8 +147,10 @@ async def test_full_and_partial_refunds_settle_with_atoms_refund_id(
 
     row = await _payment(pool, full)
     assert (row["status"], row["refunded_amount"], row["refund_reserved"]) == (
-        "REFUNDED", 10_000, 10_000
-    )  # fmt: skip
+        "REFUNDED",
+        10_000,
+        10_000,
+    )
     row = await _payment(pool, part)
     assert (row["status"], row["refunded_amount"]) == ("PARTIALLY_REFUNDED", 5_000)
     listed = await (await client.get(f"/api/payments/{full}/refunds")).json()
@@ -148,8 +169,12 @@ async def test_full_and_partial_refunds_settle_with_atoms_refund_id(
 
 
 async def test_a_lost_refund_answer_is_resolved_by_the_refund_status_inquiry_alone(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(_atom(settings, sim), repo, http, owner="w")
@@ -180,8 +205,12 @@ async def test_a_lost_refund_answer_is_resolved_by_the_refund_status_inquiry_alo
 
 
 async def test_an_error_then_recovery_is_inquired_and_refunded_exactly_once(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(_atom(settings, sim), repo, http, owner="w")
@@ -209,8 +238,12 @@ async def test_an_error_then_recovery_is_inquired_and_refunded_exactly_once(
 
 
 async def test_a_tampered_refund_answer_is_never_trusted_and_waits_for_a_person(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(_atom(settings, sim), repo, http, owner="w")
@@ -234,15 +267,21 @@ async def test_a_tampered_refund_answer_is_never_trusted_and_waits_for_a_person(
     assert (await _refund_row(pool, refund_id))["status"] == "REFUND_UNRESOLVED"
     payment = await _payment(pool, tid)
     assert (payment["status"], payment["refunded_amount"], payment["refund_reserved"]) == (
-        "SUCCESS", 0, 6_000
-    )  # fmt: skip
+        "SUCCESS",
+        0,
+        6_000,
+    )
     stats = await _get(http, f"{sim.url}/atom/stats")
     assert (stats["refundCalls"], stats["tampered"]) == (1, 1)
 
 
 async def test_a_refund_of_a_payment_atom_never_charged_fails_and_frees_its_reservation(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     # Settled by hand with a test key: Atom never charged it, so it rejects the refund.
     tid = await _pay(client, 10_000)
@@ -254,20 +293,28 @@ async def test_a_refund_of_a_payment_atom_never_charged_fails_and_frees_its_rese
 
     row = await _refund_row(pool, refund_id)
     assert (row["status"], row["fail_reason"], row["provider_refund_no"]) == (
-        "REFUND_FAILED", "NOT_CAPTURED", None
-    )  # fmt: skip
+        "REFUND_FAILED",
+        "NOT_CAPTURED",
+        None,
+    )
     payment = await _payment(pool, tid)
     assert (payment["status"], payment["refunded_amount"], payment["refund_reserved"]) == (
-        "SUCCESS", 0, 0
-    )  # fmt: skip
+        "SUCCESS",
+        0,
+        0,
+    )
     assert await _atom_refunds(http, sim) == {}
     stats = await _get(http, f"{sim.url}/atom/stats")
     assert (stats["refundCalls"], stats["refundsRejected"]) == (1, 1)
 
 
 async def test_a_refund_beyond_what_atom_still_holds_fails_and_frees_its_reservation(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     atom_settings = _atom(settings, sim)
@@ -286,8 +333,10 @@ async def test_a_refund_beyond_what_atom_still_holds_fails_and_frees_its_reserva
     assert (row["status"], row["fail_reason"]) == ("REFUND_FAILED", "EXCEEDS_CAPTURED")
     payment = await _payment(pool, tid)
     assert (payment["status"], payment["refunded_amount"], payment["refund_reserved"]) == (
-        "SUCCESS", 0, 0
-    )  # fmt: skip
+        "SUCCESS",
+        0,
+        0,
+    )
     assert list(await _atom_refunds(http, sim)) == ["RF-console"]
     # The freed reservation can be asked for again, for what Atom still holds.
     rest = await _refund(client, tid, 7_000, "the-rest")
@@ -296,21 +345,39 @@ async def test_a_refund_beyond_what_atom_still_holds_fails_and_frees_its_reserva
     assert set(await _atom_refunds(http, sim)) == {"RF-console", rest}
 
 
-_CLAIMED = ClaimedRefund(id=1, public_id="RF0AbCdEfGhIj", payment_id=1,
-                         tid="DUMMY_20260101_00000001", amount=400, currency="KRW", attempts=1,
-                         provider="atom", outcome_unknown_since=None)  # fmt: skip
+_CLAIMED = ClaimedRefund(
+    id=1,
+    public_id="RF0AbCdEfGhIj",
+    payment_id=1,
+    tid="DUMMY_20260101_00000001",
+    amount=400,
+    currency="KRW",
+    attempts=1,
+    provider="atom",
+    outcome_unknown_since=None,
+)
 
 
 def _genuine_answer(settings: Settings, **fields: str) -> str:
     """A correctly signed, encrypted refund answer for `_CLAIMED`, with `fields` changed."""
     creds = credentials(settings)
-    answer = {"merchTxnId": _CLAIMED.tid, "refundTxnId": _CLAIMED.public_id,
-              "atomRefundId": "12000000000001", "statusCode": "OTS0000", "amount": "400",
-              "currency": "KRW"} | fields  # fmt: skip
+    answer = {
+        "merchTxnId": _CLAIMED.tid,
+        "refundTxnId": _CLAIMED.public_id,
+        "atomRefundId": "12000000000001",
+        "statusCode": "OTS0000",
+        "amount": "400",
+        "currency": "KRW",
+    } | fields
     signature = refund_response_signature(
-        creds, answer["atomRefundId"], answer["merchTxnId"], answer["refundTxnId"],
-        answer["statusCode"], answer["amount"], answer["currency"],
-    )  # fmt: skip
+        creds,
+        answer["atomRefundId"],
+        answer["merchTxnId"],
+        answer["refundTxnId"],
+        answer["statusCode"],
+        answer["amount"],
+        answer["currency"],
+    )
     plain = json.dumps(answer | {"signature": signature}).encode()
     return encrypt(derive_key(creds.res_enc_key), plain)
 
@@ -328,11 +395,14 @@ def _genuine_answer(settings: Settings, **fields: str) -> str:
         # Genuine, but a code no refund answer has.
         ({"statusCode": "OTS9999"}, ProviderUnavailable, True),
     ],
-)  # fmt: skip
+)
 async def test_answers_that_cannot_settle_a_refund_raise_with_money_maybe_moved(
-    settings: Settings, aiohttp_server: Any, answer: dict[str, str] | str,
-    error: type[Exception], maybe: bool,
-) -> None:  # fmt: skip
+    settings: Settings,
+    aiohttp_server: Any,
+    answer: dict[str, str] | str,
+    error: type[Exception],
+    maybe: bool,
+) -> None:
     enc = answer if isinstance(answer, str) else _genuine_answer(settings, **answer)
 
     async def atom(request: web.Request) -> web.Response:

@@ -98,11 +98,12 @@ async def everything(pool: asyncpg.Pool) -> dict[str, list[str]]:
     state = {name: await table(pool, name) for name in names}
     # A key's last_used_at is written by authentication itself: compare the rest.
     state["api_keys"] = [
-        r["row"] for r in await pool.fetch(
+        r["row"]
+        for r in await pool.fetch(
             "SELECT (id, merchant_id, mode, prefix, key_hash, created_at, expires_at, revoked_at)"
             "::text AS row FROM api_keys ORDER BY id"
         )
-    ]  # fmt: skip
+    ]
     return state
 
 
@@ -111,21 +112,26 @@ async def merchants_rows(pool: asyncpg.Pool, mid: str) -> dict[str, list[str]]:
     return {
         "payments": await table(pool, "payment_processes", "mid = $1", mid),
         "deliveries": await table(
-            pool, "webhook_deliveries",
-            "payment_id IN (SELECT id FROM payment_processes WHERE mid = $1)", mid,
+            pool,
+            "webhook_deliveries",
+            "payment_id IN (SELECT id FROM payment_processes WHERE mid = $1)",
+            mid,
         ),
         "events": await table(
-            pool, "payment_events",
-            "payment_id IN (SELECT id FROM payment_processes WHERE mid = $1)", mid,
+            pool,
+            "payment_events",
+            "payment_id IN (SELECT id FROM payment_processes WHERE mid = $1)",
+            mid,
         ),
         "keys": await table(
             pool, "api_keys", "merchant_id = (SELECT id FROM merchants WHERE mid = $1)", mid
         ),
-    }  # fmt: skip
+    }
 
 
-async def pay(client: Client, order_id: str, headers: dict[str, str] | None = None,
-              **fields: Any) -> str:  # fmt: skip
+async def pay(
+    client: Client, order_id: str, headers: dict[str, str] | None = None, **fields: Any
+) -> str:
     """A new payment of the caller's merchant (echo without a mid); returns its tid."""
     body = {**SEED_REQUEST, "orderId": order_id, "echo": {"orderNumber": order_id}, **fields}
     resp = await client.post(PAY, json=body, headers=headers)
@@ -134,8 +140,9 @@ async def pay(client: Client, order_id: str, headers: dict[str, str] | None = No
     return tid
 
 
-async def dead_delivery(client: Client, pool: asyncpg.Pool, order_id: str,
-                        headers: dict[str, str] | None = None) -> tuple[str, int]:  # fmt: skip
+async def dead_delivery(
+    client: Client, pool: asyncpg.Pool, order_id: str, headers: dict[str, str] | None = None
+) -> tuple[str, int]:
     """A settled payment whose webhook used up its attempts; returns (tid, delivery id)."""
     tid = await pay(client, order_id, headers)
     resp = await client.post(TRIGGER.format(tid, "SUCCESS"), headers=headers)
@@ -149,8 +156,9 @@ async def dead_delivery(client: Client, pool: asyncpg.Pool, order_id: str,
     return tid, delivery_id
 
 
-async def unresolved_payment(client: Client, pool: asyncpg.Pool, order_id: str,
-                             headers: dict[str, str] | None = None) -> str:  # fmt: skip
+async def unresolved_payment(
+    client: Client, pool: asyncpg.Pool, order_id: str, headers: dict[str, str] | None = None
+) -> str:
     """A payment whose outcome is not known, as the worker leaves it; returns its tid."""
     tid = await pay(client, order_id, headers)
     await pool.execute(
@@ -231,7 +239,8 @@ async def test_missing_key_is_401_on_every_api_route(
         (route.method, resource.canonical)
         for resource in client.app.router.resources()
         for route in resource
-        if route.method != "HEAD" and resource.canonical.startswith("/api/")
+        if route.method != "HEAD"
+        and resource.canonical.startswith("/api/")
         # A provider's callback is authenticated by the provider's signature, not a key.
         and resource.canonical not in PUBLIC
     ]
@@ -263,8 +272,9 @@ async def test_unknown_key_is_401(client: Client, pool: asyncpg.Pool, api_key: s
     # Well formed, never issued: of either mode, and one character off a real key.
     off_by_one = api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
     for key in (random_key("test"), random_key("live"), off_by_one):
-        await unauthorized(await client.post(PAY, json=SEED_REQUEST, headers=bearer(key)),
-                           "unknown")  # fmt: skip
+        await unauthorized(
+            await client.post(PAY, json=SEED_REQUEST, headers=bearer(key)), "unknown"
+        )
     assert failures(client) == Counter({"unknown": 3})
     assert await everything(pool) == before
 
@@ -285,8 +295,9 @@ async def test_expired_key_is_401(
     past = datetime.now(UTC) - timedelta(seconds=1)
     expired = await repo.issue_key(MID, "test", settings.api_key_secret, expires_at=past)
     before = await everything(pool)
-    await unauthorized(await client.post(PAY, json=SEED_REQUEST, headers=bearer(expired.key)),
-                       "expired")  # fmt: skip
+    await unauthorized(
+        await client.post(PAY, json=SEED_REQUEST, headers=bearer(expired.key)), "expired"
+    )
     await unauthorized(await client.get(KEYS, headers=bearer(expired.key)), "expired")
     assert failures(client) == Counter({"expired": 2})
     assert await everything(pool) == before
@@ -305,10 +316,12 @@ async def test_revoked_key_is_401_at_once(
     assert revoked["id"] == issued.id and revoked["revokedAt"] is not None
     before = await everything(pool)
     # The very next request with it is refused; nothing it asks for happens.
-    await unauthorized(await client.post(PAY, json=SEED_REQUEST, headers=bearer(issued.key)),
-                       "revoked")  # fmt: skip
-    await unauthorized(await client.delete(REVOKE.format(issued.id), headers=bearer(issued.key)),
-                       "revoked")  # fmt: skip
+    await unauthorized(
+        await client.post(PAY, json=SEED_REQUEST, headers=bearer(issued.key)), "revoked"
+    )
+    await unauthorized(
+        await client.delete(REVOKE.format(issued.id), headers=bearer(issued.key)), "revoked"
+    )
     assert failures(client) == Counter({"revoked": 2})
     assert await everything(pool) == before
     # Revoked once is revoked: a second revoke finds no key to revoke.
@@ -350,8 +363,9 @@ async def test_a_remembered_key_is_checked_for_expiry_on_every_request(
 ) -> None:
     issued = await repo.issue_key(MID, "test", settings.api_key_secret)
     # Expires half a second from now; the first use puts it in the cache.
-    await pool.execute("UPDATE api_keys SET expires_at = now() + interval '500 ms' WHERE id = $1",
-                       issued.id)  # fmt: skip
+    await pool.execute(
+        "UPDATE api_keys SET expires_at = now() + interval '500 ms' WHERE id = $1", issued.id
+    )
     assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
     expires = await pool.fetchval("SELECT expires_at FROM api_keys WHERE id = $1", issued.id)
 
@@ -366,8 +380,15 @@ async def test_a_remembered_key_is_checked_for_expiry_on_every_request(
 def test_the_key_cache_forgets_after_its_time_and_never_grows_past_its_bound() -> None:
     from engine.models import AuthKey
 
-    key = AuthKey(id=1, mid=MID, mode="test", prefix="sk_test_abcd", expires_at=None,
-                  revoked_at=None, active=True)  # fmt: skip
+    key = AuthKey(
+        id=1,
+        mid=MID,
+        mode="test",
+        prefix="sk_test_abcd",
+        expires_at=None,
+        revoked_at=None,
+        active=True,
+    )
     cache = auth.KeyCache(ttl=60)
     cache.put(b"k", key)
     assert cache.get(b"k") is key and cache.get(b"other") is None
@@ -458,16 +479,24 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"mode": "prod"}, "mode"), ({"mode": 1}, "mode"), ({"extra": 1}, "extra"),
-     ([], "body"), ("live", "body")],
-)  # fmt: skip
+    [
+        ({"mode": "prod"}, "mode"),
+        ({"mode": 1}, "mode"),
+        ({"extra": 1}, "extra"),
+        ([], "body"),
+        ("live", "body"),
+    ],
+)
 async def test_issue_with_a_bad_body_is_422_and_issues_nothing(
     client: Client, pool: asyncpg.Pool, body: Any, field: str
 ) -> None:
     before = await everything(pool)
     await problem(await client.post(KEYS, json=body), 422, field)
-    await problem(await client.post(KEYS, data=b"{", headers={"Content-Type": "application/json"}),
-                  400, "body")  # fmt: skip
+    await problem(
+        await client.post(KEYS, data=b"{", headers={"Content-Type": "application/json"}),
+        400,
+        "body",
+    )
     assert await everything(pool) == before
 
 
@@ -490,8 +519,9 @@ async def test_last_used_at_is_set_by_use_and_written_at_most_once_a_minute(
     assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
     assert await last_used() == first
     # A minute later it does.
-    await pool.execute("UPDATE api_keys SET last_used_at = now() - interval '61 seconds'"
-                       " WHERE id = $1", issued.id)  # fmt: skip
+    await pool.execute(
+        "UPDATE api_keys SET last_used_at = now() - interval '61 seconds' WHERE id = $1", issued.id
+    )
     stale = await last_used()
     client.app[auth.CACHE].clear()  # as after the cache time: the next use looks the key up
     assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
@@ -551,9 +581,15 @@ async def test_roll_with_zero_grace_stops_the_old_key_at_once(
 
 
 @pytest.mark.parametrize(
-    "body", [{"graceSeconds": -1}, {"graceSeconds": 30 * 24 * 3600 + 1}, {"graceSeconds": 1.5},
-             {"graceSeconds": "1"}, {"grace": 1}],
-)  # fmt: skip
+    "body",
+    [
+        {"graceSeconds": -1},
+        {"graceSeconds": 30 * 24 * 3600 + 1},
+        {"graceSeconds": 1.5},
+        {"graceSeconds": "1"},
+        {"grace": 1},
+    ],
+)
 async def test_roll_with_a_bad_grace_is_422_and_changes_nothing(
     client: Client, pool: asyncpg.Pool, api_key: str, settings: Settings, body: dict[str, Any]
 ) -> None:
@@ -577,7 +613,7 @@ BY_ID: dict[str, tuple[str, str, str, int]] = {
     "redeliver": ("POST", REDELIVER, "delivery", 202),
     "roll-key": ("POST", ROLL, "key", 201),
     "revoke-key": ("DELETE", REVOKE, "key", 200),
-}  # fmt: skip
+}
 
 
 def _comparable(resp: aiohttp.ClientResponse, body: Any, ident: str) -> tuple[Any, ...]:
@@ -589,9 +625,13 @@ def _comparable(resp: aiohttp.ClientResponse, body: Any, ident: str) -> tuple[An
 
 @pytest.mark.parametrize("endpoint", BY_ID.values(), ids=BY_ID.keys())
 async def test_another_merchants_id_is_404_like_an_unknown_one(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    other: dict[str, str], endpoint: tuple[str, str, str, int],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    other: dict[str, str],
+    endpoint: tuple[str, str, str, int],
+) -> None:
     method, template, kind, owners_status = endpoint
     # MID's things: a payment not final yet, a dead delivery, a second key.
     pending = await pay(client, "ORD_MINE")
@@ -621,9 +661,12 @@ async def test_another_merchants_id_is_404_like_an_unknown_one(
 
 
 async def test_lists_show_only_the_callers_own(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
     other: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     # Interleaved, so ids of the two merchants alternate and paging would mix them if it could.
     mine_dead, theirs_dead, mine_open, theirs_open = [], [], [], []
     for i in range(3):
@@ -637,8 +680,9 @@ async def test_lists_show_only_the_callers_own(
         seen: list[Any] = []
         after = 0
         for _ in range(10):
-            resp = await client.get(path, params={"limit": "1", "after": str(after)},
-                                    headers=headers)  # fmt: skip
+            resp = await client.get(
+                path, params={"limit": "1", "after": str(after)}, headers=headers
+            )
             assert resp.status == 200, await resp.text()
             page = await resp.json()
             seen += [entry[key] for entry in page[item]]
@@ -657,10 +701,13 @@ async def test_lists_show_only_the_callers_own(
 
     my_keys = {k["id"] for k in (await (await client.get(KEYS)).json())["keys"]}
     their_keys = {k["id"] for k in (await (await client.get(KEYS, headers=other)).json())["keys"]}
-    assert my_keys == set(await pool.fetchval(
-        "SELECT array_agg(a.id) FROM api_keys a JOIN merchants m ON m.id = a.merchant_id"
-        " WHERE m.mid = $1", MID,
-    ))  # fmt: skip
+    assert my_keys == set(
+        await pool.fetchval(
+            "SELECT array_agg(a.id) FROM api_keys a JOIN merchants m ON m.id = a.merchant_id"
+            " WHERE m.mid = $1",
+            MID,
+        )
+    )
     # The other merchant's live key is of another mode: its test key does not list it.
     assert len(their_keys) == 1 and not my_keys & their_keys
 
@@ -699,12 +746,14 @@ async def test_live_key_cannot_settle_by_hand_but_can_resend(
         # The test key does not even see the live payment.
         await problem(await client.post(TRIGGER.format(tid, status)), 404)
     assert await everything(pool) == before
-    assert await pool.fetchval("SELECT status FROM payment_processes WHERE tid = $1",
-                               tid) == "PENDING"  # fmt: skip
+    assert (
+        await pool.fetchval("SELECT status FROM payment_processes WHERE tid = $1", tid) == "PENDING"
+    )
 
     # Settled by the engine (as a worker would), its webhook may be resent with the live key.
-    await pool.execute("UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'AP1'"
-                       " WHERE tid = $1", tid)  # fmt: skip
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'AP1' WHERE tid = $1", tid
+    )
     resp = await client.post(TRIGGER.format(tid, "SUCCESS"), headers=live)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["action"] == "resent"
@@ -734,8 +783,10 @@ async def test_cli_create_prints_json_whose_key_works(
     resp = await client.post(PAY, json=body, headers=key)
     assert resp.status == 202, await resp.text()
     tid = (await resp.json())["transactionId"]
-    assert await pool.fetchval("SELECT mid FROM payment_processes WHERE tid = $1",
-                               tid) == "cli_merchant"  # fmt: skip
+    assert (
+        await pool.fetchval("SELECT mid FROM payment_processes WHERE tid = $1", tid)
+        == "cli_merchant"
+    )
     listed = (await (await client.get(KEYS, headers=key)).json())["keys"]
     assert [k["prefix"] for k in listed] == [created["prefix"]]
     # The new merchant's payment is its own: MID's key does not find it.
@@ -752,9 +803,18 @@ async def test_cli_issues_a_key_of_the_other_mode(
 
     async def cli_key(mid: str, mode: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine.merchants", "key", "--mid", mid, "--mode", mode,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "engine.merchants",
+            "key",
+            "--mid",
+            mid,
+            "--mode",
+            mode,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode is not None
         return proc.returncode, out.decode()

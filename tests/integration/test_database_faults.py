@@ -60,17 +60,22 @@ async def own_headers(own_server: OwnServer, own_settings: Settings) -> dict[str
 
 
 async def test_intake_answers_503_while_the_database_is_down_and_keeps_what_it_accepted(
-    aiohttp_client: Any, own_server: OwnServer, own_settings: Settings,
+    aiohttp_client: Any,
+    own_server: OwnServer,
+    own_settings: Settings,
     own_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     client: TestClient = await aiohttp_client(create_app(own_settings), headers=own_headers)
     first = await client.post("/api/payment", json=SEED_REQUEST)
     assert first.status == 202
     tid = (await first.json())["transactionId"]
 
     own_server.stop()
-    down = await client.post("/api/payment", json=SEED_REQUEST | {"orderId": "ORD_DOWN"},
-                             timeout=aiohttp.ClientTimeout(total=20))  # fmt: skip
+    down = await client.post(
+        "/api/payment",
+        json=SEED_REQUEST | {"orderId": "ORD_DOWN"},
+        timeout=aiohttp.ClientTimeout(total=20),
+    )
     assert down.status == 503
     assert down.headers["Content-Type"].startswith("application/problem+json")
     assert down.headers["Retry-After"] == "1"

@@ -72,9 +72,12 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
 
 
 async def test_a_processing_payment_is_not_settled_by_hand_and_the_worker_settles_it(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     await acquirer_config(http, sim, success_rate=1.0, latency_ms=500)
     [tid] = await insert_payments(pool, sim, 1)
     slow = Worker(settings, repo, http, owner="slow-worker")
@@ -107,13 +110,15 @@ async def test_claim_takes_only_pending_rows(
     tids = await insert_payments(pool, sim, 8)
     await pool.execute(
         "UPDATE payment_processes SET status = 'PROCESSING', lease_owner = 'other', "
-        "lease_expires_at = now() + interval '1 minute' WHERE tid = $1", tids[0],
-    )  # fmt: skip
+        "lease_expires_at = now() + interval '1 minute' WHERE tid = $1",
+        tids[0],
+    )
     # An expired lease is the reaper's business, not a claim's.
     await pool.execute(
         "UPDATE payment_processes SET status = 'PROCESSING', lease_owner = 'gone', "
-        "lease_expires_at = now() - interval '1 minute' WHERE tid = $1", tids[1],
-    )  # fmt: skip
+        "lease_expires_at = now() - interval '1 minute' WHERE tid = $1",
+        tids[1],
+    )
     await pool.execute(
         "UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'AP1' WHERE tid = $1",
         tids[2],
@@ -160,9 +165,9 @@ async def test_row_not_due_yet_is_not_claimed(
     assert await repo.claim_pending("me", 10, 30) == []
     assert (await statuses(pool))[later] == "PENDING"
     await pool.execute(
-        "UPDATE payment_processes SET next_attempt_at = now() - interval '1 second' "
-        "WHERE tid = $1", later,
-    )  # fmt: skip
+        "UPDATE payment_processes SET next_attempt_at = now() - interval '1 second' WHERE tid = $1",
+        later,
+    )
     assert [c.tid for c in await repo.claim_pending("me", 10, 30)] == [later]
 
 
@@ -240,9 +245,13 @@ async def test_limit_holds_whatever_join_the_planner_picks(
 
 @pytest.mark.parametrize("batch_size", [10, 25])
 async def test_two_workers_drain_500_payments_exactly_once(
-    batch_size: int, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+    batch_size: int,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:
     await acquirer_config(http, sim, latency_ms=5)
     tids = await insert_payments(pool, sim, 500)
     tuned_settings = tuned(settings, batch_size=batch_size)
@@ -294,9 +303,12 @@ async def test_two_workers_drain_500_payments_exactly_once(
 
 
 async def test_every_final_payment_has_exactly_one_outbox_row(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     tids = await insert_payments(pool, sim, 60)
     # Some are settled by hand first: those must not get a second row from the engine.
     assert await by_hand(repo, tids[0], Status.SUCCESS) == "settled"
@@ -353,22 +365,29 @@ async def test_settle_is_atomic_with_its_outbox_row(
 
 
 async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     await acquirer_config(http, sim, success_rate=1.0)
     [tid] = await insert_payments(pool, sim, 1)
     cut_off = tuned(
-        settings, acquirer_url="http://127.0.0.1:9/acquirer", acquirer_max_attempts=2,
-        acquirer_timeout_seconds=1.0, acquirer_requeue_seconds=0.5,
-    )  # fmt: skip
+        settings,
+        acquirer_url="http://127.0.0.1:9/acquirer",
+        acquirer_max_attempts=2,
+        acquirer_timeout_seconds=1.0,
+        acquirer_requeue_seconds=0.5,
+    )
     result = await Worker(cut_off, repo, http, owner="cut-off").payments_pass()
     assert (result.claimed, result.settled) == (1, 0)
 
     row = await pool.fetchrow(
         "SELECT status, lease_owner, lease_expires_at, attempts, fail_reason, processed_at,"
-        " next_attempt_at > now() AS later FROM payment_processes WHERE tid = $1", tid,
-    )  # fmt: skip
+        " next_attempt_at > now() AS later FROM payment_processes WHERE tid = $1",
+        tid,
+    )
     assert row["status"] == "PENDING" and row["fail_reason"] is None
     assert row["processed_at"] is None
     assert row["lease_owner"] is None and row["lease_expires_at"] is None
@@ -393,9 +412,12 @@ async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
 
 
 async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     await acquirer_config(http, sim, success_rate=1.0)
     tids = await insert_payments(pool, sim, 1)
     [alive] = await repo.claim_pending("alive-worker", 10, 60)
@@ -415,9 +437,12 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
 
     await wait_until(all_reaped, what="the dead worker's leases are reaped")
     assert reaped == 3
-    rows = {r["tid"]: r for r in await pool.fetch(
-        "SELECT tid, status, lease_owner, lease_expires_at FROM payment_processes"
-    )}  # fmt: skip
+    rows = {
+        r["tid"]: r
+        for r in await pool.fetch(
+            "SELECT tid, status, lease_owner, lease_expires_at FROM payment_processes"
+        )
+    }
     assert rows[alive.tid]["status"] == "PROCESSING"
     assert rows[alive.tid]["lease_owner"] == "alive-worker"
     for c in dead:

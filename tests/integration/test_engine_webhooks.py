@@ -51,13 +51,20 @@ async def _settled_one(pool: asyncpg.Pool, worker: Worker, sim: SimulatorHandle)
 
 
 async def _settled_many(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, n: int, *, webhook_batch_size: int,
-) -> Worker:  # fmt: skip
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    n: int,
+    *,
+    webhook_batch_size: int,
+) -> Worker:
     """Insert and settle `n` payments (their webhooks now wait); returns the worker."""
     await insert_payments(pool, sim, n)
-    worker = Worker(tuned(settings, webhook_batch_size=webhook_batch_size), repo, http,
-                    owner="hooks")  # fmt: skip
+    worker = Worker(
+        tuned(settings, webhook_batch_size=webhook_batch_size), repo, http, owner="hooks"
+    )
     assert (await worker.payments_pass()).settled == n
     return worker
 
@@ -80,17 +87,21 @@ async def _deliver_until(
 async def _attempts(pool: asyncpg.Pool, delivery_id: int) -> list[tuple[int, int | None]]:
     rows = await pool.fetch(
         "SELECT attempt_no, response_code, error FROM webhook_attempts WHERE delivery_id = $1"
-        " ORDER BY id", delivery_id,
-    )  # fmt: skip
+        " ORDER BY id",
+        delivery_id,
+    )
     for r in rows:
         assert (r["error"] is None) == (r["response_code"] == 200)
     return [(r["attempt_no"], r["response_code"]) for r in rows]
 
 
 async def test_failed_webhook_is_retried_until_delivered(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     worker = Worker(settings, repo, http, owner="hooks")
     payment = await _settled_one(pool, worker, sim)
     await merchant_faults(http, sim, fail_next=3, status=503)
@@ -113,9 +124,12 @@ async def test_failed_webhook_is_retried_until_delivered(
 
 
 async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     worker = Worker(tuned(settings, webhook_max_attempts=3), repo, http, owner="hooks")
     payment = await _settled_one(pool, worker, sim)
     await merchant_faults(http, sim, fail_next=10, status=503)
@@ -135,8 +149,9 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
     assert await repo.redeliver(dead["id"], "other_mid", "test") is False
     # Nor does the same merchant's other mode.
     assert await repo.redeliver(dead["id"], MID, "live") is False
-    assert (await pool.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1",
-                                dead["id"])) == "DEAD"  # fmt: skip
+    assert (
+        await pool.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", dead["id"])
+    ) == "DEAD"
 
     assert await repo.redeliver(dead["id"], MID, "test") is True
     again = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE id = $1", dead["id"])
@@ -156,9 +171,12 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
 
 
 async def test_webhook_claim_takes_at_most_the_batch_size(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     worker = await _settled_many(pool, repo, settings, sim, http, 6, webhook_batch_size=2)
     first = await worker.webhooks_pass()
     assert (first.claimed, first.delivered) == (2, 2)
@@ -166,9 +184,13 @@ async def test_webhook_claim_takes_at_most_the_batch_size(
 
 
 async def test_webhook_payloads_have_the_seed_shape(
-    client: TestClient[web.Request, web.Application], pool: asyncpg.Pool, repo: Repository,
-    settings: Settings, sim: SimulatorHandle, http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+    client: TestClient[web.Request, web.Application],
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:
     worker = Worker(settings, repo, http, owner="hooks")
     tids = []
     for rate, order_id in ((1.0, "ORD_456"), (0.0, "ORD_457")):
@@ -184,8 +206,16 @@ async def test_webhook_payloads_have_the_seed_shape(
     rows = {r["tid"]: r for r in await pool.fetch("SELECT * FROM payment_processes")}
 
     ok = approved["body"]
-    assert list(ok) == ["status", "code", "transactionId", "approvalNo", "amount", "currency",
-                        "echo", "message"]  # fmt: skip
+    assert list(ok) == [
+        "status",
+        "code",
+        "transactionId",
+        "approvalNo",
+        "amount",
+        "currency",
+        "echo",
+        "message",
+    ]
     assert ok == {
         "status": "SUCCESS",
         "code": "0000",
@@ -202,8 +232,7 @@ async def test_webhook_payloads_have_the_seed_shape(
 
     ko = declined["body"]
     assert "approvalNo" not in ko
-    assert list(ko) == ["status", "code", "transactionId", "amount", "currency", "echo",
-                        "message"]  # fmt: skip
+    assert list(ko) == ["status", "code", "transactionId", "amount", "currency", "echo", "message"]
     reason = rows[tids[1]]["fail_reason"]
     assert reason in DECLINE_REASONS
     assert ko == {
@@ -224,9 +253,12 @@ async def test_webhook_payloads_have_the_seed_shape(
 
 
 async def test_one_pass_records_every_success_together_and_each_failure_alone(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     worker = await _settled_many(pool, repo, settings, sim, http, 8, webhook_batch_size=8)
     await merchant_faults(http, sim, fail_next=3, status=503)
 
@@ -243,8 +275,9 @@ async def test_one_pass_records_every_success_together_and_each_failure_alone(
     for r in retrying:
         assert await _attempts(pool, r["id"]) == [(1, 503)]
         assert r["lease_owner"] is None and r["next_attempt_at"] > r["updated_at"] - _SLACK
-    sent = await pool.fetch("SELECT id, webhook_sent_at, webhook_response_code"
-                            " FROM payment_processes")  # fmt: skip
+    sent = await pool.fetch(
+        "SELECT id, webhook_sent_at, webhook_response_code FROM payment_processes"
+    )
     marked = {r["id"] for r in sent if r["webhook_sent_at"] is not None}
     assert marked == {r["payment_id"] for r in delivered}
     assert all(r["webhook_response_code"] == 200 for r in sent if r["id"] in marked)
@@ -255,21 +288,27 @@ async def test_a_success_is_not_recorded_by_a_worker_that_lost_the_lease(
 ) -> None:
     await insert_payments(pool, sim, 3)
     await pool.execute("UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'A1'")
-    await pool.execute("INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)"
-                       " SELECT id, 'evt_' || id, 'SUCCESS', 'http://x/' FROM payment_processes")
+    await pool.execute(
+        "INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)"
+        " SELECT id, 'evt_' || id, 'SUCCESS', 'http://x/' FROM payment_processes"
+    )
     claimed = await repo.claim_deliveries("w1", 10, 30)
     assert len(claimed) == 3
     # Another worker took the first one over (its lease had expired and was reaped).
-    await pool.execute("UPDATE webhook_deliveries SET lease_owner = 'w2' WHERE id = $1",
-                       claimed[0].id)  # fmt: skip
+    await pool.execute(
+        "UPDATE webhook_deliveries SET lease_owner = 'w2' WHERE id = $1", claimed[0].id
+    )
     now = datetime.now(UTC)
     recorded = await repo.deliveries_succeeded(
         "w1", [Delivered(d.id, 204, now, d.attempts) for d in claimed]
     )
     assert recorded == {d.id for d in claimed[1:]}
     statuses = dict(await pool.fetch("SELECT id, status FROM webhook_deliveries"))
-    assert statuses == {claimed[0].id: "SENDING", claimed[1].id: "DELIVERED",
-                        claimed[2].id: "DELIVERED"}  # fmt: skip
+    assert statuses == {
+        claimed[0].id: "SENDING",
+        claimed[1].id: "DELIVERED",
+        claimed[2].id: "DELIVERED",
+    }
     attempts = await pool.fetch("SELECT delivery_id, response_code FROM webhook_attempts")
     assert sorted(tuple(a) for a in attempts) == sorted((d.id, 204) for d in claimed[1:])
     assert await repo.deliveries_succeeded("w1", []) == set()

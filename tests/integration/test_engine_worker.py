@@ -81,9 +81,13 @@ async def _settled(pool: asyncpg.Pool, tid: str) -> bool:
 
 
 async def test_serve_settles_and_reports_when_notified(
-    client: TestClient[web.Request, web.Application], pool: asyncpg.Pool, repo: Repository,
-    settings: Settings, sim: SimulatorHandle, http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+    client: TestClient[web.Request, web.Application],
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:
     # No scheduled poll: after its first pass the worker only wakes on NOTIFY.
     worker = Worker(tuned(settings, polling_enabled=False), repo, http, owner="serving")
     tids = []
@@ -100,26 +104,35 @@ async def test_serve_settles_and_reports_when_notified(
     assert len(rows) == 2
     assert all(r["status"] in FINAL and r["lease_owner"] is None for r in rows)
     assert all(r["webhook_sent_at"] is not None for r in rows)
-    assert await pool.fetchval("SELECT count(*) FROM payment_processes WHERE status = "
-                               "'PROCESSING'") == 0  # fmt: skip
+    assert (
+        await pool.fetchval("SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'")
+        == 0
+    )
     delivered = await pool.fetch("SELECT status FROM webhook_deliveries")
     assert [r["status"] for r in delivered] == ["DELIVERED", "DELIVERED"]
 
 
 @pytest.mark.parametrize("grace", [5.0, 0.0], ids=["finish-in-flight", "cancel-in-flight"])
 async def test_stop_with_payments_in_flight_leaves_none_processing(
-    grace: float, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+    grace: float,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:
     await acquirer_config(http, sim, latency_ms=300)
     tids = await insert_payments(pool, sim, 5)
     worker = Worker(tuned(settings, shutdown_grace_seconds=grace), repo, http, owner="leaving")
 
     async def held() -> int:
-        return int(await pool.fetchval(
-            "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'"
-            " AND lease_owner = $1", worker.owner,
-        ))  # fmt: skip
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'"
+                " AND lease_owner = $1",
+                worker.owner,
+            )
+        )
 
     loop = asyncio.get_running_loop()
     async with serving(worker):
@@ -157,13 +170,17 @@ async def test_stop_with_payments_in_flight_leaves_none_processing(
 
 
 async def test_scheduled_poll_finds_work_nobody_announced(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     # A row inserted straight into the table announces nothing (the intake pokes the workers
     # after commit); only the scheduled poll can find it.
-    polled = tuned(settings, polling_enabled=True, polling_initial_delay_ms=0,
-                   polling_fixed_delay_ms=200)  # fmt: skip
+    polled = tuned(
+        settings, polling_enabled=True, polling_initial_delay_ms=0, polling_fixed_delay_ms=200
+    )
     worker = Worker(polled, repo, http, owner="poller")
     passes = PassCounter(worker)
 
@@ -179,11 +196,15 @@ async def test_scheduled_poll_finds_work_nobody_announced(
 
 
 async def test_scheduled_poll_finds_work_that_fell_due_after_its_notify(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
-    polled = tuned(settings, polling_enabled=True, polling_initial_delay_ms=0,
-                   polling_fixed_delay_ms=200)  # fmt: skip
+) -> None:
+    polled = tuned(
+        settings, polling_enabled=True, polling_initial_delay_ms=0, polling_fixed_delay_ms=200
+    )
     worker = Worker(polled, repo, http, owner="poller")
     async with serving(worker):
         await wait_until(lambda: _listening(pool), what="the worker is listening")
@@ -192,6 +213,7 @@ async def test_scheduled_poll_finds_work_that_fell_due_after_its_notify(
         await wait_until(lambda: _settled(pool, tid), what="the poll settles it", timeout=3.0)
     row = await pool.fetchrow(
         "SELECT processing_started_at >= next_attempt_at AS on_time, attempts"
-        " FROM payment_processes WHERE tid = $1", tid,
-    )  # fmt: skip
+        " FROM payment_processes WHERE tid = $1",
+        tid,
+    )
     assert row["on_time"] is True and row["attempts"] == 1

@@ -53,19 +53,24 @@ async def test_a_payment_without_webhook_url_goes_to_the_merchants_endpoint(
         resp = await client.post("/api/payment", json=SEED_REQUEST | {"orderId": order_id} | extra)
         assert resp.status == 202
         tid = (await resp.json())["transactionId"]
-        return str(await pool.fetchval("SELECT webhook_url FROM payment_processes WHERE tid = $1",
-                                       tid))  # fmt: skip
+        return str(
+            await pool.fetchval("SELECT webhook_url FROM payment_processes WHERE tid = $1", tid)
+        )
 
     assert await url_of("ORD_A") == str(settings.default_webhook_url)
     await repo.add_endpoint(MID, "test", "https://shop.example/hooks", signing.new_secret())
     # Neither another merchant's endpoint nor the merchant's own of the other mode is used.
-    await repo.add_endpoint("someone_else", "test", "https://other.example/hooks",
-                            signing.new_secret())  # fmt: skip
+    await repo.add_endpoint(
+        "someone_else", "test", "https://other.example/hooks", signing.new_secret()
+    )
     await repo.add_endpoint(MID, "live", "https://live.example/hooks", signing.new_secret())
     assert await url_of("ORD_B") == "https://shop.example/hooks"
     # A url named per payment must be one of the merchant's endpoints (of this mode).
-    for url in ("https://named.example/x", "https://other.example/hooks",
-                "https://live.example/hooks"):
+    for url in (
+        "https://named.example/x",
+        "https://other.example/hooks",
+        "https://live.example/hooks",
+    ):
         refused = await client.post(
             "/api/payment", json=SEED_REQUEST | {"orderId": "ORD_C", "webhookUrl": url}
         )

@@ -26,10 +26,16 @@ DEFAULT_URL = "http://127.0.0.1:9/hook"
 
 def new_payment(order_id: str, amount: int = 1000, **changes: Any) -> NewPayment:
     fields: dict[str, Any] = {
-        "mid": MID, "order_id": order_id, "user_public_id": "USR_1", "amount": amount,
-        "currency": "KRW", "echo": {"order": order_id}, "webhook_url": None,
-        "request_digest": f"digest-{order_id}-{amount}", "mode": "test",
-    } | changes  # fmt: skip
+        "mid": MID,
+        "order_id": order_id,
+        "user_public_id": "USR_1",
+        "amount": amount,
+        "currency": "KRW",
+        "echo": {"order": order_id},
+        "webhook_url": None,
+        "request_digest": f"digest-{order_id}-{amount}",
+        "mode": "test",
+    } | changes
     return NewPayment(**fields)
 
 
@@ -37,9 +43,11 @@ async def insert(
     group: intake.GroupCommit, new: NewPayment, tid: str | None = None
 ) -> Payment | None:
     return await group.insert_payment(
-        new, public_id=f"pub_{new.order_id}", tid=tid or ids.new_tid("DUMMY"),
+        new,
+        public_id=f"pub_{new.order_id}",
+        tid=tid or ids.new_tid("DUMMY"),
         default_webhook_url=DEFAULT_URL,
-    )  # fmt: skip
+    )
 
 
 async def test_concurrent_inserts_share_one_statement_and_each_gets_its_own_row(
@@ -53,10 +61,15 @@ async def test_concurrent_inserts_share_one_statement_and_each_gets_its_own_row(
     for n, p in zip(news, got, strict=True):
         assert p is not None
         assert (p.order_id, p.amount, p.echo, p.webhook_url) == (
-            n.order_id, n.amount, {"order": n.order_id}, DEFAULT_URL
-        )  # fmt: skip
-    stored = {r["tid"]: (r["order_id"], r["amount"]) for r in
-              await pool.fetch("SELECT tid, order_id, amount FROM payment_processes")}  # fmt: skip
+            n.order_id,
+            n.amount,
+            {"order": n.order_id},
+            DEFAULT_URL,
+        )
+    stored = {
+        r["tid"]: (r["order_id"], r["amount"])
+        for r in await pool.fetch("SELECT tid, order_id, amount FROM payment_processes")
+    }
     assert stored == {p.tid: (p.order_id, p.amount) for p in got if p is not None}
     # And every row has its history's first event, as a single insert would.
     assert await pool.fetchval("SELECT count(DISTINCT payment_id) FROM payment_events") == 100
@@ -93,11 +106,18 @@ async def test_accept_through_the_group_makes_one_payment_and_replays(
     group = intake.GroupCommit(repo)
     snowflake = ids.Snowflake(await repo.next_node_id())
     same = new_payment("ORD_SAME")
-    accepted = await asyncio.gather(*(
-        intake.accept(group, same, snowflake=snowflake, tid_prefix="DUMMY",
-                      default_webhook_url=DEFAULT_URL)
-        for _ in range(20)
-    ))  # fmt: skip
+    accepted = await asyncio.gather(
+        *(
+            intake.accept(
+                group,
+                same,
+                snowflake=snowflake,
+                tid_prefix="DUMMY",
+                default_webhook_url=DEFAULT_URL,
+            )
+            for _ in range(20)
+        )
+    )
     assert sum(a.created for a in accepted) == 1
     assert len({a.payment.tid for a in accepted}) == 1
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 1
@@ -153,13 +173,17 @@ async def test_a_database_outage_fails_every_request_of_the_batch_as_unavailable
 async def test_concurrent_http_requests_each_get_their_own_payment(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    bodies = [dict(json.loads(json.dumps(SEED_REQUEST)), orderId=f"ORD_{i:03d}", amount=100 + i)
-              for i in range(120)]  # fmt: skip
+    bodies = [
+        dict(json.loads(json.dumps(SEED_REQUEST)), orderId=f"ORD_{i:03d}", amount=100 + i)
+        for i in range(120)
+    ]
     responses = await asyncio.gather(*(client.post("/api/payment", json=b) for b in bodies))
     acks = [await r.json() for r in responses]
     assert [r.status for r in responses] == [202] * 120
-    stored = {r["tid"]: (r["order_id"], r["amount"]) for r in
-              await pool.fetch("SELECT tid, order_id, amount FROM payment_processes")}  # fmt: skip
+    stored = {
+        r["tid"]: (r["order_id"], r["amount"])
+        for r in await pool.fetch("SELECT tid, order_id, amount FROM payment_processes")
+    }
     assert len(stored) == 120
     for body, ack in zip(bodies, acks, strict=True):
         assert stored[ack["transactionId"]] == (body["orderId"], body["amount"])

@@ -130,9 +130,19 @@ class Dataset:
         updated = at(updated_minute if updated_minute is not None else minute)
         canceled = at(canceled_minute) if canceled_minute is not None else None
         pid = await self.pool.fetchval(
-            _PAYMENT, f"pub{self._n:08d}", tid, mid, order_id, customer, amount, status,
-            at(minute), updated, name, canceled,
-        )  # fmt: skip
+            _PAYMENT,
+            f"pub{self._n:08d}",
+            tid,
+            mid,
+            order_id,
+            customer,
+            amount,
+            status,
+            at(minute),
+            updated,
+            name,
+            canceled,
+        )
         if status == "CANCELED":
             kind, created = "cancel", canceled or updated
         else:
@@ -148,10 +158,20 @@ class Dataset:
         public_id = f"RF{self._n:08d}"
         pid, mid, p = self._payments[tid]
         rid = await self.pool.fetchval(_REFUND, public_id, pid, mid, amount, status, at(minute))
-        self.items[mid].append(Item(
-            "refund", rid, tid, public_id, p.order_id, p.order_name, p.customer_id, amount,
-            status, at(minute),
-        ))  # fmt: skip
+        self.items[mid].append(
+            Item(
+                "refund",
+                rid,
+                tid,
+                public_id,
+                p.order_id,
+                p.order_name,
+                p.customer_id,
+                amount,
+                status,
+                at(minute),
+            )
+        )
         return public_id
 
     def expected(self, mid: str, keep: Callable[[Item], bool] = lambda i: True) -> list[Item]:
@@ -164,22 +184,58 @@ async def data(pool: asyncpg.Pool, api_key: str) -> Dataset:
     """Payments, cancels and refunds of MID (with ties in time), and a few of another merchant."""
     d = Dataset(pool)
     await d.payment(MID, "ORD-1001", minute=1, amount=1000, name="Blue Shirt")
-    await d.payment(MID, "ORD-1002", minute=2, amount=2500, status="FAILED", name="blue shoes",
-                    customer="CUST_B")  # fmt: skip
+    await d.payment(
+        MID,
+        "ORD-1002",
+        minute=2,
+        amount=2500,
+        status="FAILED",
+        name="blue shoes",
+        customer="CUST_B",
+    )
     await d.payment(MID, "ORD-2001", minute=3, amount=4000, status="PENDING", name="Red Hat")
-    p4 = await d.payment(MID, "ORD-2002", minute=4, amount=10000, status="PARTIALLY_REFUNDED",
-                         name="Green Scarf", customer="CUST_C")  # fmt: skip
-    p5 = await d.payment(MID, "INV_77", minute=5, amount=7000, status="REFUNDED",
-                         customer="CUST_B")  # fmt: skip
+    p4 = await d.payment(
+        MID,
+        "ORD-2002",
+        minute=4,
+        amount=10000,
+        status="PARTIALLY_REFUNDED",
+        name="Green Scarf",
+        customer="CUST_C",
+    )
+    p5 = await d.payment(MID, "INV_77", minute=5, amount=7000, status="REFUNDED", customer="CUST_B")
     p6 = await d.payment(MID, "ORD%3", minute=6, amount=5000, name="100% Cotton")
-    await d.payment(MID, "ORD-3001", minute=7, amount=3000, status="CANCELED", name="Blue Cap",
-                    customer="CUST_C", canceled_minute=9)  # fmt: skip
+    await d.payment(
+        MID,
+        "ORD-3001",
+        minute=7,
+        amount=3000,
+        status="CANCELED",
+        name="Blue Cap",
+        customer="CUST_C",
+        canceled_minute=9,
+    )
     # Canceled without canceled_at: listed at updated_at.
-    await d.payment(MID, "ORD-3002", minute=8, amount=6000, status="CANCELED", name="Yellow",
-                    customer="CUST_D", updated_minute=13)  # fmt: skip
+    await d.payment(
+        MID,
+        "ORD-3002",
+        minute=8,
+        amount=6000,
+        status="CANCELED",
+        name="Yellow",
+        customer="CUST_D",
+        updated_minute=13,
+    )
     # Minute 9 holds a cancel and two payments: ties broken by kind, then id.
-    await d.payment(MID, "ORD-1003", minute=9, amount=8000, status="UNRESOLVED",
-                    name="BLUE jeans", customer="CUST_D")  # fmt: skip
+    await d.payment(
+        MID,
+        "ORD-1003",
+        minute=9,
+        amount=8000,
+        status="UNRESOLVED",
+        name="BLUE jeans",
+        customer="CUST_D",
+    )
     await d.payment(MID, "ORD-1004", minute=9, amount=9000, name="Socks")
     await d.refund(p4, minute=10, amount=3000, status="REFUNDED")
     await d.refund(p5, minute=11, amount=7000, status="REFUNDED")
@@ -220,8 +276,9 @@ async def walk(client: TestClient, params: dict[str, str], limit: int) -> list[d
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(100):
-        page = await listing(client, {**params, "limit": str(limit)}
-                             | ({"cursor": cursor} if cursor else {}))  # fmt: skip
+        page = await listing(
+            client, {**params, "limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        )
         assert len(page["items"]) <= limit
         items += page["items"]
         cursor = page["next"]
@@ -360,8 +417,9 @@ async def test_default_listing_is_everything_newest_first(
     cancels = {i["orderId"]: i["createdAt"] for i in body["items"] if i["kind"] == "cancel"}
     assert cancels == {"ORD-3001": at(9).isoformat(), "ORD-3002": at(13).isoformat()}
     # A refunded payment stays a payment; each refund is an item with its own amount.
-    refunds = [(i["orderId"], i["amount"], i["refundId"]) for i in body["items"]
-               if i["kind"] == "refund"]  # fmt: skip
+    refunds = [
+        (i["orderId"], i["amount"], i["refundId"]) for i in body["items"] if i["kind"] == "refund"
+    ]
     assert ("ORD-2002", "payment") in kinds
     assert sorted(refunds) == [
         ("INV_77", 7000, "RF00000012"),
@@ -389,16 +447,22 @@ FILTERS: list[tuple[dict[str, str], Callable[[Item], bool]]] = [
     # REFUNDED is a payment's status and a refund's.
     ({"status": "REFUNDED"}, lambda i: i.status == "REFUNDED"),
     ({"status": "CANCELED"}, lambda i: i.kind == "cancel"),
-    ({"status": "REFUND_PENDING,FAILED,UNRESOLVED"},
-     lambda i: i.status in ("REFUND_PENDING", "FAILED", "UNRESOLVED")),
+    (
+        {"status": "REFUND_PENDING,FAILED,UNRESOLVED"},
+        lambda i: i.status in ("REFUND_PENDING", "FAILED", "UNRESOLVED"),
+    ),
     ({"status": "PROCESSING"}, lambda i: False),
     ({"from": iso(at(9))}, lambda i: i.created_at >= at(9)),
     ({"to": iso(at(9))}, lambda i: i.created_at < at(9)),
     ({"from": iso(at(4)), "to": iso(at(10))}, lambda i: at(4) <= i.created_at < at(10)),
     # The same instants written with another offset.
-    ({"from": at(4).astimezone(timezone(timedelta(hours=9))).isoformat(),
-      "to": at(10).astimezone(timezone(timedelta(hours=-5))).isoformat()},
-     lambda i: at(4) <= i.created_at < at(10)),
+    (
+        {
+            "from": at(4).astimezone(timezone(timedelta(hours=9))).isoformat(),
+            "to": at(10).astimezone(timezone(timedelta(hours=-5))).isoformat(),
+        },
+        lambda i: at(4) <= i.created_at < at(10),
+    ),
     ({"minAmount": "3000"}, lambda i: i.amount >= 3000),
     ({"maxAmount": "3000"}, lambda i: i.amount <= 3000),
     ({"minAmount": "3000", "maxAmount": "7000"}, lambda i: 3000 <= i.amount <= 7000),
@@ -418,15 +482,22 @@ FILTERS: list[tuple[dict[str, str], Callable[[Item], bool]]] = [
     ({"q": "_"}, lambda i: False),
     ({"q": "Shirt"}, lambda i: False),
     # Combined.
-    ({"kind": "payment", "status": "SUCCESS", "minAmount": "2000"},
-     lambda i: i.kind == "payment" and i.status == "SUCCESS" and i.amount >= 2000),
+    (
+        {"kind": "payment", "status": "SUCCESS", "minAmount": "2000"},
+        lambda i: i.kind == "payment" and i.status == "SUCCESS" and i.amount >= 2000,
+    ),
     ({"kind": "refund", "q": "CUST_B"}, lambda i: i.kind == "refund" and _q("CUST_B")(i)),
-    ({"q": "blue", "status": "SUCCESS,CANCELED", "from": iso(at(1)), "to": iso(at(9))},
-     lambda i: _q("blue")(i) and i.status in ("SUCCESS", "CANCELED")
-     and at(1) <= i.created_at < at(9)),
-    ({"kind": "cancel,refund", "maxAmount": "3000", "from": iso(at(9))},
-     lambda i: i.kind in ("cancel", "refund") and i.amount <= 3000 and i.created_at >= at(9)),
-]  # fmt: skip
+    (
+        {"q": "blue", "status": "SUCCESS,CANCELED", "from": iso(at(1)), "to": iso(at(9))},
+        lambda i: (
+            _q("blue")(i) and i.status in ("SUCCESS", "CANCELED") and at(1) <= i.created_at < at(9)
+        ),
+    ),
+    (
+        {"kind": "cancel,refund", "maxAmount": "3000", "from": iso(at(9))},
+        lambda i: i.kind in ("cancel", "refund") and i.amount <= 3000 and i.created_at >= at(9),
+    ),
+]
 
 
 @pytest.mark.parametrize(("params", "keep"), FILTERS, ids=[urlencode(p) for p, _ in FILTERS])
@@ -483,8 +554,9 @@ async def test_pages_walk_every_item_once_in_order_while_payments_arrive(
             break
     assert pages == 5
     middle = [i for i in data.expected(MID) if i.order_id == "MIDDLE-1"]
-    assert seen == [i.api() for i in sorted([*everything, *middle], key=lambda i: i.key,
-                                            reverse=True)]  # fmt: skip
+    assert seen == [
+        i.api() for i in sorted([*everything, *middle], key=lambda i: i.key, reverse=True)
+    ]
     # The new payments are there for a new walk, on top.
     fresh = await listing(client, {"limit": "4"})
     assert [i["orderId"] for i in fresh["items"]] == ["NEW-5", "NEW-4", "NEW-3", "NEW-2"]
@@ -578,8 +650,13 @@ async def test_another_merchants_items_never_appear(
 ) -> None:
     mine = {i.tid for i in data.items[MID]}
     theirs = {i.tid for i in data.items[OTHER]}
-    for params in ({}, {"q": "ORD-10"}, {"q": "blue"}, {"kind": "cancel,refund"},
-                   {"status": "REFUNDED,CANCELED,SUCCESS"}):  # fmt: skip
+    for params in (
+        {},
+        {"q": "ORD-10"},
+        {"q": "blue"},
+        {"kind": "cancel,refund"},
+        {"status": "REFUNDED,CANCELED,SUCCESS"},
+    ):
         assert {i["tid"] for i in (await listing(client, params))["items"]} <= mine
         assert {i["tid"] for i in await walk(client, params, 1)} <= mine
     headers = await other_headers(repo, settings)
@@ -711,8 +788,13 @@ async def test_a_million_payments_are_listed_through_indexes(
                 rows = await conn.fetch(Q["history_list"], *args)
             nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
             on_payments = [n for n in nodes if n.get("Relation Name") == "payment_processes"]
-            scans = sorted({f"{n['Node Type']}:{n.get('Index Name', '')}" for n in nodes
-                            if "Scan" in n["Node Type"]})  # fmt: skip
+            scans = sorted(
+                {
+                    f"{n['Node Type']}:{n.get('Index Name', '')}"
+                    for n in nodes
+                    if "Scan" in n["Node Type"]
+                }
+            )
             assert not [n for n in on_payments if n["Node Type"] == "Seq Scan"], (name, scans)
             assert any(n.get("Index Name") == index for n in nodes), (name, scans)
             assert rows, name

@@ -182,21 +182,35 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
         assert resp.status == 200
         (tmp_path / "openapi.json").write_bytes(await resp.read())
     command = [
-        str(SCHEMATHESIS), "run", str(tmp_path / "openapi.json"), "--url", live_url,
+        str(SCHEMATHESIS),
+        "run",
+        str(tmp_path / "openapi.json"),
+        "--url",
+        live_url,
         # Every request carries the key; schemathesis itself also sends none or a wrong one
         # where the document declares the bearer scheme, and expects 401 (ignored_auth etc.).
-        "-H", f"Authorization: Bearer {fuzz_key}",
-        "--checks", "all",
-        "--max-examples", str(SCHEMATHESIS_EXAMPLES),
-        "--seed", str(SCHEMATHESIS_SEED),
-        "--workers", "1",
-        "--generation-database", "none",
+        "-H",
+        f"Authorization: Bearer {fuzz_key}",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(SCHEMATHESIS_EXAMPLES),
+        "--seed",
+        str(SCHEMATHESIS_SEED),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
         # PostgreSQL text cannot hold NUL; the intake refuses it (422), as documented.
-        "--generation-allow-x00", "false",
+        "--generation-allow-x00",
+        "false",
         *(arg for op in sorted(UNFUZZED) for arg in ("--exclude-operation-id", op)),
         "--no-color",
-        "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml"),
-    ]  # fmt: skip
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(tmp_path / "junit.xml"),
+    ]
     # The CLI runs in a subprocess so that this loop stays free to serve it. Schemathesis 4 has
     # no telemetry and sends nothing but to the target; its example database is off, so one
     # seed gives one run. The hooks module is this one (filter_failure above).
@@ -207,9 +221,12 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation(
         "SCHEMATHESIS_HOOKS": "tests.integration.test_hostile_input",
     }
     proc = await asyncio.create_subprocess_exec(
-        *command, cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        *command,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), SCHEMATHESIS_DEADLINE)
     except TimeoutError:
@@ -425,8 +442,11 @@ async def problem(resp: aiohttp.ClientResponse, status: int, field: str | None =
     return body
 
 
-@pytest.mark.parametrize("raw", [*INVALID_UTF8.values(), *WHITESPACE.values()],
-                         ids=[*INVALID_UTF8, *(f"whitespace-{k}" for k in WHITESPACE)])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw",
+    [*INVALID_UTF8.values(), *WHITESPACE.values()],
+    ids=[*INVALID_UTF8, *(f"whitespace-{k}" for k in WHITESPACE)],
+)
 async def test_undecodable_or_blank_body_is_400(
     client: TestClient, pool: asyncpg.Pool, raw: bytes
 ) -> None:
@@ -569,8 +589,13 @@ async def test_more_strings_are_stored_verbatim(
     await problem(resp, 403, "echo.mid")
     assert await payment_rows(pool) == 0
     echo = {"mid": MID, "note": text, text: [text, {text: text}]}
-    request = {**SEED_REQUEST, "orderId": text, "userPublicId": text, "orderName": text,
-               "echo": echo}  # fmt: skip
+    request = {
+        **SEED_REQUEST,
+        "orderId": text,
+        "userPublicId": text,
+        "orderName": text,
+        "echo": echo,
+    }
     resp = await client.post(PAY, json=request)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["echo"] == echo
@@ -620,7 +645,6 @@ def test_hook_drops_only_whole_float_and_unstateable_rejections() -> None:
     failure.code = "ST201"
     response.content = json.dumps({"errors": [{"field": "cursor", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
-
 
 
 def test_hook_drops_only_unregistered_urls_and_unresolvable_hosts() -> None:
@@ -684,6 +708,7 @@ def test_case_filter_spares_only_the_fuzz_key() -> None:
     case.path_parameters = None
     assert filter_case(None, case)  # type: ignore[arg-type]
 
+
 async def test_past_the_concurrency_limit_requests_get_503_at_once_and_store_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
 ) -> None:
@@ -700,9 +725,12 @@ async def test_past_the_concurrency_limit_requests_get_503_at_once_and_store_not
 
 
 async def _hold_and_release(
-    client: Any, pool: asyncpg.Pool, api_key: str, auth: dict[str, str],
+    client: Any,
+    pool: asyncpg.Pool,
+    api_key: str,
+    auth: dict[str, str],
     held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]],
-) -> None:  # fmt: skip
+) -> None:
     for i in range(2):
         body = json.dumps({**SEED_REQUEST, "orderId": f"ORD_SLOW_{i}"}).encode()
         reader, writer = await asyncio.open_connection(client.host, client.port)
@@ -715,8 +743,9 @@ async def _hold_and_release(
         held.append((reader, writer, body))
 
     async def refused() -> aiohttp.ClientResponse | None:
-        resp = await client.post("/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"},
-                                 headers=auth)  # fmt: skip
+        resp = await client.post(
+            "/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"}, headers=auth
+        )
         return resp if resp.status == 503 else None
 
     # Once both slots are taken (the server has read their headers), a third is refused.
@@ -724,9 +753,9 @@ async def _hold_and_release(
     assert resp.headers["Retry-After"] == "1"
     assert resp.headers["Content-Type"].startswith(PROBLEM)
     assert (await resp.json())["title"] == "Service Unavailable"
-    assert await pool.fetchval(
-        "SELECT count(*) FROM payment_processes WHERE order_id = 'ORD_X'"
-    ) == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM payment_processes WHERE order_id = 'ORD_X'") == 0
+    )
     # Paths outside /api/ are never refused (health checks, metrics).
     assert (await client.get("/health")).status == 200
     # The held requests finish normally, and their slots come back.
@@ -735,7 +764,8 @@ async def _hold_and_release(
         await writer.drain()
         status, _headers, _body = await asyncio.wait_for(read_http_response(reader), 10.0)
         assert status == 202
-    again = await client.post("/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"},
-                              headers=auth)  # fmt: skip
+    again = await client.post(
+        "/api/payment", json={**SEED_REQUEST, "orderId": "ORD_X"}, headers=auth
+    )
     assert again.status == 202
     assert await payment_rows(pool) == 3

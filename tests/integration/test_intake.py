@@ -200,8 +200,17 @@ async def test_seed_request_acked_stored_and_looked_up(client: Client, pool: asy
     resp = await client.get(LOOKUP.format(tid))
     assert resp.status == 200, await resp.text()
     looked = await resp.json()
-    expected_keys = {"tid", "orderId", "amount", "status", "approvalNo", "failReason",
-                     "requestedAt", "processedAt", "webhookSentAt"}  # fmt: skip
+    expected_keys = {
+        "tid",
+        "orderId",
+        "amount",
+        "status",
+        "approvalNo",
+        "failReason",
+        "requestedAt",
+        "processedAt",
+        "webhookSentAt",
+    }
     assert expected_keys <= looked.keys()
     assert looked["tid"] == tid
     assert looked["orderId"] == "ORD_456"
@@ -385,10 +394,17 @@ async def test_huge_float_in_echo_is_not_a_server_error(client: Client, pool: as
 
 @pytest.mark.parametrize(
     "tid",
-    ["DUMMY_20260101_00000000", "x'; DROP TABLE payment_processes--", "x'; DROP TABLE--",
-     "DUMMY_20260101_0000000a", "%00", "\u00e9\u00e9", "a" * 300],
+    [
+        "DUMMY_20260101_00000000",
+        "x'; DROP TABLE payment_processes--",
+        "x'; DROP TABLE--",
+        "DUMMY_20260101_0000000a",
+        "%00",
+        "\u00e9\u00e9",
+        "a" * 300,
+    ],
     ids=["well-formed", "sql", "sql-short", "bad-digit", "percent", "unicode", "long"],
-)  # fmt: skip
+)
 async def test_unknown_tid_is_404(client: Client, pool: asyncpg.Pool, tid: str) -> None:
     await accepted(client, SEED_REQUEST)
     before = await snapshot(pool)
@@ -491,8 +507,9 @@ async def test_control_characters_are_kept_verbatim_in_echo(
     echo = {"mid": MID, "note": ECHO_ONLY, ECHO_ONLY: [ECHO_ONLY]}
     ack = await accepted(client, seed(orderId="ORD_ECHO_CTL", echo=echo))
     assert ack["echo"] == echo
-    row = await pool.fetchrow("SELECT echo FROM payment_processes WHERE tid = $1",
-                              ack["transactionId"])  # fmt: skip
+    row = await pool.fetchrow(
+        "SELECT echo FROM payment_processes WHERE tid = $1", ack["transactionId"]
+    )
     assert row["echo"] == echo
 
 
@@ -524,10 +541,14 @@ async def test_replay_with_default_currency_spelled_out(
 
 
 async def test_replay_ignores_echo_key_order(client: Client, pool: asyncpg.Pool) -> None:
-    raw1 = ('{"userPublicId":"U","orderId":"O-1","amount":5,'
-            '"echo":{"mid":"' + MID + '","a":1,"b":{"x":1,"y":[1,{"p":1,"q":2}]}}}')  # fmt: skip
-    raw2 = ('{"amount":5,"echo":{"b":{"y":[1,{"q":2,"p":1}],"x":1},"a":1,"mid":"' + MID + '"},'
-            '"orderId":"O-1","userPublicId":"U"}')  # fmt: skip
+    raw1 = (
+        '{"userPublicId":"U","orderId":"O-1","amount":5,'
+        '"echo":{"mid":"' + MID + '","a":1,"b":{"x":1,"y":[1,{"p":1,"q":2}]}}}'
+    )
+    raw2 = (
+        '{"amount":5,"echo":{"b":{"y":[1,{"q":2,"p":1}],"x":1},"a":1,"mid":"' + MID + '"},'
+        '"orderId":"O-1","userPublicId":"U"}'
+    )
     resp1 = await post_raw(client, raw1)
     assert resp1.status == 202, await resp1.text()
     resp2 = await post_raw(client, raw2)
@@ -537,19 +558,24 @@ async def test_replay_ignores_echo_key_order(client: Client, pool: asyncpg.Pool)
     assert await payment_rows(pool) == 1
     # Order inside a list is content, though: that is another request.
     raw3 = raw1.replace('[1,{"p":1,"q":2}]', '[{"p":1,"q":2},1]')
-    body = await rejected(pool, await post_raw(client, raw3), 409, "orderId",
-                          before=await snapshot(pool))  # fmt: skip
+    body = await rejected(
+        pool, await post_raw(client, raw3), 409, "orderId", before=await snapshot(pool)
+    )
     assert body["transactionId"] == tid1
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"amount": 10001}, {"userPublicId": "USR_999"}, {"currency": "USD"},
-     {"webhookUrl": "http://127.0.0.1:1/other"},
-     {"echo": {**SEED_ECHO, "orderNumber": "OTHER"}},
-     {"echo": {**SEED_ECHO, "extra": 1}}],
+    [
+        {"amount": 10001},
+        {"userPublicId": "USR_999"},
+        {"currency": "USD"},
+        {"webhookUrl": "http://127.0.0.1:1/other"},
+        {"echo": {**SEED_ECHO, "orderNumber": "OTHER"}},
+        {"echo": {**SEED_ECHO, "extra": 1}},
+    ],
     ids=["amount", "user", "currency", "webhookUrl", "echo-value", "echo-extra-key"],
-)  # fmt: skip
+)
 async def test_same_order_different_request_is_409(
     client: Client, pool: asyncpg.Pool, repo: Repository, change: dict[str, Any]
 ) -> None:
@@ -557,8 +583,7 @@ async def test_same_order_different_request_is_409(
         await repo.add_endpoint(MID, "test", change["webhookUrl"], signing.new_secret())
     first = await accepted(client, SEED_REQUEST)
     before = await snapshot(pool)
-    body = await rejected(pool, await post(client, seed(**change)), 409, "orderId",
-                          before=before)  # fmt: skip
+    body = await rejected(pool, await post(client, seed(**change)), 409, "orderId", before=before)
     assert body["transactionId"] == first["transactionId"]
     assert body["type"] != "about:blank"
     assert await pool.fetchval("SELECT amount FROM payment_processes") == 10000
@@ -582,8 +607,10 @@ async def test_same_order_other_merchant_is_a_new_payment(
     assert len(tids) == 3
     mids = await pool.fetch("SELECT mid, order_id FROM payment_processes ORDER BY id")
     assert [(r["mid"], r["order_id"]) for r in mids] == [
-        (MID, "ORD_456"), ("other", "ORD_456"), ("third", "ORD_456"),
-    ]  # fmt: skip
+        (MID, "ORD_456"),
+        ("other", "ORD_456"),
+        ("third", "ORD_456"),
+    ]
     # Each merchant's replay finds its own payment.
     resp = await client.post(PAY, json=seed(echo={**SEED_ECHO, "mid": "other"}), headers=other)
     assert resp.status == 200 and (await resp.json())["transactionId"] == second["transactionId"]
@@ -598,8 +625,12 @@ async def test_same_order_other_merchant_is_a_new_payment(
         await rejected(pool, await post(client, changed), 403, "echo.mid", before=before)
     # A null echo.mid is no mid: the key's merchant.
     ack = await accepted(client, seed(orderId="ORD_NULL_MID", echo={"mid": None}))
-    assert await pool.fetchval("SELECT mid FROM payment_processes WHERE tid = $1",
-                               ack["transactionId"]) == MID  # fmt: skip
+    assert (
+        await pool.fetchval(
+            "SELECT mid FROM payment_processes WHERE tid = $1", ack["transactionId"]
+        )
+        == MID
+    )
 
 
 async def test_replay_after_settlement_reports_current_status(
@@ -743,8 +774,7 @@ async def test_trigger_on_final_payment_resends_or_conflicts(
     assert row["processed_at"] == settled["processed_at"]
 
     before = await snapshot(pool)
-    body = await rejected(pool, await trigger(client, tid, "FAILED"), 409, "status",
-                          before=before)  # fmt: skip
+    body = await rejected(pool, await trigger(client, tid, "FAILED"), 409, "status", before=before)
     assert body["currentStatus"] == "SUCCESS"
 
     worker = Worker(settings, repo, http, owner="t")
@@ -760,8 +790,7 @@ async def test_trigger_on_failed_payment_with_success_conflicts(
     tid = (await accepted(client, SEED_REQUEST))["transactionId"]
     assert (await trigger(client, tid, "FAILED")).status == 202
     before = await snapshot(pool)
-    body = await rejected(pool, await trigger(client, tid, "SUCCESS"), 409, "status",
-                          before=before)  # fmt: skip
+    body = await rejected(pool, await trigger(client, tid, "SUCCESS"), 409, "status", before=before)
     assert body["currentStatus"] == "FAILED"
 
 
@@ -770,8 +799,11 @@ async def test_concurrent_triggers_settle_once(client: Client, pool: asyncpg.Poo
     wanted = ["SUCCESS", "FAILED"] * 10
     responses = await asyncio.gather(*(trigger(client, tid, s) for s in wanted))
     bodies = [json.loads(await r.text()) for r in responses]
-    settled = [b for r, b in zip(responses, bodies, strict=True) if r.status == 202
-               and b["action"] == "settled"]  # fmt: skip
+    settled = [
+        b
+        for r, b in zip(responses, bodies, strict=True)
+        if r.status == 202 and b["action"] == "settled"
+    ]
     assert len(settled) == 1, bodies
     final = settled[0]["status"]
     row = await pool.fetchrow("SELECT * FROM payment_processes WHERE tid = $1", tid)
@@ -931,15 +963,22 @@ async def test_redeliver_non_dead_delivery_is_404(client: Client, pool: asyncpg.
     [delivery] = await deliveries(pool)
     assert delivery["status"] == "PENDING"
     before = await snapshot(pool)
-    await rejected(pool, await client.post(REDELIVER.format(delivery["id"])), 404,
-                   before=before)  # fmt: skip
+    await rejected(pool, await client.post(REDELIVER.format(delivery["id"])), 404, before=before)
 
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=501", "limit=-1", "limit=abc", "limit=", "after=-1", "after=x",
-     f"after={2**63}"],
-)  # fmt: skip
+    [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=abc",
+        "limit=",
+        "after=-1",
+        "after=x",
+        f"after={2**63}",
+    ],
+)
 async def test_dead_list_bad_paging_is_422(client: Client, pool: asyncpg.Pool, query: str) -> None:
     resp = await client.get(f"{DEAD}?{query}")
     await rejected(pool, resp, 422, query.split("=")[0])

@@ -25,7 +25,10 @@ async def _scrape(client: TestClient) -> str:
 
 
 async def test_metrics_count_settlements_states_and_auth_failures(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
     sim: SimulatorHandle,
 ) -> None:
     async with http.post(f"{sim.url}/acquirer/admin/config", json={"success_rate": 1.0}) as r:
@@ -38,21 +41,33 @@ async def test_metrics_count_settlements_states_and_auth_failures(
     assert "engine_oldest_pending_age_seconds" in text
 
     settled_before = _value("engine_payments_settled_total", status="SUCCESS", provider="card")
-    authorize_before = _value("engine_provider_call_seconds_count", provider="card",
-                              operation="authorize", result="success")  # fmt: skip
+    authorize_before = _value(
+        "engine_provider_call_seconds_count",
+        provider="card",
+        operation="authorize",
+        result="success",
+    )
     assert (await Worker(settings, repo, http, owner="w").payments_pass()).settled == 3
     assert _value("engine_payments_settled_total", status="SUCCESS", provider="card") == (
         settled_before + 3
     )
-    assert _value("engine_provider_call_seconds_count", provider="card", operation="authorize",
-                  result="success") == authorize_before + 3  # fmt: skip
+    assert (
+        _value(
+            "engine_provider_call_seconds_count",
+            provider="card",
+            operation="authorize",
+            result="success",
+        )
+        == authorize_before + 3
+    )
     text = await _scrape(client)
     assert 'engine_payments_in_state{state="PENDING"} 0.0' in text
     assert 'engine_webhooks_in_state{state="PENDING"} 3.0' in text
 
     missing_before = _value("engine_auth_failures_total", reason="missing")
-    anonymous = await client.get("/api/payment/transaction/DUMMY_20260101_00000000",
-                                 headers={"Authorization": ""})  # fmt: skip
+    anonymous = await client.get(
+        "/api/payment/transaction/DUMMY_20260101_00000000", headers={"Authorization": ""}
+    )
     assert anonymous.status == 401
     assert _value("engine_auth_failures_total", reason="missing") == missing_before + 1
     assert 'route="/api/payment"' in await _scrape(client)

@@ -204,8 +204,9 @@ async def test_operational_responses_match_the_document(
     resp = await client.post(trigger.format(tid=tid), params={"status": "nope"})
     assert resp.status == 422
     await conforms(doc, "POST", trigger, resp)
-    resp = await client.post(trigger.format(tid="DUMMY_20260101_00000000"),
-                             params={"status": "FAILED"})  # fmt: skip
+    resp = await client.post(
+        trigger.format(tid="DUMMY_20260101_00000000"), params={"status": "FAILED"}
+    )
     assert resp.status == 404
     await conforms(doc, "POST", trigger, resp)
 
@@ -399,8 +400,9 @@ async def test_refund_and_history_responses_match_the_document(
     resp = await client.post(refunds.format(tid=paid), json={"amount": 400}, headers=key)
     assert resp.status == 200
     assert (await conforms(doc, "POST", refunds, resp))["refundId"] == made["refundId"]
-    resp = await client.post(refunds.format(tid=paid), json={"amount": 10**6},
-                             headers={"Idempotency-Key": "refund-2"})  # fmt: skip
+    resp = await client.post(
+        refunds.format(tid=paid), json={"amount": 10**6}, headers={"Idempotency-Key": "refund-2"}
+    )
     assert resp.status == 409
     await conforms(doc, "POST", refunds, resp)
     resp = await client.post(refunds.format(tid=paid), json={"amount": 1})
@@ -436,15 +438,18 @@ async def test_refund_and_history_responses_match_the_document(
 
 
 async def test_endpoint_and_limit_responses_match_the_document(
-    aiohttp_client: AiohttpClient, settings: Settings, api_key: str, sim: SimulatorHandle,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    api_key: str,
+    sim: SimulatorHandle,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     # Low caps, so that every limit answers too.
-    tight = settings.model_copy(update={"max_webhook_endpoints": 2, "max_api_keys": 1,
-                                        "webhook_resends_per_window": 1})  # fmt: skip
+    tight = settings.model_copy(
+        update={"max_webhook_endpoints": 2, "max_api_keys": 1, "webhook_resends_per_window": 1}
+    )
     doc = openapi.document(tight)
-    client = await aiohttp_client(create_app(tight),
-                                  headers={"Authorization": f"Bearer {api_key}"})  # fmt: skip
+    client = await aiohttp_client(create_app(tight), headers={"Authorization": f"Bearer {api_key}"})
     endpoints, one = "/api/webhook-endpoints", "/api/webhook-endpoints/{id}"
     roll, test = f"{one}/roll", f"{one}/test"
     url, other = (f"{sim.url}/api/webhook/pg/{name}" for name in ("DOC", "DOC2"))
@@ -480,8 +485,9 @@ async def test_endpoint_and_limit_responses_match_the_document(
     resp = await client.post(roll.format(id=made["id"]), json={"graceSeconds": -1})
     assert resp.status == 422
     await conforms(doc, "POST", roll, resp)
-    resp = await client.post(roll.format(id=made["id"]), data=b"{",
-                             headers={"Content-Type": "application/json"})  # fmt: skip
+    resp = await client.post(
+        roll.format(id=made["id"]), data=b"{", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     await conforms(doc, "POST", roll, resp)
     resp = await client.post(test.format(id=made["id"]))
@@ -522,8 +528,9 @@ async def test_endpoint_and_limit_responses_match_the_document(
     await conforms(doc, "POST", trigger, resp)
     busy = {**SEED_REQUEST, "orderId": "ORD_BUSY"}
     busy_tid = (await (await client.post("/api/payment", json=busy)).json())["transactionId"]
-    await pool.execute("UPDATE payment_processes SET status = 'PROCESSING' WHERE tid = $1",
-                       busy_tid)  # fmt: skip
+    await pool.execute(
+        "UPDATE payment_processes SET status = 'PROCESSING' WHERE tid = $1", busy_tid
+    )
     resp = await client.post(trigger.format(tid=busy_tid), params={"status": "FAILED"})
     assert resp.status == 409
     assert (await conforms(doc, "POST", trigger, resp))["currentStatus"] == "PROCESSING"

@@ -49,8 +49,9 @@ async def _captured(client: TestClient, worker: Worker, amount: int = 10_000) ->
 
 
 async def _refund(client: TestClient, tid: str, amount: int, key: str) -> aiohttp.ClientResponse:
-    return await client.post(f"/api/payments/{tid}/refunds", json={"amount": amount},
-                             headers={"Idempotency-Key": key})  # fmt: skip
+    return await client.post(
+        f"/api/payments/{tid}/refunds", json={"amount": amount}, headers={"Idempotency-Key": key}
+    )
 
 
 async def _row(pool: asyncpg.Pool, tid: str) -> asyncpg.Record:
@@ -60,13 +61,21 @@ async def _row(pool: asyncpg.Pool, tid: str) -> asyncpg.Record:
 
 
 def _fast(settings: Settings, **changes: Any) -> Settings:
-    return tuned(settings, acquirer_timeout_seconds=0.3, acquirer_max_attempts=1,
-                 acquirer_requeue_seconds=0.01, acquirer_requeue_max_seconds=0.02,
-                 **changes)  # fmt: skip
+    return tuned(
+        settings,
+        acquirer_timeout_seconds=0.3,
+        acquirer_max_attempts=1,
+        acquirer_requeue_seconds=0.01,
+        acquirer_requeue_max_seconds=0.02,
+        **changes,
+    )
 
 
 async def test_cancel_a_pending_payment_and_the_poller_never_takes_it(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
     sim: SimulatorHandle,
 ) -> None:
     tid = await _pay(client)
@@ -81,8 +90,12 @@ async def test_cancel_a_pending_payment_and_the_poller_never_takes_it(
 
 
 async def test_cancel_after_processing_started_is_409_with_the_state(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     tid = await _pay(client)
@@ -101,8 +114,12 @@ async def test_cancel_after_processing_started_is_409_with_the_state(
 
 
 async def test_cancel_is_refused_while_an_earlier_attempt_may_have_charged(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0, drop_after_charge_rate=1.0, fault_seed="c")
     tid = await _pay(client)
@@ -116,8 +133,12 @@ async def test_cancel_is_refused_while_an_earlier_attempt_may_have_charged(
 
 
 async def test_cancel_racing_the_poller_each_payment_is_canceled_or_charged_never_both(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0, latency_ms=2)
     tids = [await _pay(client) for _ in range(40)]
@@ -142,8 +163,12 @@ async def test_cancel_racing_the_poller_each_payment_is_canceled_or_charged_neve
 
 
 async def test_full_refund_settles_with_the_provider_and_reports_by_webhook(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(settings, repo, http, owner="w")
@@ -156,7 +181,9 @@ async def test_full_refund_settles_with_the_provider_and_reports_by_webhook(
     assert (await worker.refunds_pass()).settled == 1
     row = await _row(pool, tid)
     assert (row["status"], row["refunded_amount"], row["refund_reserved"]) == (
-        "REFUNDED", 10_000, 10_000
+        "REFUNDED",
+        10_000,
+        10_000,
     )
     listed = await (await client.get(f"/api/payments/{tid}/refunds")).json()
     [refund] = listed["refunds"]
@@ -170,15 +197,22 @@ async def test_full_refund_settles_with_the_provider_and_reports_by_webhook(
     body = hooks[-1]["body"]
     assert body["status"] == "REFUNDED" and body["code"] == "0000"
     assert (body["transactionId"], body["refundId"], body["amount"], body["refundedAmount"]) == (
-        tid, accepted["refundId"], 10_000, 10_000
+        tid,
+        accepted["refundId"],
+        10_000,
+        10_000,
     )
     one = await (await client.get(f"/api/refunds/{accepted['refundId']}")).json()
     assert one["status"] == "REFUNDED"
 
 
 async def test_partial_refunds_add_up_and_never_exceed_the_capture(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(settings, repo, http, owner="w")
@@ -200,8 +234,12 @@ async def test_partial_refunds_add_up_and_never_exceed_the_capture(
 
 
 async def test_twenty_parallel_refunds_of_ten_percent_exactly_ten_succeed(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(settings, repo, http, owner="w")
@@ -219,8 +257,12 @@ async def test_twenty_parallel_refunds_of_ten_percent_exactly_ten_succeed(
 
 
 async def test_refund_idempotency_key(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     tid = await _captured(client, Worker(settings, repo, http, owner="w"))
@@ -237,19 +279,29 @@ async def test_refund_idempotency_key(
 
 
 async def test_refund_bad_input_and_wrong_states_change_nothing(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     pending = await _pay(client)
     no_key = await client.post(f"/api/payments/{pending}/refunds", json={"amount": 1})
     assert no_key.status == 422 and (await no_key.json())["field"] == "Idempotency-Key"
     bad_bodies: list[dict[str, Any]] = [
-        {"amount": 0}, {"amount": "1"}, {"amount": 1.5}, {}, {"amount": 1, "reason": ""},
-        {"amount": 2**70}, {"amount": 1, "reason": "\x00"},
-    ]  # fmt: skip
+        {"amount": 0},
+        {"amount": "1"},
+        {"amount": 1.5},
+        {},
+        {"amount": 1, "reason": ""},
+        {"amount": 2**70},
+        {"amount": 1, "reason": "\x00"},
+    ]
     for bad in bad_bodies:
-        resp = await client.post(f"/api/payments/{pending}/refunds", json=bad,
-                                 headers={"Idempotency-Key": "x"})  # fmt: skip
+        resp = await client.post(
+            f"/api/payments/{pending}/refunds", json=bad, headers={"Idempotency-Key": "x"}
+        )
         assert resp.status == 422, bad
     not_captured = await _refund(client, pending, 1, "pending")
     assert not_captured.status == 409
@@ -261,8 +313,12 @@ async def test_refund_bad_input_and_wrong_states_change_nothing(
 
 
 async def test_a_refund_with_unknown_outcome_is_inquired_not_sent_twice(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(_fast(settings), repo, http, owner="w")
@@ -285,8 +341,12 @@ async def test_a_refund_with_unknown_outcome_is_inquired_not_sent_twice(
 
 
 async def test_a_rejected_refund_frees_its_reservation_and_reports_failure(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     # Settled by hand with a test key: the acquirer never charged it, so it refuses the refund.
     tid = await _pay(client)
@@ -308,8 +368,12 @@ async def test_a_rejected_refund_frees_its_reservation_and_reports_failure(
 
 
 async def test_refund_history_is_recorded_as_events(
-    client: TestClient, settings: Settings, repo: Repository, http: aiohttp.ClientSession,
-    sim: SimulatorHandle, pool: asyncpg.Pool,
+    client: TestClient,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     worker = Worker(settings, repo, http, owner="w")
@@ -319,14 +383,18 @@ async def test_refund_history_is_recorded_as_events(
     rows = await pool.fetch(
         "SELECT e.from_status, e.to_status, e.actor, e.refund_id IS NOT NULL AS is_refund"
         " FROM payment_events e JOIN payment_processes p ON p.id = e.payment_id"
-        " WHERE p.tid = $1 ORDER BY e.id", tid,
-    )  # fmt: skip
+        " WHERE p.tid = $1 ORDER BY e.id",
+        tid,
+    )
     steps = [(r["from_status"], r["to_status"], r["is_refund"]) for r in rows]
     assert steps == [
-        (None, "PENDING", False), ("PENDING", "PROCESSING", False),
-        ("PROCESSING", "SUCCESS", False), (None, "REFUND_PENDING", True),
-        ("REFUND_PENDING", "REFUND_PROCESSING", True), ("REFUND_PROCESSING", "REFUNDED", True),
+        (None, "PENDING", False),
+        ("PENDING", "PROCESSING", False),
+        ("PROCESSING", "SUCCESS", False),
+        (None, "REFUND_PENDING", True),
+        ("REFUND_PENDING", "REFUND_PROCESSING", True),
+        ("REFUND_PROCESSING", "REFUNDED", True),
         ("SUCCESS", "REFUNDED", False),
-    ]  # fmt: skip
+    ]
     assert rows[0]["actor"].startswith("merchant:sk_test_")
     assert rows[-1]["actor"] == "w"

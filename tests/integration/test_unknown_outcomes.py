@@ -38,9 +38,14 @@ async def _row(pool: asyncpg.Pool, tid: str) -> asyncpg.Record:
 
 
 def _fast(settings: Settings, **changes: Any) -> Settings:
-    return tuned(settings, acquirer_timeout_seconds=0.3, acquirer_max_attempts=1,
-                 acquirer_requeue_seconds=0.01, acquirer_requeue_max_seconds=0.02,
-                 **changes)  # fmt: skip
+    return tuned(
+        settings,
+        acquirer_timeout_seconds=0.3,
+        acquirer_max_attempts=1,
+        acquirer_requeue_seconds=0.01,
+        acquirer_requeue_max_seconds=0.02,
+        **changes,
+    )
 
 
 async def _settle_with(worker: Worker, pool: asyncpg.Pool, tid: str) -> asyncpg.Record:
@@ -55,11 +60,21 @@ async def _settle_with(worker: Worker, pool: asyncpg.Pool, tid: str) -> asyncpg.
 
 
 async def test_timeout_after_charge_is_resolved_by_inquiry_not_a_second_charge(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
-    await _config(http, sim, success_rate=1.0, timeout_rate=1.0, hang_ms=2000,
-                  timeout_after_charge=True, fault_seed="t")  # fmt: skip
+    await _config(
+        http,
+        sim,
+        success_rate=1.0,
+        timeout_rate=1.0,
+        hang_ms=2000,
+        timeout_after_charge=True,
+        fault_seed="t",
+    )
     [tid] = await insert_payments(pool, sim, 1)
     worker = Worker(_fast(settings), repo, http, owner="w")
 
@@ -84,7 +99,10 @@ async def test_timeout_after_charge_is_resolved_by_inquiry_not_a_second_charge(
 
 
 async def test_approve_then_drop_settles_success_from_the_inquiry(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0, drop_after_charge_rate=1.0, fault_seed="t")
@@ -101,7 +119,10 @@ async def test_approve_then_drop_settles_success_from_the_inquiry(
 
 
 async def test_5xx_and_reset_without_charge_are_sent_again_only_after_inquiry_finds_nothing(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0, error_rate=1.0, fault_seed="t")
@@ -127,7 +148,10 @@ async def test_5xx_and_reset_without_charge_are_sent_again_only_after_inquiry_fi
 
 
 async def test_a_decline_is_final_at_once(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=0.0)
@@ -137,13 +161,21 @@ async def test_a_decline_is_final_at_once(
     row = await _row(pool, tid)
     assert row["status"] == "FAILED" and row["outcome_unknown_since"] is None
     assert row["fail_reason"] in (
-        "INSUFFICIENT_BALANCE", "INVALID_CARD", "EXPIRED_CARD", "LIMIT_EXCEEDED", "SYSTEM_ERROR",
-    )  # fmt: skip
+        "INSUFFICIENT_BALANCE",
+        "INVALID_CARD",
+        "EXPIRED_CARD",
+        "LIMIT_EXCEEDED",
+        "SYSTEM_ERROR",
+    )
 
 
 async def test_unknown_past_the_window_is_unresolved_listed_and_later_resolved(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, client: Any,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    client: Any,
 ) -> None:
     await _config(http, sim, success_rate=1.0, drop_after_charge_rate=1.0, fault_seed="t")
     [tid] = await insert_payments(pool, sim, 1)
@@ -169,8 +201,13 @@ async def test_unknown_past_the_window_is_unresolved_listed_and_later_resolved(
 
 
 async def test_a_refusal_is_flagged_not_retried(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, aiohttp_server: Any, client: Any,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    aiohttp_server: Any,
+    client: Any,
 ) -> None:
     calls = []
 
@@ -182,8 +219,12 @@ async def test_a_refusal_is_flagged_not_retried(
     app.router.add_route("*", "/{tail:.*}", refuse)
     server = await aiohttp_server(app)
     [tid] = await insert_payments(pool, sim, 1)
-    worker = Worker(_fast(settings, acquirer_url=f"http://127.0.0.1:{server.port}/acquirer"),
-                    repo, http, owner="w")  # fmt: skip
+    worker = Worker(
+        _fast(settings, acquirer_url=f"http://127.0.0.1:{server.port}/acquirer"),
+        repo,
+        http,
+        owner="w",
+    )
     await worker.payments_pass()
     row = await _row(pool, tid)
     assert row["status"] == "UNRESOLVED"
@@ -201,7 +242,10 @@ async def test_a_refusal_is_flagged_not_retried(
 
 
 async def test_a_reaped_payment_is_inquired_before_it_is_charged_again(
-    settings: Settings, repo: Repository, pool: asyncpg.Pool, sim: SimulatorHandle,
+    settings: Settings,
+    repo: Repository,
+    pool: asyncpg.Pool,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
 ) -> None:
     await _config(http, sim, success_rate=1.0)

@@ -23,11 +23,15 @@ async def _by_status(pool: asyncpg.Pool) -> dict[str, int]:
 
 
 async def test_an_endpoint_back_up_gets_its_waiting_deliveries_at_once(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
-    s = tuned(settings, webhook_backoff_initial_seconds=BACKOFF,
-              webhook_backoff_max_seconds=BACKOFF)  # fmt: skip
+) -> None:
+    s = tuned(
+        settings, webhook_backoff_initial_seconds=BACKOFF, webhook_backoff_max_seconds=BACKOFF
+    )
     worker = Worker(s, repo, http, owner="w")
     await insert_payments(pool, sim, 4)
     assert (await worker.payments_pass()).settled == 4
@@ -35,10 +39,13 @@ async def test_an_endpoint_back_up_gets_its_waiting_deliveries_at_once(
     failed = await worker.webhooks_pass()
     assert (failed.claimed, failed.delivered) == (4, 0)
     assert failed.retry_in is not None and failed.retry_in >= BACKOFF
-    assert await pool.fetchval(
-        "SELECT count(*) FROM webhook_deliveries"
-        " WHERE status = 'PENDING' AND next_attempt_at > now() + interval '50 seconds'"
-    ) == 4  # fmt: skip
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries"
+            " WHERE status = 'PENDING' AND next_attempt_at > now() + interval '50 seconds'"
+        )
+        == 4
+    )
 
     # The endpoint is back: a new event gets through, and the waiting ones follow at once.
     await insert_payments(pool, sim, 1, first=4)
@@ -57,11 +64,15 @@ async def test_an_endpoint_back_up_gets_its_waiting_deliveries_at_once(
 
 
 async def test_a_failure_does_not_hasten_anything(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
-    s = tuned(settings, webhook_backoff_initial_seconds=BACKOFF,
-              webhook_backoff_max_seconds=BACKOFF)  # fmt: skip
+) -> None:
+    s = tuned(
+        settings, webhook_backoff_initial_seconds=BACKOFF, webhook_backoff_max_seconds=BACKOFF
+    )
     worker = Worker(s, repo, http, owner="w")
     await insert_payments(pool, sim, 2)
     assert (await worker.payments_pass()).settled == 2

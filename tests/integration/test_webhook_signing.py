@@ -40,9 +40,19 @@ class Secret:
     """A whsec_ secret, named for readability."""
 
     secret: str
+
+
 Hook = dict[str, Any]
-SEED_KEYS = ["status", "code", "transactionId", "approvalNo", "amount", "currency", "echo",
-             "message"]  # fmt: skip
+SEED_KEYS = [
+    "status",
+    "code",
+    "transactionId",
+    "approvalNo",
+    "amount",
+    "currency",
+    "echo",
+    "message",
+]
 
 
 async def until(check: Callable[[], Awaitable[T]], what: str, timeout: float = 10.0) -> T:
@@ -216,9 +226,12 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     assert not await repo.roll_endpoint("roller", "test", endpoint.id, "whsec_AAAA", 1)
     assert not await repo.roll_endpoint(MID, "live", endpoint.id, "whsec_AAAA", 1)
     assert not await repo.roll_endpoint(MID, "test", endpoint.id + 1, "whsec_AAAA", 1)
-    left = {r["secret"]: r["left"] for r in await pool.fetch(
-        "SELECT secret, expires_at - now() AS left FROM webhook_endpoint_secrets"
-    )}  # fmt: skip
+    left = {
+        r["secret"]: r["left"]
+        for r in await pool.fetch(
+            "SELECT secret, expires_at - now() AS left FROM webhook_endpoint_secrets"
+        )
+    }
     assert set(left) == {old.secret, new.secret} and left[new.secret] is None
     assert 0 < left[old.secret].total_seconds() <= grace
 
@@ -230,9 +243,11 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     # Newest first; either secret verifies, so the merchant can switch whenever it likes.
     assert len(signatures_of(during)) == 2
     assert signatures_of(during)[0] == signing.sign(
-        new.secret, during["headers"]["webhook-id"],
-        int(during["headers"]["webhook-timestamp"]), during["raw"].encode(),
-    )  # fmt: skip
+        new.secret,
+        during["headers"]["webhook-id"],
+        int(during["headers"]["webhook-timestamp"]),
+        during["raw"].encode(),
+    )
     assert verify(during, old.secret)["transactionId"] == tid
     assert verify(during, new.secret)["transactionId"] == tid
 
@@ -274,9 +289,10 @@ async def test_wrong_secret_is_refused_with_401_and_retried(
     # The merchant fixes its configuration; the retry goes through with the same id.
     await set_secrets(http, sim, DEV_WEBHOOK_SECRET)
     await deliver_all(worker, pool)
-    codes = [r["response_code"] for r in await pool.fetch(
-        "SELECT response_code FROM webhook_attempts ORDER BY attempt_no"
-    )]  # fmt: skip
+    codes = [
+        r["response_code"]
+        for r in await pool.fetch("SELECT response_code FROM webhook_attempts ORDER BY attempt_no")
+    ]
     assert codes == [401, 200]
     hooks = received(sim)
     assert [h["status"] for h in hooks] == [401, 200]
@@ -327,9 +343,14 @@ async def test_endpoints_cli_adds_and_rolls(
 
     async def cli(*args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine.endpoints", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "engine.endpoints",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
@@ -340,8 +361,9 @@ async def test_endpoints_cli_adds_and_rolls(
     first = added["secret"]
     signing.secret_key(first)
     assert (added["url"], added["mode"]) == (url, "live")
-    code, out, err = await cli("roll", str(added["id"]), "--mid", "m1", "--mode", "live",
-                               "--grace-seconds", "3600")  # fmt: skip
+    code, out, err = await cli(
+        "roll", str(added["id"]), "--mid", "m1", "--mode", "live", "--grace-seconds", "3600"
+    )
     assert code == 0, err
     second = out.strip()
     assert second != first
@@ -352,7 +374,8 @@ async def test_endpoints_cli_adds_and_rolls(
         url,
     )
     assert [(r["mid"], r["mode"], r["secret"]) for r in rows] == [
-        ("m1", "live", first), ("m1", "live", second)
+        ("m1", "live", first),
+        ("m1", "live", second),
     ]
     assert 3500 < rows[0]["left"].total_seconds() <= 3600 and rows[1]["left"] is None
     code, out, err = await cli("list", "--mid", "m1", "--mode", "live")
@@ -361,8 +384,9 @@ async def test_endpoints_cli_adds_and_rolls(
     assert listed["id"] == added["id"] and "secret" not in out.replace("activeSecrets", "")
 
     # The other mode's endpoint is not this one; unknown ids and merchants are refused.
-    assert (await cli("roll", str(added["id"]), "--mid", "m1", "--mode", "test",
-                      "--grace-seconds", "1"))[0] == 1  # fmt: skip
+    assert (
+        await cli("roll", str(added["id"]), "--mid", "m1", "--mode", "test", "--grace-seconds", "1")
+    )[0] == 1
     assert (await cli("add", url, "--mid", "nobody", "--mode", "live"))[0] == 1
     assert (await cli("add", "not a url", "--mid", "m1", "--mode", "live"))[0] == 2
     assert (await cli("add", url, "--mid", "m1"))[0] == 2  # the mode is required

@@ -111,8 +111,9 @@ async def raw(settings: Settings, api_key: str) -> AsyncIterator[Raw]:
         await runner.cleanup()
 
 
-def problem_of(status: int, headers: dict[str, str], body: bytes, want: int,
-               field: str | None) -> dict[str, Any]:  # fmt: skip
+def problem_of(
+    status: int, headers: dict[str, str], body: bytes, want: int, field: str | None
+) -> dict[str, Any]:
     """The problem+json of a raw answer, checked like problem()."""
     assert status == want, (status, body)
     assert headers["Content-Type"].startswith(PROBLEM), headers
@@ -124,10 +125,17 @@ def problem_of(status: int, headers: dict[str, str], body: bytes, want: int,
 # --- F: content types and encodings -------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", [
-    None, "text/plain", "application/json; charset=utf-16", "application/x-www-form-urlencoded",
-    "application/jsonx", "application/json; charset=latin-1",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/json; charset=utf-16",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+        "application/json; charset=latin-1",
+    ],
+)
 async def test_a_body_that_is_not_json_in_utf8_is_415_and_not_charged(
     client: TestClient, pool: asyncpg.Pool, content_type: str | None
 ) -> None:
@@ -140,10 +148,15 @@ async def test_a_body_that_is_not_json_in_utf8_is_415_and_not_charged(
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 0
 
 
-@pytest.mark.parametrize("content_type", [
-    "application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8",
-    "application/merchant+json",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "application/merchant+json",
+    ],
+)
 async def test_json_in_utf8_is_accepted(client: TestClient, content_type: str) -> None:
     order = f"ORD_OK_{abs(hash(content_type)) % 10**8}"
     data = json.dumps(seed(order)).encode()
@@ -159,17 +172,17 @@ async def test_an_empty_key_request_needs_no_content_type(client: TestClient) ->
     await problem(await client.post("/api/keys", data=b"{}"), 415, "Content-Type")
 
 
-async def test_gzip_body_is_decoded_and_a_false_gzip_body_is_400(
-    raw: Raw, api_key: str
-) -> None:
+async def test_gzip_body_is_decoded_and_a_false_gzip_body_is_400(raw: Raw, api_key: str) -> None:
     good = gzip.compress(json.dumps(seed("ORD_GZ")).encode())
-    ok = await raw.send(request(PAY, good, api_key, Content_Type="application/json",
-                                Content_Encoding="gzip"))  # fmt: skip
+    ok = await raw.send(
+        request(PAY, good, api_key, Content_Type="application/json", Content_Encoding="gzip")
+    )
     assert ok[0] == 202, ok
     plain = json.dumps(seed("ORD_GZ2")).encode()
     for encoding in ("gzip", "deflate"):
-        head = request(PAY, plain, api_key, Content_Type="application/json",
-                       Content_Encoding=encoding)  # fmt: skip
+        head = request(
+            PAY, plain, api_key, Content_Type="application/json", Content_Encoding=encoding
+        )
         # In one packet with the headers, aiohttp's parser finds it; in a later one, the read.
         problem_of(*await raw.send(head), 400, "body")
         split = len(head) - len(plain)
@@ -181,26 +194,48 @@ async def test_an_unsupported_content_encoding_is_415_naming_no_library(
     raw: Raw, api_key: str, encoding: str
 ) -> None:
     data = json.dumps(seed("ORD_BR")).encode()
-    answer = problem_of(*await raw.send(request(PAY, data, api_key, Content_Type="application/json",
-                                                Content_Encoding=encoding)), 415,
-                        "Content-Encoding")  # fmt: skip
+    answer = problem_of(
+        *await raw.send(
+            request(PAY, data, api_key, Content_Type="application/json", Content_Encoding=encoding)
+        ),
+        415,
+        "Content-Encoding",
+    )
     assert "install" not in json.dumps(answer).lower()
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("oversized header", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nX-Big: " + b"a" * 9000
-     + b"\r\nContent-Length: 2\r\n\r\n{}"),
-    ("bad Content-Length", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: abc"
-     b"\r\n\r\n{}"),
-    ("two Content-Lengths", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: 2\r\n"
-     b"Content-Length: 3\r\n\r\n{}"),
-    ("bad chunk", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"zz\r\n{}\r\n0\r\n\r\n"),
-    ("chunked and a length", b"POST /api/payment HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: "
-     b"chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
-    ("bad method", b"P@ST /api/payment HTTP/1.1\r\nHost: e\r\n\r\n"),
-    ("bad version", b"POST /api/payment HTTP/9.9\r\nHost: e\r\nContent-Length: 0\r\n\r\n"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "oversized header",
+            b"POST /api/payment HTTP/1.1\r\nHost: e\r\nX-Big: "
+            + b"a" * 9000
+            + b"\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+        (
+            "bad Content-Length",
+            b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: abc\r\n\r\n{}",
+        ),
+        (
+            "two Content-Lengths",
+            b"POST /api/payment HTTP/1.1\r\nHost: e\r\nContent-Length: 2\r\n"
+            b"Content-Length: 3\r\n\r\n{}",
+        ),
+        (
+            "bad chunk",
+            b"POST /api/payment HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\n{}\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked and a length",
+            b"POST /api/payment HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: "
+            b"chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        ),
+        ("bad method", b"P@ST /api/payment HTTP/1.1\r\nHost: e\r\n\r\n"),
+        ("bad version", b"POST /api/payment HTTP/9.9\r\nHost: e\r\nContent-Length: 0\r\n\r\n"),
+    ],
+)
 async def test_what_the_http_parser_refuses_is_problem_json(
     raw: Raw, name: str, message: bytes
 ) -> None:
@@ -222,10 +257,19 @@ async def test_every_body_read_has_a_deadline_the_callback_included(
     port = client.port
     assert port is not None
     slow = Raw(port)
-    for path, key in ((CALLBACK, None), (PAY, api_key),
-                      ("/api/payments/DUMMY_20260101_00000000/refunds", api_key)):  # fmt: skip
-        head = request(path, b'{"encData": "00', key, Content_Type="application/json",
-                       Idempotency_Key="k1", Content_Length="100")  # fmt: skip
+    for path, key in (
+        (CALLBACK, None),
+        (PAY, api_key),
+        ("/api/payments/DUMMY_20260101_00000000/refunds", api_key),
+    ):
+        head = request(
+            path,
+            b'{"encData": "00',
+            key,
+            Content_Type="application/json",
+            Idempotency_Key="k1",
+            Content_Length="100",
+        )
         problem_of(*await slow.send(head), 408, "body")
 
 
@@ -237,8 +281,7 @@ async def test_300_slow_callback_bodies_do_not_make_a_merchant_wait(
     app = create_app(tuned(settings, body_read_timeout_seconds=4.0))
     client = await aiohttp_client(app, headers={"Authorization": f"Bearer {api_key}"})
     assert client.port is not None
-    head = request(CALLBACK, b"", None, Content_Type="application/json",
-                   Content_Length="1000")  # fmt: skip
+    head = request(CALLBACK, b"", None, Content_Type="application/json", Content_Length="1000")
     conns = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(300)]
     for _, writer in conns:
         writer.write(head)  # the headers, and never the promised body
@@ -250,8 +293,11 @@ async def test_300_slow_callback_bodies_do_not_make_a_merchant_wait(
 
     statuses = [asyncio.create_task(status(r)) for r, _ in conns]
     # Those past the public budget are turned away at once; the rest hold a slot each.
-    await wait_until(lambda: sum(t.done() for t in statuses) >= 300 - 64,
-                     what="the callbacks over the public budget answered", timeout=10)  # fmt: skip
+    await wait_until(
+        lambda: sum(t.done() for t in statuses) >= 300 - 64,
+        what="the callbacks over the public budget answered",
+        timeout=10,
+    )
     held = [t for t in statuses if not t.done()]
     assert len(held) == 64
     resp = await client.post(PAY, json=seed("ORD_SLOW"))
@@ -301,17 +347,26 @@ async def test_every_unverifiable_callback_gets_the_same_401(
     client: TestClient, settings: Settings
 ) -> None:
     key = atom_crypto.derive_key(settings.atom_res_enc_key)
-    fields = {"merchTxnId": "DUMMY_20260101_00000001", "atomTxnId": "1", "statusCode": "OTS0000",
-              "amount": "100", "currency": "KRW", "signature": "00" * 64}  # fmt: skip
+    fields = {
+        "merchTxnId": "DUMMY_20260101_00000001",
+        "atomTxnId": "1",
+        "statusCode": "OTS0000",
+        "amount": "100",
+        "currency": "KRW",
+        "signature": "00" * 64,
+    }
     bad_signature = atom_crypto.encrypt(key, json.dumps(fields).encode())
     wrong_key = atom_crypto.encrypt(atom_crypto.derive_key("another key"), b'{"a": 1}')
     last = int(bad_signature[-2:], 16)
     bad_padding = bad_signature[:-2] + f"{last ^ 0xFF:02X}"
     cases = {
-        "bad padding": bad_padding, "wrong key": wrong_key, "bad hex": "ZZ" * 16,
-        "bad signature": bad_signature, "truncated": bad_signature[:-2],
+        "bad padding": bad_padding,
+        "wrong key": wrong_key,
+        "bad hex": "ZZ" * 16,
+        "bad signature": bad_signature,
+        "truncated": bad_signature[:-2],
         "not json": atom_crypto.encrypt(key, b"not json"),
-    }  # fmt: skip
+    }
     bodies = {}
     for name, enc in cases.items():
         resp = await client.post(CALLBACK, json={"encData": enc}, headers={"Authorization": ""})
@@ -340,10 +395,16 @@ def test_control_characters_in_input_cannot_forge_or_paint_a_log_line(fmt: str) 
 # --- E: free text and currencies -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("orderId", "ORD\nX"), ("userPublicId", "USR\x1b[31m"), ("orderName", "Tea\rCake"),
-    ("orderName", "Tea\x85"), ("orderId", "ORD\tX"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("orderId", "ORD\nX"),
+        ("userPublicId", "USR\x1b[31m"),
+        ("orderName", "Tea\rCake"),
+        ("orderName", "Tea\x85"),
+        ("orderId", "ORD\tX"),
+    ],
+)
 async def test_free_text_with_control_characters_is_422(
     client: TestClient, field: str, value: str
 ) -> None:
@@ -353,9 +414,11 @@ async def test_free_text_with_control_characters_is_422(
 
 
 async def test_a_refund_reason_with_control_characters_is_422(client: TestClient) -> None:
-    resp = await client.post("/api/payments/DUMMY_20260101_00000000/refunds",
-                             json={"amount": 1, "reason": "oops\n[info] refunded"},
-                             headers={"Idempotency-Key": "ctl-1"})  # fmt: skip
+    resp = await client.post(
+        "/api/payments/DUMMY_20260101_00000000/refunds",
+        json={"amount": 1, "reason": "oops\n[info] refunded"},
+        headers={"Idempotency-Key": "ctl-1"},
+    )
     await problem(resp, 422, "reason")
 
 
@@ -406,11 +469,14 @@ async def test_metrics_on_their_own_port_are_not_on_the_merchant_port(
 ) -> None:
     web_port, metrics_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")} | {
-        "DATABASE_URL": database_url, "ENGINE_DATA_DIR": str(tmp_path),
-        "ENGINE_WEB_PORT": str(web_port), "ENGINE_METRICS_PORT": str(metrics_port),
-    }  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "api"], cwd=REPO, env=env,
-                            stderr=subprocess.PIPE)  # fmt: skip
+        "DATABASE_URL": database_url,
+        "ENGINE_DATA_DIR": str(tmp_path),
+        "ENGINE_WEB_PORT": str(web_port),
+        "ENGINE_METRICS_PORT": str(metrics_port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api"], cwd=REPO, env=env, stderr=subprocess.PIPE
+    )
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -439,7 +505,10 @@ async def test_metrics_on_their_own_port_are_not_on_the_merchant_port(
 
 
 async def test_a_providers_own_words_never_reach_the_merchant(
-    client: TestClient, settings: Settings, repo: Any, http: aiohttp.ClientSession,
+    client: TestClient,
+    settings: Settings,
+    repo: Any,
+    http: aiohttp.ClientSession,
     aiohttp_server: Any,
 ) -> None:
     chatty = "Declined: card 4111-XXXX, call +1-555-0100 <b>now</b>\n"
@@ -451,8 +520,12 @@ async def test_a_providers_own_words_never_reach_the_merchant(
     app.router.add_post("/acquirer/authorize", acquirer)
     fake = await aiohttp_server(app)
     tid = (await (await client.post(PAY, json=seed("ORD_WORDS"))).json())["transactionId"]
-    worker = Worker(tuned(settings, acquirer_url=f"http://127.0.0.1:{fake.port}/acquirer"),
-                    repo, http, owner="w")  # fmt: skip
+    worker = Worker(
+        tuned(settings, acquirer_url=f"http://127.0.0.1:{fake.port}/acquirer"),
+        repo,
+        http,
+        owner="w",
+    )
     assert (await worker.payments_pass()).settled == 1
     looked = await (await client.get(f"/api/payment/transaction/{tid}")).json()
     assert (looked["status"], looked["failReason"]) == ("FAILED", "DECLINED")

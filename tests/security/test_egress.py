@@ -89,8 +89,10 @@ async def delivery_to(
     delivery_id: int = await pool.fetchval(
         "UPDATE webhook_deliveries d SET url = $2, endpoint_id = $3 FROM payment_processes p"
         " WHERE p.id = d.payment_id AND p.tid = $1 RETURNING d.id",
-        tid, url, endpoint_id,
-    )  # fmt: skip
+        tid,
+        url,
+        endpoint_id,
+    )
     return delivery_id
 
 
@@ -101,13 +103,19 @@ async def delivery(pool: asyncpg.Pool, delivery_id: int) -> asyncpg.Record:
     return row
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1",
-                                  "017700000001", "localhost"])  # fmt: skip
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "017700000001", "localhost"]
+)
 async def test_a_delivery_to_loopback_is_refused_dead_and_listed(
-    client: TestClient, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession, serve: Callable[..., Awaitable[Target]],
+    client: TestClient,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    serve: Callable[..., Awaitable[Target]],
     host: str,
-) -> None:  # fmt: skip
+) -> None:
     target = await serve()  # not on the allow-list
     async with egress.client_session(settings) as hooks:
         worker = Worker(settings, repo, http, owner="w", webhook_session=hooks)
@@ -145,9 +153,13 @@ async def test_the_connection_itself_is_checked_not_only_the_url(
 
 
 async def test_a_redirect_into_our_network_is_not_followed(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, serve: Callable[..., Awaitable[Target]],
-) -> None:  # fmt: skip
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    serve: Callable[..., Awaitable[Target]],
+) -> None:
     inside = await serve()  # a private service the merchant must not reach
 
     async def bounce(_request: web.Request) -> web.StreamResponse:
@@ -170,9 +182,13 @@ FLOOD = 50 * 1024 * 1024
 
 
 async def test_a_huge_answer_is_not_read(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, serve: Callable[..., Awaitable[Target]],
-) -> None:  # fmt: skip
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    serve: Callable[..., Awaitable[Target]],
+) -> None:
     written = 0
     finished = asyncio.Event()
 
@@ -207,9 +223,13 @@ async def test_a_huge_answer_is_not_read(
 
 
 async def test_a_tarpit_endpoint_holds_only_its_own_connections(
-    pool: asyncpg.Pool, repo: Repository, settings: Settings, sim: SimulatorHandle,
-    http: aiohttp.ClientSession, serve: Callable[..., Awaitable[Target]],
-) -> None:  # fmt: skip
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    serve: Callable[..., Awaitable[Target]],
+) -> None:
     release = asyncio.Event()
     holding = 0
     peak = 0
@@ -225,8 +245,9 @@ async def test_a_tarpit_endpoint_holds_only_its_own_connections(
         return web.json_response({})
 
     target = await serve(tarpit)
-    s = tuned(allowing(settings, target), webhook_connections_per_host=2,
-              webhook_timeout_seconds=10)  # fmt: skip
+    s = tuned(
+        allowing(settings, target), webhook_connections_per_host=2, webhook_timeout_seconds=10
+    )
     async with egress.client_session(s) as hooks:
         worker = Worker(s, repo, http, owner="w", webhook_session=hooks)
         for i in range(6):

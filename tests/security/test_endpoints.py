@@ -64,8 +64,9 @@ async def register(
     return created
 
 
-async def pay(client: Client, order_id: str, headers: dict[str, str] | None = None,
-              **fields: Any) -> str:  # fmt: skip
+async def pay(
+    client: Client, order_id: str, headers: dict[str, str] | None = None, **fields: Any
+) -> str:
     body = {**SEED_REQUEST, "orderId": order_id, "echo": {"orderNumber": order_id}, **fields}
     resp = await client.post("/api/payment", json=body, headers=headers)
     assert resp.status == 202, await resp.text()
@@ -73,8 +74,9 @@ async def pay(client: Client, order_id: str, headers: dict[str, str] | None = No
     return tid
 
 
-async def problem(resp: aiohttp.ClientResponse | Any, status: int, field: str | None = None
-                  ) -> dict[str, Any]:  # fmt: skip
+async def problem(
+    resp: aiohttp.ClientResponse | Any, status: int, field: str | None = None
+) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     body: dict[str, Any] = await resp.json()
@@ -85,11 +87,17 @@ async def problem(resp: aiohttp.ClientResponse | Any, status: int, field: str | 
 
 async def rows(pool: asyncpg.Pool) -> tuple[Any, ...]:
     """Everything a refused request must not have written."""
-    return tuple([
-        await pool.fetch(f"SELECT * FROM {table} ORDER BY id")
-        for table in ("payment_processes", "webhook_endpoints", "webhook_endpoint_secrets",
-                      "webhook_deliveries")
-    ])  # fmt: skip
+    return tuple(
+        [
+            await pool.fetch(f"SELECT * FROM {table} ORDER BY id")
+            for table in (
+                "payment_processes",
+                "webhook_endpoints",
+                "webhook_endpoint_secrets",
+                "webhook_deliveries",
+            )
+        ]
+    )
 
 
 def received(sim: SimulatorHandle) -> list[dict[str, Any]]:
@@ -98,8 +106,9 @@ def received(sim: SimulatorHandle) -> list[dict[str, Any]]:
 
 async def accept_only(http: aiohttp.ClientSession, sim: SimulatorHandle, *secrets: str) -> None:
     """The merchant receiver accepts signatures under these secrets only."""
-    async with http.post(f"{sim.url}/api/webhook/admin/secrets",
-                         json={"secrets": list(secrets)}) as resp:  # fmt: skip
+    async with http.post(
+        f"{sim.url}/api/webhook/admin/secrets", json={"secrets": list(secrets)}
+    ) as resp:
         assert resp.status == 200, await resp.text()
 
 
@@ -133,18 +142,28 @@ async def test_a_merchant_cannot_name_another_merchants_endpoint(
     a_url = hook_url(sim, "SHOP_A")
     await register(client, a_url)
     before = await rows(pool)
-    body = {**SEED_REQUEST, "orderId": "ORD_B", "echo": {"orderNumber": "ORD_A_1"},
-            "webhookUrl": a_url}  # fmt: skip
-    refused = await problem(await client.post("/api/payment", json=body, headers=other), 422,
-                            "webhookUrl")  # fmt: skip
+    body = {
+        **SEED_REQUEST,
+        "orderId": "ORD_B",
+        "echo": {"orderNumber": "ORD_A_1"},
+        "webhookUrl": a_url,
+    }
+    refused = await problem(
+        await client.post("/api/payment", json=body, headers=other), 422, "webhookUrl"
+    )
     assert "registered webhook endpoints" in refused["detail"]
     assert await rows(pool) == before
 
 
 async def test_deliveries_verify_only_under_the_paying_merchants_secret(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession, other: dict[str, str],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    other: dict[str, str],
+) -> None:
     url = hook_url(sim, "SHARED")
     a = await register(client, url)
     # B registers the very same url: its own endpoint, with its own secret.
@@ -187,8 +206,9 @@ async def test_no_merchant_is_handed_a_shared_secret(
         "SELECT e.mid, s.secret FROM webhook_endpoint_secrets s"
         " JOIN webhook_endpoints e ON e.id = s.endpoint_id ORDER BY s.id"
     )
-    assert [(r["mid"], r["secret"]) for r in stored] == list(zip(("cli_one", "cli_two"), secrets,
-                                                                 strict=True))  # fmt: skip
+    assert [(r["mid"], r["secret"]) for r in stored] == list(
+        zip(("cli_one", "cli_two"), secrets, strict=True)
+    )
 
 
 def test_a_secret_under_24_bytes_is_refused() -> None:
@@ -208,8 +228,15 @@ async def test_register_list_roll_delete(
 ) -> None:
     url = hook_url(sim, "LIFE")
     created = await register(client, url, description="orders")
-    assert set(created) == {"id", "url", "description", "mode", "createdAt", "activeSecrets",
-                            "secret"}  # fmt: skip
+    assert set(created) == {
+        "id",
+        "url",
+        "description",
+        "mode",
+        "createdAt",
+        "activeSecrets",
+        "secret",
+    }
     assert (created["url"], created["mode"], created["description"]) == (url, "test", "orders")
     assert len(signing.secret_key(created["secret"])) == signing.SECRET_BYTES
 
@@ -246,9 +273,13 @@ async def test_register_list_roll_delete(
 
 
 async def test_deliveries_to_a_deleted_endpoint_end_dead_and_listed(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+) -> None:
     url = hook_url(sim, "DELETED")
     created = await register(client, url)
     tid = await pay(client, "ORD_DEL", webhookUrl=url)
@@ -262,9 +293,14 @@ async def test_deliveries_to_a_deleted_endpoint_end_dead_and_listed(
 
 
 async def test_a_payment_without_webhook_url_uses_the_merchants_own_endpoint(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession, other: dict[str, str],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    other: dict[str, str],
+) -> None:
     mine = await register(client, hook_url(sim, "MINE"))
     theirs = await register(client, hook_url(sim, "THEIRS"), headers=other)
     tid = await pay(client, "ORD_DEFAULT")
@@ -277,10 +313,21 @@ async def test_a_payment_without_webhook_url_uses_the_merchants_own_endpoint(
 
 
 PRIVATE = [
-    "http://127.0.0.1:1/x", "http://127.1/x", "http://2130706433/x", "http://0x7f.0.0.1/x",
-    "http://017700000001/x", "http://0.0.0.0/x", "http://[::1]/x", "http://[::ffff:7f00:1]/x",
-    "http://localhost/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/",
-    "http://192.168.1.1/", "http://100.64.0.1/", "http://[fd00::1]/", "http://[fe80::1]/",
+    "http://127.0.0.1:1/x",
+    "http://127.1/x",
+    "http://2130706433/x",
+    "http://0x7f.0.0.1/x",
+    "http://017700000001/x",
+    "http://0.0.0.0/x",
+    "http://[::1]/x",
+    "http://[::ffff:7f00:1]/x",
+    "http://localhost/x",
+    "http://169.254.169.254/latest/meta-data",
+    "http://10.0.0.1/",
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",
+    "http://[fd00::1]/",
+    "http://[fe80::1]/",
 ]
 
 
@@ -296,12 +343,18 @@ async def test_registration_refuses_private_destinations(
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "url"), ({"url": 1}, "url"), ({"url": "ftp://files/x"}, "url"),
-     ({"url": "http://user:pw@127.0.0.1/x"}, "url"), ({"url": "http://a b/"}, "url"),
-     ({"url": "http://x/#frag"}, "url"), ({"url": "not a url"}, "url"),
-     ({"url": "http://x/", "description": "d" * 501}, "description"),
-     ({"url": "http://x/", "extra": 1}, "extra")],
-)  # fmt: skip
+    [
+        ({}, "url"),
+        ({"url": 1}, "url"),
+        ({"url": "ftp://files/x"}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/x"}, "url"),
+        ({"url": "http://a b/"}, "url"),
+        ({"url": "http://x/#frag"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": "http://x/", "description": "d" * 501}, "description"),
+        ({"url": "http://x/", "extra": 1}, "extra"),
+    ],
+)
 async def test_a_bad_registration_is_422_and_stores_nothing(
     client: Client, pool: asyncpg.Pool, body: dict[str, Any], field: str
 ) -> None:
@@ -311,11 +364,15 @@ async def test_a_bad_registration_is_422_and_stores_nothing(
 
 
 async def test_endpoints_per_merchant_are_capped(
-    aiohttp_client: AiohttpClient, settings: Settings, api_key: str, sim: SimulatorHandle,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    api_key: str,
+    sim: SimulatorHandle,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
-    client = await aiohttp_client(create_app(tuned(settings, max_webhook_endpoints=2)),
-                                  headers=bearer(api_key))  # fmt: skip
+) -> None:
+    client = await aiohttp_client(
+        create_app(tuned(settings, max_webhook_endpoints=2)), headers=bearer(api_key)
+    )
     first = await register(client, hook_url(sim, "CAP1"))
     await register(client, hook_url(sim, "CAP2"))
     before = await rows(pool)
@@ -355,23 +412,32 @@ async def test_a_test_event_reports_a_failing_endpoint(
     created = await register(client, hook_url(sim, "FAILING"))
     await accept_only(http, sim, signing.new_secret())  # the merchant has another secret
     answer = await (await client.post(f"{ENDPOINTS}/{created['id']}/test")).json()
-    assert answer == {"endpointId": created["id"], "eventId": answer["eventId"],
-                      "delivered": False, "error": "http_401", "responseCode": 401}  # fmt: skip
+    assert answer == {
+        "endpointId": created["id"],
+        "eventId": answer["eventId"],
+        "delivered": False,
+        "error": "http_401",
+        "responseCode": 401,
+    }
 
 
 async def test_concurrent_registrations_do_not_pass_the_cap(
-    aiohttp_client: AiohttpClient, settings: Settings, api_key: str, sim: SimulatorHandle,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    api_key: str,
+    sim: SimulatorHandle,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
-    client = await aiohttp_client(create_app(tuned(settings, max_webhook_endpoints=2)),
-                                  headers=bearer(api_key))  # fmt: skip
-    answers = await asyncio.gather(*(
-        client.post(ENDPOINTS, json={"url": hook_url(sim, f"RACE{i}")}) for i in range(15)
-    ))  # fmt: skip
+) -> None:
+    client = await aiohttp_client(
+        create_app(tuned(settings, max_webhook_endpoints=2)), headers=bearer(api_key)
+    )
+    answers = await asyncio.gather(
+        *(client.post(ENDPOINTS, json={"url": hook_url(sim, f"RACE{i}")}) for i in range(15))
+    )
     assert sorted(a.status for a in answers) == [201, 201] + [409] * 13
-    assert await pool.fetchval(
-        "SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL"
-    ) == 2
+    assert (
+        await pool.fetchval("SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL") == 2
+    )
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "line\nbreak", "esc\x1b[31m", "nel\x85"])

@@ -78,16 +78,25 @@ Check = Callable[[], bool | Awaitable[bool]]
 
 async def everything(pool: asyncpg.Pool) -> dict[str, list[str]]:
     """Every row the API can write, refunds and endpoints included: equal means nothing changed."""
-    names = ("payment_processes", "webhook_deliveries", "webhook_attempts", "payment_events",
-             "refunds", "webhook_endpoints", "webhook_endpoint_secrets", "merchants")  # fmt: skip
+    names = (
+        "payment_processes",
+        "webhook_deliveries",
+        "webhook_attempts",
+        "payment_events",
+        "refunds",
+        "webhook_endpoints",
+        "webhook_endpoint_secrets",
+        "merchants",
+    )
     state = {name: await table(pool, name) for name in names}
     # A key's last_used_at is written by authentication itself: compare the rest.
     state["api_keys"] = [
-        r["row"] for r in await pool.fetch(
+        r["row"]
+        for r in await pool.fetch(
             "SELECT (id, merchant_id, mode, prefix, key_hash, created_at, expires_at, revoked_at)"
             "::text AS row FROM api_keys ORDER BY id"
         )
-    ]  # fmt: skip
+    ]
     return state
 
 
@@ -122,8 +131,9 @@ async def captured(client: Client, pool: asyncpg.Pool, order_id: str, headers: H
     return tid
 
 
-async def dead_delivery(client: Client, pool: asyncpg.Pool, order_id: str,
-                        headers: Headers) -> tuple[str, int]:  # fmt: skip
+async def dead_delivery(
+    client: Client, pool: asyncpg.Pool, order_id: str, headers: Headers
+) -> tuple[str, int]:
     """A captured payment whose webhook used up its attempts; returns (tid, delivery id)."""
     tid = await captured(client, pool, order_id, headers)
     delivery: int = await pool.fetchval(
@@ -134,8 +144,7 @@ async def dead_delivery(client: Client, pool: asyncpg.Pool, order_id: str,
     return tid, delivery
 
 
-async def refund(client: Client, tid: str, key: str, headers: Headers,
-                 amount: int = 1000) -> str:  # fmt: skip
+async def refund(client: Client, tid: str, key: str, headers: Headers, amount: int = 1000) -> str:
     """A refund of `amount` on a captured payment; returns its refund id."""
     sent = {**(headers or {}), "Idempotency-Key": key}
     resp = await client.post(REFUNDS.format(tid), json={"amount": amount}, headers=sent)
@@ -183,8 +192,15 @@ class World:
         return str(getattr(self, kind))
 
 
-async def build(client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-                sim: SimulatorHandle, mode: str, headers: Headers) -> World:  # fmt: skip
+async def build(
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    mode: str,
+    headers: Headers,
+) -> World:
     """Every kind of object in `mode`, made through the API with a key of that mode."""
     suffix = mode.upper()
     pending = await pay(client, f"ORD_PENDING_{suffix}", headers)
@@ -224,18 +240,23 @@ BY_ID: dict[str, tuple[str, str, str, int, int]] = {
     "delete-endpoint": ("DELETE", ENDPOINT, "endpoint", 200, 200),
     "roll-endpoint": ("POST", ENDPOINT + "/roll", "endpoint", 201, 201),
     "test-endpoint": ("POST", ENDPOINT + "/test", "endpoint", 200, 200),
-}  # fmt: skip
+}
 # Ids nobody has, of each kind's shape.
 UNKNOWN = {
-    "pending": UNKNOWN_TID, "captured": UNKNOWN_TID, "refund": UNKNOWN_REFUND,
-    "delivery": str(UNKNOWN_ID), "key": str(UNKNOWN_ID), "endpoint": str(UNKNOWN_ID),
-}  # fmt: skip
+    "pending": UNKNOWN_TID,
+    "captured": UNKNOWN_TID,
+    "refund": UNKNOWN_REFUND,
+    "delivery": str(UNKNOWN_ID),
+    "key": str(UNKNOWN_ID),
+    "endpoint": str(UNKNOWN_ID),
+}
 # (the mode asking, the mode owning)
 DIRECTIONS = {"live-key-on-test-ids": ("live", "test"), "test-key-on-live-ids": ("test", "live")}
 
 
-async def _call(client: Client, method: str, template: str, ident: str,
-                headers: Headers) -> aiohttp.ClientResponse:  # fmt: skip
+async def _call(
+    client: Client, method: str, template: str, ident: str, headers: Headers
+) -> aiohttp.ClientResponse:
     """One request to an id-taking route; a refund carries its Idempotency-Key and body."""
     path = template.format(ident)
     if method == "POST" and template == REFUNDS:
@@ -247,16 +268,23 @@ async def _call(client: Client, method: str, template: str, ident: str,
 @pytest.mark.parametrize("direction", DIRECTIONS.values(), ids=DIRECTIONS.keys())
 @pytest.mark.parametrize("route", BY_ID.values(), ids=BY_ID.keys())
 async def test_the_other_modes_id_is_404_like_an_unknown_one(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession, live: dict[str, str],
-    route: tuple[str, str, str, int, int], direction: tuple[str, str],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    live: dict[str, str],
+    route: tuple[str, str, str, int, int],
+    direction: tuple[str, str],
+) -> None:
     method, template, kind, test_status, live_status = route
     asking, owning = direction
     keys: dict[str, Headers] = {"test": None, "live": live}
     # Both modes have one of everything, so the asker's own mode is not empty.
-    worlds = {mode: await build(client, pool, repo, settings, sim, mode, keys[mode])
-              for mode in MODES}  # fmt: skip
+    worlds = {
+        mode: await build(client, pool, repo, settings, sim, mode, keys[mode]) for mode in MODES
+    }
     theirs = worlds[owning].ident(kind)
     unknown = UNKNOWN[kind]
 
@@ -267,8 +295,9 @@ async def test_the_other_modes_id_is_404_like_an_unknown_one(
     nobodys = await _call(client, method, template, unknown, keys[asking])
     unknown_body = await problem(nobodys, 404)
     # Identical but for the id asked for: whether the other mode has it does not show.
-    assert _comparable(other_mode, other_body, theirs) == _comparable(nobodys, unknown_body,
-                                                                      unknown)  # fmt: skip
+    assert _comparable(other_mode, other_body, theirs) == _comparable(
+        nobodys, unknown_body, unknown
+    )
     # Nothing was written anywhere, and nothing was sent (the endpoint test event).
     assert await everything(pool) == before
     assert await received(http, sim) == sent_before
@@ -281,9 +310,12 @@ async def test_the_other_modes_id_is_404_like_an_unknown_one(
 
 
 async def test_a_payment_reports_only_to_an_endpoint_of_its_own_mode(
-    client: Client, pool: asyncpg.Pool, settings: Settings, sim: SimulatorHandle,
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    sim: SimulatorHandle,
     live: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     # Only test mode has an endpoint.
     endpoint_id = await endpoint(client, sim, "EP_TEST_ONLY", None)
     url = f"{sim.url}/api/webhook/pg/EP_TEST_ONLY"
@@ -294,11 +326,14 @@ async def test_a_payment_reports_only_to_an_endpoint_of_its_own_mode(
 
     # Without a webhookUrl, the live payment goes to the operator's default receiver, not to
     # test mode's newest endpoint; the test payment goes to that endpoint.
-    tids = {mode: await pay(client, f"ORD_DEFAULT_{mode}", headers)
-            for mode, headers in (("test", None), ("live", live))}  # fmt: skip
-    rows = {r["tid"]: (r["endpoint_id"], r["webhook_url"]) for r in await pool.fetch(
-        "SELECT tid, endpoint_id, webhook_url FROM payment_processes"
-    )}  # fmt: skip
+    tids = {
+        mode: await pay(client, f"ORD_DEFAULT_{mode}", headers)
+        for mode, headers in (("test", None), ("live", live))
+    }
+    rows = {
+        r["tid"]: (r["endpoint_id"], r["webhook_url"])
+        for r in await pool.fetch("SELECT tid, endpoint_id, webhook_url FROM payment_processes")
+    }
     assert rows[tids["test"]] == (endpoint_id, url)
     assert rows[tids["live"]] == (None, str(settings.default_webhook_url))
     resp = await client.post(PAY, json={**body, "orderId": "ORD_NAMED_TEST"})
@@ -339,9 +374,14 @@ async def _history(client: Client, headers: Headers) -> list[dict[str, Any]]:
 
 
 async def test_lists_show_only_the_callers_mode(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, api_key: str, live: dict[str, str],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    api_key: str,
+    live: dict[str, str],
+) -> None:
     keys: dict[str, Headers] = {"test": None, "live": live}
     worlds: dict[str, World] = {}
     extra: dict[str, tuple[str, str]] = {}
@@ -354,18 +394,22 @@ async def test_lists_show_only_the_callers_mode(
         resp = await client.post(f"/api/payments/{canceled}/cancel", headers=keys[mode])
         assert resp.status == 200, await resp.text()
         extra[mode] = (open_tid, canceled)
-    own_keys = {"test": {await key_id(pool, api_key, settings), worlds["test"].key},
-                "live": {await key_id(pool, live["Authorization"][7:], settings),
-                         worlds["live"].key}}  # fmt: skip
+    own_keys = {
+        "test": {await key_id(pool, api_key, settings), worlds["test"].key},
+        "live": {await key_id(pool, live["Authorization"][7:], settings), worlds["live"].key},
+    }
 
     for mode in MODES:
         w, (open_tid, canceled), headers = worlds[mode], extra[mode], keys[mode]
         history = {(i["kind"], i["tid"], i["refundId"]) for i in await _history(client, headers)}
         assert history == {
-            ("payment", w.pending, None), ("payment", w.captured, None),
-            ("payment", w.dead_tid, None), ("payment", open_tid, None),
-            ("cancel", canceled, None), ("refund", w.captured, w.refund),
-        }, mode  # fmt: skip
+            ("payment", w.pending, None),
+            ("payment", w.captured, None),
+            ("payment", w.dead_tid, None),
+            ("payment", open_tid, None),
+            ("cancel", canceled, None),
+            ("refund", w.captured, w.refund),
+        }, mode
         assert await _walk(client, DEAD, "deliveries", "id", headers) == [w.delivery]
         assert await _walk(client, UNRESOLVED, "payments", "tid", headers) == [open_tid]
         listed = (await (await client.get(KEYS, headers=headers)).json())["keys"]
@@ -377,8 +421,7 @@ async def test_lists_show_only_the_callers_mode(
     # A history cursor is bound to its mode: the other mode's key cannot page with it.
     first = await (await client.get(HISTORY, params={"limit": "1"})).json()
     assert first["next"] is not None
-    resp = await client.get(HISTORY, params={"limit": "1", "cursor": first["next"]},
-                            headers=live)  # fmt: skip
+    resp = await client.get(HISTORY, params={"limit": "1", "cursor": first["next"]}, headers=live)
     await problem(resp, 422, "cursor")
 
     # Every row records the mode of the key that made it.
@@ -388,13 +431,17 @@ async def test_lists_show_only_the_callers_mode(
             assert await mode_of(pool, tid) == mode
         rows = await pool.fetch(
             "SELECT e.mode FROM payment_events e JOIN payment_processes p ON p.id = e.payment_id"
-            " WHERE p.mode = $1", mode,
-        )  # fmt: skip
+            " WHERE p.mode = $1",
+            mode,
+        )
         assert rows and {r["mode"] for r in rows} == {mode}
-        assert await pool.fetchval("SELECT mode FROM refunds WHERE public_id = $1",
-                                   w.refund) == mode  # fmt: skip
-        assert await pool.fetchval("SELECT mode FROM webhook_endpoints WHERE id = $1",
-                                   w.endpoint) == mode  # fmt: skip
+        assert (
+            await pool.fetchval("SELECT mode FROM refunds WHERE public_id = $1", w.refund) == mode
+        )
+        assert (
+            await pool.fetchval("SELECT mode FROM webhook_endpoints WHERE id = $1", w.endpoint)
+            == mode
+        )
         assert await pool.fetchval("SELECT mode FROM api_keys WHERE id = $1", w.key) == mode
 
 
@@ -408,8 +455,9 @@ async def test_a_key_mints_keys_of_its_own_mode_only(
     tids = {mode: await pay(client, f"ORD_{mode}", keys[mode]) for mode in MODES}
     before = await everything(pool)
     for asking, other in (("test", "live"), ("live", "test")):
-        body = await problem(await client.post(KEYS, json={"mode": other}, headers=keys[asking]),
-                             403, "mode")  # fmt: skip
+        body = await problem(
+            await client.post(KEYS, json={"mode": other}, headers=keys[asking]), 403, "mode"
+        )
         assert body["type"] == "/problems/mode-mismatch", body
     assert await everything(pool) == before
 
@@ -420,8 +468,9 @@ async def test_a_key_mints_keys_of_its_own_mode_only(
             issued = await resp.json()
             assert issued["mode"] == mode and KEY_RE.match(issued["key"])
             assert issued["key"].startswith(f"sk_{mode}_")
-            assert await pool.fetchval("SELECT mode FROM api_keys WHERE id = $1",
-                                       issued["id"]) == mode  # fmt: skip
+            assert (
+                await pool.fetchval("SELECT mode FROM api_keys WHERE id = $1", issued["id"]) == mode
+            )
             # The minted key acts in its mode: it sees that mode's payment, not the other's.
             minted = bearer(issued["key"])
             other = "live" if mode == "test" else "test"
@@ -435,11 +484,15 @@ async def test_a_key_mints_keys_of_its_own_mode_only(
 
 
 async def test_keys_are_capped_per_merchant_and_mode(
-    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    api_key: str,
     live: dict[str, str],
-) -> None:  # fmt: skip
-    capped = await aiohttp_client(create_app(tuned(settings, max_api_keys=3)),
-                                  headers=bearer(api_key))  # fmt: skip
+) -> None:
+    capped = await aiohttp_client(
+        create_app(tuned(settings, max_api_keys=3)), headers=bearer(api_key)
+    )
     keys: dict[str, Headers] = {"test": None, "live": live}
     for mode in MODES:
         # One key of each mode exists already (the fixtures'): two more fit.
@@ -466,8 +519,9 @@ async def test_keys_are_capped_per_merchant_and_mode(
 async def test_concurrent_issues_do_not_pass_the_key_cap(
     aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
 ) -> None:
-    capped = await aiohttp_client(create_app(tuned(settings, max_api_keys=3)),
-                                  headers=bearer(api_key))  # fmt: skip
+    capped = await aiohttp_client(
+        create_app(tuned(settings, max_api_keys=3)), headers=bearer(api_key)
+    )
     answers = await asyncio.gather(*(capped.post(KEYS) for _ in range(12)))
     assert sorted(r.status for r in answers) == [201] * 2 + [409] * 10
     assert await pool.fetchval("SELECT count(*) FROM api_keys WHERE mode = 'test'") == 3
@@ -498,13 +552,13 @@ async def test_settling_by_hand_is_for_pending_test_payments_only(
             assert body["currentStatus"] == current, body
             assert body["type"] == "/problems/state-conflict"
         # A live payment moves money: no key settles it by hand, and the test key cannot see it.
-        body = await problem(await client.post(TRIGGER.format(live_tid, status), headers=live),
-                             403)  # fmt: skip
+        body = await problem(await client.post(TRIGGER.format(live_tid, status), headers=live), 403)
         assert "sk_test_" in body["detail"]
         await problem(await client.post(TRIGGER.format(live_tid, status)), 404)
     assert await everything(pool) == before
-    row = await pool.fetchrow("SELECT status, lease_owner FROM payment_processes WHERE tid = $1",
-                              processing)  # fmt: skip
+    row = await pool.fetchrow(
+        "SELECT status, lease_owner FROM payment_processes WHERE tid = $1", processing
+    )
     assert (row["status"], row["lease_owner"]) == ("PROCESSING", "worker-1")
     assert await _status(pool, unknown) == "UNRESOLVED"
     assert await _status(pool, live_tid) == "PENDING"
@@ -518,23 +572,32 @@ async def test_settling_by_hand_is_for_pending_test_payments_only(
         row = await pool.fetchrow("SELECT * FROM payment_processes WHERE tid = $1", tid)
         assert row["status"] == status and row["last_actor"].startswith("merchant:sk_test_")
         assert (row["approval_no"] is not None) == (status == "SUCCESS")
-        hooks = await pool.fetch("SELECT event_status FROM webhook_deliveries"
-                                 " WHERE payment_id = $1", row["id"])  # fmt: skip
+        hooks = await pool.fetch(
+            "SELECT event_status FROM webhook_deliveries WHERE payment_id = $1", row["id"]
+        )
         assert [h["event_status"] for h in hooks] == [status]
 
 
 async def test_resends_are_limited_per_payment_in_both_modes(
-    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, repo: Repository,
-    api_key: str, live: dict[str, str],
-) -> None:  # fmt: skip
-    limited = await aiohttp_client(create_app(tuned(settings, webhook_resends_per_window=2)),
-                                   headers=bearer(api_key))  # fmt: skip
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    api_key: str,
+    live: dict[str, str],
+) -> None:
+    limited = await aiohttp_client(
+        create_app(tuned(settings, webhook_resends_per_window=2)), headers=bearer(api_key)
+    )
 
     async def deliveries(tid: str) -> int:
-        return int(await pool.fetchval(
-            "SELECT count(*) FROM webhook_deliveries d JOIN payment_processes p"
-            " ON p.id = d.payment_id WHERE p.tid = $1", tid,
-        ))  # fmt: skip
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM webhook_deliveries d JOIN payment_processes p"
+                " ON p.id = d.payment_id WHERE p.tid = $1",
+                tid,
+            )
+        )
 
     # A live payment settled by a worker (its own webhook is the first of the window).
     live_tid = await pay(limited, "ORD_LIVE", live)
@@ -563,9 +626,10 @@ async def test_resends_are_limited_per_payment_in_both_modes(
     resp = await limited.post(TRIGGER.format(other, "SUCCESS"))
     assert resp.status == 202, await resp.text()
     # Once the window has passed (as if it had: the deliveries are aged), resends work again.
-    await pool.execute("UPDATE webhook_deliveries SET created_at = created_at"
-                       " - make_interval(secs => $1 + 1)",
-                       settings.webhook_resend_window_seconds)  # fmt: skip
+    await pool.execute(
+        "UPDATE webhook_deliveries SET created_at = created_at - make_interval(secs => $1 + 1)",
+        settings.webhook_resend_window_seconds,
+    )
     resp = await limited.post(TRIGGER.format(test_tid, "SUCCESS"))
     assert resp.status == 202, await resp.text()
     assert await deliveries(test_tid) == 3
@@ -575,13 +639,15 @@ async def test_resends_are_limited_per_payment_in_both_modes(
 async def test_concurrent_resends_do_not_pass_the_limit(
     aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str
 ) -> None:
-    limited = await aiohttp_client(create_app(tuned(settings, webhook_resends_per_window=2)),
-                                   headers=bearer(api_key))  # fmt: skip
+    limited = await aiohttp_client(
+        create_app(tuned(settings, webhook_resends_per_window=2)), headers=bearer(api_key)
+    )
     tid = await pay(limited, "ORD_RACE")
     resp = await limited.post(TRIGGER.format(tid, "SUCCESS"))
     assert resp.status == 202, await resp.text()
-    answers = await asyncio.gather(*(limited.post(TRIGGER.format(tid, "SUCCESS"))
-                                     for _ in range(12)))  # fmt: skip
+    answers = await asyncio.gather(
+        *(limited.post(TRIGGER.format(tid, "SUCCESS")) for _ in range(12))
+    )
     assert sorted(r.status for r in answers) == [202] + [429] * 11
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
 
@@ -607,15 +673,15 @@ async def test_the_same_order_id_is_one_payment_per_mode(
     assert replay.status == 200, await replay.text()
     assert (await replay.json())["transactionId"] == test_tid
     assert live_tid not in await replay.text()
-    conflict = await problem(await client.post(PAY, json={**body, "amount": 20000}), 409,
-                             "orderId")  # fmt: skip
+    conflict = await problem(await client.post(PAY, json={**body, "amount": 20000}), 409, "orderId")
     assert conflict["transactionId"] == test_tid and live_tid not in json.dumps(conflict)
     # And the live key still has its own.
     again = await client.post(PAY, json=body, headers=live)
     assert again.status == 200 and (await again.json())["transactionId"] == live_tid
 
-    rows = await pool.fetch("SELECT tid, mode FROM payment_processes WHERE order_id = $1"
-                            " ORDER BY id", "ORD_SHARED")  # fmt: skip
+    rows = await pool.fetch(
+        "SELECT tid, mode FROM payment_processes WHERE order_id = $1 ORDER BY id", "ORD_SHARED"
+    )
     assert [(r["tid"], r["mode"]) for r in rows] == [(live_tid, "live"), (test_tid, "test")]
     await problem(await client.get(LOOKUP.format(live_tid)), 404)
     await problem(await client.get(LOOKUP.format(test_tid), headers=live), 404)
@@ -627,32 +693,45 @@ async def test_the_same_order_id_is_one_payment_per_mode(
     test_refund = await refund(client, test_tid, "REFUND_SHARED", None)
     assert live_refund != test_refund
     modes = await pool.fetch("SELECT public_id, mode FROM refunds ORDER BY id")
-    assert [(r["public_id"], r["mode"]) for r in modes] == [(live_refund, "live"),
-                                                            (test_refund, "test")]  # fmt: skip
+    assert [(r["public_id"], r["mode"]) for r in modes] == [
+        (live_refund, "live"),
+        (test_refund, "test"),
+    ]
 
 
 # --- 6. providers ----------------------------------------------------------------------------
 
 
 async def test_test_payments_reach_the_test_acquirer_and_live_ones_the_live_acquirer(
-    client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings,
-    sim: SimulatorHandle, http: aiohttp.ClientSession, live: dict[str, str],
-) -> None:  # fmt: skip
+    client: Client,
+    pool: asyncpg.Pool,
+    repo: Repository,
+    settings: Settings,
+    sim: SimulatorHandle,
+    http: aiohttp.ClientSession,
+    live: dict[str, str],
+) -> None:
     keys: dict[str, Headers] = {"test": None, "live": live}
     await acquirer_config(http, sim, success_rate=1.0)
-    async with running(SimulatorSettings(port=0, seed="test-acquirer",
-                                         success_rate=1.0)) as test_sim:  # fmt: skip
-        worker = Worker(tuned(settings, test_acquirer_url=f"{test_sim.url}/acquirer"), repo,
-                        http, owner="worker-1")  # fmt: skip
+    async with running(
+        SimulatorSettings(port=0, seed="test-acquirer", success_rate=1.0)
+    ) as test_sim:
+        worker = Worker(
+            tuned(settings, test_acquirer_url=f"{test_sim.url}/acquirer"),
+            repo,
+            http,
+            owner="worker-1",
+        )
         # The same order ids in both modes: only the mode tells where each goes.
-        tids = {mode: [await pay(client, f"ORD_{i}", keys[mode]) for i in range(3)]
-                for mode in MODES}  # fmt: skip
+        tids = {
+            mode: [await pay(client, f"ORD_{i}", keys[mode]) for i in range(3)] for mode in MODES
+        }
 
         async def all_settled() -> bool:
             await worker.payments_pass()
-            return bool(await pool.fetchval(
-                "SELECT bool_and(status = 'SUCCESS') FROM payment_processes"
-            ))  # fmt: skip
+            return bool(
+                await pool.fetchval("SELECT bool_and(status = 'SUCCESS') FROM payment_processes")
+            )
 
         settled: Check = all_settled
         await wait_until(settled, what="every payment settled")
@@ -662,14 +741,13 @@ async def test_test_payments_reach_the_test_acquirer_and_live_ones_the_live_acqu
 
         # Refunds follow their payment's mode: the test acquirer holds only test charges, so a
         # live refund sent there would be rejected, and one sent to the live acquirer listed.
-        refund_ids = {mode: await refund(client, tids[mode][0], f"R_{mode}", keys[mode])
-                      for mode in MODES}  # fmt: skip
+        refund_ids = {
+            mode: await refund(client, tids[mode][0], f"R_{mode}", keys[mode]) for mode in MODES
+        }
 
         async def all_refunded() -> bool:
             await worker.refunds_pass()
-            return bool(await pool.fetchval(
-                "SELECT bool_and(status = 'REFUNDED') FROM refunds"
-            ))  # fmt: skip
+            return bool(await pool.fetchval("SELECT bool_and(status = 'REFUNDED') FROM refunds"))
 
         refunded: Check = all_refunded
         await wait_until(refunded, what="every refund settled")
@@ -699,18 +777,24 @@ def sealed(creds: AtomCredentials, tid: str, amount: int, currency: str = "KRW")
     atom_txn_id = "11112222333344"
     fields = (atom_txn_id, tid, atom.APPROVED, str(amount), currency)
     answer = {
-        "merchTxnId": tid, "atomTxnId": atom_txn_id, "statusCode": atom.APPROVED,
-        "amount": str(amount), "currency": currency,
+        "merchTxnId": tid,
+        "atomTxnId": atom_txn_id,
+        "statusCode": atom.APPROVED,
+        "amount": str(amount),
+        "currency": currency,
         "signature": atom_crypto.response_signature(creds, *fields),
-    }  # fmt: skip
+    }
     key = atom_crypto.derive_key(creds.res_enc_key)
     return {"encData": atom_crypto.encrypt(key, json.dumps(answer).encode())}
 
 
 async def test_an_atom_callback_settles_only_payments_of_the_mode_that_sealed_it(
-    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, api_key: str,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    api_key: str,
     live: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     apart = tuned(settings, **TEST_ATOM)
     creds = {mode: atom.credentials(apart, mode) for mode in MODES}
     assert creds["test"].res_enc_key != creds["live"].res_enc_key
@@ -718,29 +802,34 @@ async def test_an_atom_callback_settles_only_payments_of_the_mode_that_sealed_it
     keys: dict[str, Headers] = {"test": None, "live": live}
     amount = SEED_REQUEST["amount"]
     assert isinstance(amount, int)
-    tids = {mode: await pay(client, f"ORD_ATOM_{mode}", keys[mode], provider="atom")
-            for mode in MODES}  # fmt: skip
+    tids = {
+        mode: await pay(client, f"ORD_ATOM_{mode}", keys[mode], provider="atom") for mode in MODES
+    }
     anonymous = {"Authorization": ""}  # the callback's own seal is what authenticates it
 
     before = await everything(pool)
-    nobodys = await client.post(CALLBACK, json=sealed(creds["test"], UNKNOWN_TID, amount),
-                                headers=anonymous)  # fmt: skip
+    nobodys = await client.post(
+        CALLBACK, json=sealed(creds["test"], UNKNOWN_TID, amount), headers=anonymous
+    )
     unknown = _comparable(nobodys, await problem(nobodys, 404, "encData"), UNKNOWN_TID)
     for sealer, payment in (("test", "live"), ("live", "test")):
-        resp = await client.post(CALLBACK, json=sealed(creds[sealer], tids[payment], amount),
-                                 headers=anonymous)  # fmt: skip
+        resp = await client.post(
+            CALLBACK, json=sealed(creds[sealer], tids[payment], amount), headers=anonymous
+        )
         # Verified, but for the other mode: as unknown as a tid nobody has.
         body = await problem(resp, 404, "encData")
         assert _comparable(resp, body, tids[payment]) == unknown
     assert await everything(pool) == before
     assert {mode: await _status(pool, tids[mode]) for mode in MODES} == {
-        "test": "PENDING", "live": "PENDING"
-    }  # fmt: skip
+        "test": "PENDING",
+        "live": "PENDING",
+    }
 
     # Each mode's own credentials settle its own payment.
     for mode in MODES:
-        resp = await client.post(CALLBACK, json=sealed(creds[mode], tids[mode], amount),
-                                 headers=anonymous)  # fmt: skip
+        resp = await client.post(
+            CALLBACK, json=sealed(creds[mode], tids[mode], amount), headers=anonymous
+        )
         assert resp.status == 200, await resp.text()
         assert await resp.json() == {"tid": tids[mode], "status": "SUCCESS", "settled": True}
         assert await _status(pool, tids[mode]) == "SUCCESS"

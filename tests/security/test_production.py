@@ -50,9 +50,15 @@ def _proper() -> dict[str, str]:
 
 ATOM_DEFAULTS = {
     f"ENGINE_{name.upper()}": str(Settings.model_fields[name].default)
-    for name in ("atom_merch_id", "atom_password", "atom_req_hash_key", "atom_res_hash_key",
-                 "atom_req_enc_key", "atom_res_enc_key")
-}  # fmt: skip
+    for name in (
+        "atom_merch_id",
+        "atom_password",
+        "atom_req_hash_key",
+        "atom_res_hash_key",
+        "atom_req_enc_key",
+        "atom_res_enc_key",
+    )
+}
 
 # (the setting the message must name, the environment change that makes it unsafe)
 UNSAFE: list[tuple[str, dict[str, str | None]]] = [
@@ -72,29 +78,42 @@ UNSAFE: list[tuple[str, dict[str, str | None]]] = [
     ("ENGINE_TEST_ATOM_PASSWORD", {"ENGINE_TEST_ATOM_PASSWORD": None}),
 ]
 if "webhook_allowed_hosts" in Settings.model_fields:  # the field of the egress policy
-    UNSAFE.append(("ENGINE_WEBHOOK_ALLOWED_HOSTS",
-                   {"ENGINE_WEBHOOK_ALLOWED_HOSTS": "hooks.example.com:443,127.0.0.1:8082"}))
+    UNSAFE.append(
+        (
+            "ENGINE_WEBHOOK_ALLOWED_HOSTS",
+            {"ENGINE_WEBHOOK_ALLOWED_HOSTS": "hooks.example.com:443,127.0.0.1:8082"},
+        )
+    )
 
 
 def _start(
     module: str, changes: dict[str, str | None], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ENGINE_") and k != "DATABASE_URL"}  # fmt: skip
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("ENGINE_") and k != "DATABASE_URL"
+    }
     env |= _proper()
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("module", ["api", "engine.worker"])
-@pytest.mark.parametrize(("setting", "changes"), UNSAFE,
-                         ids=[f"{s}={'unset' if None in c.values() else 'unsafe'}"
-                              for s, c in UNSAFE])  # fmt: skip
+@pytest.mark.parametrize(
+    ("setting", "changes"),
+    UNSAFE,
+    ids=[f"{s}={'unset' if None in c.values() else 'unsafe'}" for s, c in UNSAFE],
+)
 def test_production_refuses_to_start_naming_the_setting(
     module: str, setting: str, changes: dict[str, str | None]
 ) -> None:
@@ -108,8 +127,11 @@ def test_production_refuses_to_start_naming_the_setting(
 
 def test_the_message_names_every_unsafe_setting_at_once() -> None:
     # An operator CLI, too: it reads the same settings.
-    done = _start("engine.merchants", {"ENGINE_WEBHOOK_SECRET": None, "DATABASE_URL": None,
-                                       "ENGINE_ATOM_PASSWORD": None}, "demo")  # fmt: skip
+    done = _start(
+        "engine.merchants",
+        {"ENGINE_WEBHOOK_SECRET": None, "DATABASE_URL": None, "ENGINE_ATOM_PASSWORD": None},
+        "demo",
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("refusing to start") == 1, done.stderr
     for name in ("ENGINE_WEBHOOK_SECRET", "DATABASE_URL", "ENGINE_ATOM_PASSWORD"):
@@ -149,11 +171,21 @@ class _WithAllowList(Settings):
     webhook_allowed_hosts: str = ""
 
 
-@pytest.mark.parametrize("hosts", [
-    "127.0.0.1:8082", "localhost:80", "[::1]:8080", "127.1:80", "2130706433:80",
-    "0x7f.0.0.1:80", "api.localhost:443", "[::ffff:127.0.0.1]:80", "0.0.0.0:80",
-    "hooks.example.com:443, 127.0.0.2:9000",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        "127.0.0.1:8082",
+        "localhost:80",
+        "[::1]:8080",
+        "127.1:80",
+        "2130706433:80",
+        "0x7f.0.0.1:80",
+        "api.localhost:443",
+        "[::ffff:127.0.0.1]:80",
+        "0.0.0.0:80",
+        "hooks.example.com:443, 127.0.0.2:9000",
+    ],
+)
 def test_loopback_in_the_webhook_allow_list_is_refused(hosts: str) -> None:
     fine = _WithAllowList.model_validate(
         {**_settings(_proper()).model_dump(), "webhook_allowed_hosts": "hooks.example.com:443"}

@@ -23,9 +23,12 @@ NO_FAULTS = dict.fromkeys(
 def settings(**overrides: Any) -> SimulatorSettings:
     """Settings independent of the caller's SIM_* environment."""
     base: dict[str, Any] = {
-        "seed": "test-seed", "success_rate": 0.5, "latency_ms": 0, "port": 0,
+        "seed": "test-seed",
+        "success_rate": 0.5,
+        "latency_ms": 0,
+        "port": 0,
         "charge_every_call": False,
-    }  # fmt: skip
+    }
     return SimulatorSettings(**(base | overrides))
 
 

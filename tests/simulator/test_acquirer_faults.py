@@ -32,8 +32,11 @@ SHORT = aiohttp.ClientTimeout(total=0.3)
 
 def sim_settings(**overrides: Any) -> SimulatorSettings:
     base: dict[str, Any] = {
-        "port": 0, "seed": "faults", "success_rate": 1.0, "charge_every_call": False,
-    }  # fmt: skip
+        "port": 0,
+        "seed": "faults",
+        "success_rate": 1.0,
+        "charge_every_call": False,
+    }
     return SimulatorSettings(**(base | FAULTS_OFF | {"fault_seed": "fault-test"} | overrides))
 
 

@@ -17,10 +17,17 @@ from simulator.server import SimulatorHandle, running
 from simulator.settings import SimulatorSettings
 
 SETTINGS = SimulatorSettings(
-    port=0, seed="atom-tests", success_rate=1.0, fault_seed="atom-faults",
-    atom_merch_id="700001", atom_password="pw", atom_req_hash_key="rq-hash",
-    atom_res_hash_key="rs-hash", atom_req_enc_key="RQ-ENC", atom_res_enc_key="RS-ENC",
-)  # fmt: skip
+    port=0,
+    seed="atom-tests",
+    success_rate=1.0,
+    fault_seed="atom-faults",
+    atom_merch_id="700001",
+    atom_password="pw",
+    atom_req_hash_key="rq-hash",
+    atom_res_hash_key="rs-hash",
+    atom_req_enc_key="RQ-ENC",
+    atom_res_enc_key="RS-ENC",
+)
 KEYS = MerchantKeys.from_settings(SETTINGS)
 
 
@@ -37,21 +44,39 @@ async def http(sim: SimulatorHandle) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def envelope(txn_id: str, amount: int = 1000, txn_type: str = "AUTH", *,
-             hash_key: str = KEYS.req_hash_key,
-             changed: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+def envelope(
+    txn_id: str,
+    amount: int = 1000,
+    txn_type: str = "AUTH",
+    *,
+    hash_key: str = KEYS.req_hash_key,
+    changed: dict[str, str] | None = None,
+) -> dict[str, str]:
     """A request body signed and sealed as a merchant would; `changed` is applied after signing."""
     signature = sign(hash_key, KEYS.merch_id, KEYS.password, txn_id, str(amount), "KRW", txn_type)
-    payload = {"merchId": KEYS.merch_id, "merchTxnId": txn_id, "amount": str(amount),
-               "currency": "KRW", "txnType": txn_type, "signature": signature}  # fmt: skip
+    payload = {
+        "merchId": KEYS.merch_id,
+        "merchTxnId": txn_id,
+        "amount": str(amount),
+        "currency": "KRW",
+        "txnType": txn_type,
+        "signature": signature,
+    }
     return {"merchId": KEYS.merch_id, "encData": seal(KEYS.req_enc_key, payload | (changed or {}))}
 
 
 def opened(body: dict[str, Any]) -> dict[str, Any]:
     """Decrypt an answer and check its signature: the simulator must always sign truthfully."""
     answer: dict[str, Any] = unseal(KEYS.res_enc_key, body["encData"])
-    expected = sign(KEYS.res_hash_key, KEYS.merch_id, answer["atomTxnId"], answer["merchTxnId"],
-                    answer["statusCode"], answer["amount"], answer["currency"])  # fmt: skip
+    expected = sign(
+        KEYS.res_hash_key,
+        KEYS.merch_id,
+        answer["atomTxnId"],
+        answer["merchTxnId"],
+        answer["statusCode"],
+        answer["amount"],
+        answer["currency"],
+    )
     answer["signed"] = answer.pop("signature") == expected
     return answer
 
@@ -126,8 +151,9 @@ async def test_unknown_merchant_undecryptable_and_wrong_txn_type_are_refused(
     assert await post(http, "auth", broken) == (400, {"error": "bad_enc_data"})
     # A signed STATUS request replayed at /auth must not charge.
     assert await post(http, "auth", envelope("T-4", txn_type="STATUS")) == (
-        400, {"error": "bad_request"}
-    )  # fmt: skip
+        400,
+        {"error": "bad_request"},
+    )
     status, _ = await post(http, "auth", {"merchId": KEYS.merch_id})
     assert status == 400
     assert (await get(http, "ledger"))["count"] == 0
@@ -139,8 +165,14 @@ async def test_status_of_an_unknown_merch_txn_id_is_a_signed_no_record(
     status, body = await post(http, "status", envelope("T-never", txn_type="STATUS"))
     assert status == 200
     answer = opened(body)
-    assert answer == {"merchTxnId": "T-never", "atomTxnId": "", "statusCode": "OTS0404",
-                      "amount": "1000", "currency": "KRW", "signed": True}  # fmt: skip
+    assert answer == {
+        "merchTxnId": "T-never",
+        "atomTxnId": "",
+        "statusCode": "OTS0404",
+        "amount": "1000",
+        "currency": "KRW",
+        "signed": True,
+    }
 
 
 async def test_status_after_auth_tells_the_stored_answer(http: aiohttp.ClientSession) -> None:
@@ -200,8 +232,9 @@ async def test_error_answers_503_without_charging_and_lost_answer_after_charging
     await config(http, error_rate=1.0)
     assert await post(http, "auth", envelope("T-8")) == (503, {"error": "injected"})
     assert await post(http, "status", envelope("T-8", txn_type="STATUS")) == (
-        503, {"error": "injected"}
-    )  # fmt: skip
+        503,
+        {"error": "injected"},
+    )
     assert (await get(http, "ledger"))["count"] == 0
     await config(http, error_rate=0.0, lost_answer_rate=1.0)
     assert await post(http, "auth", envelope("T-9")) == (503, {"error": "injected"})
@@ -231,29 +264,50 @@ async def test_admin_config_rejects_unknown_knobs(http: aiohttp.ClientSession) -
     assert (await get(http, "ledger"))["count"] == 0
 
 
-def refund_envelope(txn_id: str, refund_id: str, amount: int = 400, txn_type: str = "REFUND",
-                    *, hash_key: str = KEYS.req_hash_key) -> dict[str, str]:  # fmt: skip
+def refund_envelope(
+    txn_id: str,
+    refund_id: str,
+    amount: int = 400,
+    txn_type: str = "REFUND",
+    *,
+    hash_key: str = KEYS.req_hash_key,
+) -> dict[str, str]:
     """A REFUND or REFUND_STATUS body, signed and sealed as a merchant would."""
-    signature = sign(hash_key, KEYS.merch_id, KEYS.password, txn_id, refund_id, str(amount),
-                     "KRW", txn_type)  # fmt: skip
-    payload = {"merchId": KEYS.merch_id, "merchTxnId": txn_id, "refundTxnId": refund_id,
-               "amount": str(amount), "currency": "KRW", "txnType": txn_type,
-               "signature": signature}  # fmt: skip
+    signature = sign(
+        hash_key, KEYS.merch_id, KEYS.password, txn_id, refund_id, str(amount), "KRW", txn_type
+    )
+    payload = {
+        "merchId": KEYS.merch_id,
+        "merchTxnId": txn_id,
+        "refundTxnId": refund_id,
+        "amount": str(amount),
+        "currency": "KRW",
+        "txnType": txn_type,
+        "signature": signature,
+    }
     return {"merchId": KEYS.merch_id, "encData": seal(KEYS.req_enc_key, payload)}
 
 
 def opened_refund(body: dict[str, Any]) -> dict[str, Any]:
     """Decrypt a refund answer and check its signature, as opened() does for payments."""
     answer: dict[str, Any] = unseal(KEYS.res_enc_key, body["encData"])
-    expected = sign(KEYS.res_hash_key, KEYS.merch_id, answer["atomRefundId"],
-                    answer["merchTxnId"], answer["refundTxnId"], answer["statusCode"],
-                    answer["amount"], answer["currency"])  # fmt: skip
+    expected = sign(
+        KEYS.res_hash_key,
+        KEYS.merch_id,
+        answer["atomRefundId"],
+        answer["merchTxnId"],
+        answer["refundTxnId"],
+        answer["statusCode"],
+        answer["amount"],
+        answer["currency"],
+    )
     answer["signed"] = answer.pop("signature") == expected
     return answer
 
 
-async def refund(http: aiohttp.ClientSession, txn_id: str, refund_id: str,
-                 amount: int = 400) -> dict[str, Any]:  # fmt: skip
+async def refund(
+    http: aiohttp.ClientSession, txn_id: str, refund_id: str, amount: int = 400
+) -> dict[str, Any]:
     """A refund that Atom answers (200), opened."""
     status, body = await post(http, "refund", refund_envelope(txn_id, refund_id, amount))
     assert status == 200, body
@@ -267,8 +321,10 @@ async def test_refund_of_a_charge_is_signed_recorded_once_and_repeats_get_the_sa
     done = await refund(http, "R-1", "RF-1", 400)
     assert done["signed"] is True
     assert (done["statusCode"], done["merchTxnId"], done["refundTxnId"]) == (
-        "OTS0000", "R-1", "RF-1"
-    )  # fmt: skip
+        "OTS0000",
+        "R-1",
+        "RF-1",
+    )
     assert (done["amount"], done["currency"]) == ("400", "KRW")
     assert done["atomRefundId"].isdigit()
     again = await asyncio.gather(*(refund(http, "R-1", "RF-1", 400) for _ in range(10)))
@@ -281,12 +337,14 @@ async def test_refund_of_a_charge_is_signed_recorded_once_and_repeats_get_the_sa
     assert (await get(http, "ledger"))["refunds"] == refunds["refunds"]
     # The same refundTxnId for another amount or another payment is a conflict, not a refund.
     assert await post(http, "refund", refund_envelope("R-1", "RF-1", 300)) == (
-        409, {"error": "reference_conflict"}
-    )  # fmt: skip
+        409,
+        {"error": "reference_conflict"},
+    )
     await post(http, "auth", envelope("R-1b", 1000))
     assert await post(http, "refund", refund_envelope("R-1b", "RF-1", 400)) == (
-        409, {"error": "reference_conflict"}
-    )  # fmt: skip
+        409,
+        {"error": "reference_conflict"},
+    )
     assert (await get(http, "refunds"))["count"] == 1
 
 
@@ -298,8 +356,10 @@ async def test_partial_refunds_add_up_to_the_charge_and_no_further(
     over = await refund(http, "R-2", "RF-2b", 401)
     assert over["signed"] is True
     assert (over["statusCode"], over["description"], over["atomRefundId"]) == (
-        "OTS0600", "EXCEEDS_CAPTURED", ""
-    )  # fmt: skip
+        "OTS0600",
+        "EXCEEDS_CAPTURED",
+        "",
+    )
     assert (await refund(http, "R-2", "RF-2c", 400))["statusCode"] == "OTS0000"
     # A rejection is decided too: asked again, it stays rejected even though nothing changed.
     assert (await refund(http, "R-2", "RF-2b", 401))["description"] == "EXCEEDS_CAPTURED"
@@ -324,16 +384,24 @@ async def test_refunds_of_what_was_never_charged_are_rejected_not_captured(
 async def test_refund_status_tells_the_stored_answer_or_no_record(
     http: aiohttp.ClientSession,
 ) -> None:
-    status, body = await post(http, "refund-status",
-                              refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS"))  # fmt: skip
+    status, body = await post(
+        http, "refund-status", refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS")
+    )
     assert status == 200
-    assert opened_refund(body) == {"merchTxnId": "R-4", "refundTxnId": "RF-4", "atomRefundId": "",
-                                   "statusCode": "OTS0404", "amount": "400", "currency": "KRW",
-                                   "signed": True}  # fmt: skip
+    assert opened_refund(body) == {
+        "merchTxnId": "R-4",
+        "refundTxnId": "RF-4",
+        "atomRefundId": "",
+        "statusCode": "OTS0404",
+        "amount": "400",
+        "currency": "KRW",
+        "signed": True,
+    }
     await post(http, "auth", envelope("R-4", 1000))
     done = await refund(http, "R-4", "RF-4")
-    status, body = await post(http, "refund-status",
-                              refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS"))  # fmt: skip
+    status, body = await post(
+        http, "refund-status", refund_envelope("R-4", "RF-4", txn_type="REFUND_STATUS")
+    )
     assert opened_refund(body) == done
     refunds = await get(http, "refunds")
     assert (refunds["count"], refunds["calls"], refunds["inquiries"]) == (1, 1, 2)
@@ -351,12 +419,14 @@ async def test_refund_requests_badly_signed_or_of_another_kind_are_refused(
     assert await post(http, "refund", inquiry) == (400, {"error": "bad_request"})
     assert await post(http, "refund", envelope("R-5")) == (400, {"error": "bad_enc_data"})
     assert await post(http, "refund-status", refund_envelope("R-5", "RF-5")) == (
-        400, {"error": "bad_request"}
-    )  # fmt: skip
+        400,
+        {"error": "bad_request"},
+    )
     # And a refund request is no charge.
     assert await post(http, "auth", refund_envelope("R-6", "RF-6")) == (
-        400, {"error": "bad_enc_data"}
-    )  # fmt: skip
+        400,
+        {"error": "bad_enc_data"},
+    )
     assert (await get(http, "refunds"))["count"] == 0
     assert (await get(http, "ledger"))["count"] == 1
 
@@ -367,16 +437,18 @@ async def test_refund_faults_error_decides_nothing_lost_answer_refunds_tamper_mi
     await post(http, "auth", envelope("R-7", 1000))
     await config(http, error_rate=1.0)
     assert await post(http, "refund", refund_envelope("R-7", "RF-7a")) == (
-        503, {"error": "injected"}
-    )  # fmt: skip
+        503,
+        {"error": "injected"},
+    )
     inquiry = refund_envelope("R-7", "RF-7a", txn_type="REFUND_STATUS")
     assert await post(http, "refund-status", inquiry) == (503, {"error": "injected"})
     assert (await get(http, "refunds"))["count"] == 0
 
     await config(http, error_rate=0.0, lost_answer_rate=1.0)
     assert await post(http, "refund", refund_envelope("R-7", "RF-7a")) == (
-        503, {"error": "injected"}
-    )  # fmt: skip
+        503,
+        {"error": "injected"},
+    )
     [entry] = (await get(http, "refunds"))["refunds"]
     found = opened_refund((await post(http, "refund-status", inquiry))[1])
     assert found["statusCode"] == "OTS0000" and found["atomRefundId"] == entry["atomRefundId"]

@@ -126,8 +126,13 @@ async def test_admin_sets_the_accepted_secrets(aiohttp_client: AiohttpClient) ->
     assert (await post(client, data, signed.headers(data, OTHER_A)))[0] == 200
     assert (await post(client, data, signed.headers(data, OTHER_B)))[0] == 200
     assert (await post(client, data, signed.headers(data)))[0] == 401
-    for bad in ({"secrets": []}, {"secrets": ["nope"]}, {"secrets": ["whsec_%%%"]},
-                {"secrets": OTHER_A}, {"secrets": [OTHER_A], "more": 1}):  # fmt: skip
+    for bad in (
+        {"secrets": []},
+        {"secrets": ["nope"]},
+        {"secrets": ["whsec_%%%"]},
+        {"secrets": OTHER_A},
+        {"secrets": [OTHER_A], "more": 1},
+    ):
         assert (await admin(client, "secrets", bad))[0] == 400, bad
     # A refused update changes nothing.
     assert (await post(client, data, signed.headers(data, OTHER_B)))[0] == 200
@@ -163,15 +168,17 @@ async def test_down_for_a_while(aiohttp_client: AiohttpClient) -> None:
     data = signed.encode(EVENT)
     for _ in range(3):
         assert await post(client, data, signed.headers(data)) == (
-            503, {"received": False, "error": "down"}
-        )  # fmt: skip
+            503,
+            {"received": False, "error": "down"},
+        )
     hook = await last_hook(client)
     assert hook["status"] == 503 and hook["verified"] is True
     # 0 ends the outage; the scripted failure is still there, untouched by the outage.
     assert (await admin(client, "faults", {"down_for_ms": 0}))[1]["down_for_ms"] == 0
     assert await post(client, data, signed.headers(data)) == (
-        503, {"received": False, "error": "scripted_fault"}
-    )  # fmt: skip
+        503,
+        {"received": False, "error": "scripted_fault"},
+    )
     assert (await post(client, data, signed.headers(data)))[0] == 200
 
 

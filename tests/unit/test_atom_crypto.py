@@ -113,8 +113,13 @@ def flip(hex_text: str, index: int) -> str:
 
 def sealed_answer(status_code: str = "OTS0000", **overrides: str) -> str:
     """A genuine response encData, built from the openssl-checked primitives."""
-    fields = {"merchTxnId": TID, "atomTxnId": ATOM_TXN_ID, "statusCode": status_code,
-              "amount": "1000", "currency": "KRW"}  # fmt: skip
+    fields = {
+        "merchTxnId": TID,
+        "atomTxnId": ATOM_TXN_ID,
+        "statusCode": status_code,
+        "amount": "1000",
+        "currency": "KRW",
+    }
     signature = atom_crypto.response_signature(
         CREDS, fields["atomTxnId"], TID, status_code, "1000", "KRW"
     )
@@ -148,17 +153,21 @@ def test_request_signatures_match_openssl_hmac() -> None:
 
 
 def test_response_signature_matches_openssl_hmac() -> None:
-    assert atom_crypto.response_signature(
-        CREDS, ATOM_TXN_ID, TID, "OTS0000", "1000", "KRW"
-    ) == RES_SIG  # fmt: skip
+    assert (
+        atom_crypto.response_signature(CREDS, ATOM_TXN_ID, TID, "OTS0000", "1000", "KRW") == RES_SIG
+    )
 
 
 def test_simulator_implementation_matches_the_same_vectors() -> None:
     assert sim_atom.aes_key(REQ_ENC_KEY).hex().upper() == REQ_KEY_HEX
-    assert sim_atom.sign(CREDS.req_hash_key, "900001", "Dev@Pass1", TID, "1000", "KRW",
-                         "AUTH") == REQ_SIG_AUTH  # fmt: skip
-    assert sim_atom.sign(CREDS.res_hash_key, "900001", ATOM_TXN_ID, TID, "OTS0000", "1000",
-                         "KRW") == RES_SIG  # fmt: skip
+    assert (
+        sim_atom.sign(CREDS.req_hash_key, "900001", "Dev@Pass1", TID, "1000", "KRW", "AUTH")
+        == REQ_SIG_AUTH
+    )
+    assert (
+        sim_atom.sign(CREDS.res_hash_key, "900001", ATOM_TXN_ID, TID, "OTS0000", "1000", "KRW")
+        == RES_SIG
+    )
     assert sim_atom.unseal(RES_ENC_KEY, CIPHER_RES) == json.loads(PLAIN_RES)
     # seal() writes compact JSON, which is what PLAIN_RES is.
     assert sim_atom.seal(RES_ENC_KEY, json.loads(PLAIN_RES)) == CIPHER_RES
@@ -177,12 +186,20 @@ def test_round_trip_of_every_padding_length(size: int) -> None:
 def test_sealed_request_round_trips_and_carries_a_valid_signature() -> None:
     sealed = atom.seal_request(CREDS, TID, 1000, "KRW", "AUTH")
     body = json.loads(atom_crypto.decrypt(atom_crypto.derive_key(REQ_ENC_KEY), sealed))
-    assert body == {"merchId": "900001", "merchTxnId": TID, "amount": "1000",
-                    "currency": "KRW", "txnType": "AUTH", "signature": REQ_SIG_AUTH}  # fmt: skip
+    assert body == {
+        "merchId": "900001",
+        "merchTxnId": TID,
+        "amount": "1000",
+        "currency": "KRW",
+        "txnType": "AUTH",
+        "signature": REQ_SIG_AUTH,
+    }
 
 
-@pytest.mark.parametrize("bad", ["", "ABC", CIPHER_RES[:-2], CIPHER_RES[:-1] + "G",
-                                 CIPHER_RES[:32] + " " + CIPHER_RES[33:]])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    ["", "ABC", CIPHER_RES[:-2], CIPHER_RES[:-1] + "G", CIPHER_RES[:32] + " " + CIPHER_RES[33:]],
+)
 def test_malformed_hex_is_a_clear_error(bad: str) -> None:
     with pytest.raises(AtomCryptoError, match="hex"):
         atom_crypto.decrypt(bytes.fromhex(RES_KEY_HEX), bad)
@@ -202,8 +219,10 @@ def test_wrong_key_is_an_error() -> None:
 def test_genuine_answer_opens() -> None:
     answer = atom.open_answer(CREDS, sealed_answer())
     assert (answer.merch_txn_id, answer.atom_txn_id, answer.status_code) == (
-        TID, ATOM_TXN_ID, "OTS0000"
-    )  # fmt: skip
+        TID,
+        ATOM_TXN_ID,
+        "OTS0000",
+    )
 
 
 @pytest.mark.parametrize("index", range(0, 64 * 8, 7))
@@ -218,9 +237,14 @@ def test_any_flipped_digit_of_an_answer_is_refused(index: int) -> None:
 
 @pytest.mark.parametrize(
     "override",
-    [{"statusCode": "OTS0600"}, {"amount": "1"}, {"atomTxnId": "11000000000002"},
-     {"signature": flip(RES_SIG, 0)}, {"signature": RES_SIG.upper()}],
-)  # fmt: skip
+    [
+        {"statusCode": "OTS0600"},
+        {"amount": "1"},
+        {"atomTxnId": "11000000000002"},
+        {"signature": flip(RES_SIG, 0)},
+        {"signature": RES_SIG.upper()},
+    ],
+)
 def test_a_changed_field_fails_the_signature(override: dict[str, str]) -> None:
     with pytest.raises(atom_crypto.AtomSignatureError) as caught:
         atom.open_answer(CREDS, sealed_answer(**override))
@@ -236,8 +260,11 @@ def test_answer_under_the_request_key_is_refused() -> None:
 def test_verify_callback_reads_approval_and_decline() -> None:
     ok = atom.verify_callback(CREDS, sealed_answer())
     assert (ok.merch_txn_id, ok.status, ok.atom_txn_id, ok.reason) == (
-        TID, Status.SUCCESS, ATOM_TXN_ID, None
-    )  # fmt: skip
+        TID,
+        Status.SUCCESS,
+        ATOM_TXN_ID,
+        None,
+    )
     assert (ok.amount, ok.currency) == (1000, "KRW")
     declined = atom.verify_callback(CREDS, sealed_answer("OTS0600", description="EXPIRED_CARD"))
     assert (declined.status, declined.reason) == (Status.FAILED, "EXPIRED_CARD")
@@ -248,8 +275,14 @@ def test_verify_callback_reads_approval_and_decline() -> None:
 def sealed_refund_answer(status_code: str = "OTS0000", **overrides: str) -> str:
     """A genuine refund answer encData, signed with the openssl-checked vector's fields."""
     refund_no = ATOM_REFUND_ID if status_code == "OTS0000" else ""
-    fields = {"merchTxnId": TID, "refundTxnId": REFUND_ID, "atomRefundId": refund_no,
-              "statusCode": status_code, "amount": "400", "currency": "KRW"}  # fmt: skip
+    fields = {
+        "merchTxnId": TID,
+        "refundTxnId": REFUND_ID,
+        "atomRefundId": refund_no,
+        "statusCode": status_code,
+        "amount": "400",
+        "currency": "KRW",
+    }
     signature = atom_crypto.refund_response_signature(
         CREDS, refund_no, TID, REFUND_ID, status_code, "400", "KRW"
     )
@@ -272,14 +305,28 @@ def test_refund_response_signatures_match_openssl_hmac() -> None:
 
 
 def test_simulator_refund_signatures_match_the_same_vectors() -> None:
-    assert sim_atom.sign(CREDS.req_hash_key, "900001", "Dev@Pass1", TID, REFUND_ID, "400", "KRW",
-                         "REFUND") == REQ_SIG_REFUND  # fmt: skip
+    assert (
+        sim_atom.sign(
+            CREDS.req_hash_key, "900001", "Dev@Pass1", TID, REFUND_ID, "400", "KRW", "REFUND"
+        )
+        == REQ_SIG_REFUND
+    )
     keys = sim_atom.MerchantKeys(
-        CREDS.merch_id, CREDS.password, CREDS.req_hash_key, CREDS.res_hash_key, REQ_ENC_KEY,
+        CREDS.merch_id,
+        CREDS.password,
+        CREDS.req_hash_key,
+        CREDS.res_hash_key,
+        REQ_ENC_KEY,
         RES_ENC_KEY,
-    )  # fmt: skip
-    refunded = {"merchTxnId": TID, "refundTxnId": REFUND_ID, "atomRefundId": ATOM_REFUND_ID,
-                "statusCode": "OTS0000", "amount": "400", "currency": "KRW"}  # fmt: skip
+    )
+    refunded = {
+        "merchTxnId": TID,
+        "refundTxnId": REFUND_ID,
+        "atomRefundId": ATOM_REFUND_ID,
+        "statusCode": "OTS0000",
+        "amount": "400",
+        "currency": "KRW",
+    }
     assert sim_atom.answer_signature(keys, refunded) == RES_SIG_REFUNDED
     rejected = refunded | {"atomRefundId": "", "statusCode": "OTS0600"}
     assert sim_atom.answer_signature(keys, rejected) == RES_SIG_REJECTED
@@ -289,16 +336,25 @@ def test_sealed_refund_request_round_trips_and_carries_a_valid_signature() -> No
     for txn, signature in (("REFUND", REQ_SIG_REFUND), ("REFUND_STATUS", REQ_SIG_REFUND_STATUS)):
         sealed = atom.seal_refund_request(CREDS, TID, REFUND_ID, 400, "KRW", txn)
         body = json.loads(atom_crypto.decrypt(atom_crypto.derive_key(REQ_ENC_KEY), sealed))
-        assert body == {"merchId": "900001", "merchTxnId": TID, "refundTxnId": REFUND_ID,
-                        "amount": "400", "currency": "KRW", "txnType": txn,
-                        "signature": signature}  # fmt: skip
+        assert body == {
+            "merchId": "900001",
+            "merchTxnId": TID,
+            "refundTxnId": REFUND_ID,
+            "amount": "400",
+            "currency": "KRW",
+            "txnType": txn,
+            "signature": signature,
+        }
 
 
 def test_genuine_refund_answers_open() -> None:
     done = atom.open_refund_answer(CREDS, sealed_refund_answer())
     assert (done.merch_txn_id, done.refund_txn_id, done.atom_refund_id, done.status_code) == (
-        TID, REFUND_ID, ATOM_REFUND_ID, "OTS0000"
-    )  # fmt: skip
+        TID,
+        REFUND_ID,
+        ATOM_REFUND_ID,
+        "OTS0000",
+    )
     rejected = atom.open_refund_answer(
         CREDS, sealed_refund_answer("OTS0600", description="EXCEEDS_CAPTURED")
     )
@@ -307,10 +363,15 @@ def test_genuine_refund_answers_open() -> None:
 
 @pytest.mark.parametrize(
     "override",
-    [{"statusCode": "OTS0600"}, {"amount": "4000"}, {"atomRefundId": "12000000000002"},
-     {"refundTxnId": "RF0AbCdEfGhIk"}, {"merchTxnId": "DUMMY_20260101_00000002"},
-     {"signature": flip(RES_SIG_REFUNDED, 0)}],
-)  # fmt: skip
+    [
+        {"statusCode": "OTS0600"},
+        {"amount": "4000"},
+        {"atomRefundId": "12000000000002"},
+        {"refundTxnId": "RF0AbCdEfGhIk"},
+        {"merchTxnId": "DUMMY_20260101_00000002"},
+        {"signature": flip(RES_SIG_REFUNDED, 0)},
+    ],
+)
 def test_a_changed_refund_field_fails_the_signature(override: dict[str, str]) -> None:
     with pytest.raises(atom_crypto.AtomSignatureError):
         atom.open_refund_answer(CREDS, sealed_refund_answer(**override))

@@ -55,34 +55,38 @@ _TEREDO_LOOPBACK = ipaddress.IPv6Address(
 )
 
 
-@pytest.mark.parametrize(("host", "reason"), [
-    ("10.0.0.1", "private"),
-    ("172.16.5.4", "private"),
-    ("192.168.1.1", "private"),
-    ("169.254.169.254", "link_local"),  # the cloud metadata service
-    ("100.64.0.1", "cgnat"),
-    ("100.127.255.254", "cgnat"),
-    ("224.0.0.1", "multicast"),
-    ("240.0.0.1", "reserved"),
-    ("255.255.255.255", "reserved"),
-    ("[fd00::1]", "unique_local"),
-    ("[fc00::1]", "unique_local"),
-    ("[fe80::1]", "link_local"),
-    ("[ff02::1]", "multicast"),
-    ("[::ffff:10.1.2.3]", "private"),
-    ("[::ffff:169.254.169.254]", "link_local"),
-    ("[2002:7f00:1::1]", "loopback"),  # 6to4 around 127.0.0.1
-    ("[2002:a9fe:a9fe::1]", "link_local"),  # 6to4 around the metadata address
-    ("[64:ff9b::a9fe:a9fe]", "link_local"),  # NAT64 of the metadata address
-    ("[64:ff9b::7f00:1]", "loopback"),
-    (f"[{_TEREDO_LOOPBACK}]", "loopback"),  # Teredo whose client is 127.0.0.1
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("10.0.0.1", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "link_local"),  # the cloud metadata service
+        ("100.64.0.1", "cgnat"),
+        ("100.127.255.254", "cgnat"),
+        ("224.0.0.1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("[fd00::1]", "unique_local"),
+        ("[fc00::1]", "unique_local"),
+        ("[fe80::1]", "link_local"),
+        ("[ff02::1]", "multicast"),
+        ("[::ffff:10.1.2.3]", "private"),
+        ("[::ffff:169.254.169.254]", "link_local"),
+        ("[2002:7f00:1::1]", "loopback"),  # 6to4 around 127.0.0.1
+        ("[2002:a9fe:a9fe::1]", "link_local"),  # 6to4 around the metadata address
+        ("[64:ff9b::a9fe:a9fe]", "link_local"),  # NAT64 of the metadata address
+        ("[64:ff9b::7f00:1]", "loopback"),
+        (f"[{_TEREDO_LOOPBACK}]", "loopback"),  # Teredo whose client is 127.0.0.1
+    ],
+)
 async def test_private_and_special_addresses_are_refused(host: str, reason: str) -> None:
     assert await refused(f"http://{host}/hook") == reason
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111",
-                                     "::ffff:8.8.8.8", "64:ff9b::808:808"])  # fmt: skip
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+)
 async def test_public_addresses_pass(address: str) -> None:
     assert egress.refusal(address) is None
     host = f"[{address}]" if ":" in address else address
@@ -91,8 +95,9 @@ async def test_public_addresses_pass(address: str) -> None:
     assert found.port == 443 and not found.allow_listed
 
 
-@pytest.mark.parametrize("url", ["ftp://8.8.8.8/x", "file:///etc/passwd", "gopher://8.8.8.8/",
-                                 "ws://8.8.8.8/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url", ["ftp://8.8.8.8/x", "file:///etc/passwd", "gopher://8.8.8.8/", "ws://8.8.8.8/"]
+)
 async def test_only_http_and_https(url: str) -> None:
     assert await refused(url) == "scheme"
 
@@ -109,8 +114,11 @@ async def test_a_name_that_does_not_resolve_is_refused() -> None:
 
 async def test_the_allow_list_admits_exactly_its_host_and_port() -> None:
     policy = egress.Policy(allowed_hosts=egress.allowed_hosts("127.0.0.1:8082,[::1]:9000"))
-    for url in ("http://127.0.0.1:8082/api/webhook", "http://[::1]:9000/x",
-                "http://[0:0::1]:9000/x"):  # fmt: skip
+    for url in (
+        "http://127.0.0.1:8082/api/webhook",
+        "http://[::1]:9000/x",
+        "http://[0:0::1]:9000/x",
+    ):
         found = await egress.check_url(url, policy)
         assert found.allow_listed
     assert await refused("http://127.0.0.1:8083/api/webhook", policy) == "loopback"
@@ -136,8 +144,10 @@ async def _addresses(host: str) -> list[str]:
 def test_allow_list_parsing() -> None:
     assert egress.allowed_hosts("") == frozenset()
     assert egress.allowed_hosts(" 127.0.0.1:8082 , Sim.Example.:80,[0::1]:9") == {
-        ("127.0.0.1", 8082), ("sim.example", 80), ("::1", 9),
-    }  # fmt: skip
+        ("127.0.0.1", 8082),
+        ("sim.example", 80),
+        ("::1", 9),
+    }
     for bad in ("127.0.0.1", "host:", ":80", "host:0", "host:65536", "host:http", "::1:80"):
         with pytest.raises(ValueError, match=r"host:port|brackets"):
             egress.allowed_hosts(bad)
@@ -152,8 +162,9 @@ def test_settings_refuse_a_bad_allow_list() -> None:
 def test_policy_from_settings() -> None:
     s = Settings(webhook_allowed_hosts="127.0.0.1:8082")
     policy = egress.policy_from(s)
-    assert policy == egress.Policy(require_https=False,
-                                   allowed_hosts=frozenset({("127.0.0.1", 8082)}))  # fmt: skip
+    assert policy == egress.Policy(
+        require_https=False, allowed_hosts=frozenset({("127.0.0.1", 8082)})
+    )
     production = SimpleNamespace(env="production", webhook_allowed_hosts="")
     assert egress.policy_from(production).require_https  # type: ignore[arg-type]
     development = SimpleNamespace(env="development", webhook_allowed_hosts="")

@@ -57,9 +57,15 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 
 @pytest.mark.parametrize(
     ("number", "text"),
-    [(0, "00000000000"), (1, "00000000001"), (61, "0000000000z"), (62, "00000000010"),
-     (62**2 - 1, "000000000zz"), (2**63 - 1, "AzL8n0Y58m7")],
-)  # fmt: skip
+    [
+        (0, "00000000000"),
+        (1, "00000000001"),
+        (61, "0000000000z"),
+        (62, "00000000010"),
+        (62**2 - 1, "000000000zz"),
+        (2**63 - 1, "AzL8n0Y58m7"),
+    ],
+)
 def test_base62_known_values(number: int, text: str) -> None:
     assert ids.base62(number) == text
     assert decode(text) == number

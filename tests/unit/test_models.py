@@ -86,17 +86,44 @@ def test_model_is_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("amount", "10000"), ("amount", 10000.0), ("amount", True), ("amount", False),
-     ("amount", None), ("amount", [1]), ("amount", 0), ("amount", -1),
-     ("orderId", 456), ("orderId", None), ("orderId", ""), ("orderId", "x" * 65),
-     ("orderId", b"ORD"), ("userPublicId", 123), ("userPublicId", ""),
-     ("echo", [1]), ("echo", "x"), ("echo", None),
-     ("currency", "krw"), ("currency", "KRWX"), ("currency", "KR"), ("currency", 410),
-     ("webhookUrl", "ftp://x"), ("webhookUrl", "not a url"), ("webhookUrl", "/relative"),
-     ("webhookUrl", "http://" + "a" * 2048), ("webhookUrl", 80),
-     ("provider", "paypal"), ("provider", "CARD"), ("provider", None), ("provider", 1),
-     ("orderName", ""), ("orderName", "n" * 201), ("orderName", 7), ("orderName", "a\x00")],
-)  # fmt: skip
+    [
+        ("amount", "10000"),
+        ("amount", 10000.0),
+        ("amount", True),
+        ("amount", False),
+        ("amount", None),
+        ("amount", [1]),
+        ("amount", 0),
+        ("amount", -1),
+        ("orderId", 456),
+        ("orderId", None),
+        ("orderId", ""),
+        ("orderId", "x" * 65),
+        ("orderId", b"ORD"),
+        ("userPublicId", 123),
+        ("userPublicId", ""),
+        ("echo", [1]),
+        ("echo", "x"),
+        ("echo", None),
+        ("currency", "krw"),
+        ("currency", "KRWX"),
+        ("currency", "KR"),
+        ("currency", 410),
+        ("webhookUrl", "ftp://x"),
+        ("webhookUrl", "not a url"),
+        ("webhookUrl", "/relative"),
+        ("webhookUrl", "http://" + "a" * 2048),
+        ("webhookUrl", 80),
+        ("provider", "paypal"),
+        ("provider", "CARD"),
+        ("provider", None),
+        ("provider", 1),
+        ("orderName", ""),
+        ("orderName", "n" * 201),
+        ("orderName", 7),
+        ("orderName", "a\x00"),
+    ],
+)
 def test_strict_types_and_bounds(field: str, value: Any) -> None:
     assert failing_fields(request(**{field: value})) == [(field,)]
 
@@ -136,19 +163,31 @@ def test_max_amount_comes_from_context() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("orderId", "ORD\x00"), ("userPublicId", "\x00"), ("webhookUrl", "http://h/\x00"),
-     ("echo", {"note": "a\x00b"}), ("echo", {"k\x00": 1}), ("echo", {"l": ["\x00"]}),
-     ("echo", {"mid": "m\x00"})],
-)  # fmt: skip
+    [
+        ("orderId", "ORD\x00"),
+        ("userPublicId", "\x00"),
+        ("webhookUrl", "http://h/\x00"),
+        ("echo", {"note": "a\x00b"}),
+        ("echo", {"k\x00": 1}),
+        ("echo", {"l": ["\x00"]}),
+        ("echo", {"mid": "m\x00"}),
+    ],
+)
 def test_nul_is_refused(field: str, value: Any) -> None:
     assert failing_fields(request(**{field: value})) == [(field,)]
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("orderId", "O\ud800"), ("userPublicId", "\udfff"), ("webhookUrl", "http://h/\ud800"),
-     ("echo", {"x": "\ud800"}), ("echo", {"\udc00": 1}), ("echo", {"a": [{"b": "\ud83d"}]})],
-)  # fmt: skip
+    [
+        ("orderId", "O\ud800"),
+        ("userPublicId", "\udfff"),
+        ("webhookUrl", "http://h/\ud800"),
+        ("echo", {"x": "\ud800"}),
+        ("echo", {"\udc00": 1}),
+        ("echo", {"a": [{"b": "\ud83d"}]}),
+    ],
+)
 def test_lone_surrogate_is_refused(field: str, value: Any) -> None:
     assert failing_fields(request(**{field: value})) == [(field,)]
 
