@@ -15,10 +15,10 @@ from typing import NamedTuple, Protocol
 import structlog
 
 from engine import metrics
+from engine.backoff import Backoff
 from engine.models import Claimed, Outcome, Requeue
 from engine.provider import Provider, ProviderRejected, ProviderUnavailable, registry_key
 from engine.repository import Repository
-from engine.webhooks import Backoff
 
 log = structlog.get_logger()
 

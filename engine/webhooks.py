@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from engine import egress, metrics, signing
+from engine.backoff import Backoff
 from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
 from engine.repository import Delivered, Repository
@@ -99,19 +99,6 @@ class Pass(NamedTuple):
     claimed: int
     delivered: int
     retry_in: float | None
-
-
-class Backoff:
-    """Exponential backoff with jitter between delivery attempts (tenacity's strategy)."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._wait = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        state = RetryCallState(retry_object=AsyncRetrying(), fn=None, args=(), kwargs={})
-        state.attempt_number = attempt
-        return float(self._wait(state))
 
 
 def signed_headers(d: Delivery, body: bytes, secrets: Sequence[str]) -> dict[str, str]:

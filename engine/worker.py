@@ -27,6 +27,7 @@ from config import settings as config_settings
 from engine import (
     acquirer,
     atom,
+    backoff,
     claim,
     db,
     devdb,
@@ -151,12 +152,12 @@ class Worker:
                 self.providers[registry_key(mode, provider.name)] = provider
         self.atom = cast(atom.AtomProvider, self.providers[registry_key("test", "atom")])
         self.policy = claim.Policy(
-            webhooks.Backoff(
+            backoff.Backoff(
                 settings.acquirer_requeue_seconds, settings.acquirer_requeue_max_seconds
             ),
             timedelta(seconds=settings.unresolved_after_seconds),
         )
-        self.backoff = webhooks.Backoff(
+        self.backoff = backoff.Backoff(
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
         self.payments_wake = Doorbell()

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import Settings
-from engine import egress, webhooks
+from engine import backoff, egress
 
 OPEN = egress.Policy()
 
@@ -184,9 +184,9 @@ async def test_the_resolver_hands_over_only_checked_addresses() -> None:
 
 def test_the_default_schedule_retries_for_three_days() -> None:
     s = Settings()
-    backoff = webhooks.Backoff(s.webhook_backoff_initial_seconds, s.webhook_backoff_max_seconds)
+    schedule = backoff.Backoff(s.webhook_backoff_initial_seconds, s.webhook_backoff_max_seconds)
     # A delay follows each failed attempt but the last, after which the delivery is DEAD.
-    delays = [backoff.delay(n) for n in range(1, s.webhook_max_attempts)]
+    delays = [schedule.delay(n) for n in range(1, s.webhook_max_attempts)]
     assert sum(delays) >= 3 * 24 * 3600
     assert delays[0] <= 2 * 60  # a blip is retried within a couple of minutes
     assert max(delays) <= s.webhook_backoff_max_seconds == 12 * 3600
