@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import app as app_module
 from api import auth, body, problems
-from engine.merchants import IssuedKey
+from engine.keys import IssuedKey
 from engine.models import ApiKeyInfo
 
 # A roll's grace period: how long the old key keeps working (at most 30 days).
