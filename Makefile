@@ -47,10 +47,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+## lint: ruff check, ruff format --check, mypy strict, and the import rules (lint-imports checks
+## the contracts in pyproject.toml's [tool.importlinter]: layers, no cycles, no simulator/bench)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy engine api config simulator
+	$(VENV)/bin/lint-imports
 
 ## stop-db: stop the embedded PostgreSQL that `make run` left running (data is kept)
 stop-db: $(STAMP)

@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -21,6 +20,7 @@ from api import (
     payments,
     problems,
     refunds,
+    state,
 )
 from config.settings import Settings
 from engine import db, devdb, egress, ids, intake, wakeup
@@ -28,41 +28,33 @@ from engine.repository import Repository
 
 log = structlog.get_logger()
 
-SETTINGS = web.AppKey("settings", Settings)
-REPO = web.AppKey("repo", Repository)
-SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
-WAKERS = web.AppKey("wakers", wakeup.Wakers)
-INSERTS = web.AppKey("inserts", intake.GroupCommit)
-# Outbound calls of the web process (an endpoint's test event): the webhooks' checked session.
-WEBHOOK_SESSION = web.AppKey("webhook_session", aiohttp.ClientSession)
-
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = app[state.SETTINGS]
     dsn = await asyncio.to_thread(devdb.database_url, settings)
     pool = await db.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
         repo = Repository(pool)
-        app[REPO] = repo
-        app[SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
-        app[WAKERS] = wakeup.Wakers(pool)
-        app[INSERTS] = intake.GroupCommit(
+        app[state.REPO] = repo
+        app[state.SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
+        app[state.WAKERS] = wakeup.Wakers(pool)
+        app[state.INSERTS] = intake.GroupCommit(
             repo, max_batch=settings.intake_batch_max, in_flight=settings.intake_batch_in_flight
         )
         yield
-        await app[INSERTS].close()
-        await app[WAKERS].close()
+        await app[state.INSERTS].close()
+        await app[state.WAKERS].close()
     finally:
         await pool.close()
 
 
 async def _webhook_session(app: web.Application) -> AsyncIterator[None]:
-    policy = egress.policy_from(app[SETTINGS])
+    policy = egress.policy_from(app[state.SETTINGS])
     egress.log_allow_list(policy)  # the web process calls out too (an endpoint's test event)
-    async with egress.client_session(app[SETTINGS], policy) as session:
-        app[WEBHOOK_SESSION] = session
+    async with egress.client_session(app[state.SETTINGS], policy) as session:
+        app[state.WEBHOOK_SESSION] = session
         yield
 
 
@@ -79,10 +71,10 @@ def create_app(settings: Settings) -> web.Application:
                 settings.max_concurrent_public_requests,
                 auth.PUBLIC,
             ),
-            auth.middleware(REPO, settings.api_key_secret),
+            auth.middleware(state.REPO, settings.api_key_secret),
         ],
     )
-    app[SETTINGS] = settings
+    app[state.SETTINGS] = settings
     app[auth.FAILURES] = Counter()
     app[auth.CACHE] = auth.KeyCache(settings.auth_cache_seconds)
     app[auth.THROTTLE] = auth.FailureThrottle(settings.auth_failures_per_minute)

@@ -23,7 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from api import problems
 from api.problems import Handler
-from engine import merchants, metrics
+from engine import keys, metrics
 from engine.models import AuthKey
 from engine.repository import Repository
 
@@ -196,11 +196,11 @@ def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:
             raise _unauthorized(request, "missing", "send Authorization: Bearer <api key>")
         scheme, _, key = header.partition(" ")
         key = key.strip()
-        if scheme.lower() != "bearer" or merchants.parse_key(key) is None:
+        if scheme.lower() != "bearer" or keys.parse_key(key) is None:
             raise _unauthorized(
                 request, "malformed", "expected Authorization: Bearer sk_live_… or sk_test_…"
             )
-        hashed = merchants.key_hash(secret, key)
+        hashed = keys.key_hash(secret, key)
         cache = request.app[CACHE]
         found = cache.get(hashed)
         if found is None:

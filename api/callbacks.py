@@ -13,8 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from api import app as app_module
-from api import body, problems
+from api import body, problems, state
 from config.settings import Settings
 from engine import atom, metrics
 from engine.atom_crypto import AtomProtocolError, AtomSignatureError
@@ -73,7 +72,7 @@ def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str
 
 async def atom_callback(request: web.Request) -> web.Response:
     """POST {"encData": "<hex>"}: verify, then settle the payment it names if not final."""
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     data = await body.read_json(request, settings)
     enc = data.get("encData") if isinstance(data, dict) else None
     if not isinstance(enc, str) or not enc:
@@ -85,12 +84,12 @@ async def atom_callback(request: web.Request) -> web.Response:
         approval_no=cb.atom_txn_id if cb.status is Status.SUCCESS else None,
         fail_reason=cb.reason or "DECLINED" if cb.status is Status.FAILED else None,
     )
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     settled = await repo.settle_from_callback(
         cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom", modes
     )
     if settled is not None:
-        request.app[app_module.WAKERS].webhooks.poke()
+        request.app[state.WAKERS].webhooks.poke()
         metrics.PAYMENTS_SETTLED.labels(settled.status.value, "atom").inc()
         log.info(
             "payment.settled", tid=settled.tid, status=settled.status.value, by="atom_callback"

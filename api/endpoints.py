@@ -17,8 +17,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from api import app as app_module
-from api import auth, models, problems, responses
+from api import auth, models, problems, responses, state
 from api import body as request_body
 from engine import egress, errors, signing, webhooks
 from engine.errors import WebhookRetryable
@@ -66,7 +65,7 @@ def endpoint_body(e: Endpoint) -> dict[str, Any]:
 
 
 async def _body(request: web.Request, model: type[BaseModel], *, empty_ok: bool) -> Any:
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     if empty_ok:
         data = await request_body.read_json(request, settings, empty={})
     else:
@@ -109,7 +108,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
     url = check_url(body.url)
     who = auth.caller(request)
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     try:
         # Where it points now; the worker checks again before every attempt (DNS changes).
         await egress.check_url(url, egress.policy_from(settings))
@@ -123,7 +122,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
             extra={"reason": exc.reason},
         ) from None
     secret = signing.new_secret()
-    created = await request.app[app_module.REPO].add_endpoint(
+    created = await request.app[state.REPO].add_endpoint(
         who.mid,
         who.mode,
         url,
@@ -139,7 +138,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
     who = auth.caller(request)
-    found = await request.app[app_module.REPO].endpoints(who.mid, who.mode)
+    found = await request.app[state.REPO].endpoints(who.mid, who.mode)
     return responses.json_response({"endpoints": [endpoint_body(e) for e in found]})
 
 
@@ -147,7 +146,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints/{id}."""
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    found = await request.app[app_module.REPO].endpoint(who.mid, who.mode, endpoint_id)
+    found = await request.app[state.REPO].endpoint(who.mid, who.mode, endpoint_id)
     if found is None:
         raise errors.EndpointNotFound(endpoint_id)
     return responses.json_response(endpoint_body(found))
@@ -162,7 +161,7 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
     body: RollRequest = await _body(request, RollRequest, empty_ok=True)
     who = auth.caller(request)
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     secret = signing.new_secret()
     if not await repo.roll_endpoint(who.mid, who.mode, endpoint_id, secret, body.grace_seconds):
         raise errors.EndpointNotFound(endpoint_id)
@@ -176,7 +175,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     """DELETE /api/webhook-endpoints/{id}: it receives nothing more, at once."""
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    deleted = await request.app[app_module.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
+    deleted = await request.app[state.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
     if deleted is None:
         raise errors.EndpointNotFound(endpoint_id)
     return responses.json_response(endpoint_body(deleted) | {"deleted": True})
@@ -215,7 +214,7 @@ async def send_test(request: web.Request) -> web.Response:
     """
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     endpoint = await repo.endpoint(who.mid, who.mode, endpoint_id)
     if endpoint is None:
         raise errors.EndpointNotFound(endpoint_id)
@@ -228,7 +227,7 @@ async def send_test(request: web.Request) -> web.Response:
             slug="test-limited",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     secrets = await repo.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
     event = Delivery(
         id=0,
@@ -250,7 +249,7 @@ async def send_test(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
     try:
         code = await webhooks.send(
-            request.app[app_module.WEBHOOK_SESSION],
+            request.app[state.WEBHOOK_SESSION],
             event,
             timeout=settings.webhook_timeout_seconds,
             secrets=secrets,

@@ -14,8 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import app as app_module
-from api import auth, payments, problems
+from api import auth, payments, problems, state
 from engine.models import (
     HistoryFilter,
     HistoryItem,
@@ -205,7 +204,7 @@ async def list_history(request: web.Request) -> web.Response:
     cursor is the previous page's `next`, which is null on the last page.
     """
     who = auth.caller(request)
-    secret = request.app[app_module.SETTINGS].api_key_secret
+    secret = request.app[state.SETTINGS].api_key_secret
     filters = _filters(request)
     limit = _integer(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     raw_cursor = _one(request, "cursor")
@@ -213,7 +212,7 @@ async def list_history(request: web.Request) -> web.Response:
     scope = f"{who.mid}/{who.mode}"
     after = None if raw_cursor is None else decode_cursor(raw_cursor, scope, secret)
     # One row more than the page tells whether another page follows.
-    rows = await request.app[app_module.REPO].history(who.mid, who.mode, filters, after, limit + 1)
+    rows = await request.app[state.REPO].history(who.mid, who.mode, filters, after, limit + 1)
     page = rows[:limit]
     more = len(rows) > limit
     body = {
@@ -225,8 +224,8 @@ async def list_history(request: web.Request) -> web.Response:
 
 async def payment_events(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/events: every state change of one payment, oldest first."""
-    payment = await payments._payment(request)
-    events = await request.app[app_module.REPO].payment_events(payment.id)
+    payment = await payments.payment_in_path(request)
+    events = await request.app[state.REPO].payment_events(payment.id)
     return web.json_response(
         {"tid": payment.tid, "events": [_event(e) for e in events]}, dumps=_DUMPS
     )

@@ -9,9 +9,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api import app as app_module
-from api import auth, body, problems
-from engine.merchants import IssuedKey
+from api import auth, body, problems, state
+from engine.keys import IssuedKey
 from engine.models import ApiKeyInfo
 
 # A roll's grace period: how long the old key keeps working (at most 30 days).
@@ -65,7 +64,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
-    data = await body.read_json(request, request.app[app_module.SETTINGS], empty={})
+    data = await body.read_json(request, request.app[state.SETTINGS], empty={})
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:
@@ -86,7 +85,7 @@ def _key_id(request: web.Request) -> int:
 async def list_keys(request: web.Request) -> web.Response:
     """GET /api/keys: this merchant's keys of the caller's mode, prefixes only."""
     who = auth.caller(request)
-    keys = await request.app[app_module.REPO].api_keys(who.mid, who.mode)
+    keys = await request.app[state.REPO].api_keys(who.mid, who.mode)
     return _json({"keys": [_info(k) for k in keys]})
 
 
@@ -106,8 +105,8 @@ async def issue_key(request: web.Request) -> web.Response:
             slug="mode-mismatch",
             field="mode",
         )
-    settings = request.app[app_module.SETTINGS]
-    issued = await request.app[app_module.REPO].issue_key(
+    settings = request.app[state.SETTINGS]
+    issued = await request.app[state.REPO].issue_key(
         who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
     )
     return _json(_issued(issued), 201)
@@ -118,8 +117,8 @@ async def roll_key(request: web.Request) -> web.Response:
     key_id = _key_id(request)
     body: RollRequest = await _body(request, RollRequest)
     who = auth.caller(request)
-    settings = request.app[app_module.SETTINGS]
-    rolled = await request.app[app_module.REPO].roll_key(
+    settings = request.app[state.SETTINGS]
+    rolled = await request.app[state.REPO].roll_key(
         who.mid,
         who.mode,
         key_id,
@@ -140,7 +139,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     """DELETE /api/keys/{id}: the key stops working now."""
     key_id = _key_id(request)
     who = auth.caller(request)
-    revoked = await request.app[app_module.REPO].revoke_key(who.mid, who.mode, key_id)
+    revoked = await request.app[state.REPO].revoke_key(who.mid, who.mode, key_id)
     if revoked is None:
         raise problems.Problem(
             404, "Not Found", f"no API key {key_id} to revoke", slug="key-not-found"

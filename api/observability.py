@@ -8,8 +8,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api import app as app_module
-from api import problems
+from api import problems, state
 from api.problems import Handler
 from engine import errors, metrics
 
@@ -56,9 +55,9 @@ def _check_token(request: web.Request, token: str | None) -> None:
 
 
 async def _exposition(request: web.Request, app: web.Application) -> web.Response:
-    _check_token(request, app[app_module.SETTINGS].metrics_token)
+    _check_token(request, app[state.SETTINGS].metrics_token)
     try:
-        snapshot = await app[app_module.REPO].metrics_snapshot()
+        snapshot = await app[state.REPO].metrics_snapshot()
     except errors.DatabaseUnavailable:
         snapshot = None  # the process metrics are still worth serving
     body = metrics.exposition(snapshot)
@@ -67,7 +66,7 @@ async def _exposition(request: web.Request, app: web.Application) -> web.Respons
 
 async def serve_metrics(request: web.Request) -> web.Response:
     """GET /metrics: every process's counters and the database's gauges."""
-    if request.app[app_module.SETTINGS].metrics_port is not None:
+    if request.app[state.SETTINGS].metrics_port is not None:
         raise web.HTTPNotFound()  # served on its own port only
     return await _exposition(request, request.app)
 

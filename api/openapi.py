@@ -11,8 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_schema
 
-from api import app as app_module
-from api import endpoints, history, keys, models, problems, refunds
+from api import endpoints, history, keys, models, problems, refunds, state
 from api.auth import PUBLIC
 from config.settings import Settings
 from engine import money
@@ -371,8 +370,7 @@ class Problem(BaseModel):
 
 @functools.cache
 def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
-    """Every model the document names; made on first use, not at import (api.app imports this
-    module, and the handler modules whose request models it names import api.app)."""
+    """Every model the document names; made on first use, not at import."""
 
     # Its own name: keys.RollRequest is "RollRequest" already.
     class EndpointRollRequest(endpoints.RollRequest):
@@ -1196,4 +1194,4 @@ def document(settings: Settings) -> dict[str, Any]:
 
 async def serve(request: web.Request) -> web.Response:
     """GET /openapi.json."""
-    return web.json_response(document(request.app[app_module.SETTINGS]))
+    return web.json_response(document(request.app[state.SETTINGS]))

@@ -10,8 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from api import app as app_module
-from api import auth, models, problems
+from api import auth, models, problems, state
 from api import body as request_body  # `body` is the response's name below
 from engine import errors, intake, trigger
 from engine.models import DeliveryRecord, NewPayment, Payment, Status
@@ -105,7 +104,7 @@ def _delivery(d: DeliveryRecord) -> dict[str, Any]:
 
 async def create_payment(request: web.Request) -> web.Response:
     """POST /api/payment: 202 once the PENDING row is committed; 200 for a replay."""
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     data = await request_body.read_json(request, settings)
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
@@ -132,7 +131,7 @@ async def create_payment(request: web.Request) -> web.Response:
     if asked is not None:
         # Only the merchant's own endpoints of this mode: a url decides nothing by itself,
         # least of all which secret signs (the endpoint's, never another merchant's).
-        endpoint_id = await request.app[app_module.REPO].endpoint_by_url(who.mid, who.mode, asked)
+        endpoint_id = await request.app[state.REPO].endpoint_by_url(who.mid, who.mode, asked)
         if endpoint_id is None:
             raise errors.UnknownWebhookUrl(asked)
     new = NewPayment(
@@ -153,15 +152,15 @@ async def create_payment(request: web.Request) -> web.Response:
         endpoint_id=endpoint_id,
     )
     accepted = await intake.accept(
-        request.app[app_module.INSERTS],
+        request.app[state.INSERTS],
         new,
-        snowflake=request.app[app_module.SNOWFLAKE],
+        snowflake=request.app[state.SNOWFLAKE],
         tid_prefix=settings.tid_prefix,
         default_webhook_url=str(settings.default_webhook_url),
     )
     body = ack(accepted.payment, created=accepted.created)
     if accepted.created:
-        request.app[app_module.WAKERS].payments.poke()
+        request.app[state.WAKERS].payments.poke()
         # The seed's 202 echoes what was sent, key order included.
         body["echo"] = req.echo
     return _json(body, 202 if accepted.created else 200)
@@ -169,15 +168,15 @@ async def create_payment(request: web.Request) -> web.Response:
 
 async def get_transaction(request: web.Request) -> web.Response:
     """GET /api/payment/transaction/{tid}: the seed's lookup body."""
-    payment = await _payment(request)
+    payment = await payment_in_path(request)
     return _json(lookup(payment))
 
 
-async def _payment(request: web.Request) -> Payment:
+async def payment_in_path(request: web.Request) -> Payment:
     """The caller's payment named in the path; 404 for anyone else's (existence never leaks)."""
     tid = request.match_info["tid"]
     who = auth.caller(request)
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     payment = await repo.payment_by_tid(tid, who.mid, who.mode) if _TID.match(tid) else None
     if payment is None:
         raise errors.PaymentNotFound(tid)
@@ -186,11 +185,11 @@ async def _payment(request: web.Request) -> Payment:
 
 async def transaction_webhooks(request: web.Request) -> web.Response:
     """GET /api/payment/transaction/{tid}/webhooks?after=&limit=: a payment's deliveries."""
-    payment = await _payment(request)
+    payment = await payment_in_path(request)
     tid = payment.tid
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    deliveries = await request.app[app_module.REPO].deliveries_of(payment.id, after, limit)
+    deliveries = await request.app[state.REPO].deliveries_of(payment.id, after, limit)
     return _json(
         {
             "tid": tid,
@@ -209,9 +208,9 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     if not _TID.match(tid):
         raise errors.PaymentNotFound(tid)
     who = auth.caller(request)
-    settings = request.app[app_module.SETTINGS]
+    settings = request.app[state.SETTINGS]
     action = await trigger.trigger(
-        request.app[app_module.REPO],
+        request.app[state.REPO],
         tid,
         Status(raw),
         mid=who.mid,
@@ -220,7 +219,7 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         resends_per_window=settings.webhook_resends_per_window,
         resend_window_seconds=settings.webhook_resend_window_seconds,
     )
-    request.app[app_module.WAKERS].webhooks.poke()
+    request.app[state.WAKERS].webhooks.poke()
     return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
 
 
@@ -238,7 +237,7 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     who = auth.caller(request)
-    dead = await request.app[app_module.REPO].dead_deliveries(who.mid, who.mode, after, limit)
+    dead = await request.app[state.REPO].dead_deliveries(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
     body["next"] = dead[-1].id if len(dead) == limit else None
     return _json(body)
@@ -249,7 +248,7 @@ async def unresolved_payments(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     who = auth.caller(request)
-    rows = await request.app[app_module.REPO].unresolved(who.mid, who.mode, after, limit)
+    rows = await request.app[state.REPO].unresolved(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
     body["next"] = rows[-1].id if len(rows) == limit else None
     return _json(body)
@@ -261,14 +260,14 @@ async def redeliver(request: web.Request) -> web.Response:
     if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
         raise errors.DeliveryNotFound(0)
     who = auth.caller(request)
-    if not await request.app[app_module.REPO].redeliver(int(raw), who.mid, who.mode):
+    if not await request.app[state.REPO].redeliver(int(raw), who.mid, who.mode):
         raise errors.DeliveryNotFound(int(raw))
     return _json({"id": int(raw), "status": "PENDING"}, 202)
 
 
 async def health(request: web.Request) -> web.Response:
     """GET /health: 200 when the database answers."""
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     try:
         await repo.pool.fetchval("SELECT 1")
     except Exception as exc:

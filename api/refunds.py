@@ -10,8 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from api import app as app_module
-from api import auth, body, models, problems
+from api import auth, body, models, problems, state
 from api.payments import lookup
 from engine import errors, intake, refunds
 from engine.models import Refund
@@ -74,7 +73,7 @@ async def cancel(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/cancel: a PENDING payment becomes CANCELED; else 409."""
     who = auth.caller(request)
     payment = await refunds.cancel(
-        request.app[app_module.REPO], _tid(request), who.mid, who.mode, who.actor
+        request.app[state.REPO], _tid(request), who.mid, who.mode, who.actor
     )
     return _json(lookup(payment))
 
@@ -86,7 +85,7 @@ async def create_refund(request: web.Request) -> web.Response:
         raise problems.validation(
             "Idempotency-Key", "send an Idempotency-Key header of 1-255 printable characters"
         )
-    data = await body.read_json(request, request.app[app_module.SETTINGS])
+    data = await body.read_json(request, request.app[state.SETTINGS])
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:
@@ -100,8 +99,8 @@ async def create_refund(request: web.Request) -> web.Response:
     who = auth.caller(request)
     digest = intake.request_digest({"tid": tid, "amount": req.amount, "reason": req.reason})
     result = await refunds.request_refund(
-        request.app[app_module.REPO],
-        request.app[app_module.SNOWFLAKE],
+        request.app[state.REPO],
+        request.app[state.SNOWFLAKE],
         tid=tid,
         mid=who.mid,
         mode=who.mode,
@@ -112,7 +111,7 @@ async def create_refund(request: web.Request) -> web.Response:
         actor=who.actor,
     )
     if result.created:
-        request.app[app_module.WAKERS].refunds.poke()
+        request.app[state.WAKERS].refunds.poke()
     return _json(refund_body(result.refund), 202 if result.created else 200)
 
 
@@ -120,7 +119,7 @@ async def list_refunds(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/refunds: the payment's refunds, oldest first."""
     tid = _tid(request)
     who = auth.caller(request)
-    repo = request.app[app_module.REPO]
+    repo = request.app[state.REPO]
     found = await repo.refunds_of(tid, who.mid, who.mode)
     if not found and await repo.payment_by_tid(tid, who.mid, who.mode) is None:
         raise errors.PaymentNotFound(tid)
@@ -133,7 +132,7 @@ async def get_refund(request: web.Request) -> web.Response:
     found = None
     if _REFUND_ID.match(refund_id):
         who = auth.caller(request)
-        found = await request.app[app_module.REPO].refund(refund_id, who.mid, who.mode)
+        found = await request.app[state.REPO].refund(refund_id, who.mid, who.mode)
     if found is None:
         raise problems.Problem(
             404, "Not Found", f"no refund {refund_id!r}", slug="refund-not-found"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine import egress, money, signing
+from config import formats
 
 # DEV ONLY, public in this repository: the webhook signing secret used when
 # ENGINE_WEBHOOK_SECRET is unset, so `make run` works out of the box. The simulator's merchant
@@ -190,19 +190,19 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: str) -> str:
-        signing.secret_key(value)  # raises ValueError unless whsec_<base64>
+        formats.webhook_secret_key(value)  # raises ValueError unless whsec_<base64>
         return value
 
     @field_validator("webhook_allowed_hosts")
     @classmethod
     def _host_ports(cls, value: str) -> str:
-        egress.allowed_hosts(value)  # raises ValueError naming an entry that is not host:port
+        formats.allowed_hosts(value)  # raises ValueError naming an entry that is not host:port
         return value
 
     @field_validator("default_currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if not money.is_currency(value):
+        if not formats.is_currency(value):
             raise ValueError(f"{value!r} is not an ISO 4217 currency in use")
         return value
 

@@ -20,6 +20,8 @@ import structlog
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from config import formats
+
 if TYPE_CHECKING:
     from config.settings import Settings
 
@@ -33,6 +35,9 @@ _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the v4 address is the last 32 bits
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+# Parse `host:port,host:port`; the settings check the same rule at load.
+allowed_hosts = formats.allowed_hosts
 
 # A resolution failure is a refusal at registration, but at delivery it may pass: retried.
 TRANSIENT = frozenset({"dns_failed"})
@@ -57,7 +62,7 @@ class Policy:
 
     def allows(self, host: str, port: int) -> bool:
         """True if `host:port` (a name or an address) is on the allow-list."""
-        return (_normal_host(host), port) in self.allowed_hosts
+        return (formats.normal_host(host), port) in self.allowed_hosts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,36 +76,11 @@ class Destination:
     allow_listed: bool
 
 
-def _normal_host(host: str) -> str:
-    """Lower case, no brackets or trailing dot; an IP address in its canonical spelling."""
-    host = host.strip().strip("[]").rstrip(".").lower()
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
-
-
-def allowed_hosts(text: str) -> frozenset[tuple[str, int]]:
-    """Parse `host:port,host:port` (IPv6 as `[::1]:8082`); ValueError naming a bad entry."""
-    found: set[tuple[str, int]] = set()
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        host, sep, port = entry.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{entry!r} is not host:port")
-        if ":" in host and not (host.startswith("[") and host.endswith("]")):
-            raise ValueError(f"{entry!r}: write an IPv6 address in brackets, [::1]:port")
-        found.add((_normal_host(host), int(port)))
-    return frozenset(found)
-
-
 def policy_from(settings: Settings) -> Policy:
     """The policy the settings describe: https only in production, their allow-list."""
     return Policy(
         require_https=getattr(settings, "env", "development") == "production",
-        allowed_hosts=allowed_hosts(settings.webhook_allowed_hosts),
+        allowed_hosts=formats.allowed_hosts(settings.webhook_allowed_hosts),
     )
 
 

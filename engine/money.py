@@ -1,6 +1,7 @@
 """Currencies: which ISO 4217 codes we take, and how many decimals their minor unit has.
 
-The list and the exponents come from Babel (the Unicode CLDR data), not a table of our own.
+The list (config/formats.py, where the settings check theirs by the same rule) and the
+exponents come from Babel (the Unicode CLDR data), not a table of our own.
 We take the codes that are legal tender in some territory today: a historic code (DEM, VEF),
 a fund or precious metal (XAU, XDR, CLF) or a testing code (XTS, XXX) names no money a card
 can be charged in, so a request naming one is refused like `XYZ`.
@@ -8,35 +9,13 @@ can be charged in, so a request naming one is refused like `XYZ`.
 
 from __future__ import annotations
 
-import functools
-from datetime import date
-
-import babel.core
 import babel.numbers
 
+from config import formats
 
-@functools.cache
-def _current() -> frozenset[str]:
-    # territory -> [(code, start, end, tender)], CLDR's history of each territory's money.
-    table = babel.core.get_global("territory_currencies")
-    today = date.today()
-    known = set(babel.numbers.list_currencies())
-    return frozenset(
-        code
-        for entries in table.values()
-        for code, _start, end, tender in entries
-        if tender and code in known and (end is None or date(*end) > today)
-    )
-
-
-def currencies() -> frozenset[str]:
-    """Every code we accept: legal tender in some territory today."""
-    return _current()
-
-
-def is_currency(code: str) -> bool:
-    """True if `code` is an ISO 4217 code of money in use today."""
-    return code in _current()
+# Which codes we take is decided below the engine, where the settings check theirs too.
+currencies = formats.currencies
+is_currency = formats.is_currency
 
 
 def minor_unit_exponent(code: str) -> int:

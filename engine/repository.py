@@ -11,8 +11,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
-from engine import db, errors
-from engine.merchants import IssuedKey
+from engine import db, errors, keys
+from engine.keys import IssuedKey
 from engine.models import (
     ApiKeyInfo,
     AuthKey,
@@ -497,10 +497,8 @@ class Repository:
         expires_at: datetime | None,
         max_keys: int,
     ) -> IssuedKey:
-        from engine import merchants
-
         for _ in range(3):  # a collision of 256 random bits will not happen; the constraint says so
-            key = merchants.new_key("test" if mode == "test" else "live")
+            key = keys.new_key("test" if mode == "test" else "live")
             try:
                 # A savepoint: a refused insert must not abort the caller's transaction.
                 async with conn.transaction():
@@ -508,8 +506,8 @@ class Repository:
                         Q["insert_api_key"],
                         merchant_id,
                         mode,
-                        merchants.display_prefix(key),
-                        merchants.key_hash(secret, key),
+                        keys.display_prefix(key),
+                        keys.key_hash(secret, key),
                         expires_at,
                         max_keys,
                     )

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from api import auth
 from api.auth import PUBLIC
 from config.settings import Settings
-from engine import merchants
+from engine import keys
 from engine.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 from tests.merchant_cli import bearer, create_merchant
@@ -171,7 +171,7 @@ async def unresolved_payment(
 
 async def key_id(pool: asyncpg.Pool, key: str, settings: Settings) -> int:
     """The id of the stored key whose hash is this key's."""
-    hashed = merchants.key_hash(settings.api_key_secret, key)
+    hashed = keys.key_hash(settings.api_key_secret, key)
     found: int = await pool.fetchval("SELECT id FROM api_keys WHERE key_hash = $1", hashed)
     return found
 
@@ -188,7 +188,7 @@ async def other(repo: Repository, settings: Settings, api_key: str) -> dict[str,
 
 def random_key(mode: str = "test") -> str:
     """A well-formed key nobody was issued."""
-    return merchants.new_key("test" if mode == "test" else "live")
+    return keys.new_key("test" if mode == "test" else "live")
 
 
 MALFORMED: dict[str, str] = {
@@ -410,27 +410,27 @@ async def test_1000_keys_are_well_formed_unique_and_stored_only_as_a_hash(
         await repo.issue_key(MID, "live" if i % 2 else "test", settings.api_key_secret)
         for i in range(1000)
     ]
-    keys = [k.key for k in issued]
-    assert all(KEY_RE.match(k) for k in keys), [k for k in keys if not KEY_RE.match(k)][:3]
+    whole = [k.key for k in issued]
+    assert all(KEY_RE.match(k) for k in whole), [k for k in whole if not KEY_RE.match(k)][:3]
     assert all(k.key.startswith(f"sk_{k.mode}_") for k in issued)
     assert Counter(k.mode for k in issued) == {"live": 500, "test": 500}
-    assert len(set(keys)) == 1000
+    assert len(set(whole)) == 1000
     # 32 random bytes in Base62: no two share even their first 12 random characters, and
     # every one of the 62 symbols turns up.
-    assert len({k.split("_")[2][:12] for k in keys}) == 1000
-    assert set("".join(k.split("_")[2] for k in keys)) == set(string.digits + string.ascii_letters)
-    assert all(k.prefix == merchants.display_prefix(k.key) == k.key[:14] for k in issued)
-    assert all(merchants.parse_key(k) in ("live", "test") for k in keys)
+    assert len({k.split("_")[2][:12] for k in whole}) == 1000
+    assert set("".join(k.split("_")[2] for k in whole)) == set(string.digits + string.ascii_letters)
+    assert all(k.prefix == keys.display_prefix(k.key) == k.key[:14] for k in issued)
+    assert all(keys.parse_key(k) in ("live", "test") for k in whole)
 
     rows = await pool.fetch("SELECT id, key_hash, a::text AS everything FROM api_keys a")
     stored = {bytes(r["key_hash"]) for r in rows}
     assert len(stored) == len(rows) == 1001  # and the fixture's key
     by_id = {r["id"]: r for r in rows}
     for k in issued:
-        assert bytes(by_id[k.id]["key_hash"]) == merchants.key_hash(settings.api_key_secret, k.key)
+        assert bytes(by_id[k.id]["key_hash"]) == keys.key_hash(settings.api_key_secret, k.key)
     # The key itself is nowhere in the table: its random part is in no column.
     text = "\n".join(r["everything"] for r in rows)
-    assert not any(k.split("_")[2] in text for k in keys)
+    assert not any(k.split("_")[2] in text for k in whole)
 
 
 async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
@@ -441,7 +441,7 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
     issued = await resp.json()
     assert set(issued) == {"id", "mode", "prefix", "key", "createdAt", "expiresAt"}
     assert KEY_RE.match(issued["key"]) and issued["mode"] == "test"  # the caller's mode
-    assert issued["prefix"] == merchants.display_prefix(issued["key"])
+    assert issued["prefix"] == keys.display_prefix(issued["key"])
     assert issued["expiresAt"] is None
 
     # A test key mints test keys only (asking for its own mode is fine).
@@ -468,7 +468,7 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
     assert {k["prefix"] for k in listed} == {
         issued["prefix"],
         again["prefix"],
-        merchants.display_prefix(api_key),
+        keys.display_prefix(api_key),
     }
     for key in (issued["key"], again["key"], api_key):
         assert key.split("_")[2][6:] not in text
@@ -776,7 +776,7 @@ async def test_cli_create_prints_json_whose_key_works(
     # No webhook secret: none is shared, and this merchant registered no endpoint yet.
     assert set(created) == {"mid", "name", "mode", "apiKey", "prefix"}
     assert KEY_RE.match(created["apiKey"]) and created["apiKey"].startswith("sk_test_")
-    assert created["prefix"] == merchants.display_prefix(created["apiKey"])
+    assert created["prefix"] == keys.display_prefix(created["apiKey"])
 
     key = bearer(created["apiKey"])
     body = {**SEED_REQUEST, "echo": {"mid": "cli_merchant"}}

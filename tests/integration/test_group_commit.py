@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from api import app as app_module
+from api import state
 from config.settings import Settings
 from engine import errors, ids, intake
 from engine.models import NewPayment, Payment
@@ -188,7 +188,7 @@ async def test_concurrent_http_requests_each_get_their_own_payment(
     for body, ack in zip(bodies, acks, strict=True):
         assert stored[ack["transactionId"]] == (body["orderId"], body["amount"])
         assert ack["amount"] == body["amount"]
-    group = client.app[app_module.INSERTS]
+    group = client.app[state.INSERTS]
     assert group.rows == 120
     assert 1 <= group.statements <= 120
 

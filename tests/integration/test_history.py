@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import merchants
+from engine import keys
 from engine.models import HistoryFilter, HistoryKey, HistoryKind
 from engine.queries import QUERIES as Q
 from engine.repository import Repository
@@ -320,7 +320,7 @@ async def test_events_show_the_lifecycle_with_actors(
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["tid"] == tid
-    merchant = f"merchant:{merchants.display_prefix(api_key)}"
+    merchant = f"merchant:{keys.display_prefix(api_key)}"
     assert [(e["from"], e["to"], e["actor"], e["refundId"]) for e in body["events"]] == [
         (None, "PENDING", merchant, None),
         ("PENDING", "PROCESSING", "w", None),

@@ -1,0 +1,18 @@
+"""The application's shared state: the typed keys the app sets and every handler reads."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from config.settings import Settings
+from engine import ids, intake, wakeup
+from engine.repository import Repository
+
+SETTINGS = web.AppKey("settings", Settings)
+REPO = web.AppKey("repo", Repository)
+SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
+WAKERS = web.AppKey("wakers", wakeup.Wakers)
+INSERTS = web.AppKey("inserts", intake.GroupCommit)
+# Outbound calls of the web process (an endpoint's test event): the webhooks' checked session.
+WEBHOOK_SESSION = web.AppKey("webhook_session", aiohttp.ClientSession)
