@@ -330,6 +330,33 @@ async def test_invalid_field_is_422(
     assert body["errors"] and body["errors"][0]["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"curency": "USD"}, "curency"),
+        ({"idempotencyKey": "k"}, "idempotencyKey"),
+        ({"Amount": 5}, "Amount"),
+        ({"currency": "USD", "order_id": "O"}, "order_id"),
+    ],
+    ids=["misspelt-currency", "unknown", "wrong-case", "snake-case"],
+)
+async def test_unknown_top_level_field_is_422_naming_it(
+    client: Client, pool: asyncpg.Pool, changes: dict[str, Any], field: str
+) -> None:
+    # Stripe's rule: an unknown member is an error, never ignored. "curency" was charged as
+    # KRW while it was ignored.
+    body = await rejected(pool, await post(client, seed(**changes)), 422, field)
+    assert body["type"] == "/problems/validation-error"
+    assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_inside_echo_any_member_goes(client: Client, pool: asyncpg.Pool) -> None:
+    echo = {**SEED_ECHO, "curency": "USD", "anything": {"nested": [1, "two", None]}}
+    ack = await accepted(client, seed(echo=echo))
+    assert ack["echo"] == echo
+    assert await pool.fetchval("SELECT currency FROM payment_processes") == "KRW"
+
+
 async def test_amount_limit_comes_from_settings(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -105,6 +105,20 @@ def test_amount_is_a_bounded_integer_from_settings(settings: Settings) -> None:
         assert not validator.is_valid({**SEED_REQUEST, "amount": bad}), bad
 
 
+def test_request_bodies_refuse_unknown_members(settings: Settings) -> None:
+    # As the handlers do (422 naming the member): a misspelt member is an error, not ignored.
+    doc = openapi.document(settings)
+    schemas = doc["components"]["schemas"]
+    requests = [name for name in schemas if name.endswith("Request")]
+    assert {"PaymentRequest", "RefundRequest", "EndpointRequest", "IssueRequest"} <= set(requests)
+    for name in requests:
+        assert schemas[name]["additionalProperties"] is False, name
+    pay = component(doc, "PaymentRequest")
+    assert not pay.is_valid({**SEED_REQUEST, "curency": "USD"})
+    # echo is the merchant's own JSON: any member goes there.
+    assert pay.is_valid({**SEED_REQUEST, "echo": {"curency": "USD", "x": [1]}})
+
+
 def test_every_route_is_documented(settings: Settings) -> None:
     app = create_app(settings)
     doc = openapi.document(settings)
