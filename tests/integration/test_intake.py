@@ -465,6 +465,57 @@ async def test_wrong_method_is_405_problem(client: Client, pool: asyncpg.Pool) -
     assert (await pool.fetchval("SELECT status FROM payment_processes")) == "PENDING"
 
 
+async def test_every_405_names_the_allowed_methods(client: Client, pool: asyncpg.Pool) -> None:
+    tid = (await accepted(client, SEED_REQUEST))["transactionId"]
+    before = await snapshot(pool)
+    for method, path, allowed in [
+        ("POST", f"/api/payments/{tid}", {"GET", "HEAD"}),
+        ("DELETE", "/api/payments", {"GET", "HEAD", "POST"}),
+        ("PUT", PAY, {"POST"}),
+        ("GET", f"/api/payments/{tid}/webhook-trigger", {"POST"}),
+        ("PATCH", f"/api/payments/{tid}/refunds", {"GET", "HEAD", "POST"}),
+    ]:
+        resp = await client.request(method, path)
+        body = await rejected(pool, resp, 405, before=before)
+        assert set(resp.headers["Allow"].split(",")) == allowed, (path, resp.headers["Allow"])
+        named = set(body["detail"].split("allowed: ")[1].split(", "))
+        assert named == allowed, body
+        assert body["detail"].startswith(f"{method} is not allowed on {path}"), body
+
+
+async def test_resource_paths_and_the_seeds_aliases_answer_alike(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    # POST /api/payments pays (the seed's POST /api/payment is its alias), and each payment
+    # resource lives under /api/payments/{tid}.
+    resp = await client.post("/api/payments", json=SEED_REQUEST)
+    assert resp.status == 202, await resp.text()
+    tid = (await resp.json())["transactionId"]
+    replay = await client.post(PAY, json=SEED_REQUEST)
+    assert replay.status == 200 and (await replay.json())["transactionId"] == tid
+    assert await payment_rows(pool) == 1
+    for path, seed_path in [
+        (f"/api/payments/{tid}", LOOKUP.format(tid)),
+        (f"/api/payments/{tid}/webhooks", LOOKUP.format(tid) + "/webhooks"),
+        ("/api/payments/unresolved", "/api/payment/unresolved"),
+    ]:
+        new, old = await client.get(path), await client.get(seed_path)
+        assert (new.status, old.status) == (200, 200), (path, await new.text())
+        assert await new.json() == await old.json(), path
+    assert (await (await client.get(f"/api/payments/{tid}")).json())["status"] == "PENDING"
+    # The trigger under its resource path settles, and its seed path then resends.
+    resp = await client.post(f"/api/payments/{tid}/webhook-trigger?status=SUCCESS")
+    assert resp.status == 202 and (await resp.json())["action"] == "settled", await resp.text()
+    resp = await trigger(client, tid, "SUCCESS")
+    assert resp.status == 202 and (await resp.json())["action"] == "resent", await resp.text()
+    assert (await (await client.get(f"/api/payments/{tid}")).json())["status"] == "SUCCESS"
+    # Unknown ones are alike too.
+    for path in ("/api/payments/DUMMY_20260101_99999999", "/api/payments/nothing"):
+        await problem(await client.get(path), 404)
+    resp = await client.post(f"/api/payments/{tid}/webhook-trigger?status=MAYBE")
+    await problem(resp, 422, "status")
+
+
 def body_of_size(size: int) -> bytes:
     """A valid request of exactly `size` bytes (padding in echo)."""
     head = b'{"userPublicId":"U","orderId":"O","amount":1,"echo":{"pad":"'
