@@ -77,3 +77,21 @@ async def test_counters_of_known_labels_are_at_zero_from_the_start(
                 frozenset(zip(counter._labelnames, values, strict=True)),
             )
             assert samples.get(key) == 0.0, (key, samples.get(key))
+
+
+async def test_the_web_process_says_where_it_listens_once_it_answers(
+    database_url: str, tmp_path: Path
+) -> None:
+    proc, port = await _start_web(database_url, tmp_path)
+    try:
+        event = await asyncio.wait_for(_listening_line(proc), DEADLINE)
+        assert event["url"] == f"http://127.0.0.1:{port}", event
+        assert event["level"] == "info"
+        # The line means ready: the very next request is served, no retry needed.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{event['url']}/health") as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+    finally:
+        await _stop(proc)
