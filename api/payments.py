@@ -226,7 +226,7 @@ async def trigger_webhook(request: web.Request) -> web.Response:
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
+    if not raw:  # `?after=&limit=`, as a template pasted unfilled, means "not given"
         return default
     if not _BIGINT.match(raw) or not lo <= int(raw) <= hi:
         raise problems.validation(name, f"must be an integer from {lo} to {hi}")

@@ -1044,6 +1044,32 @@ async def test_redeliver_non_dead_delivery_is_404(client: Client, pool: asyncpg.
     await rejected(pool, await client.post(REDELIVER.format(delivery["id"])), 404, before=before)
 
 
+async def test_empty_paging_values_mean_not_given(client: Client, pool: asyncpg.Pool) -> None:
+    # The README's `?after=&limit=` pasted as it stands: the defaults, not a 422.
+    await one_dead_letter(client, pool)
+    for path in (DEAD, "/api/payments/unresolved", "/api/payment/unresolved"):
+        plain = await client.get(path)
+        assert plain.status == 200, await plain.text()
+        for query in ("?after=&limit=", "?after=", "?limit=", "?after=0&limit="):
+            resp = await client.get(path + query)
+            assert resp.status == 200, (path, query, await resp.text())
+            assert await resp.json() == await plain.json(), (path, query)
+    tid = await pool.fetchval("SELECT tid FROM payment_processes")
+    hooks = await client.get(f"/api/payments/{tid}/webhooks?after=&limit=")
+    assert hooks.status == 200, await hooks.text()
+    assert len((await hooks.json())["deliveries"]) == 1
+    # Given, a value is still checked.
+    await problem(await client.get(DEAD + "?after=&limit=0"), 422, "limit")
+
+
+async def one_dead_letter(client: Client, pool: asyncpg.Pool) -> None:
+    """A payment settled by hand whose one delivery is made DEAD."""
+    tid = (await accepted(client, SEED_REQUEST))["transactionId"]
+    assert (await trigger(client, tid, "FAILED")).status == 202
+    await pool.execute("UPDATE webhook_deliveries SET status = 'DEAD'")
+    assert len((await (await client.get(DEAD)).json())["deliveries"]) == 1
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -1051,7 +1077,7 @@ async def test_redeliver_non_dead_delivery_is_404(client: Client, pool: asyncpg.
         "limit=501",
         "limit=-1",
         "limit=abc",
-        "limit=",
+        "limit= ",
         "after=-1",
         "after=x",
         f"after={2**63}",
