@@ -62,9 +62,11 @@ def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str
     if found is None:
         if isinstance(failure, AtomSignatureError):
             metrics.SIGNATURE_FAILURES.labels("atom").inc()
+            metrics.CALLBACKS_REFUSED.labels("atom", "signature").inc()
             log.error("atom.callback_signature_failed", merch_txn_id=failure.merch_txn_id)
         else:
             # What does not decrypt cannot have come from Atom either: not authenticated.
+            metrics.CALLBACKS_REFUSED.labels("atom", "unreadable").inc()
             log.warning("atom.callback_unreadable", error=str(failure))
         raise _refused()
     return found, modes

@@ -55,9 +55,10 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 
 class PaymentRequest(BaseModel):
-    """POST /api/payment. Strict: an amount must be a JSON integer, not a string or a float."""
+    """POST /api/payments. Strict: an amount must be a JSON integer, not a string or a float."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # An unknown member is refused, not ignored: a misspelt "curency" must not charge KRW.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     user_public_id: str = Field(alias="userPublicId", min_length=1, max_length=64)
     order_id: str = Field(alias="orderId", min_length=1, max_length=64)

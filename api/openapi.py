@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_schema
 
-from api import endpoints, history, keys, models, problems, refunds, state
+from api import endpoints, history, keys, models, payments, problems, refunds, state
 from api.auth import PUBLIC
 from config.settings import Settings
 from engine import money
@@ -943,226 +943,234 @@ def _paths() -> dict[str, Any]:
         op: {"operationId": op, "parameters": {"tid": "$response.body#/transactionId"}}
         for op in ("getTransaction", "getTransactionWebhooks", "triggerWebhook")
     }
-    return _secured(
-        {
-            "/api/payment": {
-                "post": {
-                    "operationId": "createPayment",
-                    "summary": "Accept a payment: 202 once its PENDING row is committed.",
-                    "requestBody": {"required": True, "content": pay_body},
-                    "responses": {
-                        "202": _json("PaymentAck", "Accepted: a new payment, PENDING.")
-                        | {"links": by_tid},
-                        "200": _json(
-                            "PaymentAck", "A replay: the same request for the same order."
-                        ),
-                        "400": _problem(
-                            "Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep."
-                        ),
-                        "408": _problem("The body did not arrive in time."),
-                        "403": _problem("echo.mid names another merchant than the API key's."),
-                        "409": _problem("The order was already paid for with another request."),
-                        "413": _problem("The body is larger than the server accepts."),
-                        "422": _problem(
-                            "A field is missing or invalid (`field` names it), or `webhookUrl`"
-                            " is not one of the merchant's endpoints in the key's mode."
-                        ),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/payment/transaction/{tid}": {
-                "get": {
-                    "operationId": "getTransaction",
-                    "summary": "The seed's lookup body.",
-                    "parameters": [_TID],
-                    "responses": {
-                        "200": _json("PaymentLookup", "The payment."),
-                        "404": not_found,
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/payment/transaction/{tid}/webhooks": {
-                "get": {
-                    "operationId": "getTransactionWebhooks",
-                    "summary": "A payment's webhook deliveries, by id.",
-                    "parameters": [_TID, *_PAGING],
-                    "responses": {
-                        "200": _json("PaymentWebhooks", "One page, oldest first."),
-                        "404": not_found,
-                        "422": bad_paging,
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/payment/webhook/trigger/{tid}": {
-                "post": {
-                    "operationId": "triggerWebhook",
-                    "summary": "Settle a payment by hand, or send its final webhook again.",
-                    "parameters": [
-                        _TID,
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]},
-                        },
-                    ],
-                    "responses": {
-                        "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
-                        "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
-                        "404": not_found,
-                        "409": _problem(
-                            "The payment is final with the other status, or a worker has"
-                            " it (PROCESSING) or lost track of it (UNRESOLVED): the provider"
-                            " may have moved money, so only a PENDING payment is settled by"
-                            " hand; or it kept changing. `currentStatus` says which."
-                        ),
-                        "422": _problem("`status` is missing or not SUCCESS/FAILED."),
-                        "429": _too_many(
-                            "Its webhook was queued too often in the resend window"
-                            " (/problems/resend-limited)."
-                        ),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/payment/unresolved": {
-                "get": {
-                    "operationId": "listUnresolvedPayments",
-                    "summary": "Payments whose outcome is not known, by id.",
-                    "parameters": _PAGING,
-                    "responses": {
-                        "200": _json("UnresolvedPage", "One page."),
-                        "422": bad_paging,
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/webhooks/dead": {
-                "get": {
-                    "operationId": "listDeadWebhooks",
-                    "summary": "Deliveries that used up their attempts, by id.",
-                    "parameters": _PAGING,
-                    "responses": {
-                        "200": _json("DeadLetterPage", "One page.")
-                        | {
-                            "links": {
-                                "redeliverWebhook": {
-                                    "operationId": "redeliverWebhook",
-                                    "parameters": {"id": "$response.body#/deliveries/0/id"},
-                                },
-                            }
-                        },
-                        "422": bad_paging,
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/api/webhooks/{id}/redeliver": {
-                "post": {
-                    "operationId": "redeliverWebhook",
-                    "summary": "Send a DEAD delivery again, with a fresh attempt budget.",
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
-                        }
-                    ],
-                    "responses": {
-                        "202": _json("RedeliverAccepted", "PENDING again."),
-                        "404": _problem("This merchant has no DEAD delivery with this id."),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "200 when the database answers.",
-                    "responses": {"200": _json("Health", "Healthy."), "503": _UNAVAILABLE},
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document.",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI 3.1 document.",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-            "/api/providers/atom/callback": {
-                "post": {
-                    "operationId": "atomCallback",
-                    "summary": "Atom's signed callback with a payment's outcome (no API key: the"
-                    " signature authenticates it; a bad one is refused and counted).",
-                    "security": [],
-                    "requestBody": {
+    paths: dict[str, Any] = {
+        "/api/payments": {
+            "post": {
+                "operationId": "createPayment",
+                "summary": "Accept a payment: 202 once its PENDING row is committed.",
+                "requestBody": {"required": True, "content": pay_body},
+                "responses": {
+                    "202": _json("PaymentAck", "Accepted: a new payment, PENDING.")
+                    | {"links": by_tid},
+                    "200": _json("PaymentAck", "A replay: the same request for the same order."),
+                    "400": _problem(
+                        "Not JSON: malformed, not UTF-8, duplicate keys, NaN, too deep."
+                    ),
+                    "408": _problem("The body did not arrive in time."),
+                    "403": _problem("echo.mid names another merchant than the API key's."),
+                    "409": _problem("The order was already paid for with another request."),
+                    "413": _problem("The body is larger than the server accepts."),
+                    "422": _problem(
+                        "A field is missing or invalid (`field` names it), or `webhookUrl`"
+                        " is not one of the merchant's endpoints in the key's mode."
+                    ),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/{tid}": {
+            "get": {
+                "operationId": "getTransaction",
+                "summary": "The seed's lookup body.",
+                "parameters": [_TID],
+                "responses": {
+                    "200": _json("PaymentLookup", "The payment."),
+                    "404": not_found,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/{tid}/webhooks": {
+            "get": {
+                "operationId": "getTransactionWebhooks",
+                "summary": "A payment's webhook deliveries, by id.",
+                "parameters": [_TID, *_PAGING],
+                "responses": {
+                    "200": _json("PaymentWebhooks", "One page, oldest first."),
+                    "404": not_found,
+                    "422": bad_paging,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/{tid}/webhook-trigger": {
+            "post": {
+                "operationId": "triggerWebhook",
+                "summary": "Settle a payment by hand, or send its final webhook again.",
+                "parameters": [
+                    _TID,
+                    {
+                        "name": "status",
+                        "in": "query",
                         "required": True,
+                        "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]},
+                    },
+                ],
+                "responses": {
+                    "202": _json("TriggerAccepted", "Settled, or the webhook queued again."),
+                    "403": _problem("Settling a payment by hand needs a test key (sk_test_)."),
+                    "404": not_found,
+                    "409": _problem(
+                        "The payment is final with the other status, or a worker has"
+                        " it (PROCESSING) or lost track of it (UNRESOLVED): the provider"
+                        " may have moved money, so only a PENDING payment is settled by"
+                        " hand; or it kept changing. `currentStatus` says which."
+                    ),
+                    "422": _problem("`status` is missing or not SUCCESS/FAILED."),
+                    "429": _too_many(
+                        "Its webhook was queued too often in the resend window"
+                        " (/problems/resend-limited)."
+                    ),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/payments/unresolved": {
+            "get": {
+                "operationId": "listUnresolvedPayments",
+                "summary": "Payments whose outcome is not known, by id.",
+                "parameters": _PAGING,
+                "responses": {
+                    "200": _json("UnresolvedPage", "One page."),
+                    "422": bad_paging,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/webhooks/dead": {
+            "get": {
+                "operationId": "listDeadWebhooks",
+                "summary": "Deliveries that used up their attempts, by id.",
+                "parameters": _PAGING,
+                "responses": {
+                    "200": _json("DeadLetterPage", "One page.")
+                    | {
+                        "links": {
+                            "redeliverWebhook": {
+                                "operationId": "redeliverWebhook",
+                                "parameters": {"id": "$response.body#/deliveries/0/id"},
+                            },
+                        }
+                    },
+                    "422": bad_paging,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/webhooks/{id}/redeliver": {
+            "post": {
+                "operationId": "redeliverWebhook",
+                "summary": "Send a DEAD delivery again, with a fresh attempt budget.",
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+                    }
+                ],
+                "responses": {
+                    "202": _json("RedeliverAccepted", "PENDING again."),
+                    "404": _problem("This merchant has no DEAD delivery with this id."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "200 when the database answers.",
+                "responses": {"200": _json("Health", "Healthy."), "503": _UNAVAILABLE},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/api/providers/atom/callback": {
+            "post": {
+                "operationId": "atomCallback",
+                "summary": "Atom's signed callback with a payment's outcome (no API key: the"
+                " signature authenticates it; a bad one is refused and counted).",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["encData"],
+                                "properties": {"encData": {"type": "string", "minLength": 1}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Verified; the payment is (now) in the state it names.",
                         "content": {
                             JSON: {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["encData"],
-                                    "properties": {"encData": {"type": "string", "minLength": 1}},
+                                    "required": ["tid", "status", "settled"],
+                                    "properties": {
+                                        "tid": {"type": "string"},
+                                        "status": {"type": "string"},
+                                        "settled": {"type": "boolean"},
+                                    },
                                 }
                             }
                         },
                     },
-                    "responses": {
-                        "200": {
-                            "description": "Verified; the payment is (now) in the state it names.",
-                            "content": {
-                                JSON: {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["tid", "status", "settled"],
-                                        "properties": {
-                                            "tid": {"type": "string"},
-                                            "status": {"type": "string"},
-                                            "settled": {"type": "boolean"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": _problem("The body is not JSON."),
-                        "401": _problem(
-                            "encData cannot be verified (one answer for every reason)."
-                        ),
-                        "404": _problem("No Atom payment with that tid, amount and currency."),
-                        "409": _problem("The payment is final with the other outcome."),
-                        "422": _problem("encData is missing or not a string."),
-                        "503": _UNAVAILABLE,
+                    "400": _problem("The body is not JSON."),
+                    "401": _problem("encData cannot be verified (one answer for every reason)."),
+                    "404": _problem("No Atom payment with that tid, amount and currency."),
+                    "409": _problem("The payment is final with the other outcome."),
+                    "422": _problem("encData is missing or not a string."),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of every process.",
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics of every process.",
-                    "responses": {
-                        "200": {
-                            "description": "The Prometheus text format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        "401": _problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
-                        "404": _problem("Served on ENGINE_METRICS_PORT only."),
-                    },
-                }
-            },
-            **_key_paths(),
-            **_endpoint_paths(),
-            **_refund_and_history_paths(not_found),
-        }
-    )
+                    "401": _problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
+                    "404": _problem("Served on ENGINE_METRICS_PORT only."),
+                },
+            }
+        },
+        **_key_paths(),
+        **_endpoint_paths(),
+    }
+    paths = _with_seed_aliases(paths)
+    for path, item in _refund_and_history_paths(not_found).items():
+        paths.setdefault(path, {}).update(item)  # /api/payments: POST pays, GET lists
+    return _secured(paths)
+
+
+def _with_seed_aliases(paths: dict[str, Any]) -> dict[str, Any]:
+    """The seed's paths, each the alias of a resource path: the same operations, renamed."""
+    for path, seed in payments.SEED_ALIASES.items():
+        alias = copy.deepcopy(paths[path])
+        for method, operation in alias.items():
+            operation["operationId"] += "SeedPath"
+            operation["summary"] += f" The seed's path: the same as {method.upper()} {path}."
+        paths[seed] = alias
+    return paths
 
 
 def document(settings: Settings) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def _delivery(d: DeliveryRecord) -> dict[str, Any]:
 
 
 async def create_payment(request: web.Request) -> web.Response:
-    """POST /api/payment: 202 once the PENDING row is committed; 200 for a replay."""
+    """POST /api/payments (or /api/payment): 202 once the PENDING row is stored; 200 if replayed."""
     settings = request.app[state.SETTINGS]
     data = await request_body.read_json(request, settings)
     if not isinstance(data, dict):
@@ -167,7 +167,7 @@ async def create_payment(request: web.Request) -> web.Response:
 
 
 async def get_transaction(request: web.Request) -> web.Response:
-    """GET /api/payment/transaction/{tid}: the seed's lookup body."""
+    """GET /api/payments/{tid} (or /api/payment/transaction/{tid}): the seed's lookup body."""
     payment = await payment_in_path(request)
     return _json(lookup(payment))
 
@@ -184,7 +184,7 @@ async def payment_in_path(request: web.Request) -> Payment:
 
 
 async def transaction_webhooks(request: web.Request) -> web.Response:
-    """GET /api/payment/transaction/{tid}/webhooks?after=&limit=: a payment's deliveries."""
+    """GET /api/payments/{tid}/webhooks?after=&limit=: a payment's deliveries."""
     payment = await payment_in_path(request)
     tid = payment.tid
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
@@ -200,7 +200,7 @@ async def transaction_webhooks(request: web.Request) -> web.Response:
 
 
 async def trigger_webhook(request: web.Request) -> web.Response:
-    """POST /api/payment/webhook/trigger/{tid}?status=SUCCESS|FAILED."""
+    """POST /api/payments/{tid}/webhook-trigger?status=SUCCESS|FAILED (and the seed's path)."""
     tid = request.match_info["tid"]
     raw = request.query.get("status")
     if raw not in (Status.SUCCESS.value, Status.FAILED.value):
@@ -225,7 +225,7 @@ async def trigger_webhook(request: web.Request) -> web.Response:
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
+    if not raw:  # `?after=&limit=`, as a template pasted unfilled, means "not given"
         return default
     if not _BIGINT.match(raw) or not lo <= int(raw) <= hi:
         raise problems.validation(name, f"must be an integer from {lo} to {hi}")
@@ -244,7 +244,7 @@ async def dead_webhooks(request: web.Request) -> web.Response:
 
 
 async def unresolved_payments(request: web.Request) -> web.Response:
-    """GET /api/payment/unresolved?after=&limit=: payments whose outcome is not known."""
+    """GET /api/payments/unresolved?after=&limit=: payments whose outcome is not known."""
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     who = auth.caller(request)
@@ -275,15 +275,35 @@ async def health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+# Each resource path under /api/payments, and the seed's path that stays as its alias: the
+# same handler under both, so they answer exactly alike.
+RESOURCE_ROUTES = [
+    (web.post, "/api/payments", "/api/payment", create_payment),
+    (web.get, "/api/payments/unresolved", "/api/payment/unresolved", unresolved_payments),
+    (web.get, "/api/payments/{tid}", "/api/payment/transaction/{tid}", get_transaction),
+    (
+        web.get,
+        "/api/payments/{tid}/webhooks",
+        "/api/payment/transaction/{tid}/webhooks",
+        transaction_webhooks,
+    ),
+    (
+        web.post,
+        "/api/payments/{tid}/webhook-trigger",
+        "/api/payment/webhook/trigger/{tid}",
+        trigger_webhook,
+    ),
+]
+# The seed's path of each resource path.
+SEED_ALIASES = {path: seed for _, path, seed, _ in RESOURCE_ROUTES}
+
+
 def add_routes(app: web.Application) -> None:
-    """Mount the contract's routes."""
+    """Mount the contract's routes, each under its resource path and its seed alias."""
+    for route, path, seed, handler in RESOURCE_ROUTES:
+        app.add_routes([route(path, handler), route(seed, handler)])
     app.add_routes(
         [
-            web.post("/api/payment", create_payment),
-            web.get("/api/payment/transaction/{tid}", get_transaction),
-            web.get("/api/payment/transaction/{tid}/webhooks", transaction_webhooks),
-            web.post("/api/payment/webhook/trigger/{tid}", trigger_webhook),
-            web.get("/api/payment/unresolved", unresolved_payments),
             web.get("/api/webhooks/dead", dead_webhooks),
             web.post("/api/webhooks/{id}/redeliver", redeliver),
             web.get("/health", health),

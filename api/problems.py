@@ -153,14 +153,17 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        # aiohttp's 405 names the path's methods in its Allow header (RFC 9110 requires it).
+        allow = exc.headers.get("Allow", "") if exc.status == 405 else ""
         detail = {
             404: f"no such resource: {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
+            405: f"{request.method} is not allowed on {request.path}; allowed: "
+            + (", ".join(allow.split(",")) or "none"),
             413: "the request body is larger than this server accepts",
         }.get(exc.status, exc.text or exc.reason)
         problem = Problem(exc.status, exc.reason, detail)
-        if exc.status == 405 and "Allow" in exc.headers:
-            problem.headers["Allow"] = exc.headers["Allow"]
+        if allow:
+            problem.headers["Allow"] = allow
         return problem.response(request.path)
     except Exception:
         log.exception("api.unhandled_error", path=request.path, method=request.method)

@@ -24,7 +24,8 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 class RefundRequest(BaseModel):
     """POST /api/payments/{tid}/refunds: how much to give back, in minor units."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # An unknown member is refused, not ignored (a misspelt "reason" must not vanish).
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     # At most what any payment can hold; the payment's own remainder is checked by the engine.
     amount: int = Field(gt=0, le=2**62)

@@ -1,8 +1,8 @@
 """Operators' CLI for merchants and their API keys: `python -m engine.merchants ...`.
 
 `python -m engine.merchants create --mid M --name N [--mode test]` creates a merchant and its
-first key; `demo` does it once for `make run` and prints the key every time. What a key is and
-how it is stored: engine/keys.py.
+first key; `demo` does it once for `make run` and prints the key every time (a fresh one if
+the saved key was revoked or expired). What a key is and how it is stored: engine/keys.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from config import settings as config_settings
 from engine import db, devdb, logs, signing
-from engine.keys import Mode
+from engine.keys import Mode, key_hash, parse_key
 from engine.repository import Repository
 
 
@@ -81,6 +81,60 @@ async def _issue(
         await pool.close()
 
 
+DEMO_MID = "hamster_dummy_mid_001"
+
+
+async def _demo_key_state(url: str, settings: config_settings.Settings, demo: Any) -> str:
+    """Whether the saved demo key still works: "active", "revoked", "expired" or "unknown"."""
+    from engine.repository import Repository
+
+    key = demo.get("apiKey") if isinstance(demo, dict) else None
+    if not isinstance(key, str) or parse_key(key) != "test":
+        return "unknown"
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        found = await Repository(pool).authenticate(key_hash(settings.api_key_secret, key))
+    finally:
+        await pool.close()
+    if found is None or found.mid != DEMO_MID:
+        return "unknown"  # another database, or another ENGINE_API_KEY_SECRET
+    if found.active:
+        return "active"
+    return "revoked" if found.revoked_at is not None else "expired"
+
+
+def _demo(url: str, settings: config_settings.Settings) -> int:
+    """The demo merchant of `make run`: its saved key while it works, else a fresh one saved."""
+    # The demo key is kept in the data folder so `make run` can show it on every start.
+    saved = Path(settings.data_dir) / "demo-merchant.json"
+    state = "missing"
+    if saved.exists():
+        try:
+            demo = json.loads(saved.read_text())
+        except ValueError:
+            demo = None
+        # A reader of the README may have revoked or rolled it: a dead key is no demo.
+        state = asyncio.run(_demo_key_state(url, settings, demo))
+    if state != "active":
+        demo = asyncio.run(
+            _create(url, settings, DEMO_MID, "Demo merchant", "test", existing_ok=True)
+        )
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(demo, indent=2))
+        saved.chmod(0o600)
+    print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
+    if state not in ("active", "missing"):
+        print(f"  (a new key: the one saved in {saved} was {state})")
+    print(
+        f"  webhooks go to the operator's receiver {settings.default_webhook_url} until the "
+        "merchant registers its own endpoint (POST /api/webhook-endpoints)"
+    )
+    print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """CLI for operators: create a merchant (and its first key), or the demo merchant."""
     parser = argparse.ArgumentParser(prog="python -m engine.merchants")
@@ -117,26 +171,7 @@ def main(argv: list[str]) -> int:
     if args.command == "key":
         print(json.dumps(asyncio.run(_issue(url, settings, args.mid, args.mode))))
         return 0
-    # The demo key is kept in the data folder so `make run` can show it on every start.
-    saved = Path(settings.data_dir) / "demo-merchant.json"
-    if saved.exists():
-        demo = json.loads(saved.read_text())
-    else:
-        demo = asyncio.run(
-            _create(
-                url, settings, "hamster_dummy_mid_001", "Demo merchant", "test", existing_ok=True
-            )
-        )
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(demo, indent=2))
-        saved.chmod(0o600)
-    print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
-    print(
-        f"  webhooks go to the operator's receiver {settings.default_webhook_url} until the "
-        "merchant registers its own endpoint (POST /api/webhook-endpoints)"
-    )
-    print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
-    return 0
+    return _demo(url, settings)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 PAYMENTS_SETTLED = Counter(
     "engine_payments_settled_total",
-    "Payments that reached SUCCESS or FAILED (the success rate is their ratio)",
+    "Payments that reached SUCCESS or FAILED (the success rate is their ratio), by who settled"
+    " them: a provider (card, atom) or a person with the manual trigger (manual)",
     ["status", "provider"],
 )
 REFUNDS_SETTLED = Counter(
@@ -59,12 +60,56 @@ SIGNATURE_FAILURES = Counter(
 AUTH_FAILURES = Counter(
     "engine_auth_failures_total", "Requests refused for their API key", ["reason"]
 )
+CALLBACKS_REFUSED = Counter(
+    "engine_callbacks_refused_total",
+    "Provider callbacks refused (401): their signature failed, or they did not decrypt or parse",
+    ["provider", "reason"],
+)
 HTTP_SECONDS = Histogram(
     "engine_http_request_seconds",
     "Intake latency by route and status",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+
+# Every label value a counter can take that is known in advance. Each series exists at 0 from
+# the start: a rate() or an alert on a series that appears only at its first count misses it.
+KNOWN_LABELS: list[tuple[Counter, list[tuple[str, ...]]]] = [
+    (
+        PAYMENTS_SETTLED,
+        [(s, p) for s in ("SUCCESS", "FAILED") for p in ("card", "atom", "manual")],
+    ),
+    (REFUNDS_SETTLED, [("REFUNDED",), ("REFUND_FAILED",)]),
+    (
+        ERRORS,
+        [
+            (c,)
+            for c in (
+                "provider_unavailable",
+                "outcome_unknown",
+                "provider_rejected",
+                "unresolved",
+                "database_unavailable",
+                "internal",
+                "overloaded",
+            )
+        ],
+    ),
+    (WEBHOOK_ATTEMPTS, [("delivered",), ("failed",), ("dead",)]),
+    (SIGNATURE_FAILURES, [("atom",)]),
+    (AUTH_FAILURES, [(r,) for r in ("missing", "malformed", "unknown", "expired", "revoked")]),
+    (CALLBACKS_REFUSED, [("atom", "signature"), ("atom", "unreadable")]),
+]
+
+
+def _start_at_zero() -> None:
+    for counter, combinations in KNOWN_LABELS:
+        for labels in combinations:
+            counter.labels(*labels)  # makes the series, at 0
+
+
+_start_at_zero()
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import time
 
 import structlog
 
-from engine import errors
+from engine import errors, metrics
 from engine.models import Status
 from engine.repository import Repository
 
@@ -67,6 +67,7 @@ async def trigger(
         fail_reason = MANUAL_FAIL_REASON if status is Status.FAILED else None
         settled = await repo.settle_manual(tid, mid, status, approval_no, fail_reason, actor=actor)
         if settled is not None:
+            metrics.PAYMENTS_SETTLED.labels(status.value, "manual").inc()
             log.info("payment.settled", tid=tid, status=status.value, by=actor)
             return "settled"
         log.info("payment.manual_settle_lost_race", tid=tid)

@@ -17,7 +17,8 @@ def configure_logging(log_format: str, level: str = "info") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer()
+        # Colours only on a terminal: in a log file (supervisord's) or a pipe they are noise.
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     structlog.configure(
         processors=[
@@ -28,6 +29,7 @@ def configure_logging(log_format: str, level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         # Without it every call, even one filtered out, builds its logger anew: 4 % of the
         # simulator's CPU under load (py-spy). Safe here: this process configures once.
         cache_logger_on_first_use=True,

@@ -58,3 +58,31 @@ async def create_merchant(
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header of an API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+async def demo(env: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """Run `python -m engine.merchants demo` as `make run` does; its output and the saved file.
+
+    `env` names the database (DATABASE_URL) and the data folder (ENGINE_DATA_DIR).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine.merchants",
+        "demo",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_DEADLINE)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode(errors="replace")
+    saved: dict[str, Any] = json.loads(
+        (Path(env["ENGINE_DATA_DIR"]) / "demo-merchant.json").read_text()
+    )
+    return out.decode(), saved

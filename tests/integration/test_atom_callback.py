@@ -93,10 +93,16 @@ async def test_a_forged_callback_is_refused_counted_and_changes_nothing(
     forged = {"encData": atom_crypto.encrypt(key, json.dumps(answer).encode())}
     labels = {"provider": "atom"}
     before = REGISTRY.get_sample_value("engine_signature_failures_total", labels) or 0.0
+    refused = {"provider": "atom", "reason": "signature"}
+    refused_before = REGISTRY.get_sample_value("engine_callbacks_refused_total", refused)
     resp = await client.post(CALLBACK, json=forged, headers={"Authorization": ""})
     assert resp.status == 401, await resp.text()
     assert resp.headers["Content-Type"].startswith("application/problem+json")
     assert REGISTRY.get_sample_value("engine_signature_failures_total", labels) == before + 1
+    assert refused_before is not None  # listed at 0 before the first refusal
+    assert (
+        REGISTRY.get_sample_value("engine_callbacks_refused_total", refused) == refused_before + 1
+    )
     row = await pool.fetchrow("SELECT status FROM payment_processes WHERE tid = $1", tid)
     assert row["status"] == "PENDING"
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0

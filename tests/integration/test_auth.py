@@ -15,6 +15,7 @@ import string
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ from config.settings import Settings
 from engine import keys
 from engine.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
-from tests.merchant_cli import bearer, create_merchant
+from tests.merchant_cli import bearer, create_merchant, demo
 from tests.waiting import wait_until
 
 PAY = "/api/payment"
@@ -830,3 +831,65 @@ async def test_cli_issues_a_key_of_the_other_mode(
     assert [k["prefix"] for k in live_keys] == [live["prefix"]]
     # No merchant, no key.
     assert (await cli_key("nobody_here", "live"))[0] != 0
+
+
+async def test_cli_demo_keeps_a_working_key_and_replaces_a_dead_one(
+    client: Client,
+    repo: Repository,
+    database_url: str,
+    settings: Settings,
+    api_key: str,
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "SIM_"))}
+    env |= {
+        "DATABASE_URL": database_url,
+        "ENGINE_API_KEY_SECRET": settings.api_key_secret,
+        "ENGINE_DATA_DIR": str(tmp_path),
+    }
+    saved_file = tmp_path / "demo-merchant.json"
+
+    async def works(key: str) -> bool:
+        resp = await client.get(KEYS, headers=bearer(key))
+        return resp.status == 200
+
+    out, first = await demo(env)
+    assert first["mid"] == MID and KEY_RE.match(first["apiKey"]), first
+    assert f"API key {first['apiKey']}" in out and "a new key" not in out
+    assert await works(first["apiKey"])
+    assert saved_file.stat().st_mode & 0o777 == 0o600
+    # A working key is shown again, not replaced.
+    out, again = await demo(env)
+    assert again == first and f"API key {first['apiKey']}" in out
+
+    # The README's reader revoked it: the next `make run` issues and saves a fresh one.
+    async def key_id(prefix: str) -> int:
+        [found] = [k.id for k in await repo.api_keys(MID, "test") if k.prefix == prefix]
+        return found
+
+    # (MID is the demo merchant, and the client's own key is MID's too: it stays untouched.)
+    assert await repo.revoke_key(MID, "test", await key_id(first["prefix"])) is not None
+    out, second = await demo(env)
+    assert second["apiKey"] != first["apiKey"] and await works(second["apiKey"])
+    assert f"API key {second['apiKey']}" in out and "was revoked" in out, out
+
+    # Rolled with no grace: expired, replaced alike.
+    second_id = await key_id(second["prefix"])
+    rolled = await repo.roll_key(MID, "test", second_id, 0, settings.api_key_secret)
+    assert rolled is not None
+    out, third = await demo(env)
+    assert third["apiKey"] not in (first["apiKey"], second["apiKey"])
+    assert await works(third["apiKey"]) and "was expired" in out, out
+
+    # A key this database never issued (another database, or another secret), or a file that
+    # is not JSON: replaced too.
+    saved_file.write_text(json.dumps({**third, "apiKey": keys.new_key("test")}))
+    out, fourth = await demo(env)
+    assert await works(fourth["apiKey"]) and "was unknown" in out, out
+    saved_file.write_text("{not json")
+    out, fifth = await demo(env)
+    assert await works(fifth["apiKey"]) and "was unknown" in out, out
+    # The dead ones stay dead.
+    for dead in (first, second):
+        assert not await works(dead["apiKey"])
+    assert await works(api_key)

@@ -61,7 +61,7 @@ UNSTATEABLE = {("GET", "/api/payments"): frozenset({"cursor", "to", "maxAmount"}
 # state, not form, and the fuzzer's urls name none. Such a 422 is dropped only for a url the
 # registration itself would take by its form (api/endpoints.check_url), so a document that
 # allows a malformed url still fails the run.
-UNREGISTERED = (("POST", PAY), "webhookUrl")
+UNREGISTERED = ({("POST", "/api/payments"), ("POST", PAY)}, "webhookUrl")
 # An endpoint's url is registered only if its host resolves to public addresses: where a name
 # points is no part of its spelling (and the fuzzer's names resolve to nothing here). Refusals
 # of the url's form, which the document does state, are kept.
@@ -110,7 +110,7 @@ def filter_failure(
         return False
     if not isinstance(case.body, dict):
         return True
-    if (operation, fields) == (UNREGISTERED[0], {UNREGISTERED[1]}):
+    if operation in UNREGISTERED[0] and fields == {UNREGISTERED[1]}:
         return not _well_formed_url(case.body.get(UNREGISTERED[1]))
     return not all(_whole_float(case.body.get(f)) for f in fields)
 
@@ -674,6 +674,12 @@ def test_hook_drops_only_unregistered_urls_and_unresolvable_hosts() -> None:
     # Another field's 422 on that operation is kept.
     response.content = json.dumps({"errors": [{"field": "orderId", "message": "x"}]}).encode()
     assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    # The same on the resource path, of which PAY is the seed's alias.
+    case.operation.path = "/api/payments"
+    assert filter_failure(None, failure, case, response)  # type: ignore[arg-type]
+    response.content = json.dumps({"errors": [{"field": "webhookUrl", "message": "x"}]}).encode()
+    case.body = {**SEED_REQUEST, "webhookUrl": "https://shop.example/hooks"}
+    assert not filter_failure(None, failure, case, response)  # type: ignore[arg-type]
 
     # A registration refused for where its host points, not for its form.
     case.operation.path = "/api/webhook-endpoints"

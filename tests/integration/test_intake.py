@@ -330,6 +330,33 @@ async def test_invalid_field_is_422(
     assert body["errors"] and body["errors"][0]["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"curency": "USD"}, "curency"),
+        ({"idempotencyKey": "k"}, "idempotencyKey"),
+        ({"Amount": 5}, "Amount"),
+        ({"currency": "USD", "order_id": "O"}, "order_id"),
+    ],
+    ids=["misspelt-currency", "unknown", "wrong-case", "snake-case"],
+)
+async def test_unknown_top_level_field_is_422_naming_it(
+    client: Client, pool: asyncpg.Pool, changes: dict[str, Any], field: str
+) -> None:
+    # Stripe's rule: an unknown member is an error, never ignored. "curency" was charged as
+    # KRW while it was ignored.
+    body = await rejected(pool, await post(client, seed(**changes)), 422, field)
+    assert body["type"] == "/problems/validation-error"
+    assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_inside_echo_any_member_goes(client: Client, pool: asyncpg.Pool) -> None:
+    echo = {**SEED_ECHO, "curency": "USD", "anything": {"nested": [1, "two", None]}}
+    ack = await accepted(client, seed(echo=echo))
+    assert ack["echo"] == echo
+    assert await pool.fetchval("SELECT currency FROM payment_processes") == "KRW"
+
+
 async def test_amount_limit_comes_from_settings(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -436,6 +463,57 @@ async def test_wrong_method_is_405_problem(client: Client, pool: asyncpg.Pool) -
     resp = await client.get(TRIGGER.format(tid) + "?status=SUCCESS")
     await rejected(pool, resp, 405, before=before)
     assert (await pool.fetchval("SELECT status FROM payment_processes")) == "PENDING"
+
+
+async def test_every_405_names_the_allowed_methods(client: Client, pool: asyncpg.Pool) -> None:
+    tid = (await accepted(client, SEED_REQUEST))["transactionId"]
+    before = await snapshot(pool)
+    for method, path, allowed in [
+        ("POST", f"/api/payments/{tid}", {"GET", "HEAD"}),
+        ("DELETE", "/api/payments", {"GET", "HEAD", "POST"}),
+        ("PUT", PAY, {"POST"}),
+        ("GET", f"/api/payments/{tid}/webhook-trigger", {"POST"}),
+        ("PATCH", f"/api/payments/{tid}/refunds", {"GET", "HEAD", "POST"}),
+    ]:
+        resp = await client.request(method, path)
+        body = await rejected(pool, resp, 405, before=before)
+        assert set(resp.headers["Allow"].split(",")) == allowed, (path, resp.headers["Allow"])
+        named = set(body["detail"].split("allowed: ")[1].split(", "))
+        assert named == allowed, body
+        assert body["detail"].startswith(f"{method} is not allowed on {path}"), body
+
+
+async def test_resource_paths_and_the_seeds_aliases_answer_alike(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    # POST /api/payments pays (the seed's POST /api/payment is its alias), and each payment
+    # resource lives under /api/payments/{tid}.
+    resp = await client.post("/api/payments", json=SEED_REQUEST)
+    assert resp.status == 202, await resp.text()
+    tid = (await resp.json())["transactionId"]
+    replay = await client.post(PAY, json=SEED_REQUEST)
+    assert replay.status == 200 and (await replay.json())["transactionId"] == tid
+    assert await payment_rows(pool) == 1
+    for path, seed_path in [
+        (f"/api/payments/{tid}", LOOKUP.format(tid)),
+        (f"/api/payments/{tid}/webhooks", LOOKUP.format(tid) + "/webhooks"),
+        ("/api/payments/unresolved", "/api/payment/unresolved"),
+    ]:
+        new, old = await client.get(path), await client.get(seed_path)
+        assert (new.status, old.status) == (200, 200), (path, await new.text())
+        assert await new.json() == await old.json(), path
+    assert (await (await client.get(f"/api/payments/{tid}")).json())["status"] == "PENDING"
+    # The trigger under its resource path settles, and its seed path then resends.
+    resp = await client.post(f"/api/payments/{tid}/webhook-trigger?status=SUCCESS")
+    assert resp.status == 202 and (await resp.json())["action"] == "settled", await resp.text()
+    resp = await trigger(client, tid, "SUCCESS")
+    assert resp.status == 202 and (await resp.json())["action"] == "resent", await resp.text()
+    assert (await (await client.get(f"/api/payments/{tid}")).json())["status"] == "SUCCESS"
+    # Unknown ones are alike too.
+    for path in ("/api/payments/DUMMY_20260101_99999999", "/api/payments/nothing"):
+        await problem(await client.get(path), 404)
+    resp = await client.post(f"/api/payments/{tid}/webhook-trigger?status=MAYBE")
+    await problem(resp, 422, "status")
 
 
 def body_of_size(size: int) -> bytes:
@@ -966,6 +1044,32 @@ async def test_redeliver_non_dead_delivery_is_404(client: Client, pool: asyncpg.
     await rejected(pool, await client.post(REDELIVER.format(delivery["id"])), 404, before=before)
 
 
+async def test_empty_paging_values_mean_not_given(client: Client, pool: asyncpg.Pool) -> None:
+    # The README's `?after=&limit=` pasted as it stands: the defaults, not a 422.
+    await one_dead_letter(client, pool)
+    for path in (DEAD, "/api/payments/unresolved", "/api/payment/unresolved"):
+        plain = await client.get(path)
+        assert plain.status == 200, await plain.text()
+        for query in ("?after=&limit=", "?after=", "?limit=", "?after=0&limit="):
+            resp = await client.get(path + query)
+            assert resp.status == 200, (path, query, await resp.text())
+            assert await resp.json() == await plain.json(), (path, query)
+    tid = await pool.fetchval("SELECT tid FROM payment_processes")
+    hooks = await client.get(f"/api/payments/{tid}/webhooks?after=&limit=")
+    assert hooks.status == 200, await hooks.text()
+    assert len((await hooks.json())["deliveries"]) == 1
+    # Given, a value is still checked.
+    await problem(await client.get(DEAD + "?after=&limit=0"), 422, "limit")
+
+
+async def one_dead_letter(client: Client, pool: asyncpg.Pool) -> None:
+    """A payment settled by hand whose one delivery is made DEAD."""
+    tid = (await accepted(client, SEED_REQUEST))["transactionId"]
+    assert (await trigger(client, tid, "FAILED")).status == 202
+    await pool.execute("UPDATE webhook_deliveries SET status = 'DEAD'")
+    assert len((await (await client.get(DEAD)).json())["deliveries"]) == 1
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -973,7 +1077,7 @@ async def test_redeliver_non_dead_delivery_is_404(client: Client, pool: asyncpg.
         "limit=501",
         "limit=-1",
         "limit=abc",
-        "limit=",
+        "limit= ",
         "after=-1",
         "after=x",
         f"after={2**63}",

@@ -105,6 +105,42 @@ def test_amount_is_a_bounded_integer_from_settings(settings: Settings) -> None:
         assert not validator.is_valid({**SEED_REQUEST, "amount": bad}), bad
 
 
+def test_the_seeds_paths_are_documented_as_aliases(settings: Settings) -> None:
+    paths = openapi.document(settings)["paths"]
+    aliases = {
+        "/api/payment": "/api/payments",
+        "/api/payment/transaction/{tid}": "/api/payments/{tid}",
+        "/api/payment/transaction/{tid}/webhooks": "/api/payments/{tid}/webhooks",
+        "/api/payment/webhook/trigger/{tid}": "/api/payments/{tid}/webhook-trigger",
+        "/api/payment/unresolved": "/api/payments/unresolved",
+    }
+    for seed, path in aliases.items():
+        for method, alias in paths[seed].items():
+            operation = paths[path][method]
+            assert alias["operationId"] == operation["operationId"] + "SeedPath"
+            assert f"the same as {method.upper()} {path}" in alias["summary"]
+            assert (alias["responses"], alias.get("parameters")) == (
+                operation["responses"],
+                operation.get("parameters"),
+            )
+    # /api/payments both pays and lists.
+    assert set(paths["/api/payments"]) == {"get", "post"}
+
+
+def test_request_bodies_refuse_unknown_members(settings: Settings) -> None:
+    # As the handlers do (422 naming the member): a misspelt member is an error, not ignored.
+    doc = openapi.document(settings)
+    schemas = doc["components"]["schemas"]
+    requests = [name for name in schemas if name.endswith("Request")]
+    assert {"PaymentRequest", "RefundRequest", "EndpointRequest", "IssueRequest"} <= set(requests)
+    for name in requests:
+        assert schemas[name]["additionalProperties"] is False, name
+    pay = component(doc, "PaymentRequest")
+    assert not pay.is_valid({**SEED_REQUEST, "curency": "USD"})
+    # echo is the merchant's own JSON: any member goes there.
+    assert pay.is_valid({**SEED_REQUEST, "echo": {"curency": "USD", "x": [1]}})
+
+
 def test_every_route_is_documented(settings: Settings) -> None:
     app = create_app(settings)
     doc = openapi.document(settings)
@@ -287,7 +323,9 @@ def test_every_api_operation_needs_the_bearer_key(settings: Settings) -> None:
         if "403" in operation["responses"]
     }
     assert forbidden == {
+        ("post", "/api/payments"),
         ("post", "/api/payment"),
+        ("post", "/api/payments/{tid}/webhook-trigger"),
         ("post", "/api/payment/webhook/trigger/{tid}"),
         ("post", "/api/keys"),
     }

@@ -297,12 +297,16 @@ async def test_refund_bad_input_and_wrong_states_change_nothing(
         {"amount": 1, "reason": ""},
         {"amount": 2**70},
         {"amount": 1, "reason": "\x00"},
+        # An unknown member is refused, not ignored: "reson" must not lose the reason.
+        {"amount": 1, "reson": "damaged"},
     ]
     for bad in bad_bodies:
         resp = await client.post(
             f"/api/payments/{pending}/refunds", json=bad, headers={"Idempotency-Key": "x"}
         )
         assert resp.status == 422, bad
+        if "reson" in bad:
+            assert (await resp.json())["field"] == "reson"
     not_captured = await _refund(client, pending, 1, "pending")
     assert not_captured.status == 409
     assert (await not_captured.json())["currentStatus"] == "PENDING"
