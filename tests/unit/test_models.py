@@ -57,7 +57,7 @@ def nested(levels: int, leaf: Any = None) -> Any:
 
 
 def test_seed_request_is_valid() -> None:
-    req = validate(request(extraTopLevel="ignored"))
+    req = validate(request())
     assert req.user_public_id == "USR_123"
     assert req.order_id == "ORD_456"
     assert req.amount == 10000 and type(req.amount) is int
@@ -67,6 +67,10 @@ def test_seed_request_is_valid() -> None:
     # echo.mid is only checked against the API key's merchant; the model keeps it in echo.
     assert req.echo["mid"] == "hamster_dummy_mid_001"
     assert req.provider == "card" and req.order_name is None
+    # An unknown top-level member is refused, not ignored ("curency" must not charge KRW).
+    with pytest.raises(ValidationError) as refused:
+        validate(request(extraTopLevel="ignored"))
+    assert refused.value.errors()[0]["loc"] == ("extraTopLevel",)
 
 
 def test_defaults_when_echo_has_no_mid() -> None:
