@@ -36,8 +36,12 @@ def webhook_secret_key(secret: str) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=4096)
 def normal_host(host: str) -> str:
-    """Lower case, no brackets or trailing dot; an IP address in its canonical spelling."""
+    """Lower case, no brackets or trailing dot; an IP address in its canonical spelling.
+
+    Remembered: the worker asks this for every webhook attempt, of the same few hosts.
+    """
     host = host.strip().strip("[]").rstrip(".").lower()
     try:
         return str(ipaddress.ip_address(host))

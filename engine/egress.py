@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -180,8 +181,8 @@ async def _resolve(host: str, port: int, family: int, timeout: float) -> list[An
     return infos
 
 
-async def check_url(url: str, policy: Policy) -> Destination:
-    """Check `url` against `policy`, resolving its host; EgressRefused(reason) if refused."""
+def _host_port(url: str, policy: Policy) -> tuple[str, int]:
+    """The host and port of `url`, if its form passes `policy`; EgressRefused otherwise."""
     try:
         parsed = yarl.URL(url)
         host, port = parsed.raw_host, parsed.port
@@ -193,14 +194,36 @@ async def check_url(url: str, policy: Policy) -> Destination:
         raise EgressRefused("https_required", parsed.scheme)
     if not host or port is None:
         raise EgressRefused("invalid_url", "no host")
+    return host, port
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_verdict(url: str, policy: Policy) -> Destination | None:
+    """The verdict on a url whose host is an address, or None if it names a host.
+
+    An address needs no lookup, so its verdict cannot change and is remembered (the worker
+    checks before every attempt). A refusal raises and is not remembered.
+    """
+    host, port = _host_port(url, policy)
     try:
         # An address in canonical spelling needs no lookup (and aiohttp does none for it).
-        addresses: tuple[str, ...] = (str(ipaddress.ip_address(host.split("%", 1)[0])),)
+        addresses = (str(ipaddress.ip_address(host.split("%", 1)[0])),)
     except ValueError:
-        # Anything else, legacy spellings like 127.1 or 0x7f.0.0.1 included, is resolved
-        # the way the socket layer would, and the answer checked.
-        infos = await _resolve(host, port, socket.AF_UNSPEC, policy.resolve_timeout)
-        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+        return None
+    _check_addresses(policy, host, port, addresses)
+    return Destination(url, host, port, addresses, policy.allows(host, port))
+
+
+async def check_url(url: str, policy: Policy) -> Destination:
+    """Check `url` against `policy`, resolving its host; EgressRefused(reason) if refused."""
+    known = _address_verdict(url, policy)
+    if known is not None:
+        return known
+    # A name, legacy spellings like 127.1 or 0x7f.0.0.1 included, is resolved the way the
+    # socket layer would, every time (DNS answers change), and the answer checked.
+    host, port = _host_port(url, policy)
+    infos = await _resolve(host, port, socket.AF_UNSPEC, policy.resolve_timeout)
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     _check_addresses(policy, host, port, addresses)
     return Destination(url, host, port, addresses, policy.allows(host, port))
 

@@ -27,7 +27,8 @@ def escape(text: str) -> str:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return escape(value)
+        # Nearly every string is clean: searching is cheaper than substituting.
+        return escape(value) if _CONTROL.search(value) else value
     if isinstance(value, dict):
         return {_clean(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -39,7 +40,14 @@ def escape_controls(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: escape control characters in every string, keys included."""
-    return {_clean(k): _clean(v) for k, v in event.items()}
+    return {
+        # Numbers, None and booleans (most values) pass as they are, without a call.
+        _clean(k): v if v is None or type(v) in _PLAIN else _clean(v)
+        for k, v in event.items()
+    }
+
+
+_PLAIN = (int, float, bool)
 
 
 def processors(fmt: str = "console", colors: bool = False) -> list[structlog.typing.Processor]:
