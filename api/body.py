@@ -9,9 +9,10 @@ that does not decode as its Content-Encoding says (400), one that is not strict 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from api import models, problems
 from config.settings import Settings
@@ -21,6 +22,8 @@ ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 
 # A marker: the route needs a body (no empty body allowed).
 _REQUIRED: Any = object()
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _unsupported(field: str, detail: str) -> problems.Problem:
@@ -100,3 +103,19 @@ async def read_json(request: web.Request, settings: Settings, *, empty: Any = _R
             return empty
         check_type(request)
     return models.parse_json(raw)
+
+
+async def read_model(
+    request: web.Request, settings: Settings, model: type[M], *, empty: Any = _REQUIRED
+) -> M:
+    """The body as a JSON object validated by `model`; 422 naming the first failing field."""
+    data = await read_json(request, settings, empty=empty)
+    if not isinstance(data, dict):
+        raise problems.validation("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise problems.validation(
+            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
+        ) from None

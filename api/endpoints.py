@@ -19,6 +19,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, 
 
 from api import auth, models, problems, responses, state
 from api import body as request_body
+from api.body import M
 from engine import egress, errors, signing, webhooks
 from engine.errors import WebhookRetryable
 from engine.models import Delivery, Endpoint
@@ -64,21 +65,11 @@ def endpoint_body(e: Endpoint) -> dict[str, Any]:
     }
 
 
-async def _body(request: web.Request, model: type[BaseModel], *, empty_ok: bool) -> Any:
+async def _body(request: web.Request, model: type[M], *, empty_ok: bool) -> M:
     settings = request.app[state.SETTINGS]
     if empty_ok:
-        data = await request_body.read_json(request, settings, empty={})
-    else:
-        data = await request_body.read_json(request, settings)
-    if not isinstance(data, dict):
-        raise problems.validation("body", "must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise problems.validation(
-            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
-        ) from None
+        return await request_body.read_model(request, settings, model, empty={})
+    return await request_body.read_model(request, settings, model)
 
 
 def check_url(url: str) -> str:

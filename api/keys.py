@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import auth, body, problems, state
+from api.body import M
 from engine.keys import IssuedKey
 from engine.models import ApiKeyInfo
 
@@ -63,16 +64,8 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
-async def _body(request: web.Request, model: type[BaseModel]) -> Any:
-    data = await body.read_json(request, request.app[state.SETTINGS], empty={})
-    if not isinstance(data, dict):
-        raise problems.validation("body", "must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise problems.validation(field, err["msg"]) from None
+async def _body(request: web.Request, model: type[M]) -> M:
+    return await body.read_model(request, request.app[state.SETTINGS], model, empty={})
 
 
 def _key_id(request: web.Request) -> int:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from api import auth, models, problems, state
+from api import auth, models, problems, responses, state
 from api import body as request_body  # `body` is the response's name below
 from engine import errors, intake, trigger
 from engine.models import DeliveryRecord, NewPayment, Payment, Status
@@ -21,18 +19,6 @@ _TID = re.compile(r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$")
 _BIGINT = re.compile(r"^[0-9]{1,19}$")
 _MAX_BIGINT = 2**63 - 1
 _MAX_PAGE = 500
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        content_type="application/json",
-    )
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -69,9 +55,9 @@ def lookup(p: Payment) -> dict[str, Any]:
         "status": p.status.value,
         "approvalNo": p.approval_no,
         "failReason": p.fail_reason,
-        "requestedAt": _iso(p.requested_at),
-        "processedAt": _iso(p.processed_at),
-        "webhookSentAt": _iso(p.webhook_sent_at),
+        "requestedAt": responses.iso(p.requested_at),
+        "processedAt": responses.iso(p.processed_at),
+        "webhookSentAt": responses.iso(p.webhook_sent_at),
         "webhookResponseCode": p.webhook_response_code,
         "refundedAmount": p.refunded_amount,
     }
@@ -80,9 +66,11 @@ def lookup(p: Payment) -> dict[str, Any]:
 def _unresolved(p: Payment) -> dict[str, Any]:
     return lookup(p) | {
         "reason": p.unresolved_reason,
-        "outcomeUnknownSince": _iso(p.outcome_unknown_since),
+        "outcomeUnknownSince": responses.iso(p.outcome_unknown_since),
         "attempts": p.attempts,
-        "nextAttemptAt": _iso(p.next_attempt_at) if p.next_attempt_at.year < 9999 else None,
+        "nextAttemptAt": responses.iso(p.next_attempt_at)
+        if p.next_attempt_at.year < 9999
+        else None,
     }
 
 
@@ -97,8 +85,8 @@ def _delivery(d: DeliveryRecord) -> dict[str, Any]:
         "attempts": d.attempts,
         "lastResponseCode": d.last_response_code,
         "lastError": d.last_error,
-        "createdAt": _iso(d.created_at),
-        "deliveredAt": _iso(d.delivered_at),
+        "createdAt": responses.iso(d.created_at),
+        "deliveredAt": responses.iso(d.delivered_at),
     }
 
 
@@ -163,13 +151,13 @@ async def create_payment(request: web.Request) -> web.Response:
         request.app[state.WAKERS].payments.poke()
         # The seed's 202 echoes what was sent, key order included.
         body["echo"] = req.echo
-    return _json(body, 202 if accepted.created else 200)
+    return responses.json_response(body, 202 if accepted.created else 200)
 
 
 async def get_transaction(request: web.Request) -> web.Response:
     """GET /api/payments/{tid} (or /api/payment/transaction/{tid}): the seed's lookup body."""
     payment = await payment_in_path(request)
-    return _json(lookup(payment))
+    return responses.json_response(lookup(payment))
 
 
 async def payment_in_path(request: web.Request) -> Payment:
@@ -190,7 +178,7 @@ async def transaction_webhooks(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     deliveries = await request.app[state.REPO].deliveries_of(payment.id, after, limit)
-    return _json(
+    return responses.json_response(
         {
             "tid": tid,
             "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries],
@@ -220,7 +208,9 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         resend_window_seconds=settings.webhook_resend_window_seconds,
     )
     request.app[state.WAKERS].webhooks.poke()
-    return _json({"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202)
+    return responses.json_response(
+        {"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202
+    )
 
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -240,7 +230,7 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     dead = await request.app[state.REPO].dead_deliveries(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
     body["next"] = dead[-1].id if len(dead) == limit else None
-    return _json(body)
+    return responses.json_response(body)
 
 
 async def unresolved_payments(request: web.Request) -> web.Response:
@@ -251,7 +241,7 @@ async def unresolved_payments(request: web.Request) -> web.Response:
     rows = await request.app[state.REPO].unresolved(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
     body["next"] = rows[-1].id if len(rows) == limit else None
-    return _json(body)
+    return responses.json_response(body)
 
 
 async def redeliver(request: web.Request) -> web.Response:
@@ -262,7 +252,7 @@ async def redeliver(request: web.Request) -> web.Response:
     who = auth.caller(request)
     if not await request.app[state.REPO].redeliver(int(raw), who.mid, who.mode):
         raise errors.DeliveryNotFound(int(raw))
-    return _json({"id": int(raw), "status": "PENDING"}, 202)
+    return responses.json_response({"id": int(raw), "status": "PENDING"}, 202)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -272,7 +262,7 @@ async def health(request: web.Request) -> web.Response:
         await repo.pool.fetchval("SELECT 1")
     except Exception as exc:
         raise errors.DatabaseUnavailable() from exc
-    return _json({"ok": True})
+    return responses.json_response({"ok": True})
 
 
 # Each resource path under /api/payments, and the seed's path that stays as its alias: the
