@@ -24,8 +24,8 @@ SUPERVISOR := $(RUN_DIR)/supervisor
 # Webhooks may reach loopback only on the allow-list: here the simulator's merchant receiver.
 run: ENGINE_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1:8082
 run: $(STAMP)
-	$(PY) -m engine.devdb start
-	$(PY) -m engine.merchants demo
+	$(PY) -m engine.commands.db start
+	$(PY) -m engine.commands.merchants demo
 	rm -rf $(RUN_DIR)/metrics $(SUPERVISOR) && mkdir -p $(RUN_DIR)/metrics $(SUPERVISOR)
 	cp deploy/supervisord-dev.conf $(SUPERVISOR)/supervisord.conf
 	$(VENV)/bin/honcho -f Procfile export -t deploy/honcho -a hamster -l - -u $$(id -u) \
@@ -57,7 +57,7 @@ lint: $(STAMP)
 
 ## stop-db: stop the embedded PostgreSQL that `make run` left running (data is kept)
 stop-db: $(STAMP)
-	$(PY) -m engine.devdb stop
+	$(PY) -m engine.commands.db stop
 
 clean:
 	rm -rf $(VENV)

@@ -8,8 +8,9 @@ import signal
 import structlog
 from aiohttp import web
 
-from api import observability, server
+from api import server
 from api.app import create_app
+from api.ops import observability
 from config import settings as config_settings
 from engine import logs
 from engine import loop as event_loop

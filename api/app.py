@@ -9,22 +9,17 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import (
-    auth,
-    callbacks,
-    endpoints,
-    history,
-    keys,
-    observability,
-    openapi,
-    payments,
-    problems,
-    refunds,
-    state,
-)
+from api import auth, problems, state
+from api.merchant import endpoints, history, keys, payments, refunds
+from api.ops import observability, openapi
+from api.public import callbacks
 from config.settings import Settings
-from engine import db, devdb, egress, ids, intake, wakeup
-from engine.repository import Repository
+from engine import ids
+from engine.payments import intake
+from engine.store import db, devdb
+from engine.store.repository import Repository
+from engine.webhooks import egress
+from engine.worker import wakeup
 
 log = structlog.get_logger()
 

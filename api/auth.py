@@ -23,9 +23,10 @@ from aiohttp.typedefs import Middleware
 
 from api import problems
 from api.problems import Handler
-from engine import keys, metrics
+from engine import metrics
+from engine.merchants import keys
 from engine.models import AuthKey
-from engine.repository import Repository
+from engine.store.repository import Repository
 
 log = structlog.get_logger()
 

@@ -6,8 +6,10 @@ import aiohttp
 from aiohttp import web
 
 from config.settings import Settings
-from engine import ids, intake, wakeup
-from engine.repository import Repository
+from engine import ids
+from engine.payments import intake
+from engine.store.repository import Repository
+from engine.worker import wakeup
 
 SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", Repository)

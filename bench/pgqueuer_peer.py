@@ -34,10 +34,11 @@ import aiohttp
 import asyncpg
 
 from config.settings import DEV_WEBHOOK_SECRET
-from engine import egress, webhooks
 from engine import loop as event_loop
-from engine.acquirer import AcquirerClient
 from engine.models import Claimed, Delivery
+from engine.providers.acquirer import AcquirerClient
+from engine.webhooks import delivery as webhooks
+from engine.webhooks import egress
 
 ENTRYPOINT = "bench_noop"
 CALLS_ENTRYPOINT = "bench_calls"

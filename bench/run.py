@@ -32,8 +32,9 @@ from bench import loadgen, machine, pgqueuer_peer, sql
 from bench.report import Row, Table, median, summarize_pyspy
 from bench.system import Postgres, System, make_run_dir, with_database
 from config.settings import Settings
-from engine import db, logs
-from engine.queries import QUERIES
+from engine import logs
+from engine.store import db
+from engine.store.queries import QUERIES
 
 MID = "bench_mid"
 PHASES = ("intake", "drain", "peer", "e2e", "scale", "soak")

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
-from engine import db, devdb
+from engine.store import db, devdb
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "engine_bench"
@@ -305,11 +305,11 @@ class System:
         return "\n".join(out[-6:])
 
     async def create_merchant(self, mid: str) -> str:
-        """`python -m engine.merchants create`: the API key the load generators send."""
+        """`python -m engine.commands.merchants create`: the API key the load generators send."""
         args = [
             sys.executable,
             "-m",
-            "engine.merchants",
+            "engine.commands.merchants",
             "create",
             "--mid",
             mid,

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # A payment whose outcome stays unknown this long is shown as UNRESOLVED (still inquired).
     unresolved_after_seconds: float = Field(default=600.0, gt=0)
 
-    # --- the Atom provider (payments with provider 'atom'; protocol in engine/atom_crypto.py) ---
+    # --- the Atom provider (provider 'atom'; protocol in engine/providers/atom_crypto.py) ---
     atom_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8082/atom")
     # DEV ONLY, public in this repository: the simulator's defaults (SIM_ATOM_*), so `make run`
     # works. Set every ENGINE_ATOM_* credential to what Atom issued outside development.
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # simulator's 127.0.0.1:8082.
     webhook_allowed_hosts: str = ""
     webhook_batch_size: int = Field(default=50, ge=1, le=10_000)
-    # Signs deliveries to urls with no registered endpoint (`python -m engine.endpoints`);
+    # Signs deliveries to urls with no registered endpoint (`python -m engine.commands.endpoints`);
     # The server secret API keys are hashed with (HMAC-SHA256). Changing it invalidates every
     # key. The default is public and for development only: set your own in production.
     api_key_secret: str = Field(default=DEV_API_KEY_SECRET, min_length=16)

@@ -1,7 +1,8 @@
 """Fake Atom gateway: encrypted, signed AUTH, STATUS and refund calls, idempotent ledgers, faults.
 
-Speaks the protocol described in engine/atom_crypto.py, implemented here on its own (stdlib
-PBKDF2 and hand-written padding) so that a mistake on one side shows up as a mismatch instead of
+Speaks the protocol described in engine/providers/atom_crypto.py, implemented here on its own
+(stdlib PBKDF2 and hand-written padding) so that a mistake on one side shows up as a mismatch
+instead of
 being shared. The merchTxnId is the idempotency reference: it is decided once, by the card
 acquirer's seeded rule, and every later AUTH or STATUS gets the stored answer.
 

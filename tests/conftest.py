@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from config.settings import Settings
-from engine import db, devdb
-from engine.repository import Repository
+from engine.store import db, devdb
+from engine.store.repository import Repository
 from simulator import SimulatorSettings, running
 from simulator.server import SimulatorHandle
 

@@ -1,4 +1,4 @@
-"""Creating a merchant the way an operator does: `python -m engine.merchants create`, a process."""
+"""Creating a merchant the way an operator does: `python -m engine.commands.merchants create`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def create_merchant(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "engine.merchants",
+        "engine.commands.merchants",
         "create",
         "--mid",
         mid,
@@ -61,14 +61,14 @@ def bearer(key: str) -> dict[str, str]:
 
 
 async def demo(env: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """Run `python -m engine.merchants demo` as `make run` does; its output and the saved file.
+    """Run `python -m engine.commands.merchants demo` as `make run` does; its output and file.
 
     `env` names the database (DATABASE_URL) and the data folder (ENGINE_DATA_DIR).
     """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "engine.merchants",
+        "engine.commands.merchants",
         "demo",
         cwd=ROOT,
         env=env,

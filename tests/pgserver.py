@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine import devdb
+from engine.store import devdb
 
 
 class OwnServer:

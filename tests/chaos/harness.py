@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from engine import db
+from engine.store import db
 from tests.chaos import checks
 from tests.merchant_cli import bearer, create_merchant
 from tests.pgserver import OwnServer

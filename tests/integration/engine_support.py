@@ -8,10 +8,10 @@ import aiohttp
 import asyncpg
 
 from config.settings import Settings
-from engine import trigger
 from engine.ids import Snowflake
 from engine.models import Status
-from engine.repository import Repository
+from engine.payments import trigger
+from engine.store.repository import Repository
 from simulator.server import SimulatorHandle
 
 # Node 1 is what the intake app draws first from snowflake_node_seq; keep clear of it.

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from config.settings import Settings
-from engine import atom_crypto
 from engine.models import Claimed
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.providers import atom_crypto
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import tuned

@@ -1,7 +1,7 @@
 """The Atom provider end to end: engine worker, real PostgreSQL, the simulator's Atom endpoint.
 
-The simulator's endpoint is written separately from engine/atom.py, so a payment settling here
-means both sides agree on keys, encryption, signatures and fields.
+The simulator's endpoint is written separately from engine/providers/atom.py, so a payment
+settling here means both sides agree on keys, encryption, signatures and fields.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from config.settings import Settings
-from engine.atom_crypto import AtomProtocolError, AtomSignatureError
 from engine.models import Status
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.providers.atom_crypto import AtomProtocolError, AtomSignatureError
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.acquirer import DECLINE_REASONS
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import insert_payments, tuned

@@ -1,8 +1,8 @@
 """Refunds of Atom payments end to end: the API, a worker, PostgreSQL and the simulated Atom.
 
 Payments are taken with "provider": "atom" and charged at the simulator's Atom endpoint, which is
-written separately from engine/atom.py; refunds are then asked for through the API and settled
-by a worker's refund pass, so both sides must agree on the refund protocol too.
+written separately from engine/providers/atom.py; refunds are then asked for through the API
+and settled by a worker's refund pass, so both sides must agree on the refund protocol too.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from config.settings import Settings
-from engine.atom import AtomProvider, credentials, seal_refund_request
-from engine.atom_crypto import (
+from engine.models import ClaimedRefund
+from engine.providers.atom import AtomProvider, credentials, seal_refund_request
+from engine.providers.atom_crypto import (
     TXN_REFUND,
     derive_key,
     encrypt,
     refund_response_signature,
 )
-from engine.models import ClaimedRefund
-from engine.provider import ProviderRejected, ProviderUnavailable
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.providers.protocol import ProviderRejected, ProviderUnavailable
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import tuned

@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestClient
 from api import auth
 from api.auth import PUBLIC
 from config.settings import Settings
-from engine import keys
-from engine.repository import Repository
+from engine.merchants import keys
+from engine.store.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 from tests.merchant_cli import bearer, create_merchant, demo
 from tests.waiting import wait_until
@@ -806,7 +806,7 @@ async def test_cli_issues_a_key_of_the_other_mode(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.merchants",
+            "engine.commands.merchants",
             "key",
             "--mid",
             mid,

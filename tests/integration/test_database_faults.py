@@ -13,9 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from config.settings import Settings
-from engine import db, errors
-from engine.repository import Repository
-from engine.worker import Worker
+from engine import errors
+from engine.store import db
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 from tests.pgserver import OwnServer

@@ -10,13 +10,14 @@ import asyncpg
 import pytest
 
 from config.settings import Settings
-from engine import claim, db
-from engine.acquirer import AcquirerClient
 from engine.errors import StateConflict
 from engine.models import Claimed, Outcome, Status
-from engine.provider import ProviderUnavailable
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.payments import claim
+from engine.providers.acquirer import AcquirerClient
+from engine.providers.protocol import ProviderUnavailable
+from engine.store import db
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import (
     FINAL,

@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine.repository import Delivered, Repository
-from engine.worker import Worker
+from engine.store.repository import Delivered, Repository
+from engine.worker.process import Worker
 from simulator.acquirer import DECLINE_REASONS
 from simulator.merchant import MERCHANT_STATE
 from simulator.server import SimulatorHandle

@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import claim
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.payments import claim
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import (

@@ -7,9 +7,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import signing
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.webhooks import signing
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 

@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestClient
 
 from api import state
 from config.settings import Settings
-from engine import errors, ids, intake
+from engine import errors, ids
 from engine.models import NewPayment, Payment
-from engine.repository import Repository
+from engine.payments import intake
+from engine.store.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 
 Client = TestClient[Any, Any]

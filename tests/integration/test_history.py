@@ -20,11 +20,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import keys
+from engine.merchants import keys
 from engine.models import HistoryFilter, HistoryKey, HistoryKind
-from engine.queries import QUERIES as Q
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.queries import QUERIES as Q
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 from tests.integration.engine_support import acquirer_config

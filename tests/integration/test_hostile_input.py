@@ -27,10 +27,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from api import endpoints, openapi, problems, server
+from api import problems, server
 from api.app import create_app
+from api.merchant import endpoints
+from api.ops import openapi
 from config.settings import Settings
-from engine.repository import Repository
+from engine.store.repository import Repository
 from tests.conftest import MID, SEED_REQUEST
 from tests.integration.engine_support import tuned
 from tests.integration.test_openapi import component
@@ -50,8 +52,8 @@ SCHEMATHESIS_DEADLINE = 100.0
 
 
 # Left out of the fuzz run, each for a reason that is a known bug, not a test premise:
-# createRefund answers 500 for an `amount` of 2**63 or more (api/refunds.py bounds it nowhere,
-# and the bigint parameter overflows in asyncpg). Take it out of here once that is a 422.
+# createRefund answers 500 for an `amount` of 2**63 or more (api/merchant/refunds.py bounds it
+# nowhere, and the bigint parameter overflows in asyncpg). Take it out of here once that is a 422.
 UNFUZZED: frozenset[str] = frozenset()
 # 422s of schema-valid data that no JSON Schema keyword can rule out, by operation: a history
 # cursor is valid only as the server signed it, and `to` / `maxAmount` must not fall below

@@ -20,9 +20,9 @@ from pytest_aiohttp import AiohttpClient
 
 from api.app import create_app
 from config.settings import Settings
-from engine import signing
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.webhooks import signing
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 from tests.waiting import wait_until

@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from engine import metrics
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
 

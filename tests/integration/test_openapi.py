@@ -18,11 +18,12 @@ from pytest_aiohttp import AiohttpClient
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from api import history, openapi
 from api.app import create_app
 from api.auth import PUBLIC
+from api.merchant import history
+from api.ops import openapi
 from config.settings import Settings
-from engine.repository import Repository
+from engine.store.repository import Repository
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 

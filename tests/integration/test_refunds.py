@@ -12,8 +12,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import tuned

@@ -13,9 +13,9 @@ import asyncpg
 from aiohttp import web
 
 from config.settings import Settings
-from engine.provider import registry_key
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.providers.protocol import registry_key
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import insert_payments, tuned
 from tests.waiting import wait_until
@@ -256,7 +256,7 @@ async def test_a_reaped_payment_is_inquired_before_it_is_charged_again(
     charged = await dead.providers[registry_key("test", "card")].authorize(held)
 
     async def reaped() -> bool:
-        from engine import claim
+        from engine.payments import claim
 
         return await claim.reap(repo) == 1
 

@@ -8,8 +8,8 @@ import aiohttp
 import asyncpg
 
 from config.settings import Settings
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import insert_payments, merchant_faults, tuned
 from tests.waiting import wait_until

@@ -22,11 +22,11 @@ from aiohttp.test_utils import TestClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from config.settings import DEV_WEBHOOK_SECRET, Settings
-from engine import signing
 from engine.errors import DatabaseUnavailable
 from engine.models import Status
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.webhooks import signing
+from engine.worker.process import Worker
 from simulator.merchant import MERCHANT_STATE
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
@@ -345,7 +345,7 @@ async def test_endpoints_cli_adds_and_rolls(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.endpoints",
+            "engine.commands.endpoints",
             *args,
             env=env,
             stdout=asyncio.subprocess.PIPE,

@@ -29,8 +29,9 @@ from pytest_aiohttp import AiohttpClient
 from api import auth, server
 from api.app import create_app
 from config.settings import Settings
-from engine import atom_crypto, logs, money
-from engine.worker import Worker
+from engine import logs, money
+from engine.providers import atom_crypto
+from engine.worker.process import Worker
 from tests.conftest import SEED_REQUEST
 from tests.integration.engine_support import tuned
 from tests.waiting import wait_until

@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine import egress, signing
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.webhooks import egress, signing
+from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.integration.engine_support import MID, insert_payments, tuned
 from tests.waiting import wait_until

@@ -23,10 +23,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.app import create_app
 from config.settings import Settings
-from engine import signing
 from engine.models import Status
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.store.repository import Repository
+from engine.webhooks import signing
+from engine.worker.process import Worker
 from simulator.merchant import MERCHANT_STATE
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST

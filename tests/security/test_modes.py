@@ -25,11 +25,11 @@ from pytest_aiohttp import AiohttpClient
 
 from api.app import create_app
 from config.settings import Settings
-from engine import atom, atom_crypto
-from engine.atom_crypto import AtomCredentials
 from engine.models import Outcome, Status
-from engine.repository import Repository
-from engine.worker import Worker
+from engine.providers import atom, atom_crypto
+from engine.providers.atom_crypto import AtomCredentials
+from engine.store.repository import Repository
+from engine.worker.process import Worker
 from simulator import SimulatorSettings, running
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST

@@ -128,7 +128,7 @@ def test_production_refuses_to_start_naming_the_setting(
 def test_the_message_names_every_unsafe_setting_at_once() -> None:
     # An operator CLI, too: it reads the same settings.
     done = _start(
-        "engine.merchants",
+        "engine.commands.merchants",
         {"ENGINE_WEBHOOK_SECRET": None, "DATABASE_URL": None, "ENGINE_ATOM_PASSWORD": None},
         "demo",
     )

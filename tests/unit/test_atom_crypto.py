@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from engine import atom, atom_crypto
-from engine.atom_crypto import AtomCredentials, AtomCryptoError, AtomProtocolError
 from engine.models import Status
+from engine.providers import atom, atom_crypto
+from engine.providers.atom_crypto import AtomCredentials, AtomCryptoError, AtomProtocolError
 from simulator import atom as sim_atom
 
 REQ_ENC_KEY = "0F1E2D3C4B5A69788796A5B4C3D2E1F0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.worker import Doorbell
+from engine.worker.process import Doorbell
 from tests.waiting import wait_until
 
 

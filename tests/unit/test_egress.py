@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import Settings
-from engine import backoff, egress
+from engine import backoff
+from engine.webhooks import egress
 
 OPEN = egress.Policy()
 

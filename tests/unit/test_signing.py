@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import DEV_WEBHOOK_SECRET, Settings
-from engine import signing
+from engine.webhooks import signing
 from simulator import signatures
 
 KEY = bytes(range(32))

@@ -1,0 +1,272 @@
+"""A merchant's own webhook endpoints: register, list, roll the secret, delete, send a test.
+
+An endpoint belongs to one merchant in one mode (that of the key that registered it), and its
+secret is made here and shown once. Deliveries are signed with the secrets of the endpoint
+the payment names, never looked up by url, so no merchant can have its webhooks signed with
+another's secret, and the operator's default secret is never a merchant's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from secrets import token_hex
+from typing import Any
+
+from aiohttp import web
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from api import auth, models, problems, responses, state
+from api import body as request_body
+from api.body import M
+from engine import errors
+from engine.errors import WebhookRetryable
+from engine.models import Delivery, Endpoint
+from engine.webhooks import delivery as webhooks
+from engine.webhooks import egress, signing
+
+# A roll's grace period: how long the old secret keeps signing too (at most 7 days).
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+_ID = re.compile(r"^[0-9]{1,18}$")
+# Printable ASCII without spaces: what a URL on the wire is. Anything else is refused rather
+# than normalised, since a payment's webhookUrl must match it exactly.
+_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
+
+
+class EndpointRequest(BaseModel):
+    """POST /api/webhook-endpoints."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    url: str = Field(min_length=1, max_length=2048)
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        # Free text like an order name: storable, and no control characters (they reach logs).
+        return None if value is None else models.check_text(value)
+
+
+class RollRequest(BaseModel):
+    """POST /api/webhook-endpoints/{id}/roll: the old secret signs `graceSeconds` more."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    grace_seconds: int = Field(default=0, alias="graceSeconds", ge=0, le=MAX_GRACE_SECONDS)
+
+
+def endpoint_body(e: Endpoint) -> dict[str, Any]:
+    """An endpoint as the API shows it: never its secrets."""
+    return {
+        "id": e.id,
+        "url": e.url,
+        "description": e.description,
+        "mode": e.mode,
+        "createdAt": responses.iso(e.created_at),
+        "activeSecrets": e.active_secrets,
+    }
+
+
+async def _body(request: web.Request, model: type[M], *, empty_ok: bool) -> M:
+    settings = request.app[state.SETTINGS]
+    if empty_ok:
+        return await request_body.read_model(request, settings, model, empty={})
+    return await request_body.read_model(request, settings, model)
+
+
+def check_url(url: str) -> str:
+    """The url if it may be registered by its form (where it points is checked apart)."""
+    if not _URL_CHARS.match(url):
+        raise problems.validation("url", "must be printable ASCII with no spaces")
+    try:
+        parsed = AnyHttpUrl(url)
+    except ValidationError:
+        raise problems.validation("url", "must be an absolute http or https URL") from None
+    if parsed.username or parsed.password:
+        raise problems.validation("url", "must not carry a user name or password")
+    if parsed.fragment is not None:
+        raise problems.validation("url", "must not have a #fragment")
+    return url
+
+
+def _endpoint_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not _ID.match(raw):
+        raise errors.EndpointNotFound(raw[:40])
+    return int(raw)
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
+    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
+    url = check_url(body.url)
+    who = auth.caller(request)
+    settings = request.app[state.SETTINGS]
+    try:
+        # Where it points now; the worker checks again before every attempt (DNS changes).
+        await egress.check_url(url, egress.policy_from(settings))
+    except egress.EgressRefused as exc:
+        raise problems.Problem(
+            422,
+            "Unprocessable Content",
+            f"url: this destination is refused ({exc.reason})",
+            slug="destination-refused",
+            field="url",
+            extra={"reason": exc.reason},
+        ) from None
+    secret = signing.new_secret()
+    created = await request.app[state.REPO].add_endpoint(
+        who.mid,
+        who.mode,
+        url,
+        secret,
+        description=body.description,
+        max_endpoints=settings.max_webhook_endpoints,
+    )
+    if created is None:
+        raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
+    return responses.json_response(endpoint_body(created) | {"secret": secret}, 201)
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
+    who = auth.caller(request)
+    found = await request.app[state.REPO].endpoints(who.mid, who.mode)
+    return responses.json_response({"endpoints": [endpoint_body(e) for e in found]})
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    """GET /api/webhook-endpoints/{id}."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    found = await request.app[state.REPO].endpoint(who.mid, who.mode, endpoint_id)
+    if found is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    return responses.json_response(endpoint_body(found))
+
+
+async def roll_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/roll: a new secret now, the old ones for a grace time.
+
+    Meanwhile every delivery carries a signature under each, so the merchant can switch over
+    without missing a webhook.
+    """
+    endpoint_id = _endpoint_id(request)
+    body: RollRequest = await _body(request, RollRequest, empty_ok=True)
+    who = auth.caller(request)
+    repo = request.app[state.REPO]
+    secret = signing.new_secret()
+    if not await repo.roll_endpoint(who.mid, who.mode, endpoint_id, secret, body.grace_seconds):
+        raise errors.EndpointNotFound(endpoint_id)
+    found = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    if found is None:  # deleted between the two statements
+        raise errors.EndpointNotFound(endpoint_id)
+    return responses.json_response(endpoint_body(found) | {"secret": secret}, 201)
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    """DELETE /api/webhook-endpoints/{id}: it receives nothing more, at once."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    deleted = await request.app[state.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
+    if deleted is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    return responses.json_response(endpoint_body(deleted) | {"deleted": True})
+
+
+class TestPacer:
+    """At most one test event per endpoint every `interval` seconds, in bounded memory."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[int, float] = {}
+
+    def wait_for(self, endpoint_id: int) -> float:
+        """0 and the send is counted, or the seconds to wait before the next one."""
+        now = time.monotonic()
+        last = self._last.get(endpoint_id)
+        if last is not None and now - last < self.interval:
+            return self.interval - (now - last)
+        if len(self._last) >= self.MAX_ENTRIES:
+            self._last.clear()
+        self._last[endpoint_id] = now
+        return 0.0
+
+
+PACER = web.AppKey("endpoint_test_pacer", TestPacer)
+TEST_INTERVAL_SECONDS = 5.0
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer.
+
+    It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
+    and is not stored: the answer is the endpoint's status code, or the reason it failed.
+    """
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    repo = request.app[state.REPO]
+    endpoint = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    if endpoint is None:
+        raise errors.EndpointNotFound(endpoint_id)
+    wait = request.app[PACER].wait_for(endpoint_id)
+    if wait:
+        raise problems.Problem(
+            429,
+            "Too Many Requests",
+            "one test event per endpoint every few seconds",
+            slug="test-limited",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    settings = request.app[state.SETTINGS]
+    secrets = await repo.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
+    event = Delivery(
+        id=0,
+        event_id=f"evt_test_{token_hex(10)}",
+        event_status=webhooks.TEST_EVENT,
+        url=endpoint.url,
+        attempts=1,
+        payment_id=0,
+        tid="",
+        amount=0,
+        currency="",
+        approval_no=None,
+        fail_reason=None,
+        echo={},
+        mid=who.mid,
+        mode=who.mode,
+        endpoint_id=endpoint_id,
+    )
+    answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
+    try:
+        code = await webhooks.send(
+            request.app[state.WEBHOOK_SESSION],
+            event,
+            timeout=settings.webhook_timeout_seconds,
+            secrets=secrets,
+            policy=egress.policy_from(settings),
+        )
+    except egress.EgressRefused as exc:
+        answer |= {"delivered": False, "error": f"refused:{exc.reason}", "responseCode": None}
+    except WebhookRetryable as exc:
+        answer |= {"delivered": False, "error": exc.error, "responseCode": exc.status}
+    else:
+        answer |= {"delivered": True, "error": None, "responseCode": code}
+    return responses.json_response(answer)
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the endpoint routes."""
+    app.add_routes(
+        [
+            web.post("/api/webhook-endpoints", create_endpoint),
+            web.get("/api/webhook-endpoints", list_endpoints),
+            web.get("/api/webhook-endpoints/{id}", get_endpoint),
+            web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
+            web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
+            web.post("/api/webhook-endpoints/{id}/test", send_test),
+        ]
+    )
+    app[PACER] = TestPacer(TEST_INTERVAL_SECONDS)

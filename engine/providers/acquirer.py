@@ -1,0 +1,169 @@
+"""The card provider: the acquirer over HTTP (the simulator in development).
+
+The tid is the idempotency reference. Only errors that prove the request never arrived are
+retried within a call; anything that may have charged is left to the status inquiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome, RefundStatus, Status
+from engine.providers import protocol as provider
+from engine.providers.protocol import ProviderRejected, ProviderUnavailable
+
+log = structlog.get_logger()
+
+
+def _not_processed(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderUnavailable) and not exc.maybe_processed
+
+
+@dataclass(frozen=True, slots=True)
+class AcquirerClient:
+    """Authorizes and inquires over HTTP."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+    timeout_seconds: float
+    max_attempts: int
+    name: str = "card"
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        try:
+            async with self.session.request(
+                method,
+                f"{self.base_url}{path}",
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never made: the request cannot have been processed.
+            raise ProviderUnavailable(f"connect failed: {exc}", maybe_processed=False) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"{type(exc).__name__}: {exc}", maybe_processed=True) from exc
+        if status >= 500:
+            raise ProviderUnavailable(
+                f"acquirer answered {status}", maybe_processed=True, code=f"PROVIDER_HTTP_{status}"
+            )
+        if status in (401, 403):
+            raise ProviderRejected(
+                f"acquirer refused our credentials ({status})", code=f"PROVIDER_HTTP_{status}"
+            )
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError as exc:
+            raise ProviderUnavailable(
+                f"unreadable answer ({status}): {text[:200]}", maybe_processed=True
+            ) from exc
+
+    async def _retrying(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, Any]:
+        # The first attempt runs bare: building tenacity's retry state costs more per call
+        # than the rest of our own code on this path, and nearly every call needs no retry.
+        try:
+            return await self._call(method, path, body)
+        except ProviderUnavailable as exc:
+            if not _not_processed(exc) or self.max_attempts < 2:
+                raise
+        # The request provably never arrived: try again, with backoff, up to max_attempts.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts - 1),
+            wait=wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.05),
+            retry=retry_if_exception(_not_processed),
+            reraise=True,
+        )
+        await asyncio.sleep(0.05 + random.uniform(0, 0.05))
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(method, path, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def authorize(self, payment: Claimed) -> Outcome:
+        """Ask for an approval by reference; a decline is a final answer."""
+        body = {
+            "reference": payment.tid,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "orderId": payment.order_id,
+        }
+        status, answer = await self._retrying("POST", "/authorize", body)
+        if status != 200:
+            # A 4xx is not a business answer, and the charge did not happen. Flag it.
+            raise ProviderRejected(f"acquirer refused the request ({status}): {answer}")
+        return _outcome(payment, answer)
+
+    async def inquire(self, payment: Claimed) -> Outcome | None:
+        """The acquirer's record of this reference, or None if it has none."""
+        status, answer = await self._retrying("GET", f"/transactions/{payment.tid}", None)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the inquiry ({status}): {answer}")
+        return _outcome(payment, answer)
+
+    async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
+        """Ask for money back, by the refund's own reference; a rejection is final."""
+        body = {
+            "reference": refund.public_id,
+            "paymentReference": refund.tid,
+            "amount": refund.amount,
+            "currency": refund.currency,
+        }
+        status, answer = await self._retrying("POST", "/refunds", body)
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the refund request ({status}): {answer}")
+        return _refund_outcome(refund, answer)
+
+    async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
+        """The acquirer's record of this refund, or None if it has none."""
+        status, answer = await self._retrying("GET", f"/refunds/{refund.public_id}", None)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ProviderRejected(f"acquirer refused the refund inquiry ({status}): {answer}")
+        return _refund_outcome(refund, answer)
+
+
+def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:
+    if isinstance(answer, dict) and answer.get("status") == "REFUNDED":
+        number = answer.get("refundNo")
+        return RefundOutcome(
+            refund.id, RefundStatus.REFUNDED, refund_no=number if isinstance(number, str) else None
+        )
+    if isinstance(answer, dict) and answer.get("status") == "REJECTED":
+        reason = answer.get("reason")
+        code = provider.reason_code(reason if isinstance(reason, str) else None, "REJECTED")
+        return RefundOutcome(refund.id, RefundStatus.REFUND_FAILED, fail_reason=code)
+    raise ProviderUnavailable(
+        f"refund answer not understood: {answer!r:.200}", maybe_processed=True
+    )
+
+
+def _outcome(payment: Claimed, answer: Any) -> Outcome:
+    if not isinstance(answer, dict):
+        raise ProviderUnavailable(f"answer not understood: {answer!r:.200}", maybe_processed=True)
+    status = answer.get("status")
+    if status == "APPROVED" and isinstance(answer.get("approvalNo"), str):
+        return Outcome(payment.id, Status.SUCCESS, approval_no=answer["approvalNo"])
+    if status == "DECLINED":
+        reason = answer.get("reason")
+        code = provider.reason_code(reason if isinstance(reason, str) else None, "DECLINED")
+        return Outcome(payment.id, Status.FAILED, fail_reason=code)
+    raise ProviderUnavailable(f"answer not understood: {answer!r:.200}", maybe_processed=True)

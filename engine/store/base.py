@@ -1,0 +1,52 @@
+"""What every store shares: the pool it runs on, and one translation of driver errors.
+
+A store is one aggregate's door to the database (payments, refunds, deliveries, ...): a class
+in engine/store/<name>.py whose SQL is named in engine/store/<name>.sql and loaded with
+`queries.load("<name>")`. Each public method is wrapped in `translated`, so a caller sees
+`errors.DatabaseUnavailable` when the database is not there, whatever the driver raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import asyncpg
+
+from engine import errors
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Failures that mean "the database is not there right now", as opposed to a bug or bad data.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Raise errors.DatabaseUnavailable for a connection failure, anything else unchanged."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            raise errors.DatabaseUnavailable() from exc
+
+    return wrapper
+
+
+class Store:
+    """A store runs its aggregate's named queries on a shared pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
