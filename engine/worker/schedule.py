@@ -20,6 +20,7 @@ from typing import ParamSpec, Protocol
 import structlog
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from engine import errors, metrics
 from engine.backoff import Backoff
@@ -40,6 +41,24 @@ class PassResult(Protocol):
 
     @property
     def retry_in(self) -> float | None: ...
+
+
+class WhenNamed(BaseTrigger):  # type: ignore[misc]
+    """A lane job's trigger: it runs only at the times named for it, never by itself.
+
+    A run names its successor when it ends (the seed's fixed delay counts from the end of a
+    pass, which no trigger knows), and a ring names now. So no second run comes due while one
+    lasts, however long, and nothing has to pause the job when a run starts.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        return NEVER
+
+
+# What a lane job waits for when nothing has named its next run (None would remove it).
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class Schedule:
@@ -149,12 +168,10 @@ class Lane:
         self.jobs = [
             schedule.scheduler.add_job(
                 schedule._tracked(self._run),
-                "interval",
+                WhenNamed(),
                 args=[n],
                 id=f"{name}-{n}",
-                # Only the pace: each run names the next itself when it ends (_rest). No run
-                # is due before `Schedule.start` (the initial delay) or a ring.
-                seconds=schedule.poll_every or 3600,
+                # Nothing is due before `Schedule.start` (the initial delay) or a ring.
                 next_run_time=None,
             )
             for n in range(jobs)
@@ -181,11 +198,8 @@ class Lane:
 
     async def _run(self, n: int) -> None:
         job = self.jobs[n]
-        # Not idle while it runs, and no scheduled run while this one lasts: the next is
-        # named when this one ends (the seed's fixed delay, not a fixed rate).
-        if job in self._idle:
+        if job in self._idle:  # it came due by itself, not by a ring
             self._idle.remove(job)
-        job.modify(next_run_time=None)
         rest: float | None = self.schedule.poll_every
         try:
             while self.schedule.serving:
@@ -227,6 +241,12 @@ class Lane:
     def _rest(self, job: Job, seconds: float | None) -> None:
         if not self.schedule.serving:
             return
+        now = datetime.now(UTC)
+        if self._kept:
+            # A ring came after the run's last look and found no idle job: run again now.
+            self._kept = False
+            job.modify(next_run_time=now)
+            return
         self._idle.append(job)
         if seconds is not None:
-            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+            job.modify(next_run_time=now + timedelta(seconds=seconds))
