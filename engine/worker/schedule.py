@@ -3,9 +3,9 @@
 Each kind of work (payments, refunds, webhooks) is a `Lane` of a few jobs, one instance at a
 time each: several jobs keep several batches in flight, since a pass mostly waits on the
 provider and the database. A job runs the pass itself, again at once while passes fill their
-batch, and then names its own next run: a retry it scheduled that falls due (the inquiry of
-an unknown outcome), and for the lane's first job, the poll job, the seed's poll as well (its
-initial delay, then a fixed delay after each run). NOTIFY asks the scheduler to run an
+batch, and then names its own next run: the seed's poll (its initial delay, then a fixed
+delay after each run), or sooner when a retry it scheduled falls due (the inquiry of an
+unknown outcome), or only when asked if polling is off. NOTIFY asks the scheduler to run an
 idle job now; while every job is busy the ask is kept, and the next job to finish goes again.
 """
 
@@ -119,7 +119,8 @@ class Schedule:
         if self.poll_every is not None:
             first = datetime.now(UTC) + timedelta(seconds=self.first_poll)
             for lane in self.lanes:
-                lane.jobs[0].modify(next_run_time=first)
+                for job in lane.jobs:
+                    job.modify(next_run_time=first)
 
     def halt(self) -> None:
         """Start no more jobs; the ones running end after the pass they are in."""
@@ -199,9 +200,7 @@ class Lane:
         job = self.jobs[n]
         if job in self._idle:  # it came due by itself, not by a ring
             self._idle.remove(job)
-        # Only the lane's first job polls (the seed's one poller); the others rest until a
-        # ring, or until a retry they scheduled falls due.
-        rest = self.schedule.poll_every if n == 0 else None
+        rest: float | None = self.schedule.poll_every
         try:
             while self.schedule.serving:
                 try:
