@@ -4,8 +4,9 @@ Every attempt is signed the Standard Webhooks way (webhook-id, webhook-timestamp
 webhook-signature), with each active secret of the url's endpoint, or the default secret.
 
 Delivery is at least once. The retry schedule lives in the database (next_attempt_at), so a
-crash loses no retry; tenacity computes the backoff. After the last attempt a delivery is DEAD:
-kept, listed, and sendable again. A url the egress policy refuses is DEAD at once.
+crash loses no retry; engine.backoff computes the delay, as for payments and refunds. After
+the last attempt a delivery is DEAD: kept, listed, and sendable again. A url the egress
+policy refuses is DEAD at once.
 
 What a merchant sees of a failure (last_error) is a short reason code; the detail is logged.
 """
