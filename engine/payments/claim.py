@@ -129,7 +129,7 @@ async def run_once(
     policy: Policy,
 ) -> Pass:
     """Claim up to `batch_size` due payments and settle what their providers answered."""
-    claimed = await repo.claim_pending(owner, batch_size, lease_seconds)
+    claimed = await repo.payments.claim_pending(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0)
     for c in claimed:
@@ -141,7 +141,7 @@ async def run_once(
     except asyncio.CancelledError:
         # Shutting down mid-call: hand the rows back now rather than at lease expiry. The
         # calls were in flight, so their outcome is unknown.
-        await asyncio.shield(repo.release(owner, [c.id for c in claimed], 0, unknown=True))
+        await asyncio.shield(repo.payments.release(owner, [c.id for c in claimed], 0, unknown=True))
         raise
     now = datetime.now(UTC)
     outcomes: list[Outcome] = []
@@ -164,7 +164,7 @@ async def run_once(
             )
         else:
             raise answer  # CancelledError or worse: not ours to swallow
-    settled = await repo.settle(owner, outcomes)
+    settled = await repo.payments.settle(owner, outcomes)
     provider_of = {c.id: c.provider for c in claimed}
     for s in settled:
         metrics.PAYMENTS_SETTLED.labels(s.status.value, provider_of[s.id]).inc()
@@ -174,14 +174,14 @@ async def run_once(
         if c.id in lost:
             # Someone else settled it (manual trigger) or our lease expired and was reaped.
             log.warning("payment.settle_lost_race", tid=c.tid, worker=owner)
-    await repo.requeue(owner, requeues)
+    await repo.payments.requeue(owner, requeues)
     delays = [r.delay for r in requeues if r.delay is not None]
     return Pass(len(claimed), len(settled), min(delays) if delays else None)
 
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:
     """Put payments whose worker died (lease expired) back to PENDING; returns how many."""
-    reaped = await repo.reap_payments(limit)
+    reaped = await repo.payments.reap_payments(limit)
     for tid, owner in reaped:
         log.warning("payment.lease_expired", tid=tid, dead_worker=owner)
     return len(reaped)

@@ -53,7 +53,7 @@ async def run_once(
     policy: Policy,
 ) -> Pass:
     """Claim up to `batch_size` due refunds and settle what their providers answered."""
-    claimed = await repo.claim_refunds(owner, batch_size, lease_seconds)
+    claimed = await repo.refunds.claim_refunds(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0)
     try:
@@ -61,7 +61,9 @@ async def run_once(
             *(_answer(providers, r) for r in claimed), return_exceptions=True
         )
     except asyncio.CancelledError:
-        await asyncio.shield(repo.release_refunds(owner, [r.id for r in claimed], unknown=True))
+        await asyncio.shield(
+            repo.refunds.release_refunds(owner, [r.id for r in claimed], unknown=True)
+        )
         raise
     now = datetime.now(UTC)
     outcomes: list[RefundOutcome] = []
@@ -85,7 +87,7 @@ async def run_once(
             )
         else:
             raise answer
-    settled = await repo.settle_refunds(owner, outcomes)
+    settled = await repo.refunds.settle_refunds(owner, outcomes)
     by_id = {o.id: o for o in outcomes}
     for r in claimed:
         if r.public_id in settled:
@@ -95,14 +97,14 @@ async def run_once(
             )
         elif r.id in by_id:
             log.warning("refund.settle_lost_race", refund=r.public_id, tid=r.tid)
-    await repo.requeue_refunds(owner, requeues)
+    await repo.refunds.requeue_refunds(owner, requeues)
     delays = [q.delay for q in requeues if q.delay is not None]
     return Pass(len(claimed), len(settled), min(delays) if delays else None)
 
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:
     """Refunds whose worker died go back to REFUND_PENDING; returns how many."""
-    reaped = await repo.reap_refunds(limit)
+    reaped = await repo.refunds.reap_refunds(limit)
     for public_id, owner in reaped:
         log.warning("refund.lease_expired", refund=public_id, dead_worker=owner)
     return len(reaped)

@@ -27,7 +27,8 @@ from engine import metrics
 from engine.backoff import Backoff
 from engine.errors import DatabaseUnavailable, WebhookRetryable
 from engine.models import Delivery, Status
-from engine.store.repository import Delivered, Repository
+from engine.store.deliveries import Delivered
+from engine.store.repository import Repository
 from engine.webhooks import egress, signing
 
 log = structlog.get_logger()
@@ -221,7 +222,7 @@ def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
 async def _refused(repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, owner: str) -> None:
     """Record a delivery the egress policy refused: DEAD now, with the reason listed."""
     d = sent.delivery
-    result = await repo.delivery_failed(
+    result = await repo.deliveries.delivery_failed(
         d.id,
         owner,
         code=None,
@@ -251,7 +252,7 @@ async def _failed(
     delay = backoff.delay(d.attempts)
     # The merchant sees the code; what exactly went wrong is for our log only.
     detail = repr(exc.__cause__) if exc.__cause__ is not None else None
-    result = await repo.delivery_failed(
+    result = await repo.deliveries.delivery_failed(
         d.id,
         owner,
         code=exc.status,
@@ -298,7 +299,7 @@ async def _record(
     deliveries were made due because their url answered 2xx again).
     """
     ok = [s for s in sent if isinstance(s.result, int)]
-    recorded = await repo.deliveries_succeeded(
+    recorded = await repo.deliveries.deliveries_succeeded(
         owner,
         [
             Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
@@ -339,7 +340,7 @@ async def _hasten(repo: Repository, urls: set[str]) -> int:
     """
     if not urls:
         return 0
-    n = await repo.hasten_deliveries(sorted(urls))
+    n = await repo.deliveries.hasten_deliveries(sorted(urls))
     if n:
         log.info("webhook.hastened", count=n, urls=len(urls))
     return n
@@ -365,17 +366,17 @@ async def run_once(
     payment's merchant's and mode's. One with no endpoint goes only to `default_url`, the
     operator's own receiver, signed with `default_secret`, which no merchant is shown.
     """
-    claimed = await repo.claim_deliveries(owner, batch_size, lease_seconds)
+    claimed = await repo.deliveries.claim_deliveries(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0, None)
     try:
         try:
             # One round trip for the whole batch, not one per delivery.
-            registered = await repo.endpoint_secrets(claimed)
+            registered = await repo.endpoints.endpoint_secrets(claimed)
         except DatabaseUnavailable:
             # Nothing was sent: hand the claims back now rather than when their leases expire.
             with contextlib.suppress(DatabaseUnavailable):
-                await repo.release_deliveries(owner, [d.id for d in claimed])
+                await repo.deliveries.release_deliveries(owner, [d.id for d in claimed])
             raise
         sent = await asyncio.gather(
             *(
@@ -386,7 +387,7 @@ async def run_once(
             )
         )
     except asyncio.CancelledError:
-        await asyncio.shield(repo.release_deliveries(owner, [d.id for d in claimed]))
+        await asyncio.shield(repo.deliveries.release_deliveries(owner, [d.id for d in claimed]))
         raise
     # Shielded: a shutdown now must not forget what the merchants already answered.
     delivered, retries = await asyncio.shield(
@@ -413,7 +414,7 @@ async def _unsendable(d: Delivery, reason: str) -> _Sent:
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:
     """Deliveries whose worker died mid-send go back to PENDING; returns how many."""
-    n = await repo.reap_deliveries(limit)
+    n = await repo.deliveries.reap_deliveries(limit)
     if n:
         log.warning("webhook.lease_expired", count=n)
     return n
