@@ -23,8 +23,7 @@ from api.body import M
 from engine import errors
 from engine.errors import WebhookRetryable
 from engine.models import Delivery, Endpoint
-from engine.webhooks import delivery as webhooks
-from engine.webhooks import egress, signing
+from engine.webhooks import egress, sending, signing
 
 # A roll's grace period: how long the old secret keeps signing too (at most 7 days).
 MAX_GRACE_SECONDS = 7 * 24 * 3600
@@ -229,7 +228,7 @@ async def send_test(request: web.Request) -> web.Response:
     event = Delivery(
         id=0,
         event_id=f"evt_test_{token_hex(10)}",
-        event_status=webhooks.TEST_EVENT,
+        event_status=sending.TEST_EVENT,
         url=endpoint.url,
         attempts=1,
         payment_id=0,
@@ -245,7 +244,7 @@ async def send_test(request: web.Request) -> web.Response:
     )
     answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
     try:
-        code = await webhooks.send(
+        code = await sending.send(
             request.app[state.WEBHOOK_SESSION],
             event,
             timeout=settings.webhook_timeout_seconds,

@@ -17,7 +17,7 @@ from api import body, problems, state
 from config.settings import Settings
 from engine import metrics
 from engine.models import Outcome, Status
-from engine.providers import atom
+from engine.providers import atom_messages as atom
 from engine.providers.atom_crypto import AtomProtocolError, AtomSignatureError
 
 log = structlog.get_logger()
