@@ -167,26 +167,17 @@ class AtomProvider:
     async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
         enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
         answer = self._read(await self._post(path, enc), open_answer, payment.tid)
-        # Signed, but about another payment: a mix-up at Atom or a replayed answer.
-        mine = (payment.tid, str(payment.amount), payment.currency)
-        if (answer.merch_txn_id, answer.amount, answer.currency) != mine:
-            raise ProviderRejected(
-                f"atom answered for {answer.merch_txn_id} {answer.amount} {answer.currency}, "
-                f"not {payment.tid} {payment.amount} {payment.currency}",
-                maybe_processed=True,
-            )
+        _about(
+            (answer.merch_txn_id, answer.amount, answer.currency),
+            (payment.tid, str(payment.amount), payment.currency),
+            "",
+        )
         return answer
 
     async def authorize(self, payment: Claimed) -> Outcome:
         """Ask Atom to charge by reference; a decline is a final answer."""
         answer = await self._call("/auth", payment, TXN_AUTH)
-        outcome = _outcome(payment, answer)
-        if outcome is None:
-            # "No record" is no answer to a charge; whether it happened is for the inquiry.
-            raise ProviderUnavailable(
-                "atom answered a charge with no record (OTS0404)", maybe_processed=True
-            )
-        return outcome
+        return _answered(_outcome(payment, answer), "a charge")
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
         """Atom's record of this reference, or None if it has none (OTS0404)."""
@@ -199,26 +190,17 @@ class AtomProvider:
         )
         text = await self._post(path, enc)
         answer = self._read(text, open_refund_answer, refund.tid, refund.public_id)
-        # Signed, but about another refund: a mix-up at Atom or a replayed answer.
-        mine = (refund.tid, refund.public_id, str(refund.amount), refund.currency)
-        theirs = (answer.merch_txn_id, answer.refund_txn_id, answer.amount, answer.currency)
-        if theirs != mine:
-            raise ProviderRejected(
-                f"atom answered for refund {' '.join(theirs)}, not {' '.join(mine)}",
-                maybe_processed=True,
-            )
+        _about(
+            (answer.merch_txn_id, answer.refund_txn_id, answer.amount, answer.currency),
+            (refund.tid, refund.public_id, str(refund.amount), refund.currency),
+            "refund ",
+        )
         return answer
 
     async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
         """Ask Atom to return money by the refund's reference; a rejection is final."""
         answer = await self._call_refund("/refund", refund, TXN_REFUND)
-        outcome = _refund_outcome(refund, answer)
-        if outcome is None:
-            # As for a charge: whether the refund happened is for the refund-status inquiry.
-            raise ProviderUnavailable(
-                "atom answered a refund with no record (OTS0404)", maybe_processed=True
-            )
-        return outcome
+        return _answered(_refund_outcome(refund, answer), "a refund")
 
     async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
         """Atom's record of this refund reference, or None if it has none (OTS0404)."""
@@ -232,6 +214,25 @@ class AtomProvider:
         except AtomSignatureError as exc:
             self._signature_failed(exc, exc.merch_txn_id)
             raise
+
+
+def _about(theirs: tuple[str, ...], mine: tuple[str, ...], what: str) -> None:
+    """Signed, but about another payment or refund: a mix-up at Atom or a replayed answer."""
+    if theirs != mine:
+        raise ProviderRejected(
+            f"atom answered for {what}{' '.join(theirs)}, not {' '.join(mine)}",
+            maybe_processed=True,
+        )
+
+
+def _answered(outcome: T | None, what: str) -> T:
+    """The outcome of a charge or a refund: "no record" is no answer to one, and whether it
+    happened is for the inquiry."""
+    if outcome is None:
+        raise ProviderUnavailable(
+            f"atom answered {what} with no record (OTS0404)", maybe_processed=True
+        )
+    return outcome
 
 
 def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:

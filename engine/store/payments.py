@@ -11,9 +11,16 @@ import asyncpg
 from engine.models import Claimed, NewPayment, Outcome, Payment, Requeue, Settled, Status
 from engine.store import db
 from engine.store.base import Store, requeue_columns, translated
-from engine.store.queries import load
+from engine.store.queries import leases, load
 
 Q = load("payments")
+LEASES = leases(
+    table="payment_processes",
+    processing="PROCESSING",
+    pending="PENDING",
+    unresolved="UNRESOLVED",
+    reference="tid",
+)
 
 
 class TidCollision(Exception):
@@ -164,13 +171,13 @@ class Payments(Store):
         """Put held payments without an outcome back (PENDING or UNRESOLVED)."""
         if not items:
             return []
-        rows = await self.pool.fetch(Q["requeue_batch"], *requeue_columns(items), owner)
+        rows = await self.pool.fetch(LEASES["requeue"], *requeue_columns(items), owner)
         return _settled(rows)
 
     @translated
     async def reap_payments(self, limit: int) -> list[tuple[str, str | None]]:
         """Expired PROCESSING leases back to PENDING; returns (tid, old owner)."""
-        rows = await self.pool.fetch(Q["reap_expired_payments"], limit)
+        rows = await self.pool.fetch(LEASES["reap_expired"], limit)
         return [(r["tid"], r["lease_owner"]) for r in rows]
 
     # --- by hand, by the merchant, by the provider ---

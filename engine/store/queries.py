@@ -30,3 +30,9 @@ def parse(text: str) -> dict[str, str]:
 def load(store: str) -> dict[str, str]:
     """The statements of engine/store/<store>.sql, read once per process."""
     return parse(resources.files("engine.store").joinpath(f"{store}.sql").read_text())
+
+
+def leases(**names: str) -> dict[str, str]:
+    """The statements payments and refunds share (leases.sql), with one queue's names filled
+    in: table, processing, pending, unresolved, reference."""
+    return {name: text.format(**names) for name, text in load("leases").items()}

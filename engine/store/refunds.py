@@ -11,9 +11,16 @@ import asyncpg
 
 from engine.models import ClaimedRefund, Refund, RefundOutcome, RefundStatus, Requeue
 from engine.store.base import Store, requeue_columns, translated
-from engine.store.queries import load
+from engine.store.queries import leases, load
 
 Q = load("refunds")
+LEASES = leases(
+    table="refunds",
+    processing="REFUND_PROCESSING",
+    pending="REFUND_PENDING",
+    unresolved="REFUND_UNRESOLVED",
+    reference="public_id",
+)
 
 
 class RefundKeyTaken(Exception):
@@ -123,13 +130,13 @@ class Refunds(Store):
         """Put held refunds without an outcome back (pending or unresolved)."""
         if not items:
             return 0
-        rows = await self.pool.fetch(Q["requeue_refunds"], *requeue_columns(items), owner)
+        rows = await self.pool.fetch(LEASES["requeue"], *requeue_columns(items), owner)
         return len(rows)
 
     @translated
     async def reap_refunds(self, limit: int) -> list[tuple[str, str | None]]:
         """Expired refund leases back to REFUND_PENDING; returns (refund id, old owner)."""
-        rows = await self.pool.fetch(Q["reap_expired_refunds"], limit)
+        rows = await self.pool.fetch(LEASES["reap_expired"], limit)
         return [(r["public_id"], r["lease_owner"]) for r in rows]
 
     @translated

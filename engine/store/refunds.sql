@@ -98,45 +98,6 @@ WITH outcome AS (
 )
 SELECT s.id, s.public_id, s.status FROM settled s;
 
--- requeue_refunds --
--- Refunds held by worker $6 that got no outcome go back to $2 status (REFUND_PENDING or
--- REFUND_UNRESOLVED), due after $3 seconds (null: never by itself), unknown when $4,
--- reason $5. $1 ids; $2..$5 arrays of the same length.
-WITH r AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::boolean[], $5::text[])
-        AS r(id, status, delay, unknown, reason)
-)
-UPDATE refunds f
-SET status = r.status,
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    next_attempt_at = CASE WHEN r.delay IS NULL THEN 'infinity'::timestamptz
-                           ELSE now() + make_interval(secs => r.delay) END,
-    outcome_unknown_since = CASE WHEN r.unknown THEN coalesce(f.outcome_unknown_since, now())
-                                 ELSE f.outcome_unknown_since END,
-    unresolved_reason = r.reason,
-    updated_at = now()
-FROM r
-WHERE f.id = r.id AND f.status = 'REFUND_PROCESSING' AND f.lease_owner = $6
-RETURNING f.id, f.public_id, f.status;
-
--- reap_expired_refunds --
--- REFUND_PROCESSING refunds whose worker died go back to REFUND_PENDING, outcome unknown
--- (it may have died mid-call). $1 limit
-WITH expired AS MATERIALIZED (
-    SELECT id, lease_owner FROM refunds
-    WHERE status = 'REFUND_PROCESSING' AND lease_expires_at < now()
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE refunds r
-SET status = 'REFUND_PENDING', lease_owner = NULL, lease_expires_at = NULL,
-    outcome_unknown_since = coalesce(r.outcome_unknown_since, now()), last_actor = 'reaper',
-    updated_at = now()
-FROM expired
-WHERE r.id = expired.id AND r.status = 'REFUND_PROCESSING'
-RETURNING r.id, r.public_id, expired.lease_owner;
-
 -- release_refunds --
 -- Give refunds held by worker $2 back, due now; $3 true when a call was in flight. $1 ids
 UPDATE refunds

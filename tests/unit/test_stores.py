@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from engine.store import queries
+from engine.store import payments, queries, refunds
 from engine.store.base import Store
 from engine.store.repository import Repository
 
@@ -39,3 +39,11 @@ def test_each_store_has_its_sql(name: str) -> None:
 def test_a_statement_named_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="defined twice"):
         queries.parse("-- a --\nSELECT 1;\n-- a --\nSELECT 2;\n")
+
+
+def test_the_shared_lease_statements_are_filled_in_for_each_queue() -> None:
+    for filled in (payments.LEASES, refunds.LEASES):
+        assert set(filled) == {"requeue", "reap_expired"}
+        assert not any("{" in text or "}" in text for text in filled.values())
+    assert "UPDATE refunds q" in refunds.LEASES["reap_expired"]
+    assert "'REFUND_PENDING'" in refunds.LEASES["reap_expired"]
