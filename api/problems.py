@@ -73,6 +73,14 @@ def validation(field: str, message: str, errors_: list[dict[str, str]] | None = 
     )
 
 
+_NOT_FOUND: tuple[tuple[type[errors.PaymentError], str], ...] = (
+    (errors.PaymentNotFound, "payment-not-found"),
+    (errors.MerchantNotFound, "merchant-not-found"),
+    (errors.DeliveryNotFound, "delivery-not-found"),
+    (errors.EndpointNotFound, "endpoint-not-found"),
+)
+
+
 def _from_engine(exc: errors.PaymentError) -> Problem:
     if isinstance(exc, errors.IdempotencyConflict):
         return Problem(
@@ -92,8 +100,9 @@ def _from_engine(exc: errors.PaymentError) -> Problem:
             field="amount",
             extra={"refundable": exc.refundable},
         )
-    if isinstance(exc, errors.PaymentNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="payment-not-found")
+    for missing, slug in _NOT_FOUND:
+        if isinstance(exc, missing):
+            return Problem(404, "Not Found", exc.detail, slug=slug)
     if isinstance(exc, errors.StateConflict):
         return Problem(
             409,
@@ -105,14 +114,12 @@ def _from_engine(exc: errors.PaymentError) -> Problem:
         )
     if isinstance(exc, errors.Forbidden):
         return Problem(403, "Forbidden", exc.detail, slug="forbidden")
-    if isinstance(exc, errors.MerchantNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="merchant-not-found")
-    if isinstance(exc, errors.DeliveryNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="delivery-not-found")
-    if isinstance(exc, errors.EndpointNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="endpoint-not-found")
     if isinstance(exc, errors.EndpointExists):
         return Problem(409, "Conflict", exc.detail, slug="endpoint-exists", field="url")
+    if isinstance(exc, errors.InvalidField):
+        return validation(exc.field, exc.message)
+    if isinstance(exc, errors.OperatorActionRefused):
+        return Problem(409, "Conflict", exc.detail, slug="action-refused")
     if isinstance(exc, errors.UnknownWebhookUrl):
         return validation("webhookUrl", exc.detail)
     if isinstance(exc, errors.TooMany):

@@ -17,6 +17,7 @@ from api.merchant import endpoints, history, keys, payments, refunds
 from config.settings import Settings
 from engine import money
 from engine.models import HistoryKind, RefundStatus, Status
+from engine.reports import query
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -793,8 +794,16 @@ _HISTORY_PARAMS = [
         "name": "q",
         "in": "query",
         "required": False,
-        "description": "A prefix of the order id or customer id, or of the order name (any case).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": history.MAX_Q},
+        "description": "A tid or order id exactly, or a prefix of the order id or customer id, "
+        "or of the order name (any case).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": query.MAX_SEARCH},
+    },
+    {
+        "name": "currency",
+        "in": "query",
+        "required": False,
+        "description": "Only items in this ISO 4217 currency.",
+        "schema": {"type": "string", "pattern": "^[A-Z]{3}$"},
     },
     {
         "name": "limit",
@@ -803,7 +812,7 @@ _HISTORY_PARAMS = [
         "schema": {
             "type": "integer",
             "minimum": 1,
-            "maximum": history.MAX_LIMIT,
+            "maximum": query.MAX_LIMIT,
             "default": history.DEFAULT_LIMIT,
         },
     },

@@ -1,7 +1,8 @@
-"""Every SQL statement the engine runs, loaded by name from queries.sql."""
+"""Every SQL statement the engine runs, loaded by name from queries.sql and <store>.sql files."""
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 
@@ -19,6 +20,10 @@ def _parse(text: str) -> dict[str, str]:
     return queries
 
 
-QUERIES: dict[str, str] = _parse(
-    resources.files("engine.store").joinpath("queries.sql").read_text()
-)
+@functools.cache
+def load(name: str) -> dict[str, str]:
+    """The named statements of engine/store/<name>.sql (read once per process)."""
+    return _parse(resources.files("engine.store").joinpath(f"{name}.sql").read_text())
+
+
+QUERIES: dict[str, str] = load("queries")

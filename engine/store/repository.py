@@ -20,10 +20,6 @@ from engine.models import (
     Delivery,
     DeliveryRecord,
     Endpoint,
-    HistoryFilter,
-    HistoryItem,
-    HistoryKey,
-    HistoryKind,
     Merchant,
     NewPayment,
     Outcome,
@@ -688,39 +684,6 @@ class Repository:
         """Every state change of one payment and of its refunds, oldest first."""
         rows = await self.pool.fetch(Q["history_payment_events"], payment_id)
         return [PaymentEvent(**dict(r)) for r in rows]
-
-    @translated
-    async def history(
-        self, mid: str, mode: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
-    ) -> list[HistoryItem]:
-        """Merchant `mid`'s payments, cancels and refunds in `mode` after `after`, newest first."""
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(Q["history_custom_plans"])
-            rows = await conn.fetch(
-                Q["history_list"], *self.history_params(mid, mode, filters, after, limit)
-            )
-        return [HistoryItem(**{**dict(r), "kind": HistoryKind(r["kind"])}) for r in rows]
-
-    @staticmethod
-    def history_params(
-        mid: str, mode: str, filters: HistoryFilter, after: HistoryKey | None, limit: int
-    ) -> tuple[Any, ...]:
-        """The history_list parameters for these arguments (tests EXPLAIN the query with them)."""
-        return (
-            mid,
-            sorted(filters.kinds),
-            None if filters.statuses is None else sorted(filters.statuses),
-            filters.created_from,
-            filters.created_to,
-            filters.min_amount,
-            filters.max_amount,
-            filters.q,
-            after.created_at if after else None,
-            after.kind.value if after else "",
-            after.id if after else 0,
-            limit,
-            mode,
-        )
 
     # --- metrics ---
 
