@@ -803,7 +803,7 @@ _HISTORY_PARAMS = [
         "in": "query",
         "required": False,
         "description": "Only items in this ISO 4217 currency.",
-        "schema": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "schema": {"type": "string", "enum": sorted(money.currencies())},
     },
     {
         "name": "limit",

@@ -17,6 +17,7 @@ import contextlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -37,6 +38,17 @@ USER_AGENT = "hamster-engine-webhooks/1"
 TEST_EVENT = "TEST"
 # Of a merchant's answer only the status counts: this much of its body is read and dropped.
 BODY_CAP = 4096
+# Of what was read, this many characters are kept with the attempt, for people to read.
+EXCERPT_CHARS = 500
+
+
+@dataclass(slots=True)
+class Capture:
+    """One attempt as it went out and the start of its answer, kept with the attempt."""
+
+    headers: dict[str, str] | None = None
+    body: str | None = None
+    excerpt: str | None = None
 
 
 def payload(d: Delivery) -> dict[str, Any]:
@@ -122,8 +134,11 @@ async def send(
     timeout: float,
     secrets: Sequence[str],
     policy: egress.Policy,
+    capture: Capture | None = None,
 ) -> int:
     """POST one delivery signed with `secrets`; returns the 2xx status.
+
+    `capture`, if given, receives the headers and body sent and an excerpt of the answer.
 
     Raises egress.EgressRefused if `policy` refuses the url, else WebhookRetryable with a
     reason code (`timeout`, `connect_failed`, `http_503`, `redirect` ...).
@@ -134,6 +149,8 @@ async def send(
         headers = signed_headers(d, body, secrets)
     except ValueError as exc:
         raise WebhookRetryable(None, "invalid_secret") from exc
+    if capture is not None:
+        capture.headers, capture.body = headers, body.decode()
     # Checked before every attempt, not only at registration: DNS answers change.
     await egress.check_url(d.url, policy)
     try:
@@ -145,7 +162,9 @@ async def send(
             # The session's connect timeout stays; `timeout` bounds the whole attempt.
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=session.timeout.sock_connect),
         ) as resp:
-            await _drain(resp)
+            read = await _drain(resp)
+            if capture is not None:
+                capture.excerpt = read[: EXCERPT_CHARS * 4].decode(errors="replace")[:EXCERPT_CHARS]
             if 200 <= resp.status < 300:
                 return resp.status
             # A redirect is never followed: it could point anywhere, inside our network too.
@@ -165,22 +184,25 @@ async def send(
         raise WebhookRetryable(None, "request_failed") from exc
 
 
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read at most BODY_CAP bytes of the answer and drop them.
+async def _drain(resp: aiohttp.ClientResponse) -> bytes:
+    """Read at most BODY_CAP bytes of the answer; returns them.
 
     A short body read to its end lets the connection be reused; past the cap (or if the body
     is slow) the connection is closed instead, so no answer can grow our memory or hold us.
     """
     left = BODY_CAP
+    read = bytearray()
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         while left > 0:
             chunk = await resp.content.read(left)
             if not chunk:
-                return
+                return bytes(read)
+            read += chunk
             left -= len(chunk)
         if resp.content.at_eof():
-            return
+            return bytes(read)
     resp.close()
+    return bytes(read)
 
 
 class _Sent(NamedTuple):
@@ -189,6 +211,7 @@ class _Sent(NamedTuple):
     delivery: Delivery
     started: datetime
     result: int | WebhookRetryable | egress.EgressRefused
+    capture: Capture | None = None
 
 
 async def _attempt(
@@ -200,15 +223,23 @@ async def _attempt(
     policy: egress.Policy,
 ) -> _Sent:
     started = datetime.now(UTC)
+    capture = Capture()
     try:
-        status = await send(session, d, timeout=timeout, secrets=secrets, policy=policy)
+        status = await send(
+            session, d, timeout=timeout, secrets=secrets, policy=policy, capture=capture
+        )
     except egress.EgressRefused as exc:
         if exc.reason in egress.TRANSIENT:
-            return _Sent(d, started, _retryable(exc))
-        return _Sent(d, started, exc)
+            return _Sent(d, started, _retryable(exc), capture)
+        return _Sent(d, started, exc, capture)
     except WebhookRetryable as exc:
-        return _Sent(d, started, exc)
-    return _Sent(d, started, status)
+        return _Sent(d, started, exc, capture)
+    return _Sent(d, started, status, capture)
+
+
+def _captured(sent: _Sent) -> tuple[dict[str, str] | None, str | None, str | None]:
+    c = sent.capture or Capture()
+    return c.headers, c.body, c.excerpt
 
 
 def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
@@ -227,6 +258,7 @@ async def _refused(repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, 
         code=None,
         error=f"refused:{exc.reason}",
         started=sent.started,
+        capture=_captured(sent),
         max_attempts=0,
         delay_seconds=0,  # no attempt left: DEAD at once, never retried blindly
     )
@@ -257,6 +289,7 @@ async def _failed(
         code=exc.status,
         error=exc.error,
         started=sent.started,
+        capture=_captured(sent),
         max_attempts=1 if exc.final else max_attempts,
         delay_seconds=delay,
     )
@@ -301,7 +334,7 @@ async def _record(
     recorded = await repo.deliveries_succeeded(
         owner,
         [
-            Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
+            Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts, *_captured(s))
             for s in ok
             if isinstance(s.result, int)
         ],
