@@ -12,9 +12,11 @@ Interface (store = engine.store.reports.ReportsStore(pool)):
   `secret`, the server's api_key_secret, valid for that (mid, mode) only). limit 1..200.
   Rows are engine.models.HistoryItem (kind, tid, refund_id, order_id, order_name,
   user_public_id, amount, currency, status, created_at). GET /api/payments uses this.
-- `export_rows(store, mid, mode, query)`: async iterator over every matching row, same order,
-  one snapshot; `csv_chunks(rows)`: async iterator of encoded CSV chunks (header first) for
-  a streamed response. CSV_HEADER names the columns.
+- `export_csv(store, mid, mode, query)`: async iterator of encoded CSV chunks (header
+  first) of every matching row, for a streamed response (CSV_HEADER names the columns;
+  amounts in minor units with the currency, times ISO 8601 UTC). Built from
+  `export_batches(...)` (lists of rows, server-side cursor, one snapshot) and
+  `csv_chunks(batches)`; `export_rows(...)` yields the same rows one by one.
 - `await find_exact(store, mid, mode, text) -> str | None`: the tid of the payment whose
   tid or order id is exactly `text` (a pasted reference opens the payment).
 - `await timeline(store, mid, mode, tid) -> list[Entry]`: state changes, cancel, refunds
@@ -31,6 +33,8 @@ from engine.reports.listing import (
     CSV_HEADER,
     Page,
     csv_chunks,
+    export_batches,
+    export_csv,
     export_rows,
     find_exact,
     page,
@@ -50,6 +54,8 @@ __all__ = [
     "PaymentQuery",
     "actor_kind",
     "csv_chunks",
+    "export_batches",
+    "export_csv",
     "export_rows",
     "find_exact",
     "overview",

@@ -20,7 +20,7 @@ from engine.store.queries import load
 Q = load("reports")
 
 
-def _item(r: asyncpg.Record) -> HistoryItem:
+def item(r: asyncpg.Record) -> HistoryItem:
     return HistoryItem(**{**dict(r), "kind": HistoryKind(r["kind"])})
 
 
@@ -33,10 +33,13 @@ class ReportsStore(Store):
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(Q["custom_plans"])
             rows = await conn.fetch(Q["payment_page"], *params)
-        return [_item(r) for r in rows]
+        return [item(r) for r in rows]
 
-    async def stream(self, params: Sequence[Any], batch: int) -> AsyncIterator[list[HistoryItem]]:
-        """Every row payment_page matches (params with no limit), `batch` rows at a time.
+    async def stream(
+        self, params: Sequence[Any], batch: int
+    ) -> AsyncIterator[list[asyncpg.Record]]:
+        """Every row payment_page matches (params with no limit), `batch` records at a time
+        (records, not HistoryItems: an export of millions skips building objects).
 
         One read-only repeatable-read transaction, so the rows are one snapshot, and a
         server-side cursor, so neither side holds more than a batch.
@@ -49,7 +52,7 @@ class ReportsStore(Store):
                 await conn.execute(Q["custom_plans"])
                 cursor = await conn.cursor(Q["payment_page"], *params)
                 while rows := await cursor.fetch(batch):
-                    yield [_item(r) for r in rows]
+                    yield rows
         except UNAVAILABLE as exc:
             raise errors.DatabaseUnavailable() from exc
 

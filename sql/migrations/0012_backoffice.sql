@@ -56,6 +56,9 @@ ALTER TABLE webhook_attempts ADD COLUMN response_excerpt text;
 -- indexes name status in their predicates), so this costs one more index entry per change.
 CREATE INDEX payment_processes_status_history_idx
     ON payment_processes (mid, mode, status, requested_at DESC, id DESC);
+-- A rare currency walks only its rows, newest first (currency never changes).
+CREATE INDEX payment_processes_currency_history_idx
+    ON payment_processes (mid, mode, currency, requested_at DESC, id DESC);
 -- A narrow amount range: the matching rows, then sorted (amount never changes).
 CREATE INDEX payment_processes_amount_idx ON payment_processes (mid, mode, amount);
 -- The operators' search by order id across merchants.
