@@ -65,6 +65,9 @@ CREATE INDEX payment_processes_amount_idx ON payment_processes (mid, mode, amoun
 CREATE INDEX payment_processes_order_id_idx ON payment_processes (order_id);
 CREATE INDEX refunds_status_history_idx
     ON refunds (mid, mode, status, requested_at DESC, id DESC);
+CREATE INDEX refunds_currency_history_idx
+    ON refunds (mid, mode, currency, requested_at DESC, id DESC);
+CREATE INDEX refunds_amount_idx ON refunds (mid, mode, amount);
 CREATE INDEX operator_audit_target_idx ON operator_audit (target, id DESC);
 
 -- ===== 5. the overview's rollup =====
