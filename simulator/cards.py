@@ -2,7 +2,8 @@
 
 Test numbers (like the big acquirers' sandboxes): 4242424242424242 approves, 4000000000000002
 declines with CARD_DECLINED, 4000000000009995 with INSUFFICIENT_FUNDS; any other number that
-passes the Luhn check approves. Only this registry ever sees a number.
+passes the Luhn check approves. Only this registry ever sees a number. TEST_TOKENS are
+registered from the start.
 """
 
 import secrets
@@ -16,6 +17,13 @@ from simulator.validation import bad_request, read_model
 DECLINES = {
     "4000000000000002": "CARD_DECLINED",
     "4000000000009995": "INSUFFICIENT_FUNDS",
+}
+# Tokens every simulator knows from the start, one per test number, so a demo customer can be
+# made before the simulator runs (like the big acquirers' fixed test tokens).
+TEST_TOKENS = {
+    "card_test4242": "4242424242424242",
+    "card_test0002": "4000000000000002",
+    "card_test9995": "4000000000009995",
 }
 # What a charge with a token nobody issued gets.
 UNKNOWN_TOKEN = "INVALID_CARD"
@@ -92,5 +100,8 @@ async def register(request: web.Request) -> web.Response:
 
 def setup_cards(app: web.Application) -> None:
     """Attach the card registry under /acquirer/cards."""
-    app[CARDS] = {}
+    app[CARDS] = {
+        token: Card(DECLINES.get(number), brand_of(number), number[-4:])
+        for token, number in TEST_TOKENS.items()
+    }
     app.router.add_post("/acquirer/cards", register)

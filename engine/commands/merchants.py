@@ -16,6 +16,7 @@ from typing import Any
 
 from config import settings as config_settings
 from engine import logs
+from engine.commands import checkout_demo
 from engine.merchants.keys import Kind, Mode, key_hash, parse_key
 from engine.store import db, devdb
 from engine.store.repository import Repository
@@ -134,6 +135,8 @@ def _demo(url: str, settings: config_settings.Settings) -> int:
         saved.write_text(json.dumps(demo, indent=2))
         saved.chmod(0o600)
     print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
+    asyncio.run(checkout_demo.ensure(url, settings, demo))
+    saved.write_text(json.dumps(demo, indent=2))  # with its publishable key
     if state not in ("active", "missing"):
         print(f"  (a new key: the one saved in {saved} was {state})")
     print(
