@@ -177,7 +177,18 @@ async def _session(request: web.Request) -> Session:
         if SESSION_ID.match(public_id)
         else None
     )
-    if found is None or found.mid != who.mid or found.mode != who.mode:
+    if found is not None and found.mid == who.mid and found.mode != who.mode:
+        if who.kind == "publishable":  # the SDK's "wrong key": a key of the other mode
+            raise problems.Problem(
+                401,
+                "Unauthorized",
+                f"this is a {who.mode} key; the session is in {found.mode} mode",
+                slug="unauthorized",
+                field="Authorization",
+                extra={"code": "authentication_error", "reason": "other_mode"},
+            )
+        found = None
+    if found is None or found.mid != who.mid:
         raise not_found(public_id)
     return found
 
