@@ -186,6 +186,7 @@ async def _session(request: web.Request) -> Session:
                 slug="unauthorized",
                 field="Authorization",
                 extra={"code": "authentication_error", "reason": "other_mode"},
+                headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
         found = None
     if found is None or found.mid != who.mid:
@@ -263,7 +264,8 @@ def add_routes(app: web.Application) -> None:
             web.get(public, public_session),
             web.options(public, preflight),
             web.get(public + "/qr.{kind:svg|png}", qr),
-            web.options(public + "/{tail:.*}", preflight),
+            web.options(public + "/qr.{kind:svg|png}", preflight),
+            web.options(public + "/events", preflight),
         ]
     )
     app.on_response_prepare.append(cors_headers)

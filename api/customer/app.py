@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api import auth, problems, responses, state
-from api.checkout.sessions import SESSION_ID, payment_view
+from api.checkout.sessions import SESSION_ID, not_found, payment_view
 from api.customer import pages
 from engine.checkout import sessions
 from engine.customers import accounts
@@ -56,13 +56,7 @@ async def _session(request: web.Request) -> Session:
         else None
     )
     if found is None:
-        raise problems.Problem(
-            404,
-            "Not Found",
-            f"no checkout session {public_id[:80]!r}",
-            slug="checkout-session-not-found",
-            extra={"code": "not_found"},
-        )
+        raise not_found(public_id)
     return found
 
 

@@ -13,6 +13,7 @@ from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_sch
 
 from api import models, problems, state
 from api.auth import PUBLIC
+from api.checkout import docs as checkout_docs
 from api.merchant import endpoints, history, keys, payments, refunds
 from config.settings import Settings
 from engine import money
@@ -1164,6 +1165,7 @@ def _paths() -> dict[str, Any]:
     paths = _with_seed_aliases(paths)
     for path, item in _refund_and_history_paths(not_found).items():
         paths.setdefault(path, {}).update(item)  # /api/payments: POST pays, GET lists
+    paths.update(checkout_docs.paths())
     return _secured(paths)
 
 
