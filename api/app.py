@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> web.Application:
                 settings.max_concurrent_requests,
                 settings.max_concurrent_public_requests,
                 auth.PUBLIC,
+                streams=lambda path: path.startswith(auth.BROWSER) and path.endswith("/events"),
             ),
             auth.middleware(state.REPO, settings.api_key_secret),
         ],

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.checkout import sessions as checkout_sessions
+from api.checkout import stream as checkout_stream
+from api.customer import app as customer_app
 from api.merchant import endpoints, history, keys, payments, refunds
 from api.public import callbacks
 
@@ -27,4 +30,9 @@ def mount(app: web.Application) -> None:
     """Register every merchant and public route on `app`, and what their handlers keep."""
     for table in TABLES:
         app.add_routes(table)
+    # Checkout (its session API, the SDK's public view and stream) and the customer's app,
+    # documented by api/checkout/docs.py.
+    checkout_sessions.add_routes(app)
+    checkout_stream.add_routes(app)
+    customer_app.add_routes(app)
     app[endpoints.PACER] = endpoints.TestPacer(endpoints.TEST_INTERVAL_SECONDS)

@@ -77,7 +77,11 @@ async def issue_key(request: web.Request) -> web.Response:
         )
     settings = request.app[state.SETTINGS]
     issued = await request.app[state.REPO].merchants.issue_key(
-        who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
+        who.mid,
+        who.mode,
+        settings.api_key_secret,
+        max_keys=settings.max_api_keys,
+        kind=body.kind,
     )
     return responses.send(IssuedKey.of(issued), 201)
 

@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api import operations, responses, routes, state
 from api.auth import PUBLIC
+from api.checkout import docs as checkout_docs
 from api.merchant import payments
 from api.operations import JSON, REF, Operation, documented, problem
 from api.ops import observability
@@ -83,13 +84,19 @@ def _operation(op: Operation, path: str) -> dict[str, Any]:
             answers.setdefault(code, answer)
     if op.public:
         operation["security"] = []
-    elif path.startswith("/api/") and path not in PUBLIC:
-        operation["security"] = _SECURED
-        answers["401"] = _UNAUTHORIZED
-        # An operation with a 429 of its own documents the throttle's with it.
-        answers.setdefault("429", _THROTTLED)
     operation["responses"] = answers
-    return copy.deepcopy(operation)
+    return _secured(path, operation)
+
+
+def _secured(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """A merchant API operation needs the bearer key: say so, with its 401 and throttle 429."""
+    operation = copy.deepcopy(operation)
+    if "security" not in operation and path.startswith("/api/") and path not in PUBLIC:
+        operation["security"] = _SECURED
+        operation["responses"]["401"] = _UNAUTHORIZED
+        # An operation with a 429 of its own documents the throttle's with it.
+        operation["responses"].setdefault("429", _THROTTLED)
+    return operation
 
 
 def _router() -> web.UrlDispatcher:
@@ -102,6 +109,8 @@ def _router() -> web.UrlDispatcher:
 
 def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
     seeds = {seed: path for path, seed in payments.SEED_ALIASES.items()}
+    # Checkout's and the customer app's routes are described by hand, for now.
+    checkout = checkout_docs.paths()
     paths: dict[str, Any] = {}
     used: list[Operation] = []
     for resource in router.resources():
@@ -110,11 +119,16 @@ def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
             if route.method == "HEAD":
                 continue
             op = operations.DOCUMENTED.get(route.handler)
+            method = route.method.lower()
+            if op is None and method in checkout.get(path, {}):
+                paths.setdefault(path, {})[method] = _secured(path, checkout[path][method])
+                continue
+            if op is None and route.method == "OPTIONS":
+                continue  # a CORS preflight of the browser's routes
             if op is None:
                 raise LookupError(f"{route.method} {path} has no @documented entry")
             used.append(op)
             operation = _operation(op, path)
-            method = route.method.lower()
             if path in seeds:
                 # The seed's path, the alias of a resource path: the same operation, renamed.
                 operation["operationId"] += "SeedPath"

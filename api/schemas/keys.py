@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from api.schemas.common import Instant, Mode, Request, Response
 
 # A roll's grace period: how long the old key keeps working (at most 30 days).
 MAX_GRACE_SECONDS = 30 * 24 * 3600
-KEY_PATTERN = r"^sk_(live|test)_[0-9A-Za-z]{43}$"
-PREFIX_PATTERN = r"^sk_(live|test)_[0-9A-Za-z]{6}$"
+KEY_PATTERN = r"^[sp]k_(live|test)_[0-9A-Za-z]{43}$"
+PREFIX_PATTERN = r"^[sp]k_(live|test)_[0-9A-Za-z]{6}$"
+# Secret (sk_) or publishable (pk_: it can only start and follow checkout sessions).
+Kind = Literal["secret", "publishable"]
 
 
 class IssueRequest(Request):
     """POST /api/keys."""
 
     mode: Mode | None = None
+    # A publishable key (pk_) for the browser: it can only start and follow checkout sessions.
+    kind: Kind = "secret"
 
 
 class RollRequest(Request):
@@ -29,6 +35,7 @@ class ApiKeyInfo(Response):
 
     id: int = Field(ge=1)
     mode: Mode
+    kind: Kind
     prefix: str = Field(pattern=PREFIX_PATTERN)
     created_at: Instant
     last_used_at: Instant | None
@@ -48,6 +55,7 @@ class IssuedKey(Response):
 
     id: int = Field(ge=1)
     mode: Mode
+    kind: Kind
     prefix: str = Field(pattern=PREFIX_PATTERN)
     key: str = Field(pattern=KEY_PATTERN)
     created_at: Instant

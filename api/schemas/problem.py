@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 # Why a 401 was answered, in its `reason` member (api/auth.py).
-AuthFailure = Literal["missing", "malformed", "unknown", "expired", "revoked"]
+# other_mode: a publishable key of the other mode on a checkout session (the SDK says so).
+AuthFailure = Literal["missing", "malformed", "unknown", "expired", "revoked", "other_mode"]
 # Why a webhook destination was refused (engine/webhooks/egress.py), in a destination-refused
 # 422's `reason` member.
 EgressReason = Literal[

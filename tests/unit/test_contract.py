@@ -51,7 +51,7 @@ async def test_a_body_is_compact_camel_case_with_python_offsets() -> None:
     resp = responses.send(ApiKeyInfo.of(row), 201)
     assert (resp.status, resp.content_type, resp.charset) == (201, "application/json", "utf-8")
     assert resp.body == (
-        b'{"id":1,"mode":"test","prefix":"sk_test_abcdef",'
+        b'{"id":1,"mode":"test","kind":"secret","prefix":"sk_test_abcdef",'
         b'"createdAt":"2026-01-02T03:04:05.000006+00:00",'
         b'"lastUsedAt":null,"expiresAt":null,"revokedAt":null}'
     )
