@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import auth, problems, state
+from api import auth, backoffice, problems, state
 from api.merchant import endpoints, history, keys, payments, refunds
 from api.ops import observability, openapi
 from api.public import callbacks
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
                 auth.PUBLIC,
             ),
             auth.middleware(state.REPO, settings.api_key_secret),
+            backoffice.middleware.middleware(),
         ],
     )
     app[state.SETTINGS] = settings
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
     refunds.add_routes(app)
     callbacks.add_routes(app)
     history.add_routes(app)
+    backoffice.setup(app)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", observability.serve_metrics)
     return app

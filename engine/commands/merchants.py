@@ -16,6 +16,7 @@ from typing import Any
 
 from config import settings as config_settings
 from engine import logs
+from engine.commands import users
 from engine.merchants.keys import Mode, key_hash, parse_key
 from engine.store import db, devdb
 from engine.store.repository import Repository
@@ -134,6 +135,7 @@ def _demo(url: str, settings: config_settings.Settings) -> int:
         "merchant registers its own endpoint (POST /api/webhook-endpoints)"
     )
     print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
+    users.demo_logins(url, settings, DEMO_MID)
     return 0
 
 

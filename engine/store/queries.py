@@ -22,3 +22,8 @@ def _parse(text: str) -> dict[str, str]:
 QUERIES: dict[str, str] = _parse(
     resources.files("engine.store").joinpath("queries.sql").read_text()
 )
+
+
+def load(name: str) -> dict[str, str]:
+    """The named statements of engine/store/<name>.sql (one file per store)."""
+    return _parse(resources.files("engine.store").joinpath(f"{name}.sql").read_text())
