@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from api import state
-from api.backoffice import context, login, middleware, payments
+from api.backoffice import context, login, middleware, payment, payments
 from engine.accounts import passwords
 from engine.store.accounts import AccountStore
 from engine.store.backoffice import BackofficeStore
@@ -45,5 +45,6 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_stores)
     login.add_routes(app)
     payments.add_routes(app)
+    payment.add_routes(app)
     app.router.add_get(context.PREFIX, login.root)
     app.router.add_static("/static", WEB / "static", append_version=False)

@@ -90,6 +90,12 @@ def translator(request: web.Request) -> Callable[..., str]:
     return i18n.translator(i18n.language(request))
 
 
+def money_of(request: web.Request) -> Callable[[int, str], str]:
+    """Amounts as the request's language writes them."""
+    lang = i18n.language(request)
+    return lambda minor, currency: i18n.amount(minor, currency, lang)
+
+
 def when_in(ts: datetime | None, zone: str) -> str:
     """A timestamp in `zone`, as pages show times."""
     return i18n.when(ts, zone)

@@ -79,9 +79,15 @@ async def list_payments(request: web.Request) -> web.Response:
     if f.only_search and "cursor" not in request.query:
         tid = await _exact(request, f.one("q"))
         if tid is not None:
-            raise web.HTTPSeeOther(context.url(f"/payments/{tid}"))
-    secret = request.app[state.SETTINGS].api_key_secret
+            target = context.url(f"/payments/{tid}")
+            if request.headers.get("HX-Request"):  # htmx would swap the page into the list
+                raise web.HTTPOk(headers={"HX-Redirect": target})
+            raise web.HTTPSeeOther(target)
     raw_cursor = request.query.get("cursor")
+    clean = context.url("/payments", [*f.query, *([("cursor", raw_cursor)] if raw_cursor else [])])
+    if clean != request.path_qs and not request.headers.get("HX-Request"):
+        raise web.HTTPSeeOther(clean)  # a form leaves empty fields in the URL: tidy it
+    secret = request.app[state.SETTINGS].api_key_secret
     after = None
     if raw_cursor:
         after = history.decode_cursor(raw_cursor[:500], _scope_key(request), secret)
@@ -89,7 +95,7 @@ async def list_payments(request: web.Request) -> web.Response:
     page, more = rows[:PAGE], len(rows) > PAGE
     next_cursor = history.encode_cursor(page[-1].key, _scope_key(request), secret) if more else None
     views = await request.app[context.ACCOUNTS].views(context.user(request).id, mode)
-    return context.render(
+    response = context.render(
         request,
         "payments.html",
         {
@@ -103,6 +109,8 @@ async def list_payments(request: web.Request) -> web.Response:
             "views": views,
         },
     )
+    response.headers["HX-Push-Url"] = clean  # the address bar shows the tidy URL too
+    return response
 
 
 def _cell(value: object) -> str:
