@@ -15,7 +15,15 @@ import jinja2
 from aiohttp import web
 
 from api import state
-from api.backoffice import context, login, middleware, payment, payments
+from api.backoffice import (
+    context,
+    deliveries,
+    developers,
+    login,
+    middleware,
+    payment,
+    payments,
+)
 from engine.accounts import passwords
 from engine.store.accounts import AccountStore
 from engine.store.backoffice import BackofficeStore
@@ -46,5 +54,7 @@ def setup(app: web.Application) -> None:
     login.add_routes(app)
     payments.add_routes(app)
     payment.add_routes(app)
+    developers.add_routes(app)
+    deliveries.add_routes(app)
     app.router.add_get(context.PREFIX, login.root)
     app.router.add_static("/static", WEB / "static", append_version=False)

@@ -103,6 +103,7 @@ KO: dict[str, str] = {
     "Last used": "마지막 사용",
     "Expires": "만료",
     "Revoked": "폐기됨",
+    "Expired": "만료됨",
     "never": "없음",
     "Issue a key": "키 발급",
     "Expires on (optional)": "만료일 (선택)",

@@ -96,12 +96,15 @@ def _endpoint_id(request: web.Request) -> int:
     return int(raw)
 
 
-async def create_endpoint(request: web.Request) -> web.Response:
-    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
-    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
-    url = check_url(body.url)
-    who = auth.caller(request)
-    settings = request.app[state.SETTINGS]
+async def register(
+    app: web.Application, mid: str, mode: str, url: str, description: str | None
+) -> tuple[Endpoint, str]:
+    """Register `url` for merchant `mid` in `mode`: the endpoint and its secret (shown once).
+
+    The API and the back office both register through here.
+    """
+    url = check_url(url)
+    settings = app[state.SETTINGS]
     try:
         # Where it points now; the worker checks again before every attempt (DNS changes).
         await egress.check_url(url, egress.policy_from(settings))
@@ -115,16 +118,24 @@ async def create_endpoint(request: web.Request) -> web.Response:
             extra={"reason": exc.reason},
         ) from None
     secret = signing.new_secret()
-    created = await request.app[state.REPO].add_endpoint(
-        who.mid,
-        who.mode,
+    created = await app[state.REPO].add_endpoint(
+        mid,
+        mode,
         url,
         secret,
-        description=body.description,
+        description=description,
         max_endpoints=settings.max_webhook_endpoints,
     )
     if created is None:
         raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
+    return created, secret
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
+    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
+    who = auth.caller(request)
+    created, secret = await register(request.app, who.mid, who.mode, body.url, body.description)
     return responses.json_response(endpoint_body(created) | {"secret": secret}, 201)
 
 
@@ -199,19 +210,18 @@ PACER = web.AppKey("endpoint_test_pacer", TestPacer)
 TEST_INTERVAL_SECONDS = 5.0
 
 
-async def send_test(request: web.Request) -> web.Response:
-    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer.
+async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int) -> dict[str, Any]:
+    """Send a signed TEST event to merchant `mid`'s endpoint now; what it answered.
 
     It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
-    and is not stored: the answer is the endpoint's status code, or the reason it failed.
+    and is not stored: the answer is the endpoint's status code, or the reason it failed. The
+    API and the back office both send through here.
     """
-    endpoint_id = _endpoint_id(request)
-    who = auth.caller(request)
-    repo = request.app[state.REPO]
-    endpoint = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    repo = app[state.REPO]
+    endpoint = await repo.endpoint(mid, mode, endpoint_id)
     if endpoint is None:
         raise errors.EndpointNotFound(endpoint_id)
-    wait = request.app[PACER].wait_for(endpoint_id)
+    wait = app[PACER].wait_for(endpoint_id)
     if wait:
         raise problems.Problem(
             429,
@@ -220,8 +230,8 @@ async def send_test(request: web.Request) -> web.Response:
             slug="test-limited",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    settings = request.app[state.SETTINGS]
-    secrets = await repo.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
+    settings = app[state.SETTINGS]
+    secrets = await repo.secrets_of_endpoint(mid, mode, endpoint_id)
     event = Delivery(
         id=0,
         event_id=f"evt_test_{token_hex(10)}",
@@ -235,14 +245,14 @@ async def send_test(request: web.Request) -> web.Response:
         approval_no=None,
         fail_reason=None,
         echo={},
-        mid=who.mid,
-        mode=who.mode,
+        mid=mid,
+        mode=mode,
         endpoint_id=endpoint_id,
     )
     answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
     try:
         code = await webhooks.send(
-            request.app[state.WEBHOOK_SESSION],
+            app[state.WEBHOOK_SESSION],
             event,
             timeout=settings.webhook_timeout_seconds,
             secrets=secrets,
@@ -254,7 +264,14 @@ async def send_test(request: web.Request) -> web.Response:
         answer |= {"delivered": False, "error": exc.error, "responseCode": exc.status}
     else:
         answer |= {"delivered": True, "error": None, "responseCode": code}
-    return responses.json_response(answer)
+    return answer
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    return responses.json_response(await test_event(request.app, who.mid, who.mode, endpoint_id))
 
 
 def add_routes(app: web.Application) -> None:
