@@ -141,6 +141,32 @@ KO: dict[str, str] = {
     "Forbidden": "권한 없음",
     "Back": "돌아가기",
     "Done.": "완료되었습니다.",
+    "Every UNRESOLVED payment": "모든 미확정 결제",
+    "Parked (a provider refused our credentials)": "보류됨 (제공사가 인증 정보를 거부함)",
+    "Release parked payments": "보류된 결제 재개",
+    "Release": "재개",
+    "Provider": "제공사",
+    "Merchant": "가맹점",
+    "Why": "사유",
+    "Since": "시작 시각",
+    "Inquire now": "지금 조회",
+    "Outcome": "결과",
+    "Resolve": "수동 확정",
+    "Nothing to recover.": "복구할 결제가 없습니다.",
+    "parked": "보류됨",
+    "Suspended": "정지됨",
+    "Suspend": "정지",
+    "Resume": "재개",
+    "New merchant": "새 가맹점",
+    "every merchant": "전체 가맹점",
+    "Transaction id, order id or mid": "거래 ID, 주문번호 또는 가맹점 ID",
+    "Type a transaction id, an order id or a mid.": (
+        "거래 ID, 주문번호 또는 가맹점 ID를 입력하세요."
+    ),
+    "Target": "대상",
+    "Action": "작업",
+    "Detail": "상세",
+    "Succeeded": "성공",
 }
 
 

@@ -30,6 +30,32 @@ async def test_login_logout_and_throttle(bo: Backoffice) -> None:
     await bo.browse(steps, "login-throttled")
 
 
+async def test_login_by_keyboard_alone(bo: Backoffice) -> None:
+    email = await bo.user("admin@shop-a.example", "admin", MID)
+    base = bo.url("").rstrip("/")
+
+    def steps(page: Page) -> None:
+        page.goto(f"{base}/backoffice/login")
+        expect(page.get_by_label("Email")).to_be_focused()  # where typing starts
+        page.keyboard.type(email)
+        page.keyboard.press("Tab")
+        expect(page.get_by_label("Password")).to_be_focused()
+        page.keyboard.type("correct horse battery")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Log in")).to_be_focused()
+        outline = page.get_by_role("button", name="Log in").evaluate(
+            "b => getComputedStyle(b).outlineStyle"
+        )
+        assert outline == "solid"  # focus is visible
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(f"{base}/backoffice/payments")
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("Tab")  # the first stop on every page skips the header
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+    await bo.browse(steps, "login-keyboard")
+
+
 async def test_login_page_in_korean(bo: Backoffice) -> None:
     base = bo.url("").rstrip("/")
 
