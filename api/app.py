@@ -33,10 +33,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await db.migrate(conn)
         repo = Repository(pool)
         app[state.REPO] = repo
-        app[state.SNOWFLAKE] = ids.Snowflake(await repo.next_node_id())
+        app[state.SNOWFLAKE] = ids.Snowflake(await repo.ops.next_node_id())
         app[state.WAKERS] = wakeup.Wakers(pool)
         app[state.INSERTS] = intake.GroupCommit(
-            repo, max_batch=settings.intake_batch_max, in_flight=settings.intake_batch_in_flight
+            repo.payments,
+            max_batch=settings.intake_batch_max,
+            in_flight=settings.intake_batch_in_flight,
         )
         yield
         await app[state.INSERTS].close()

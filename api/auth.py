@@ -205,7 +205,7 @@ def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:
         cache = request.app[CACHE]
         found = cache.get(hashed)
         if found is None:
-            found = await request.app[repo_key].authenticate(hashed)
+            found = await request.app[repo_key].merchants.authenticate(hashed)
             if found is None:
                 raise _unauthorized(request, "unknown", "this API key is not known")
             cache.put(hashed, found)

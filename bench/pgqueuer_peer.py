@@ -11,7 +11,7 @@ Two kinds of job:
 - `bench_noop` does nothing: the issue's peer, pgqueuer's own cost per job.
 - `bench_calls` (with --sim) makes the two HTTP calls a payment makes, against the same
   simulator and with the engine's own client code: the acquirer client's authorize, then
-  `webhooks.send` to the merchant receiver, which verifies the signature. It succeeds only if
+  `sending.send` to the merchant receiver, which verifies the signature. It succeeds only if
   both answer 200. This is the
   like-for-like peer: the same outside work, with pgqueuer's queue instead of the engine's
   state machine, leases and outbox.
@@ -37,8 +37,7 @@ from config.settings import DEV_WEBHOOK_SECRET
 from engine import loop as event_loop
 from engine.models import Claimed, Delivery
 from engine.providers.acquirer import AcquirerClient
-from engine.webhooks import delivery as webhooks
-from engine.webhooks import egress
+from engine.webhooks import egress, sending
 
 ENTRYPOINT = "bench_noop"
 CALLS_ENTRYPOINT = "bench_calls"
@@ -92,7 +91,7 @@ async def finished_at(conn: asyncpg.Connection) -> Any:
 
 async def payment_calls(acquirer: AcquirerClient, sim: str, n: int) -> None:
     """What a worker sends the outside world for one payment, through the engine's own code:
-    the acquirer client's authorize, then `webhooks.send` (payload, signature, POST)."""
+    the acquirer client's authorize, then `sending.send` (payload, signature, POST)."""
     ref = f"PQ_{n}"
     outcome = await acquirer.authorize(Claimed(n, ref, 1000, "KRW", ref, attempts=1))
     delivery = Delivery(
@@ -112,7 +111,7 @@ async def payment_calls(acquirer: AcquirerClient, sim: str, n: int) -> None:
     # As the engine's workers are configured: the simulator is the one allowed loopback host.
     policy = egress.Policy(allowed_hosts=egress.allowed_hosts(sim.split("://", 1)[1]))
     # Raises WebhookRetryable unless the receiver, which verifies the signature, answers 2xx.
-    await webhooks.send(
+    await sending.send(
         acquirer.session, delivery, timeout=5, secrets=[DEV_WEBHOOK_SECRET], policy=policy
     )
 

@@ -34,7 +34,7 @@ from bench.system import Postgres, System, make_run_dir, with_database
 from config.settings import Settings
 from engine import logs
 from engine.store import db
-from engine.store.queries import QUERIES
+from engine.store.queries import load
 
 MID = "bench_mid"
 PHASES = ("intake", "drain", "peer", "e2e", "scale", "soak")
@@ -851,7 +851,7 @@ class Bench:
 
     async def claims(self, conn: asyncpg.Connection, size: int) -> None:
         """Time the claim statement (rolled back each time, so every sample sees the same)."""
-        claim = QUERIES["claim_pending"]
+        claim = load("payments")["claim_pending"]
         args = ("bench-claim", self.cfg.batch_size, 30.0)
         for _ in range(20):  # warm: plan cache, buffers (rolled back like every sample)
             tr = conn.transaction()

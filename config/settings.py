@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     # a commit, and under load commits (WAL flushes) are what payments wait on: 50 measured
     # 529 -> 707 payments/s end to end over 10. A full batch polls again at once.
     batch_size: int = Field(default=50, ge=1, le=10_000)
-    # Loops of each kind (payments, refunds, webhooks) per worker process, each with its own
-    # batch in flight; more keep the CPU busy while passes wait on providers and PostgreSQL.
+    # Scheduler jobs of each kind (payments, refunds, webhooks) per worker process, each with a
+    # batch of its own in flight; more keep the CPU busy while passes wait on providers and
+    # PostgreSQL.
     worker_loops: int = Field(default=4, ge=1, le=64)
     # CPU niceness the worker process adds to itself at start (0-19). Where web and workers
     # share cores, accepting a payment (a client waits on it) comes before settling one (the

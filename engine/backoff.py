@@ -1,15 +1,19 @@
 """One backoff for everything the engine tries again: payments, refunds and webhooks.
 
-The schedule itself is durable: the delay is written into the row's next_attempt_at, so a
-crash loses no retry. This module only computes the delay. It is the same curve as
-tenacity's `wait_exponential_jitter` (in-process retries use tenacity itself), written out
-because a durable schedule has no tenacity retry state to hand it.
+The schedule of payments, refunds and webhooks is durable: the delay is written into the
+row's next_attempt_at, so a crash loses no retry. In-process retries (an acquirer call, the
+pool waiting for PostgreSQL) are run by tenacity and wait with the same curve: a `Backoff`
+is a tenacity wait. The worker's own passes back off with it too while the database is down.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +33,7 @@ class Backoff:
         # Past 2**64 the product is far above any cap: avoid building a huge float.
         grown = self.maximum if exponent >= 64 else self.initial * 2.0**exponent
         return min(self.maximum, grown + random.uniform(0, self.initial))
+
+    def __call__(self, state: RetryCallState) -> float:
+        """As a tenacity `wait`: the delay after the attempt that just failed."""
+        return self.delay(state.attempt_number)

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.acquirer import ACQUIRER_STATE, AcquirerState, injected_error, respond
+from simulator.acquirer import ACQUIRER_STATE, AcquirerState
+from simulator.faults import injected_error, respond
 from simulator.validation import read_model
 
 Json = dict[str, Any]

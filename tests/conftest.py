@@ -144,8 +144,8 @@ MID = "hamster_dummy_mid_001"
 @pytest.fixture
 async def api_key(repo: Repository, settings: Settings) -> str:
     """A test-mode key of the merchant the seed's echo.mid names."""
-    await repo.create_merchant(MID, "Test merchant")
-    return (await repo.issue_key(MID, "test", settings.api_key_secret)).key
+    await repo.merchants.create_merchant(MID, "Test merchant")
+    return (await repo.merchants.issue_key(MID, "test", settings.api_key_secret)).key
 
 
 @pytest.fixture

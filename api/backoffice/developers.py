@@ -67,9 +67,9 @@ async def _page(request: web.Request, extra: dict[str, Any], status: int = 200) 
         request,
         "developers.html",
         {
-            "keys": await repo.api_keys(mid, mode),
+            "keys": await repo.merchants.api_keys(mid, mode),
             "names": names,
-            "endpoints": await repo.endpoints(mid, mode),
+            "endpoints": await repo.endpoints.endpoints(mid, mode),
             "graces": GRACES,
             "now": datetime.now(UTC),
             "secret": None,
@@ -92,7 +92,7 @@ async def issue_key(request: web.Request) -> web.Response:
     name = context.field(request, "name", limit=80)
     expires = _expiry(request)
     settings = request.app[state.SETTINGS]
-    issued = await request.app[state.REPO].issue_key(
+    issued = await request.app[state.REPO].merchants.issue_key(
         mid, mode, settings.api_key_secret, expires, max_keys=settings.max_api_keys
     )
     await request.app[context.CONSOLE].name_key(mid, mode, issued.id, name)
@@ -104,7 +104,7 @@ async def roll_key(request: web.Request) -> web.Response:
     mid, mode = context.merchant_scope(request)
     key_id = _id(request)
     settings = request.app[state.SETTINGS]
-    rolled = await request.app[state.REPO].roll_key(
+    rolled = await request.app[state.REPO].merchants.roll_key(
         mid, mode, key_id, _grace(request), settings.api_key_secret, max_keys=settings.max_api_keys
     )
     if rolled is None:
@@ -120,7 +120,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     """POST /backoffice/keys/{id}/revoke: the key stops working now."""
     mid, mode = context.merchant_scope(request)
     key_id = _id(request)
-    if await request.app[state.REPO].revoke_key(mid, mode, key_id) is None:
+    if await request.app[state.REPO].merchants.revoke_key(mid, mode, key_id) is None:
         raise PageError(404, "Not Found", f"no API key {key_id} to revoke")
     request.app[auth.CACHE].clear()
     raise context.redirect("/developers", {"done": "revoked"})
@@ -141,7 +141,9 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _id(request)
     grace = _grace(request)
     secret = signing.new_secret()
-    if not await request.app[state.REPO].roll_endpoint(mid, mode, endpoint_id, secret, grace):
+    if not await request.app[state.REPO].endpoints.roll_endpoint(
+        mid, mode, endpoint_id, secret, grace
+    ):
         raise errors.EndpointNotFound(endpoint_id)
     return await _page(request, {"secret": secret, "secret_label": f"#{endpoint_id}"}, 201)
 
@@ -150,7 +152,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     """POST /backoffice/endpoints/{id}/delete: it receives nothing more."""
     mid, mode = context.merchant_scope(request)
     endpoint_id = _id(request)
-    if await request.app[state.REPO].delete_endpoint(mid, mode, endpoint_id) is None:
+    if await request.app[state.REPO].endpoints.delete_endpoint(mid, mode, endpoint_id) is None:
         raise errors.EndpointNotFound(endpoint_id)
     raise context.redirect("/developers", {"done": "deleted"})
 

@@ -46,7 +46,7 @@ async def payment_of(request: web.Request) -> Payment:
     tid = request.match_info["tid"]
     found = None
     if _TID.match(tid):
-        found = await request.app[state.REPO].payment_by_tid(tid, mid, mode)
+        found = await request.app[state.REPO].payments.payment_by_tid(tid, mid, mode)
     if found is None:
         raise errors.PaymentNotFound(tid[:40])
     return found
@@ -57,9 +57,9 @@ async def timeline(request: web.Request, payment: Payment) -> list[Entry]:
     repo = request.app[state.REPO]
     mid, mode = context.merchant_scope(request)
     money = context.money_of(request)
-    refunds = {r.public_id: r for r in await repo.refunds_of(payment.tid, mid, mode)}
+    refunds = {r.public_id: r for r in await repo.refunds.refunds_of(payment.tid, mid, mode)}
     entries = []
-    for e in await repo.payment_events(payment.id):
+    for e in await repo.history.payment_events(payment.id):
         refund = refunds.get(e.refund_id or "")
         if refund is not None:
             summary = f"{e.refund_id}: {e.from_status or '-'} → {e.to_status}"
@@ -77,7 +77,7 @@ async def timeline(request: web.Request, payment: Payment) -> list[Entry]:
                 detail = payment.unresolved_reason
             summary = f"{e.from_status or '-'} → {e.to_status}"
             entries.append(Entry(e.at, "state", e.actor, summary, detail))
-    for d in await repo.deliveries_of(payment.id, 0, 200):
+    for d in await repo.deliveries.deliveries_of(payment.id, 0, 200):
         answer = f"HTTP {d.last_response_code}" if d.last_response_code else ""
         error = (d.last_error or "")[:EXCERPT]
         entries.append(
@@ -173,7 +173,7 @@ async def resend(request: web.Request) -> web.Response:
         )
     mid, mode = context.merchant_scope(request)
     settings = request.app[state.SETTINGS]
-    queued = await request.app[state.REPO].enqueue_resend(
+    queued = await request.app[state.REPO].deliveries.enqueue_resend(
         payment.tid,
         mid,
         mode,

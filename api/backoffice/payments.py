@@ -51,9 +51,9 @@ async def _exact(request: web.Request, text: str) -> str | None:
     """The tid of the payment whose tid or order id is exactly `text`, if any."""
     mid, mode = context.merchant_scope(request)
     repo = request.app[state.REPO]
-    found = await repo.payment_by_tid(text, mid, mode) if _TID.match(text) else None
+    found = await repo.payments.payment_by_tid(text, mid, mode) if _TID.match(text) else None
     if found is None and len(text) <= 64:
-        found = await repo.payment_by_order(mid, text, mode)
+        found = await repo.payments.payment_by_order(mid, text, mode)
     return found.tid if found else None
 
 
@@ -91,7 +91,7 @@ async def list_payments(request: web.Request) -> web.Response:
     after = None
     if raw_cursor:
         after = history.decode_cursor(raw_cursor[:500], _scope_key(request), secret)
-    rows = await request.app[state.REPO].history(mid, mode, f.history, after, PAGE + 1)
+    rows = await request.app[state.REPO].history.page(mid, mode, f.history, after, PAGE + 1)
     page, more = rows[:PAGE], len(rows) > PAGE
     next_cursor = history.encode_cursor(page[-1].key, _scope_key(request), secret) if more else None
     views = await request.app[context.ACCOUNTS].views(context.user(request).id, mode)
@@ -154,7 +154,7 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     while True:
-        rows = await repo.history(mid, mode, f.history, after, EXPORT_PAGE)
+        rows = await repo.history.page(mid, mode, f.history, after, EXPORT_PAGE)
         writer.writerows(_csv_row(i) for i in rows)
         await response.write(buffer.getvalue().encode())
         buffer.seek(0)

@@ -23,8 +23,7 @@ from api.body import M
 from engine import errors
 from engine.errors import WebhookRetryable
 from engine.models import Delivery, Endpoint
-from engine.webhooks import delivery as webhooks
-from engine.webhooks import egress, signing
+from engine.webhooks import egress, sending, signing
 
 # A roll's grace period: how long the old secret keeps signing too (at most 7 days).
 MAX_GRACE_SECONDS = 7 * 24 * 3600
@@ -118,7 +117,7 @@ async def register(
             extra={"reason": exc.reason},
         ) from None
     secret = signing.new_secret()
-    created = await app[state.REPO].add_endpoint(
+    created = await app[state.REPO].endpoints.add_endpoint(
         mid,
         mode,
         url,
@@ -142,7 +141,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
     who = auth.caller(request)
-    found = await request.app[state.REPO].endpoints(who.mid, who.mode)
+    found = await request.app[state.REPO].endpoints.endpoints(who.mid, who.mode)
     return responses.json_response({"endpoints": [endpoint_body(e) for e in found]})
 
 
@@ -150,7 +149,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints/{id}."""
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    found = await request.app[state.REPO].endpoint(who.mid, who.mode, endpoint_id)
+    found = await request.app[state.REPO].endpoints.endpoint(who.mid, who.mode, endpoint_id)
     if found is None:
         raise errors.EndpointNotFound(endpoint_id)
     return responses.json_response(endpoint_body(found))
@@ -167,9 +166,11 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     who = auth.caller(request)
     repo = request.app[state.REPO]
     secret = signing.new_secret()
-    if not await repo.roll_endpoint(who.mid, who.mode, endpoint_id, secret, body.grace_seconds):
+    if not await repo.endpoints.roll_endpoint(
+        who.mid, who.mode, endpoint_id, secret, body.grace_seconds
+    ):
         raise errors.EndpointNotFound(endpoint_id)
-    found = await repo.endpoint(who.mid, who.mode, endpoint_id)
+    found = await repo.endpoints.endpoint(who.mid, who.mode, endpoint_id)
     if found is None:  # deleted between the two statements
         raise errors.EndpointNotFound(endpoint_id)
     return responses.json_response(endpoint_body(found) | {"secret": secret}, 201)
@@ -179,7 +180,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     """DELETE /api/webhook-endpoints/{id}: it receives nothing more, at once."""
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    deleted = await request.app[state.REPO].delete_endpoint(who.mid, who.mode, endpoint_id)
+    deleted = await request.app[state.REPO].endpoints.delete_endpoint(
+        who.mid, who.mode, endpoint_id
+    )
     if deleted is None:
         raise errors.EndpointNotFound(endpoint_id)
     return responses.json_response(endpoint_body(deleted) | {"deleted": True})
@@ -218,7 +221,7 @@ async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int
     API and the back office both send through here.
     """
     repo = app[state.REPO]
-    endpoint = await repo.endpoint(mid, mode, endpoint_id)
+    endpoint = await repo.endpoints.endpoint(mid, mode, endpoint_id)
     if endpoint is None:
         raise errors.EndpointNotFound(endpoint_id)
     wait = app[PACER].wait_for(endpoint_id)
@@ -231,11 +234,11 @@ async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int
             headers={"Retry-After": str(math.ceil(wait))},
         )
     settings = app[state.SETTINGS]
-    secrets = await repo.secrets_of_endpoint(mid, mode, endpoint_id)
+    secrets = await repo.endpoints.secrets_of_endpoint(mid, mode, endpoint_id)
     event = Delivery(
         id=0,
         event_id=f"evt_test_{token_hex(10)}",
-        event_status=webhooks.TEST_EVENT,
+        event_status=sending.TEST_EVENT,
         url=endpoint.url,
         attempts=1,
         payment_id=0,
@@ -251,7 +254,7 @@ async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int
     )
     answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
     try:
-        code = await webhooks.send(
+        code = await sending.send(
             app[state.WEBHOOK_SESSION],
             event,
             timeout=settings.webhook_timeout_seconds,

@@ -213,7 +213,7 @@ async def list_history(request: web.Request) -> web.Response:
     scope = f"{who.mid}/{who.mode}"
     after = None if raw_cursor is None else decode_cursor(raw_cursor, scope, secret)
     # One row more than the page tells whether another page follows.
-    rows = await request.app[state.REPO].history(who.mid, who.mode, filters, after, limit + 1)
+    rows = await request.app[state.REPO].history.page(who.mid, who.mode, filters, after, limit + 1)
     page = rows[:limit]
     more = len(rows) > limit
     body = {
@@ -226,7 +226,7 @@ async def list_history(request: web.Request) -> web.Response:
 async def payment_events(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/events: every state change of one payment, oldest first."""
     payment = await payments.payment_in_path(request)
-    events = await request.app[state.REPO].payment_events(payment.id)
+    events = await request.app[state.REPO].history.payment_events(payment.id)
     return web.json_response(
         {"tid": payment.tid, "events": [_event(e) for e in events]}, dumps=_DUMPS
     )

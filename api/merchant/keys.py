@@ -78,7 +78,7 @@ def _key_id(request: web.Request) -> int:
 async def list_keys(request: web.Request) -> web.Response:
     """GET /api/keys: this merchant's keys of the caller's mode, prefixes only."""
     who = auth.caller(request)
-    keys = await request.app[state.REPO].api_keys(who.mid, who.mode)
+    keys = await request.app[state.REPO].merchants.api_keys(who.mid, who.mode)
     return _json({"keys": [_info(k) for k in keys]})
 
 
@@ -99,7 +99,7 @@ async def issue_key(request: web.Request) -> web.Response:
             field="mode",
         )
     settings = request.app[state.SETTINGS]
-    issued = await request.app[state.REPO].issue_key(
+    issued = await request.app[state.REPO].merchants.issue_key(
         who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
     )
     return _json(_issued(issued), 201)
@@ -111,7 +111,7 @@ async def roll_key(request: web.Request) -> web.Response:
     body: RollRequest = await _body(request, RollRequest)
     who = auth.caller(request)
     settings = request.app[state.SETTINGS]
-    rolled = await request.app[state.REPO].roll_key(
+    rolled = await request.app[state.REPO].merchants.roll_key(
         who.mid,
         who.mode,
         key_id,
@@ -132,7 +132,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     """DELETE /api/keys/{id}: the key stops working now."""
     key_id = _key_id(request)
     who = auth.caller(request)
-    revoked = await request.app[state.REPO].revoke_key(who.mid, who.mode, key_id)
+    revoked = await request.app[state.REPO].merchants.revoke_key(who.mid, who.mode, key_id)
     if revoked is None:
         raise problems.Problem(
             404, "Not Found", f"no API key {key_id} to revoke", slug="key-not-found"

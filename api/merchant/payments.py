@@ -120,7 +120,9 @@ async def create_payment(request: web.Request) -> web.Response:
     if asked is not None:
         # Only the merchant's own endpoints of this mode: a url decides nothing by itself,
         # least of all which secret signs (the endpoint's, never another merchant's).
-        endpoint_id = await request.app[state.REPO].endpoint_by_url(who.mid, who.mode, asked)
+        endpoint_id = await request.app[state.REPO].endpoints.endpoint_by_url(
+            who.mid, who.mode, asked
+        )
         if endpoint_id is None:
             raise errors.UnknownWebhookUrl(asked)
     new = NewPayment(
@@ -166,7 +168,9 @@ async def payment_in_path(request: web.Request) -> Payment:
     tid = request.match_info["tid"]
     who = auth.caller(request)
     repo = request.app[state.REPO]
-    payment = await repo.payment_by_tid(tid, who.mid, who.mode) if _TID.match(tid) else None
+    payment = (
+        await repo.payments.payment_by_tid(tid, who.mid, who.mode) if _TID.match(tid) else None
+    )
     if payment is None:
         raise errors.PaymentNotFound(tid)
     return payment
@@ -178,7 +182,7 @@ async def transaction_webhooks(request: web.Request) -> web.Response:
     tid = payment.tid
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
-    deliveries = await request.app[state.REPO].deliveries_of(payment.id, after, limit)
+    deliveries = await request.app[state.REPO].deliveries.deliveries_of(payment.id, after, limit)
     return responses.json_response(
         {
             "tid": tid,
@@ -228,7 +232,7 @@ async def dead_webhooks(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     who = auth.caller(request)
-    dead = await request.app[state.REPO].dead_deliveries(who.mid, who.mode, after, limit)
+    dead = await request.app[state.REPO].deliveries.dead_deliveries(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
     body["next"] = dead[-1].id if len(dead) == limit else None
     return responses.json_response(body)
@@ -239,7 +243,7 @@ async def unresolved_payments(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
     limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
     who = auth.caller(request)
-    rows = await request.app[state.REPO].unresolved(who.mid, who.mode, after, limit)
+    rows = await request.app[state.REPO].payments.unresolved(who.mid, who.mode, after, limit)
     body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
     body["next"] = rows[-1].id if len(rows) == limit else None
     return responses.json_response(body)
@@ -251,7 +255,7 @@ async def redeliver(request: web.Request) -> web.Response:
     if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
         raise errors.DeliveryNotFound(0)
     who = auth.caller(request)
-    if not await request.app[state.REPO].redeliver(int(raw), who.mid, who.mode):
+    if not await request.app[state.REPO].deliveries.redeliver(int(raw), who.mid, who.mode):
         raise errors.DeliveryNotFound(int(raw))
     return responses.json_response({"id": int(raw), "status": "PENDING"}, 202)
 

@@ -123,8 +123,8 @@ async def list_refunds(request: web.Request) -> web.Response:
     tid = _tid(request)
     who = auth.caller(request)
     repo = request.app[state.REPO]
-    found = await repo.refunds_of(tid, who.mid, who.mode)
-    if not found and await repo.payment_by_tid(tid, who.mid, who.mode) is None:
+    found = await repo.refunds.refunds_of(tid, who.mid, who.mode)
+    if not found and await repo.payments.payment_by_tid(tid, who.mid, who.mode) is None:
         raise errors.PaymentNotFound(tid)
     return _json({"transactionId": tid, "refunds": [refund_body(r) for r in found]})
 
@@ -135,7 +135,7 @@ async def get_refund(request: web.Request) -> web.Response:
     found = None
     if _REFUND_ID.match(refund_id):
         who = auth.caller(request)
-        found = await request.app[state.REPO].refund(refund_id, who.mid, who.mode)
+        found = await request.app[state.REPO].refunds.refund(refund_id, who.mid, who.mode)
     if found is None:
         raise problems.Problem(
             404, "Not Found", f"no refund {refund_id!r}", slug="refund-not-found"

@@ -57,7 +57,7 @@ def _check_token(request: web.Request, token: str | None) -> None:
 async def _exposition(request: web.Request, app: web.Application) -> web.Response:
     _check_token(request, app[state.SETTINGS].metrics_token)
     try:
-        snapshot = await app[state.REPO].metrics_snapshot()
+        snapshot = await app[state.REPO].ops.metrics_snapshot()
     except errors.DatabaseUnavailable:
         snapshot = None  # the process metrics are still worth serving
     body = metrics.exposition(snapshot)

@@ -17,7 +17,7 @@ from api import body, problems, state
 from config.settings import Settings
 from engine import metrics
 from engine.models import Outcome, Status
-from engine.providers import atom
+from engine.providers import atom_messages as atom
 from engine.providers.atom_crypto import AtomProtocolError, AtomSignatureError
 
 log = structlog.get_logger()
@@ -88,7 +88,7 @@ async def atom_callback(request: web.Request) -> web.Response:
         fail_reason=cb.reason or "DECLINED" if cb.status is Status.FAILED else None,
     )
     repo = request.app[state.REPO]
-    settled = await repo.settle_from_callback(
+    settled = await repo.payments.settle_from_callback(
         cb.merch_txn_id, "atom", cb.amount, cb.currency, outcome, "provider:atom", modes
     )
     if settled is not None:
@@ -98,7 +98,7 @@ async def atom_callback(request: web.Request) -> web.Response:
             "payment.settled", tid=settled.tid, status=settled.status.value, by="atom_callback"
         )
         return _json({"tid": settled.tid, "status": settled.status.value, "settled": True})
-    payment = await repo.provider_payment(cb.merch_txn_id, "atom", modes)
+    payment = await repo.payments.provider_payment(cb.merch_txn_id, "atom", modes)
     if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
         raise problems.Problem(
             404,

@@ -49,7 +49,7 @@ async def create(
 ) -> User:
     """A new user; UserRefused for bad input, an unknown merchant or a taken email."""
     email = check(email, role, mid, password)
-    if mid is not None and await repo.merchant(mid) is None:
+    if mid is not None and await repo.merchants.merchant(mid) is None:
         raise UserRefused(f"mid: no merchant {mid!r}")
     created = await accounts.create_user(
         email, await passwords.hash_password(ph, password), role, mid, time_zone

@@ -70,7 +70,7 @@ async def _run(args: argparse.Namespace, settings: config_settings.Settings) -> 
         async with pool.acquire() as conn:
             await db.migrate(conn)
         repo = Repository(pool)
-        if await repo.merchant(args.mid) is None:
+        if await repo.merchants.merchant(args.mid) is None:
             print(f"no merchant {args.mid!r}", file=sys.stderr)
             return 1
         if args.command == "list":
@@ -82,12 +82,12 @@ async def _run(args: argparse.Namespace, settings: config_settings.Settings) -> 
                     "mode": e.mode,
                     "activeSecrets": e.active_secrets,
                 }
-                for e in await repo.endpoints(args.mid, args.mode)
+                for e in await repo.endpoints.endpoints(args.mid, args.mode)
             ]
         elif args.command == "add":
             secret = signing.new_secret()
             try:
-                endpoint = await repo.add_endpoint(
+                endpoint = await repo.endpoints.add_endpoint(
                     args.mid,
                     args.mode,
                     args.url,
@@ -107,7 +107,7 @@ async def _run(args: argparse.Namespace, settings: config_settings.Settings) -> 
             out = {"id": endpoint.id, "url": endpoint.url, "mode": endpoint.mode, "secret": secret}
         else:
             secret = signing.new_secret()
-            if not await repo.roll_endpoint(
+            if not await repo.endpoints.roll_endpoint(
                 args.mid, args.mode, args.id, secret, args.grace_seconds
             ):
                 print(f"no active endpoint {args.id} of {args.mid} ({args.mode})", file=sys.stderr)

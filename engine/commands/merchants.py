@@ -44,10 +44,10 @@ async def _create(
         async with pool.acquire() as conn:
             await db.migrate(conn)
         repo = Repository(pool)
-        merchant = await repo.create_merchant(mid, name)
+        merchant = await repo.merchants.create_merchant(mid, name)
         if merchant is None and not existing_ok:
             raise SystemExit(f"merchant {mid!r} exists already")
-        issued = await repo.issue_key(mid, mode, settings.api_key_secret)
+        issued = await repo.merchants.issue_key(mid, mode, settings.api_key_secret)
         created: dict[str, Any] = {
             "mid": mid,
             "name": name,
@@ -57,7 +57,7 @@ async def _create(
         }
         if webhook_url is not None:
             secret = signing.new_secret()
-            endpoint = await repo.add_endpoint(mid, mode, webhook_url, secret)
+            endpoint = await repo.endpoints.add_endpoint(mid, mode, webhook_url, secret)
             assert endpoint is not None  # a new merchant has no endpoints to count
             created["webhookEndpoint"] = {"id": endpoint.id, "url": webhook_url, "secret": secret}
         return created
@@ -74,9 +74,9 @@ async def _issue(
         async with pool.acquire() as conn:
             await db.migrate(conn)
         repo = Repository(pool)
-        if await repo.merchant(mid) is None:
+        if await repo.merchants.merchant(mid) is None:
             raise SystemExit(f"no merchant {mid!r}")
-        issued = await repo.issue_key(
+        issued = await repo.merchants.issue_key(
             mid, mode, settings.api_key_secret, max_keys=settings.max_api_keys
         )
         return {"mid": mid, "mode": mode, "apiKey": issued.key, "prefix": issued.prefix}
@@ -89,7 +89,6 @@ DEMO_MID = "hamster_dummy_mid_001"
 
 async def _demo_key_state(url: str, settings: config_settings.Settings, demo: Any) -> str:
     """Whether the saved demo key still works: "active", "revoked", "expired" or "unknown"."""
-    from engine.store.repository import Repository
 
     key = demo.get("apiKey") if isinstance(demo, dict) else None
     if not isinstance(key, str) or parse_key(key) != "test":
@@ -98,7 +97,9 @@ async def _demo_key_state(url: str, settings: config_settings.Settings, demo: An
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
-        found = await Repository(pool).authenticate(key_hash(settings.api_key_secret, key))
+        found = await Repository(pool).merchants.authenticate(
+            key_hash(settings.api_key_secret, key)
+        )
     finally:
         await pool.close()
     if found is None or found.mid != DEMO_MID:

@@ -20,7 +20,7 @@ import structlog
 
 from engine import errors, ids
 from engine.models import NewPayment, Payment
-from engine.store.repository import NewRow, Repository, TidCollision
+from engine.store.payments import NewRow, Payments, TidCollision
 
 log = structlog.get_logger()
 
@@ -42,8 +42,8 @@ class Accepted:
     created: bool
 
 
-class Store(Protocol):
-    """Where accept() writes: the repository itself, or a GroupCommit in front of it."""
+class Writer(Protocol):
+    """Where accept() writes: the payments' store itself, or a GroupCommit in front of it."""
 
     def insert_payment(
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
@@ -60,8 +60,8 @@ class GroupCommit:
     by row, so one request's trouble never becomes another's.
     """
 
-    def __init__(self, repo: Repository, *, max_batch: int = 256, in_flight: int = 4) -> None:
-        self.repo = repo
+    def __init__(self, payments: Payments, *, max_batch: int = 256, in_flight: int = 4) -> None:
+        self.payments = payments
         self.max_batch = max_batch
         self.in_flight = in_flight
         self._queue: list[tuple[NewRow, asyncio.Future[Payment | None]]] = []
@@ -74,7 +74,7 @@ class GroupCommit:
     async def insert_payment(
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Payment | None:
-        """Repository.insert_payment, sharing the statement with concurrent callers."""
+        """Payments.insert_payment, sharing the statement with concurrent callers."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Payment | None] = loop.create_future()
         self._queue.append((NewRow(new, public_id, tid, default_webhook_url), future))
@@ -86,8 +86,8 @@ class GroupCommit:
         return await future
 
     async def payment_by_order(self, mid: str, order_id: str, mode: str) -> Payment | None:
-        """Repository.payment_by_order (reads are not batched)."""
-        return await self.repo.payment_by_order(mid, order_id, mode)
+        """Payments.payment_by_order (reads are not batched)."""
+        return await self.payments.payment_by_order(mid, order_id, mode)
 
     async def close(self) -> None:
         """Let the statements in flight finish."""
@@ -107,7 +107,7 @@ class GroupCommit:
         self.statements += 1
         self.rows += len(batch)
         try:
-            inserted = await self.repo.insert_payments([row for row, _ in batch])
+            inserted = await self.payments.insert_payments([row for row, _ in batch])
         except errors.DatabaseUnavailable:
             for _, future in batch:
                 _fail(future, errors.DatabaseUnavailable())
@@ -126,7 +126,7 @@ class GroupCommit:
 
     async def _insert_one(self, row: NewRow, future: asyncio.Future[Payment | None]) -> None:
         try:
-            result = await self.repo.insert_payment(
+            result = await self.payments.insert_payment(
                 row.new,
                 public_id=row.public_id,
                 tid=row.tid,
@@ -145,7 +145,7 @@ def _fail(future: asyncio.Future[Payment | None], exc: BaseException) -> None:
 
 
 async def accept(
-    repo: Store,
+    repo: Writer,
     new: NewPayment,
     *,
     snowflake: ids.Snowflake,

@@ -37,13 +37,13 @@ async def trigger(
     if status not in (Status.SUCCESS, Status.FAILED):
         raise ValueError("status must be SUCCESS or FAILED")
     for _ in range(3):  # each turn follows a state change that raced us; three is plenty
-        queued = await repo.enqueue_resend(
+        queued = await repo.deliveries.enqueue_resend(
             tid, mid, mode, status, per_window=resends_per_window, window=resend_window_seconds
         )
         if queued is not None:
             log.info("webhook.resend_queued", tid=tid, status=status.value)
             return "resent"
-        payment = await repo.payment_by_tid(tid, mid, mode)
+        payment = await repo.payments.payment_by_tid(tid, mid, mode)
         if payment is None:
             raise errors.PaymentNotFound(tid)
         if payment.status is status:
@@ -65,7 +65,9 @@ async def trigger(
             )
         approval_no = f"AP{int(time.time() * 1000)}" if status is Status.SUCCESS else None
         fail_reason = MANUAL_FAIL_REASON if status is Status.FAILED else None
-        settled = await repo.settle_manual(tid, mid, status, approval_no, fail_reason, actor=actor)
+        settled = await repo.payments.settle_manual(
+            tid, mid, status, approval_no, fail_reason, actor=actor
+        )
         if settled is not None:
             metrics.PAYMENTS_SETTLED.labels(status.value, "manual").inc()
             log.info("payment.settled", tid=tid, status=status.value, by=actor)

@@ -6,21 +6,15 @@ retried within a call; anything that may have charged is left to the status inqu
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from engine.backoff import Backoff
 from engine.models import Claimed, ClaimedRefund, Outcome, RefundOutcome, RefundStatus, Status
 from engine.providers import protocol as provider
 from engine.providers.protocol import ProviderRejected, ProviderUnavailable
@@ -28,8 +22,8 @@ from engine.providers.protocol import ProviderRejected, ProviderUnavailable
 log = structlog.get_logger()
 
 
-def _not_processed(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderUnavailable) and not exc.maybe_processed
+# Between two tries of one call: 50 ms (plus jitter), doubling, at most 1 s.
+RETRY_WAIT = Backoff(0.05, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +36,31 @@ class AcquirerClient:
     max_attempts: int
     name: str = "card"
 
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, str]:
+        async with self.session.request(
+            method,
+            f"{self.base_url}{path}",
+            json=body,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+        ) as resp:
+            return resp.status, await resp.text()
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        # Only a connection never made proves the request never arrived: that alone is sent
+        # again here, up to max_attempts. Anything else may have charged: no retry.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=RETRY_WAIT,
+            retry=retry_if_exception_type(aiohttp.ClientConnectorError),
+            reraise=True,
+        )
         try:
-            async with self.session.request(
-                method,
-                f"{self.base_url}{path}",
-                json=body,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-            ) as resp:
-                text = await resp.text()
-                status = resp.status
+            answer: tuple[int, str] = await retrying(self._send, method, path, body)
         except aiohttp.ClientConnectorError as exc:
-            # The connection was never made: the request cannot have been processed.
             raise ProviderUnavailable(f"connect failed: {exc}", maybe_processed=False) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(f"{type(exc).__name__}: {exc}", maybe_processed=True) from exc
+        status, text = answer
         if status >= 500:
             raise ProviderUnavailable(
                 f"acquirer answered {status}", maybe_processed=True, code=f"PROVIDER_HTTP_{status}"
@@ -72,29 +76,6 @@ class AcquirerClient:
                 f"unreadable answer ({status}): {text[:200]}", maybe_processed=True
             ) from exc
 
-    async def _retrying(
-        self, method: str, path: str, body: dict[str, Any] | None
-    ) -> tuple[int, Any]:
-        # The first attempt runs bare: building tenacity's retry state costs more per call
-        # than the rest of our own code on this path, and nearly every call needs no retry.
-        try:
-            return await self._call(method, path, body)
-        except ProviderUnavailable as exc:
-            if not _not_processed(exc) or self.max_attempts < 2:
-                raise
-        # The request provably never arrived: try again, with backoff, up to max_attempts.
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts - 1),
-            wait=wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.05),
-            retry=retry_if_exception(_not_processed),
-            reraise=True,
-        )
-        await asyncio.sleep(0.05 + random.uniform(0, 0.05))
-        async for attempt in retrying:
-            with attempt:
-                return await self._call(method, path, body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     async def authorize(self, payment: Claimed) -> Outcome:
         """Ask for an approval by reference; a decline is a final answer."""
         body = {
@@ -103,7 +84,7 @@ class AcquirerClient:
             "currency": payment.currency,
             "orderId": payment.order_id,
         }
-        status, answer = await self._retrying("POST", "/authorize", body)
+        status, answer = await self._call("POST", "/authorize", body)
         if status != 200:
             # A 4xx is not a business answer, and the charge did not happen. Flag it.
             raise ProviderRejected(f"acquirer refused the request ({status}): {answer}")
@@ -111,7 +92,7 @@ class AcquirerClient:
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
         """The acquirer's record of this reference, or None if it has none."""
-        status, answer = await self._retrying("GET", f"/transactions/{payment.tid}", None)
+        status, answer = await self._call("GET", f"/transactions/{payment.tid}", None)
         if status == 404:
             return None
         if status != 200:
@@ -126,14 +107,14 @@ class AcquirerClient:
             "amount": refund.amount,
             "currency": refund.currency,
         }
-        status, answer = await self._retrying("POST", "/refunds", body)
+        status, answer = await self._call("POST", "/refunds", body)
         if status != 200:
             raise ProviderRejected(f"acquirer refused the refund request ({status}): {answer}")
         return _refund_outcome(refund, answer)
 
     async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
         """The acquirer's record of this refund, or None if it has none."""
-        status, answer = await self._retrying("GET", f"/refunds/{refund.public_id}", None)
+        status, answer = await self._call("GET", f"/refunds/{refund.public_id}", None)
         if status == 404:
             return None
         if status != 200:

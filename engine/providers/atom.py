@@ -10,10 +10,8 @@ for a person and a forged or corrupted answer can never settle it.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -31,227 +29,30 @@ from engine.providers.atom_crypto import (
     TXN_STATUS,
     AtomCredentials,
     AtomCryptoError,
-    AtomProtocolError,
     AtomSignatureError,
-    decrypt,
     derive_key,
-    encrypt,
-    refund_request_signature,
-    refund_response_signature,
-    request_signature,
-    response_signature,
-    signatures_match,
+)
+from engine.providers.atom_messages import (
+    APPROVED,
+    DECLINED,
+    NO_RECORD,
+    REFUNDED,
+    REJECTED,
+    AtomAnswer,
+    AtomCallback,
+    AtomRefundAnswer,
+    credentials,
+    open_answer,
+    open_refund_answer,
+    seal_refund_request,
+    seal_request,
+    verify_callback,
 )
 from engine.providers.protocol import ProviderRejected, ProviderUnavailable
 
 log = structlog.get_logger()
 
-APPROVED = "OTS0000"
-DECLINED = "OTS0600"
-NO_RECORD = "OTS0404"
-# The same codes in a refund answer: refunded, and rejected (description = the reason).
-REFUNDED = APPROVED
-REJECTED = DECLINED
-
-_ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
-_REFUND_ANSWER_FIELDS = (
-    "merchTxnId",
-    "refundTxnId",
-    "atomRefundId",
-    "statusCode",
-    "amount",
-    "currency",
-    "signature",
-)
-
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class AtomAnswer:
-    """A decrypted response or callback whose signature verified."""
-
-    merch_txn_id: str
-    atom_txn_id: str
-    status_code: str
-    amount: str
-    currency: str
-    description: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AtomRefundAnswer:
-    """A decrypted refund or refund-status answer whose signature verified."""
-
-    merch_txn_id: str
-    refund_txn_id: str
-    # "" unless money was returned.
-    atom_refund_id: str
-    status_code: str
-    amount: str
-    currency: str
-    description: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AtomCallback:
-    """What a verified callback says about one payment (the tid is merch_txn_id)."""
-
-    merch_txn_id: str
-    status: Status
-    # Atom's transaction id: the approval number of a SUCCESS.
-    atom_txn_id: str
-    # The decline reason of a FAILED, else None.
-    reason: str | None
-    amount: int
-    currency: str
-
-
-def credentials(settings: Settings, mode: str = "live") -> AtomCredentials:
-    """The engine's Atom credentials of `mode` from its settings."""
-    value = functools.partial(config_settings.atom_value, settings, mode)
-    return AtomCredentials(
-        merch_id=value("merch_id"),
-        password=value("password"),
-        req_hash_key=value("req_hash_key"),
-        res_hash_key=value("res_hash_key"),
-        req_enc_key=value("req_enc_key"),
-        res_enc_key=value("res_enc_key"),
-    )
-
-
-def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, txn: str) -> str:
-    """The encData of a signed AUTH or STATUS request for `tid`."""
-    body = {
-        "merchId": creds.merch_id,
-        "merchTxnId": tid,
-        "amount": str(amount),
-        "currency": currency,
-        "txnType": txn,
-        "signature": request_signature(creds, tid, amount, currency, txn),
-    }
-    text = json.dumps(body, separators=(",", ":"))
-    return encrypt(derive_key(creds.req_enc_key), text.encode())
-
-
-def seal_refund_request(
-    creds: AtomCredentials, tid: str, refund_txn_id: str, amount: int, currency: str, txn: str
-) -> str:
-    """The encData of a signed REFUND or REFUND_STATUS request for refund `refund_txn_id`."""
-    body = {
-        "merchId": creds.merch_id,
-        "merchTxnId": tid,
-        "refundTxnId": refund_txn_id,
-        "amount": str(amount),
-        "currency": currency,
-        "txnType": txn,
-        "signature": refund_request_signature(creds, tid, refund_txn_id, amount, currency, txn),
-    }
-    text = json.dumps(body, separators=(",", ":"))
-    return encrypt(derive_key(creds.req_enc_key), text.encode())
-
-
-def _answer_fields(creds: AtomCredentials, enc_data: str, fields: tuple[str, ...]) -> Any:
-    """The decrypted JSON object of an answer, checked to have `fields` as strings."""
-    plaintext = decrypt(derive_key(creds.res_enc_key), enc_data)
-    try:
-        data = json.loads(plaintext)
-    except ValueError:  # also UnicodeDecodeError: decrypted garbage
-        raise AtomProtocolError("decrypted encData is not JSON") from None
-    if not isinstance(data, dict):
-        raise AtomProtocolError("decrypted encData is not a JSON object")
-    missing = [k for k in fields if not isinstance(data.get(k), str)]
-    if missing:
-        raise AtomProtocolError(f"answer lacks string fields {missing}")
-    return data
-
-
-def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
-    """Decrypt and verify a response or callback.
-
-    Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
-    AtomSignatureError (the signature does not match the fields).
-    """
-    data = _answer_fields(creds, enc_data, _ANSWER_FIELDS)
-    description = data.get("description")
-    answer = AtomAnswer(
-        merch_txn_id=data["merchTxnId"],
-        atom_txn_id=data["atomTxnId"],
-        status_code=data["statusCode"],
-        amount=data["amount"],
-        currency=data["currency"],
-        description=description if isinstance(description, str) else None,
-    )
-    expected = response_signature(
-        creds,
-        answer.atom_txn_id,
-        answer.merch_txn_id,
-        answer.status_code,
-        answer.amount,
-        answer.currency,
-    )
-    if not signatures_match(expected, data["signature"]):
-        raise AtomSignatureError(
-            f"signature does not verify for merchTxnId {answer.merch_txn_id!r}",
-            merch_txn_id=answer.merch_txn_id,
-        )
-    return answer
-
-
-def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswer:
-    """Decrypt and verify a refund or refund-status answer; raises as open_answer does."""
-    data = _answer_fields(creds, enc_data, _REFUND_ANSWER_FIELDS)
-    description = data.get("description")
-    answer = AtomRefundAnswer(
-        merch_txn_id=data["merchTxnId"],
-        refund_txn_id=data["refundTxnId"],
-        atom_refund_id=data["atomRefundId"],
-        status_code=data["statusCode"],
-        amount=data["amount"],
-        currency=data["currency"],
-        description=description if isinstance(description, str) else None,
-    )
-    expected = refund_response_signature(
-        creds,
-        answer.atom_refund_id,
-        answer.merch_txn_id,
-        answer.refund_txn_id,
-        answer.status_code,
-        answer.amount,
-        answer.currency,
-    )
-    if not signatures_match(expected, data["signature"]):
-        raise AtomSignatureError(
-            f"signature does not verify for refundTxnId {answer.refund_txn_id!r}",
-            merch_txn_id=answer.merch_txn_id,
-        )
-    return answer
-
-
-def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
-    """Decrypt a callback's encData with res_enc_key and verify its signature.
-
-    For the callback route: raises AtomSignatureError when the signature does not match (never
-    act on such a callback), AtomCryptoError when it does not decrypt, and AtomProtocolError
-    when it is not a final answer. Use AtomProvider.verify_callback to have failures counted.
-    """
-    answer = open_answer(creds, enc_data_hex)
-    if not answer.amount.isdigit():
-        raise AtomProtocolError(f"callback amount is not minor units: {answer.amount!r}")
-    if answer.status_code == APPROVED and answer.atom_txn_id:
-        status, reason = Status.SUCCESS, None
-    elif answer.status_code == DECLINED:
-        status, reason = Status.FAILED, provider.reason_code(answer.description, "DECLINED")
-    else:
-        raise AtomProtocolError(f"callback is not a final answer: {answer.status_code!r}")
-    return AtomCallback(
-        merch_txn_id=answer.merch_txn_id,
-        status=status,
-        atom_txn_id=answer.atom_txn_id,
-        reason=reason,
-        amount=int(answer.amount),
-        currency=answer.currency,
-    )
 
 
 class AtomProvider:
@@ -366,26 +167,17 @@ class AtomProvider:
     async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
         enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
         answer = self._read(await self._post(path, enc), open_answer, payment.tid)
-        # Signed, but about another payment: a mix-up at Atom or a replayed answer.
-        mine = (payment.tid, str(payment.amount), payment.currency)
-        if (answer.merch_txn_id, answer.amount, answer.currency) != mine:
-            raise ProviderRejected(
-                f"atom answered for {answer.merch_txn_id} {answer.amount} {answer.currency}, "
-                f"not {payment.tid} {payment.amount} {payment.currency}",
-                maybe_processed=True,
-            )
+        _about(
+            (answer.merch_txn_id, answer.amount, answer.currency),
+            (payment.tid, str(payment.amount), payment.currency),
+            "",
+        )
         return answer
 
     async def authorize(self, payment: Claimed) -> Outcome:
         """Ask Atom to charge by reference; a decline is a final answer."""
         answer = await self._call("/auth", payment, TXN_AUTH)
-        outcome = _outcome(payment, answer)
-        if outcome is None:
-            # "No record" is no answer to a charge; whether it happened is for the inquiry.
-            raise ProviderUnavailable(
-                "atom answered a charge with no record (OTS0404)", maybe_processed=True
-            )
-        return outcome
+        return _answered(_outcome(payment, answer), "a charge")
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
         """Atom's record of this reference, or None if it has none (OTS0404)."""
@@ -398,26 +190,17 @@ class AtomProvider:
         )
         text = await self._post(path, enc)
         answer = self._read(text, open_refund_answer, refund.tid, refund.public_id)
-        # Signed, but about another refund: a mix-up at Atom or a replayed answer.
-        mine = (refund.tid, refund.public_id, str(refund.amount), refund.currency)
-        theirs = (answer.merch_txn_id, answer.refund_txn_id, answer.amount, answer.currency)
-        if theirs != mine:
-            raise ProviderRejected(
-                f"atom answered for refund {' '.join(theirs)}, not {' '.join(mine)}",
-                maybe_processed=True,
-            )
+        _about(
+            (answer.merch_txn_id, answer.refund_txn_id, answer.amount, answer.currency),
+            (refund.tid, refund.public_id, str(refund.amount), refund.currency),
+            "refund ",
+        )
         return answer
 
     async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
         """Ask Atom to return money by the refund's reference; a rejection is final."""
         answer = await self._call_refund("/refund", refund, TXN_REFUND)
-        outcome = _refund_outcome(refund, answer)
-        if outcome is None:
-            # As for a charge: whether the refund happened is for the refund-status inquiry.
-            raise ProviderUnavailable(
-                "atom answered a refund with no record (OTS0404)", maybe_processed=True
-            )
-        return outcome
+        return _answered(_refund_outcome(refund, answer), "a refund")
 
     async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
         """Atom's record of this refund reference, or None if it has none (OTS0404)."""
@@ -431,6 +214,25 @@ class AtomProvider:
         except AtomSignatureError as exc:
             self._signature_failed(exc, exc.merch_txn_id)
             raise
+
+
+def _about(theirs: tuple[str, ...], mine: tuple[str, ...], what: str) -> None:
+    """Signed, but about another payment or refund: a mix-up at Atom or a replayed answer."""
+    if theirs != mine:
+        raise ProviderRejected(
+            f"atom answered for {what}{' '.join(theirs)}, not {' '.join(mine)}",
+            maybe_processed=True,
+        )
+
+
+def _answered(outcome: T | None, what: str) -> T:
+    """The outcome of a charge or a refund: "no record" is no answer to one, and whether it
+    happened is for the inquiry."""
+    if outcome is None:
+        raise ProviderUnavailable(
+            f"atom answered {what} with no record (OTS0404)", maybe_processed=True
+        )
+    return outcome
 
 
 def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:

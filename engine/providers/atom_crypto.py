@@ -1,6 +1,7 @@
 """The Atom protocol's cryptography: key derivation, payload encryption and signatures.
 
-The protocol, as this engine and the simulator (simulator/atom.py, written separately) speak it:
+The protocol, as this engine and the simulator (simulator/atom_wire.py, written separately)
+speak it:
 
 Credentials. Each merchant-of-record at Atom has six strings: `merch_id`, `password`,
 `req_hash_key`, `res_hash_key`, `req_enc_key`, `res_enc_key`. Requests are encrypted with

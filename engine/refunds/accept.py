@@ -13,18 +13,19 @@ import structlog
 
 from engine import errors, ids
 from engine.models import Payment, Refund
-from engine.store.repository import RefundKeyTaken, Repository
+from engine.store.refunds import RefundKeyTaken
+from engine.store.repository import Repository
 
 log = structlog.get_logger()
 
 
 async def cancel(repo: Repository, tid: str, mid: str, mode: str, actor: str) -> Payment:
     """PENDING -> CANCELED; a payment already being processed (or done) is a StateConflict."""
-    canceled = await repo.cancel(tid, mid, mode, actor)
+    canceled = await repo.payments.cancel(tid, mid, mode, actor)
     if canceled is not None:
         log.info("payment.canceled", tid=tid, by=actor)
         return canceled
-    payment = await repo.payment_by_tid(tid, mid, mode)
+    payment = await repo.payments.payment_by_tid(tid, mid, mode)
     if payment is None:
         raise errors.PaymentNotFound(tid)
     if payment.status.value == "PENDING":  # an earlier attempt may have charged
@@ -63,13 +64,13 @@ async def request_refund(
 ) -> Requested:
     """Accept a refund (idempotent on the merchant's key), or say why it cannot be."""
     for _ in range(2):
-        existing = await repo.refund_by_key(mid, mode, key)
+        existing = await repo.refunds.refund_by_key(mid, mode, key)
         if existing is not None:
             if existing.request_digest != digest or existing.tid != tid:
                 raise errors.IdempotencyConflict(key, existing.tid, field="Idempotency-Key")
             return Requested(existing, False)
         try:
-            created = await repo.create_refund(
+            created = await repo.refunds.create_refund(
                 tid=tid,
                 mid=mid,
                 mode=mode,
@@ -85,7 +86,7 @@ async def request_refund(
         if created is not None:
             log.info("refund.requested", tid=tid, refund=created.public_id, amount=amount)
             return Requested(created, True)
-        payment = await repo.payment_by_tid(tid, mid, mode)
+        payment = await repo.payments.payment_by_tid(tid, mid, mode)
         if payment is None:
             raise errors.PaymentNotFound(tid)
         if payment.status.value not in ("SUCCESS", "PARTIALLY_REFUNDED"):

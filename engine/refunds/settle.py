@@ -6,41 +6,28 @@ refusal flagged for a person.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Mapping
 
 import structlog
 
 from engine import metrics
-from engine.models import ClaimedRefund, RefundOutcome, Requeue
-from engine.payments.claim import Pass, Policy, requeue
-from engine.providers.protocol import Provider, ProviderRejected, registry_key
+from engine.models import ClaimedRefund, RefundOutcome
+from engine.payments.claim import REFUND, Pass, Policy, answer_all, ask, requeue
+from engine.providers.protocol import Provider
 from engine.store.repository import Repository
 
 log = structlog.get_logger()
 
 
-async def _decide(provider: Provider, r: ClaimedRefund) -> RefundOutcome:
-    if r.outcome_unknown_since is not None:
-        with metrics.provider_call(provider.name, "inquire_refund") as timed:
-            found = await provider.inquire_refund(r)
-            timed["result"] = "no_record" if found is None else found.status.value.lower()
-        if found is not None:
-            log.info("refund.inquiry_resolved", refund=r.public_id, status=found.status.value)
-            return found
-        log.info("refund.inquiry_no_record", refund=r.public_id)
-    with metrics.provider_call(provider.name, "refund") as timed:
-        outcome = await provider.refund(r)
-        timed["result"] = outcome.status.value.lower()
-    return outcome
-
-
-async def _answer(providers: Mapping[str, Provider], r: ClaimedRefund) -> RefundOutcome:
-    provider = providers.get(registry_key(r.mode, r.provider))
-    if provider is None:
-        raise ProviderRejected(f"no provider named {r.provider!r} is configured for {r.mode}")
-    return await _decide(provider, r)
+def _answer(providers: Mapping[str, Provider], r: ClaimedRefund) -> Awaitable[RefundOutcome]:
+    return ask(
+        providers,
+        r,
+        inquire=("inquire_refund", lambda p: p.inquire_refund(r)),
+        send=("refund", lambda p: p.refund(r)),
+        kind="refund",
+        refund=r.public_id,
+    )
 
 
 async def run_once(
@@ -53,39 +40,20 @@ async def run_once(
     policy: Policy,
 ) -> Pass:
     """Claim up to `batch_size` due refunds and settle what their providers answered."""
-    claimed = await repo.claim_refunds(owner, batch_size, lease_seconds)
+    claimed = await repo.refunds.claim_refunds(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0)
-    try:
-        answers = await asyncio.gather(
-            *(_answer(providers, r) for r in claimed), return_exceptions=True
-        )
-    except asyncio.CancelledError:
-        await asyncio.shield(repo.release_refunds(owner, [r.id for r in claimed], unknown=True))
-        raise
-    now = datetime.now(UTC)
-    outcomes: list[RefundOutcome] = []
-    requeues: list[Requeue] = []
-    for r, answer in zip(claimed, answers, strict=True):
-        if isinstance(answer, RefundOutcome):
-            outcomes.append(answer)
-        elif isinstance(answer, Exception):
-            requeues.append(
-                requeue(
-                    r,
-                    answer,
-                    policy,
-                    now,
-                    kind="refund",
-                    pending="REFUND_PENDING",
-                    unresolved="REFUND_UNRESOLVED",
-                    refund=r.public_id,
-                    tid=r.tid,
-                )
-            )
-        else:
-            raise answer
-    settled = await repo.settle_refunds(owner, outcomes)
+    outcomes, requeues = await answer_all(
+        claimed,
+        lambda r: _answer(providers, r),
+        give_back=lambda: repo.refunds.release_refunds(
+            owner, [r.id for r in claimed], unknown=True
+        ),
+        requeue_of=lambda r, exc, now: requeue(
+            r, exc, policy, now, REFUND, refund=r.public_id, tid=r.tid
+        ),
+    )
+    settled = await repo.refunds.settle_refunds(owner, outcomes)
     by_id = {o.id: o for o in outcomes}
     for r in claimed:
         if r.public_id in settled:
@@ -95,14 +63,13 @@ async def run_once(
             )
         elif r.id in by_id:
             log.warning("refund.settle_lost_race", refund=r.public_id, tid=r.tid)
-    await repo.requeue_refunds(owner, requeues)
-    delays = [q.delay for q in requeues if q.delay is not None]
-    return Pass(len(claimed), len(settled), min(delays) if delays else None)
+    await repo.refunds.requeue_refunds(owner, requeues)
+    return Pass.of(len(claimed), len(settled), requeues)
 
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:
     """Refunds whose worker died go back to REFUND_PENDING; returns how many."""
-    reaped = await repo.reap_refunds(limit)
+    reaped = await repo.refunds.reap_refunds(limit)
     for public_id, owner in reaped:
         log.warning("refund.lease_expired", refund=public_id, dead_worker=owner)
     return len(reaped)

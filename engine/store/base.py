@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
 from engine import errors
+from engine.models import Requeue
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,3 +51,14 @@ class Store:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+
+def requeue_columns(items: Sequence[Requeue]) -> tuple[list[Any], ...]:
+    """The unnest arrays of a requeue (payments' and refunds'): ids, statuses, delays, ..."""
+    return (
+        [i.id for i in items],
+        [i.status for i in items],
+        [i.delay for i in items],
+        [i.unknown for i in items],
+        [i.reason for i in items],
+    )

@@ -8,12 +8,9 @@ from typing import Any
 
 import asyncpg
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from engine.backoff import Backoff
 
 log = structlog.get_logger()
 
@@ -58,7 +55,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     """Open a pool whose connections read and write jsonb; wait for PostgreSQL if it is down."""
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(_NOT_UP_YET),
-        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+        wait=Backoff(0.1, 5.0),
         before_sleep=_log_unavailable,
         reraise=True,
     )

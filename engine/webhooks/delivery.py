@@ -1,11 +1,9 @@
-"""Webhook dispatch from the outbox: claim due deliveries, POST the seed's JSON, record it.
-
-Every attempt is signed the Standard Webhooks way (webhook-id, webhook-timestamp,
-webhook-signature), with each active secret of the url's endpoint, or the default secret.
+"""Webhook dispatch from the outbox: claim due deliveries, send each (sending.py), record it.
 
 Delivery is at least once. The retry schedule lives in the database (next_attempt_at), so a
-crash loses no retry; tenacity computes the backoff. After the last attempt a delivery is DEAD:
-kept, listed, and sendable again. A url the egress policy refuses is DEAD at once.
+crash loses no retry; engine.backoff computes the delay, as for payments and refunds. After
+the last attempt a delivery is DEAD: kept, listed, and sendable again. A url the egress
+policy refuses is DEAD at once.
 
 What a merchant sees of a failure (last_error) is a short reason code; the detail is logged.
 """
@@ -14,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import aiohttp
 import structlog
@@ -26,72 +22,13 @@ import structlog
 from engine import metrics
 from engine.backoff import Backoff
 from engine.errors import DatabaseUnavailable, WebhookRetryable
-from engine.models import Delivery, Status
-from engine.store.repository import Delivered, Repository
-from engine.webhooks import egress, signing
+from engine.models import Delivery
+from engine.store.deliveries import Delivered
+from engine.store.repository import Repository
+from engine.webhooks import egress
+from engine.webhooks.sending import send
 
 log = structlog.get_logger()
-
-USER_AGENT = "hamster-engine-webhooks/1"
-# The event a merchant asks for to check its endpoint (POST /api/webhook-endpoints/{id}/test).
-TEST_EVENT = "TEST"
-# Of a merchant's answer only the status counts: this much of its body is read and dropped.
-BODY_CAP = 4096
-
-
-def payload(d: Delivery) -> dict[str, Any]:
-    """The seed's webhook body (key order as in the seed), plus the currency."""
-    if d.event_status in ("REFUNDED", "REFUND_FAILED"):
-        return _refund_payload(d)
-    if d.event_status == TEST_EVENT:
-        return {
-            "status": TEST_EVENT,
-            "code": "TEST",
-            "endpointId": d.endpoint_id,
-            "mode": d.mode,
-            "message": "A test event: this endpoint receives and verifies our webhooks",
-        }
-    if d.event_status == Status.SUCCESS.value:
-        return {
-            "status": "SUCCESS",
-            "code": "0000",
-            "transactionId": d.tid,
-            "approvalNo": d.approval_no,
-            "amount": d.amount,
-            "currency": d.currency,
-            "echo": d.echo,
-            "message": "Payment approved successfully",
-        }
-    return {
-        "status": "FAILED",
-        "code": "E001",
-        "transactionId": d.tid,
-        "amount": d.amount,
-        "currency": d.currency,
-        "echo": d.echo,
-        "message": f"Payment failed: {d.fail_reason}",
-    }
-
-
-def _refund_payload(d: Delivery) -> dict[str, Any]:
-    """A refund's outcome, in the shape of the seed's payment webhooks."""
-    done = d.event_status == "REFUNDED"
-    body: dict[str, Any] = {
-        "status": d.event_status,
-        "code": "0000" if done else "E002",
-        "transactionId": d.tid,
-        "refundId": d.refund_public_id,
-        "amount": d.refund_amount,
-        "refundedAmount": d.refunded_amount,
-        "currency": d.currency,
-        "echo": d.echo,
-    }
-    if done:
-        body["refundNo"] = d.refund_no
-        body["message"] = "Refund completed"
-    else:
-        body["message"] = f"Refund failed: {d.refund_fail_reason}"
-    return body
 
 
 class Pass(NamedTuple):
@@ -100,87 +37,6 @@ class Pass(NamedTuple):
     claimed: int
     delivered: int
     retry_in: float | None
-
-
-def signed_headers(d: Delivery, body: bytes, secrets: Sequence[str]) -> dict[str, str]:
-    """Headers of one attempt: a fresh timestamp, and a signature per secret over `body`."""
-    timestamp = int(time.time())
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        # Stable across retries of the same event, so the merchant can deduplicate.
-        "webhook-id": d.event_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signing.sign(secrets, d.event_id, timestamp, body),
-    }
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    d: Delivery,
-    *,
-    timeout: float,
-    secrets: Sequence[str],
-    policy: egress.Policy,
-) -> int:
-    """POST one delivery signed with `secrets`; returns the 2xx status.
-
-    Raises egress.EgressRefused if `policy` refuses the url, else WebhookRetryable with a
-    reason code (`timeout`, `connect_failed`, `http_503`, `redirect` ...).
-    """
-    body = json.dumps(payload(d), ensure_ascii=False, separators=(",", ":")).encode()
-    try:
-        # Inside the try: a malformed stored secret fails this attempt (recorded), not the pass.
-        headers = signed_headers(d, body, secrets)
-    except ValueError as exc:
-        raise WebhookRetryable(None, "invalid_secret") from exc
-    # Checked before every attempt, not only at registration: DNS answers change.
-    await egress.check_url(d.url, policy)
-    try:
-        async with session.post(
-            d.url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            # The session's connect timeout stays; `timeout` bounds the whole attempt.
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=session.timeout.sock_connect),
-        ) as resp:
-            await _drain(resp)
-            if 200 <= resp.status < 300:
-                return resp.status
-            # A redirect is never followed: it could point anywhere, inside our network too.
-            reason = "redirect" if 300 <= resp.status < 400 else f"http_{resp.status}"
-            raise WebhookRetryable(resp.status, reason)
-    except TimeoutError as exc:
-        raise WebhookRetryable(None, "timeout") from exc
-    except aiohttp.ClientConnectorDNSError as exc:
-        raise WebhookRetryable(None, "dns_failed") from exc
-    except aiohttp.ClientSSLError as exc:
-        raise WebhookRetryable(None, "tls_failed") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise WebhookRetryable(None, "connect_failed") from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise WebhookRetryable(None, "disconnected") from exc
-    except (aiohttp.ClientError, ValueError) as exc:
-        raise WebhookRetryable(None, "request_failed") from exc
-
-
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read at most BODY_CAP bytes of the answer and drop them.
-
-    A short body read to its end lets the connection be reused; past the cap (or if the body
-    is slow) the connection is closed instead, so no answer can grow our memory or hold us.
-    """
-    left = BODY_CAP
-    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-        while left > 0:
-            chunk = await resp.content.read(left)
-            if not chunk:
-                return
-            left -= len(chunk)
-        if resp.content.at_eof():
-            return
-    resp.close()
 
 
 class _Sent(NamedTuple):
@@ -221,7 +77,7 @@ def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
 async def _refused(repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, owner: str) -> None:
     """Record a delivery the egress policy refused: DEAD now, with the reason listed."""
     d = sent.delivery
-    result = await repo.delivery_failed(
+    result = await repo.deliveries.delivery_failed(
         d.id,
         owner,
         code=None,
@@ -251,7 +107,7 @@ async def _failed(
     delay = backoff.delay(d.attempts)
     # The merchant sees the code; what exactly went wrong is for our log only.
     detail = repr(exc.__cause__) if exc.__cause__ is not None else None
-    result = await repo.delivery_failed(
+    result = await repo.deliveries.delivery_failed(
         d.id,
         owner,
         code=exc.status,
@@ -298,7 +154,7 @@ async def _record(
     deliveries were made due because their url answered 2xx again).
     """
     ok = [s for s in sent if isinstance(s.result, int)]
-    recorded = await repo.deliveries_succeeded(
+    recorded = await repo.deliveries.deliveries_succeeded(
         owner,
         [
             Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
@@ -339,7 +195,7 @@ async def _hasten(repo: Repository, urls: set[str]) -> int:
     """
     if not urls:
         return 0
-    n = await repo.hasten_deliveries(sorted(urls))
+    n = await repo.deliveries.hasten_deliveries(sorted(urls))
     if n:
         log.info("webhook.hastened", count=n, urls=len(urls))
     return n
@@ -365,17 +221,17 @@ async def run_once(
     payment's merchant's and mode's. One with no endpoint goes only to `default_url`, the
     operator's own receiver, signed with `default_secret`, which no merchant is shown.
     """
-    claimed = await repo.claim_deliveries(owner, batch_size, lease_seconds)
+    claimed = await repo.deliveries.claim_deliveries(owner, batch_size, lease_seconds)
     if not claimed:
         return Pass(0, 0, None)
     try:
         try:
             # One round trip for the whole batch, not one per delivery.
-            registered = await repo.endpoint_secrets(claimed)
+            registered = await repo.endpoints.endpoint_secrets(claimed)
         except DatabaseUnavailable:
             # Nothing was sent: hand the claims back now rather than when their leases expire.
             with contextlib.suppress(DatabaseUnavailable):
-                await repo.release_deliveries(owner, [d.id for d in claimed])
+                await repo.deliveries.release_deliveries(owner, [d.id for d in claimed])
             raise
         sent = await asyncio.gather(
             *(
@@ -386,7 +242,7 @@ async def run_once(
             )
         )
     except asyncio.CancelledError:
-        await asyncio.shield(repo.release_deliveries(owner, [d.id for d in claimed]))
+        await asyncio.shield(repo.deliveries.release_deliveries(owner, [d.id for d in claimed]))
         raise
     # Shielded: a shutdown now must not forget what the merchants already answered.
     delivered, retries = await asyncio.shield(
@@ -413,7 +269,7 @@ async def _unsendable(d: Delivery, reason: str) -> _Sent:
 
 async def reap(repo: Repository, *, limit: int = 1000) -> int:
     """Deliveries whose worker died mid-send go back to PENDING; returns how many."""
-    n = await repo.reap_deliveries(limit)
+    n = await repo.deliveries.reap_deliveries(limit)
     if n:
         log.warning("webhook.lease_expired", count=n)
     return n

@@ -1,30 +1,27 @@
-"""The worker process: drains payments and webhooks, woken by NOTIFY, paced by APScheduler.
+"""The worker process: drains payments, refunds and webhooks as APScheduler jobs.
 
-Each kind of work has one loop. A pass that fills its batch runs again at once; otherwise the
-loop sleeps until NOTIFY says work arrived, the scheduled safety-net poll fires, or a retry it
-scheduled falls due. `python -m engine.worker` runs it; several may run at once.
+The passes, the poll and the reaper are scheduler jobs (engine/worker/schedule.py); NOTIFY
+only asks the scheduler to run a pass now. `python -m engine.worker` runs it; several may run
+at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import secrets
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Protocol, cast
+from datetime import timedelta
+from typing import cast
 
 import aiohttp
 import asyncpg
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config import settings as config_settings
-from engine import backoff, errors, logs, metrics
+from engine import backoff, errors, logs
 from engine import loop as event_loop
 from engine.payments import claim
 from engine.providers import acquirer, atom
@@ -34,73 +31,13 @@ from engine.store import db, devdb
 from engine.store.repository import Repository
 from engine.webhooks import delivery as webhooks
 from engine.webhooks import egress
-from engine.worker import wakeup
+from engine.worker import schedule, wakeup
 
 log = structlog.get_logger()
 
 PAYMENTS_CHANNEL = wakeup.PAYMENTS
 REFUNDS_CHANNEL = wakeup.REFUNDS
 WEBHOOKS_CHANNEL = wakeup.WEBHOOKS
-
-
-class PassResult(Protocol):
-    """What a loop needs to know of a pass."""
-
-    @property
-    def claimed(self) -> int: ...
-
-    @property
-    def retry_in(self) -> float | None: ...
-
-
-class Doorbell:
-    """Wakes one sleeping loop per ring, so a NOTIFY does not send every loop to the database.
-
-    A ring while no loop sleeps is kept: the next loop that would sleep runs a pass instead.
-    `ring_all` wakes every loop (the safety-net poll, the reaper, shutdown).
-    """
-
-    def __init__(self) -> None:
-        self._sleepers: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._kept = False
-
-    def ring(self) -> None:
-        """Wake one sleeping loop, or keep the ring for the next one."""
-        if not self._wake(every=False):
-            self._kept = True
-
-    def ring_all(self) -> None:
-        """Wake every sleeping loop, and the next one to sleep."""
-        self._wake(every=True)
-        self._kept = True
-
-    def _wake(self, *, every: bool) -> bool:
-        """Wake the first sleeper still waiting (or all of them); False if none was."""
-        woke = False
-        while self._sleepers:
-            sleeper = self._sleepers.popleft()
-            if not sleeper.done():
-                sleeper.set_result(None)
-                woke = True
-                if not every:
-                    break
-        return woke
-
-    async def wait(self, timeout: float | None = None) -> None:
-        """Sleep until rung or `timeout` seconds pass; at once if a ring was kept."""
-        if self._kept:
-            self._kept = False
-            return
-        sleeper = asyncio.get_running_loop().create_future()
-        self._sleepers.append(sleeper)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sleeper, timeout)
-        finally:
-            if not sleeper.done():
-                sleeper.cancel()
-            with contextlib.suppress(ValueError):
-                self._sleepers.remove(sleeper)
 
 
 def worker_id() -> str:
@@ -153,24 +90,34 @@ class Worker:
         self.backoff = backoff.Backoff(
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
-        self.payments_wake = Doorbell()
-        self.refunds_wake = Doorbell()
-        self.webhooks_wake = Doorbell()
         self.stopping = asyncio.Event()
         self.log = log.bind(worker=self.owner)
+        self.schedule = schedule.Schedule(
+            poll_every=settings.polling_fixed_delay_ms / 1000 if settings.polling_enabled else None,
+            first_poll=settings.polling_initial_delay_ms / 1000,
+        )
+        # Several jobs of each kind keep several batches in flight: a pass mostly waits on
+        # the provider and the database, so one alone leaves the CPU idle.
+        # The passes are looked up when they run, so a test may wrap one.
+        jobs, batch = settings.worker_loops, settings.batch_size
+        lane = self.schedule.lane
+        self.payments = lane("payments", lambda: self.payments_pass(), batch=batch, jobs=jobs)
+        self.refunds = lane("refunds", lambda: self.refunds_pass(), batch=batch, jobs=jobs)
+        self.webhooks = lane(
+            "webhooks", lambda: self.webhooks_pass(), batch=settings.webhook_batch_size, jobs=jobs
+        )
+        self.schedule.every("reap", settings.reaper_interval_ms / 1000, self._reap)
 
     def wake(self) -> None:
-        """Make every loop look for work now (the safety-net poll, the reaper, stopping)."""
-        self.payments_wake.ring_all()
-        self.refunds_wake.ring_all()
-        self.webhooks_wake.ring_all()
+        """Make every lane look for work now (LISTEN connected, the reaper freed rows)."""
+        self.schedule.wake()
 
     def stop(self) -> None:
-        """Stop claiming; loops finish the pass they are in and return."""
+        """Stop claiming; the passes in flight finish (or are cancelled past the grace)."""
         if not self.stopping.is_set():
             self.log.info("worker.stopping")
         self.stopping.set()
-        self.wake()
+        self.schedule.halt()
 
     async def payments_pass(self) -> claim.Pass:
         """One pass over payments with this worker's settings."""
@@ -184,7 +131,7 @@ class Worker:
             policy=self.policy,
         )
         if result.settled:
-            self.webhooks_wake.ring()  # their webhooks are in the outbox: this worker sends them
+            self.webhooks.ring()  # their webhooks are in the outbox: this worker sends them
         return result
 
     async def refunds_pass(self) -> claim.Pass:
@@ -199,7 +146,7 @@ class Worker:
             policy=self.policy,
         )
         if result.settled:
-            self.webhooks_wake.ring()
+            self.webhooks.ring()
         return result
 
     async def webhooks_pass(self) -> webhooks.Pass:
@@ -218,41 +165,6 @@ class Worker:
             default_url=str(s.default_webhook_url),
             policy=self.egress,
         )
-
-    async def _sleep(self, wake: asyncio.Event, timeout: float | None) -> None:
-        """Until `wake` is set, we are stopping, or `timeout` seconds pass."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
-
-    async def _loop(
-        self, name: str, wake: Doorbell, one_pass: Callable[[], Awaitable[PassResult]]
-    ) -> None:
-        failures = 0
-        batch = self.settings.webhook_batch_size if name == "webhooks" else self.settings.batch_size
-        while not self.stopping.is_set():
-            try:
-                result = await one_pass()
-            except errors.DatabaseUnavailable:
-                metrics.ERRORS.labels("database_unavailable").inc()
-                failures += 1
-                delay = min(0.1 * 2**failures, 5.0)
-                self.log.warning("worker.database_unavailable", loop=name, retry_in=delay)
-                await self._sleep(self.stopping, delay)
-                continue
-            except Exception:
-                failures += 1
-                self.log.exception("worker.pass_failed", loop=name)
-                await self._sleep(self.stopping, min(0.1 * 2**failures, 5.0))
-                continue
-            failures = 0
-            if result.claimed >= batch:
-                # A full batch: there is likely more. Bring in an idle loop and go again.
-                wake.ring()
-                await asyncio.sleep(0)
-                continue
-            # Sleep until rung, or until a retry this pass scheduled falls due. A ring that
-            # came during the pass was kept, so this returns at once and nothing is missed.
-            await wake.wait(result.retry_in)
 
     async def _reap(self) -> None:
         try:
@@ -274,9 +186,9 @@ class Worker:
                 conn = await asyncpg.connect(dsn)
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c: closed.set())
-                await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments_wake.ring())
-                await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds_wake.ring())
-                await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks_wake.ring())
+                await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments.ring())
+                await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds.ring())
+                await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks.ring())
                 self.wake()
                 stop_wait = asyncio.ensure_future(self.stopping.wait())
                 closed_wait = asyncio.ensure_future(closed.wait())
@@ -285,66 +197,22 @@ class Worker:
                 closed_wait.cancel()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.log.warning("worker.listen_failed", error=str(exc))
-                await self._sleep(self.stopping, 1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), 1.0)
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
 
-    def _scheduler(self) -> AsyncIOScheduler:
-        s = self.settings
-        scheduler = AsyncIOScheduler()
-        if s.polling_enabled:
-            # The seed's poller, kept as the safety net: initialDelay, then every fixedDelay.
-            scheduler.add_job(
-                self.wake,
-                "interval",
-                id="poll",
-                seconds=s.polling_fixed_delay_ms / 1000,
-                next_run_time=datetime.now() + timedelta(milliseconds=s.polling_initial_delay_ms),
-                max_instances=1,
-                coalesce=True,
-            )
-        scheduler.add_job(
-            self._reap,
-            "interval",
-            id="reap",
-            seconds=s.reaper_interval_ms / 1000,
-            max_instances=1,
-            coalesce=True,
-        )
-        return scheduler
-
     async def serve(self, dsn: str) -> None:
         """Run until stop(); then finish or hand back what this worker holds."""
         self.log.info("worker.started", batch_size=self.settings.batch_size)
-        scheduler = self._scheduler()
-        scheduler.start()
-        # Several loops of each kind keep several batches in flight: a pass mostly waits on
-        # the provider and the database, so one loop alone leaves the CPU idle.
-        loops = self.settings.worker_loops
-        tasks = [
-            *(
-                asyncio.create_task(self._loop("payments", self.payments_wake, self.payments_pass))
-                for _ in range(loops)
-            ),
-            *(
-                asyncio.create_task(self._loop("refunds", self.refunds_wake, self.refunds_pass))
-                for _ in range(loops)
-            ),
-            *(
-                asyncio.create_task(self._loop("webhooks", self.webhooks_wake, self.webhooks_pass))
-                for _ in range(loops)
-            ),
-            asyncio.create_task(self._listen(dsn)),
-        ]
+        self.schedule.start()
+        listening = asyncio.create_task(self._listen(dsn))
         await self.stopping.wait()
-        scheduler.shutdown(wait=False)
-        _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
-        for task in pending:
-            task.cancel()  # their handlers give held rows back before they end
-        await asyncio.gather(*pending, return_exceptions=True)
-        self.log.info("worker.stopped", cancelled=len(pending))
+        cancelled = await self.schedule.stop(self.settings.shutdown_grace_seconds)
+        await listening
+        self.log.info("worker.stopped", cancelled=cancelled)
 
 
 async def run(settings: config_settings.Settings) -> None:

@@ -29,8 +29,8 @@ async def make_user(
 ) -> User:
     """A user (and its merchant, made if missing) with PASSWORD."""
     repo = Repository(pool)
-    if mid is not None and await repo.merchant(mid) is None:
-        await repo.create_merchant(mid, merchant_name)
+    if mid is not None and await repo.merchants.merchant(mid) is None:
+        await repo.merchants.create_merchant(mid, merchant_name)
     return await users.create(
         AccountStore(pool),
         repo,

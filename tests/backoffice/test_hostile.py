@@ -118,7 +118,7 @@ async def test_bad_filters_are_named(web: TestClient, pool: asyncpg.Pool, query:
 async def test_malformed_forms(web: TestClient, pool: asyncpg.Pool, settings: Settings) -> None:
     csrf = await _admin(web, pool)
     repo = Repository(pool)
-    key = (await repo.issue_key(A, "test", settings.api_key_secret)).key
+    key = (await repo.merchants.issue_key(A, "test", settings.api_key_secret)).key
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -128,7 +128,7 @@ async def test_malformed_forms(web: TestClient, pool: asyncpg.Pool, settings: Se
         ) as resp,
     ):
         tid = (await resp.json())["transactionId"]
-    await repo.settle_manual(tid, A, Status.SUCCESS, "AP1", None, actor="t")
+    await repo.payments.settle_manual(tid, A, Status.SUCCESS, "AP1", None, actor="t")
     refund = f"/backoffice/payments/{tid}/refund"
     good = {"csrf": csrf, "amount": "100", "reason": "broken", "key": "bo_" + "k" * 20}
     for change in (
@@ -172,11 +172,13 @@ async def test_unknown_and_other_merchants_and_other_modes_ids(
 ) -> None:
     csrf = await _admin(web, pool)
     repo = Repository(pool)
-    await repo.create_merchant(B, "B")
-    b_key = await repo.issue_key(B, "test", settings.api_key_secret)
-    a_live = await repo.issue_key(A, "live", settings.api_key_secret)
-    b_endpoint = await repo.add_endpoint(B, "test", "https://b.example/h", signing.new_secret())
-    a_live_endpoint = await repo.add_endpoint(
+    await repo.merchants.create_merchant(B, "B")
+    b_key = await repo.merchants.issue_key(B, "test", settings.api_key_secret)
+    a_live = await repo.merchants.issue_key(A, "live", settings.api_key_secret)
+    b_endpoint = await repo.endpoints.add_endpoint(
+        B, "test", "https://b.example/h", signing.new_secret()
+    )
+    a_live_endpoint = await repo.endpoints.add_endpoint(
         A, "live", "https://a.example/h", signing.new_secret()
     )
     assert b_endpoint and a_live_endpoint
@@ -209,8 +211,12 @@ async def test_unknown_and_other_merchants_and_other_modes_ids(
     _page(await web.get("/backoffice/nowhere"), 404)
     _page(await web.get("/backoffice/console/merchants"), 404)  # a merchant user: no console
     # B's key and endpoint are untouched.
-    found = await repo.authenticate(keys.key_hash(settings.api_key_secret, b_key.key))
-    assert found is not None and found.active and await repo.endpoint(B, "test", b_endpoint.id)
+    found = await repo.merchants.authenticate(keys.key_hash(settings.api_key_secret, b_key.key))
+    assert (
+        found is not None
+        and found.active
+        and await repo.endpoints.endpoint(B, "test", b_endpoint.id)
+    )
 
 
 async def test_a_viewer_can_act_on_nothing(web: TestClient, pool: asyncpg.Pool) -> None:

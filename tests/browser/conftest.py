@@ -123,7 +123,7 @@ class Backoffice:
 
     async def api_key(self, mid: str, mode: str = "test") -> str:
         """A fresh API key of the merchant (which must exist)."""
-        return (await self.repo.issue_key(mid, mode, self.settings.api_key_secret)).key
+        return (await self.repo.merchants.issue_key(mid, mode, self.settings.api_key_secret)).key
 
     async def api(self, method: str, path: str, key: str, **kw: Any) -> tuple[int, Any]:
         """Call the merchant API with `key`; (status, JSON body)."""

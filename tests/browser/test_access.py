@@ -49,7 +49,7 @@ async def test_a_form_without_its_csrf_token_is_refused(bo: Backoffice) -> None:
         expect(page.get_by_role("alert")).to_contain_text("security token")
 
     await bo.browse(steps, "csrf-refused")
-    assert (await bo.repo.payment_by_tid(tid, "shop_a", "test")).status.value == "PENDING"  # type: ignore[union-attr]
+    assert (await bo.repo.payments.payment_by_tid(tid, "shop_a", "test")).status.value == "PENDING"  # type: ignore[union-attr]
 
 
 async def test_a_viewer_reads_but_cannot_act(bo: Backoffice) -> None:
@@ -68,4 +68,4 @@ async def test_a_viewer_reads_but_cannot_act(bo: Backoffice) -> None:
         assert answer.status == 403
 
     await bo.browse(steps, "viewer-read-only")
-    assert (await bo.repo.payment_by_tid(tid, "shop_a", "test")).status.value == "PENDING"  # type: ignore[union-attr]
+    assert (await bo.repo.payments.payment_by_tid(tid, "shop_a", "test")).status.value == "PENDING"  # type: ignore[union-attr]

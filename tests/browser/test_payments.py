@@ -47,7 +47,7 @@ async def _scene(bo: Backoffice) -> tuple[str, dict[str, str]]:
     )
     assert status == 202
     # Another merchant's payment never shows.
-    await bo.repo.create_merchant("shop_b", "Shop B")
+    await bo.repo.merchants.create_merchant("shop_b", "Shop B")
     await bo.pay(await bo.api_key("shop_b"), "shop_b", "ORD_A1", 10_000, orderName="Blue mug")
     return email, tids
 

@@ -21,13 +21,14 @@ from structlog.testing import capture_logs
 
 from config.settings import Settings
 from engine.models import ClaimedRefund
-from engine.providers.atom import AtomProvider, credentials, seal_refund_request
+from engine.providers.atom import AtomProvider
 from engine.providers.atom_crypto import (
     TXN_REFUND,
     derive_key,
     encrypt,
     refund_response_signature,
 )
+from engine.providers.atom_messages import credentials, seal_refund_request
 from engine.providers.protocol import ProviderRejected, ProviderUnavailable
 from engine.store.repository import Repository
 from engine.worker.process import Worker

@@ -180,8 +180,8 @@ async def key_id(pool: asyncpg.Pool, key: str, settings: Settings) -> int:
 @pytest.fixture
 async def other(repo: Repository, settings: Settings, api_key: str) -> dict[str, str]:
     """The Authorization header of a test key of another merchant (after MID's key)."""
-    await repo.create_merchant(OTHER, "Other merchant")
-    return bearer((await repo.issue_key(OTHER, "test", settings.api_key_secret)).key)
+    await repo.merchants.create_merchant(OTHER, "Other merchant")
+    return bearer((await repo.merchants.issue_key(OTHER, "test", settings.api_key_secret)).key)
 
 
 # --- 401: no usable key ----------------------------------------------------------------------
@@ -284,7 +284,7 @@ async def test_key_of_another_secret_is_unknown(
     client: Client, repo: Repository, pool: asyncpg.Pool
 ) -> None:
     # A key hashed under another server secret was never issued by this one.
-    foreign = await repo.issue_key(MID, "test", "some-other-server-secret-0123456789")
+    foreign = await repo.merchants.issue_key(MID, "test", "some-other-server-secret-0123456789")
     before = await everything(pool)
     await unauthorized(await client.get(KEYS, headers=bearer(foreign.key)), "unknown")
     assert await everything(pool) == before
@@ -294,7 +294,7 @@ async def test_expired_key_is_401(
     client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
-    expired = await repo.issue_key(MID, "test", settings.api_key_secret, expires_at=past)
+    expired = await repo.merchants.issue_key(MID, "test", settings.api_key_secret, expires_at=past)
     before = await everything(pool)
     await unauthorized(
         await client.post(PAY, json=SEED_REQUEST, headers=bearer(expired.key)), "expired"
@@ -307,7 +307,7 @@ async def test_expired_key_is_401(
 async def test_revoked_key_is_401_at_once(
     client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    issued = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
     resp = await client.get(KEYS, headers=bearer(issued.key))
     assert resp.status == 200, await resp.text()
 
@@ -346,7 +346,7 @@ async def test_a_key_revoked_elsewhere_stops_within_the_cache_time(
     client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Another web process (here: the database directly) revokes a key this one remembers."""
-    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    issued = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
     assert (await client.get(KEYS, headers=bearer(issued.key))).status == 200
     await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", issued.id)
     started = datetime.now(UTC)
@@ -362,7 +362,7 @@ async def test_a_key_revoked_elsewhere_stops_within_the_cache_time(
 async def test_a_remembered_key_is_checked_for_expiry_on_every_request(
     client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    issued = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
     # Expires half a second from now; the first use puts it in the cache.
     await pool.execute(
         "UPDATE api_keys SET expires_at = now() + interval '500 ms' WHERE id = $1", issued.id
@@ -408,7 +408,7 @@ async def test_1000_keys_are_well_formed_unique_and_stored_only_as_a_hash(
     repo: Repository, pool: asyncpg.Pool, settings: Settings, api_key: str
 ) -> None:
     issued = [
-        await repo.issue_key(MID, "live" if i % 2 else "test", settings.api_key_secret)
+        await repo.merchants.issue_key(MID, "live" if i % 2 else "test", settings.api_key_secret)
         for i in range(1000)
     ]
     whole = [k.key for k in issued]
@@ -504,7 +504,7 @@ async def test_issue_with_a_bad_body_is_422_and_issues_nothing(
 async def test_last_used_at_is_set_by_use_and_written_at_most_once_a_minute(
     client: Client, repo: Repository, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    issued = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
 
     async def last_used() -> Any:
         listed = (await (await client.get(KEYS)).json())["keys"]
@@ -637,7 +637,7 @@ async def test_another_merchants_id_is_404_like_an_unknown_one(
     # MID's things: a payment not final yet, a dead delivery, a second key.
     pending = await pay(client, "ORD_MINE")
     _, delivery = await dead_delivery(client, pool, "ORD_MINE_DEAD")
-    spare = await repo.issue_key(MID, "test", settings.api_key_secret)
+    spare = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
     # And the other merchant has its own, so it is a merchant with data, not an empty one.
     await pay(client, "ORD_THEIRS", other)
     mine = {"tid": pending, "delivery": str(delivery), "key": str(spare.id)}[kind]
@@ -675,7 +675,7 @@ async def test_lists_show_only_the_callers_own(
         theirs_dead.append((await dead_delivery(client, pool, f"ORD_D{i}", other))[1])
         mine_open.append(await unresolved_payment(client, pool, f"ORD_U{i}"))
         theirs_open.append(await unresolved_payment(client, pool, f"ORD_U{i}", other))
-    await repo.issue_key(OTHER, "live", settings.api_key_secret)
+    await repo.merchants.issue_key(OTHER, "live", settings.api_key_secret)
 
     async def walk(path: str, item: str, key: str, headers: dict[str, str] | None) -> list[Any]:
         seen: list[Any] = []
@@ -738,7 +738,7 @@ async def test_echo_mid_of_another_merchant_is_403_and_stores_nothing(
 async def test_live_key_cannot_settle_by_hand_but_can_resend(
     client: Client, pool: asyncpg.Pool, repo: Repository, settings: Settings
 ) -> None:
-    live = bearer((await repo.issue_key(MID, "live", settings.api_key_secret)).key)
+    live = bearer((await repo.merchants.issue_key(MID, "live", settings.api_key_secret)).key)
     tid = await pay(client, "ORD_LIVE", live)
     before = await everything(pool)
     for status in ("SUCCESS", "FAILED"):
@@ -864,18 +864,18 @@ async def test_cli_demo_keeps_a_working_key_and_replaces_a_dead_one(
 
     # The README's reader revoked it: the next `make run` issues and saves a fresh one.
     async def key_id(prefix: str) -> int:
-        [found] = [k.id for k in await repo.api_keys(MID, "test") if k.prefix == prefix]
+        [found] = [k.id for k in await repo.merchants.api_keys(MID, "test") if k.prefix == prefix]
         return found
 
     # (MID is the demo merchant, and the client's own key is MID's too: it stays untouched.)
-    assert await repo.revoke_key(MID, "test", await key_id(first["prefix"])) is not None
+    assert await repo.merchants.revoke_key(MID, "test", await key_id(first["prefix"])) is not None
     out, second = await demo(env)
     assert second["apiKey"] != first["apiKey"] and await works(second["apiKey"])
     assert f"API key {second['apiKey']}" in out and "was revoked" in out, out
 
     # Rolled with no grace: expired, replaced alike.
     second_id = await key_id(second["prefix"])
-    rolled = await repo.roll_key(MID, "test", second_id, 0, settings.api_key_secret)
+    rolled = await repo.merchants.roll_key(MID, "test", second_id, 0, settings.api_key_secret)
     assert rolled is not None
     out, third = await demo(env)
     assert third["apiKey"] not in (first["apiKey"], second["apiKey"])

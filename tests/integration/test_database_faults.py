@@ -53,8 +53,8 @@ async def own_headers(own_server: OwnServer, own_settings: Settings) -> dict[str
     pool = await db.create_pool(own_server.url, min_size=1, max_size=2)
     try:
         repo = Repository(pool)
-        await repo.create_merchant(MID, "Test merchant")
-        key = (await repo.issue_key(MID, "test", own_settings.api_key_secret)).key
+        await repo.merchants.create_merchant(MID, "Test merchant")
+        key = (await repo.merchants.issue_key(MID, "test", own_settings.api_key_secret)).key
     finally:
         await pool.close()
     return {"Authorization": f"Bearer {key}"}

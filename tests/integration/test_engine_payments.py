@@ -49,24 +49,26 @@ async def test_settle_by_a_worker_without_the_lease_changes_nothing(
     pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     [tid] = await insert_payments(pool, sim, 1)
-    [held] = await repo.claim_pending("owner-a", 10, 30)
+    [held] = await repo.payments.claim_pending("owner-a", 10, 30)
     assert held.tid == tid and held.attempts == 1
 
     intruder = [Outcome(held.id, Status.SUCCESS, approval_no="AP1")]
-    assert await repo.settle("owner-b", intruder) == []
-    assert await repo.release("owner-b", [held.id], 0) == []
-    row = await repo.payment_by_tid(tid, MID, "test")
+    assert await repo.payments.settle("owner-b", intruder) == []
+    assert await repo.payments.release("owner-b", [held.id], 0) == []
+    row = await repo.payments.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.PROCESSING and row.lease_owner == "owner-a"
     assert row.approval_no is None and row.processed_at is None
     assert await _delivery_count(pool) == 0
 
     # The holder can, once; a repeat of the write (or a change of mind) is a no-op.
-    [settled] = await repo.settle("owner-a", [Outcome(held.id, Status.SUCCESS, approval_no="AP2")])
+    [settled] = await repo.payments.settle(
+        "owner-a", [Outcome(held.id, Status.SUCCESS, approval_no="AP2")]
+    )
     assert settled.tid == tid and settled.status is Status.SUCCESS
     again = [Outcome(held.id, Status.FAILED, fail_reason="LIMIT_EXCEEDED")]
-    assert await repo.settle("owner-a", again) == []
-    row = await repo.payment_by_tid(tid, MID, "test")
+    assert await repo.payments.settle("owner-a", again) == []
+    row = await repo.payments.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.SUCCESS and row.approval_no == "AP2" and row.lease_owner is None
     assert await _delivery_count(pool) == 1
@@ -97,11 +99,11 @@ async def test_a_processing_payment_is_not_settled_by_hand_and_the_worker_settle
 
     result = await asyncio.wait_for(run, 5)
     assert (result.claimed, result.settled) == (1, 1)
-    row = await repo.payment_by_tid(tid, MID, "test")
+    row = await repo.payments.payment_by_tid(tid, MID, "test")
     assert row is not None
     assert row.status is Status.SUCCESS and row.fail_reason is None
     assert row.approval_no is not None and row.lease_owner is None
-    [delivery] = await repo.deliveries_of(row.id)
+    [delivery] = await repo.deliveries.deliveries_of(row.id)
     assert delivery.event_status == "SUCCESS"
 
 
@@ -129,9 +131,9 @@ async def test_claim_takes_only_pending_rows(
         tids[3],
     )
 
-    claimed = await repo.claim_pending("me", 100, 30)
+    claimed = await repo.payments.claim_pending("me", 100, 30)
     assert sorted(c.tid for c in claimed) == tids[4:]
-    assert await repo.claim_pending("me", 100, 30) == []
+    assert await repo.payments.claim_pending("me", 100, 30) == []
     after = await pool.fetch("SELECT tid, status, lease_owner, attempts FROM payment_processes")
     untouched = {r["tid"]: (r["status"], r["lease_owner"], r["attempts"]) for r in after}
     assert untouched[tids[0]] == ("PROCESSING", "other", 0)
@@ -144,8 +146,10 @@ async def test_concurrent_claims_never_share_a_row(
     pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     tids = await insert_payments(pool, sim, 200)
-    batches = await asyncio.gather(*(repo.claim_pending(f"w{i}", 30, 30) for i in range(8)))
-    batches.append(await repo.claim_pending("sweeper", 1000, 30))
+    batches = await asyncio.gather(
+        *(repo.payments.claim_pending(f"w{i}", 30, 30) for i in range(8))
+    )
+    batches.append(await repo.payments.claim_pending("sweeper", 1000, 30))
     ids = [c.id for batch in batches for c in batch]
     assert len(ids) == len(set(ids)) == 200
     assert sorted(c.tid for batch in batches for c in batch) == tids
@@ -162,14 +166,14 @@ async def test_row_not_due_yet_is_not_claimed(
 ) -> None:
     [later] = await insert_payments(pool, sim, 1, due_in_seconds=3600)
     [now] = await insert_payments(pool, sim, 1, first=1)
-    assert [c.tid for c in await repo.claim_pending("me", 10, 30)] == [now]
-    assert await repo.claim_pending("me", 10, 30) == []
+    assert [c.tid for c in await repo.payments.claim_pending("me", 10, 30)] == [now]
+    assert await repo.payments.claim_pending("me", 10, 30) == []
     assert (await statuses(pool))[later] == "PENDING"
     await pool.execute(
         "UPDATE payment_processes SET next_attempt_at = now() - interval '1 second' WHERE tid = $1",
         later,
     )
-    assert [c.tid for c in await repo.claim_pending("me", 10, 30)] == [later]
+    assert [c.tid for c in await repo.payments.claim_pending("me", 10, 30)] == [later]
 
 
 @pytest.mark.parametrize("pending", [2, 4, 40])
@@ -177,7 +181,7 @@ async def test_claim_returns_at_most_limit_rows(
     pending: int, pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     await insert_payments(pool, sim, pending)
-    claimed = await repo.claim_pending("me", 1, 30)
+    claimed = await repo.payments.claim_pending("me", 1, 30)
     assert len(claimed) == 1, [c.tid for c in claimed]
     processing = await pool.fetchval(
         "SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'"
@@ -189,18 +193,18 @@ async def test_reap_reports_the_owner_whose_lease_expired(
     pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     [tid] = await insert_payments(pool, sim, 1)
-    await repo.claim_pending("dead-worker", 10, 30)
+    await repo.payments.claim_pending("dead-worker", 10, 30)
     await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
-    assert await repo.reap_payments(10) == [(tid, "dead-worker")]
+    assert await repo.payments.reap_payments(10) == [(tid, "dead-worker")]
 
 
 async def test_reap_returns_at_most_limit_rows(
     pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     await insert_payments(pool, sim, 4)
-    await repo.claim_pending("dead-worker", 10, 30)
+    await repo.payments.claim_pending("dead-worker", 10, 30)
     await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
-    assert len(await repo.reap_payments(1)) == 1
+    assert len(await repo.payments.reap_payments(1)) == 1
     pending = await pool.fetchval("SELECT count(*) FROM payment_processes WHERE status = 'PENDING'")
     assert pending == 1
 
@@ -213,7 +217,7 @@ async def test_limit_holds_whatever_join_the_planner_picks(
     run again for every outer row (a nested loop without a Materialize node)."""
     tids = await insert_payments(pool, sim, 6)
     if query == "reap_payments":
-        await repo.claim_pending("dead-worker", 10, 30)
+        await repo.payments.claim_pending("dead-worker", 10, 30)
         await pool.execute("UPDATE payment_processes SET lease_expires_at = now() - interval '1 s'")
     if query == "claim_deliveries":
         for tid in tids:
@@ -231,11 +235,11 @@ async def test_limit_holds_whatever_join_the_planner_picks(
     try:
         other = Repository(nested)
         if query == "claim_pending":
-            taken = len(await other.claim_pending("me", 1, 30))
+            taken = len(await other.payments.claim_pending("me", 1, 30))
         elif query == "reap_payments":
-            taken = len(await other.reap_payments(1))
+            taken = len(await other.payments.reap_payments(1))
         else:
-            taken = len(await other.claim_deliveries("me", 1, 30))
+            taken = len(await other.deliveries.claim_deliveries("me", 1, 30))
     finally:
         await nested.close()
     assert taken == 1
@@ -342,7 +346,7 @@ async def test_settle_is_atomic_with_its_outbox_row(
     pool: asyncpg.Pool, repo: Repository, sim: SimulatorHandle
 ) -> None:
     await insert_payments(pool, sim, 3)
-    claimed = await repo.claim_pending("me", 10, 30)
+    claimed = await repo.payments.claim_pending("me", 10, 30)
     outcomes = [Outcome(c.id, Status.SUCCESS, approval_no=f"AP{c.id}") for c in claimed]
     await pool.execute(
         """
@@ -353,12 +357,12 @@ async def test_settle_is_atomic_with_its_outbox_row(
         """
     )
     with pytest.raises(asyncpg.RaiseError, match="outbox unavailable"):
-        await repo.settle("me", outcomes)
+        await repo.payments.settle("me", outcomes)
     rows = await pool.fetch("SELECT status, lease_owner, approval_no FROM payment_processes")
     assert [tuple(r) for r in rows] == [("PROCESSING", "me", None)] * 3
 
     await pool.execute("DROP TRIGGER refuse_outbox ON webhook_deliveries")
-    assert len(await repo.settle("me", outcomes)) == 3
+    assert len(await repo.payments.settle("me", outcomes)) == 3
     assert await _delivery_count(pool) == 3
 
 
@@ -401,12 +405,12 @@ async def test_unreachable_acquirer_requeues_the_payment_instead_of_failing_it(
         return (await healthy.payments_pass()).settled
 
     assert await wait_until(settled_now, what="the requeued payment settles") == 1
-    payment = await repo.payment_by_tid(tid, MID, "test")
+    payment = await repo.payments.payment_by_tid(tid, MID, "test")
     assert payment is not None
     assert payment.status is Status.SUCCESS and payment.attempts == 2
     [charge] = await ledger(http, sim)
     assert charge["reference"] == tid and charge["approvalNo"] == payment.approval_no
-    assert len(await repo.deliveries_of(payment.id)) == 1
+    assert len(await repo.deliveries.deliveries_of(payment.id)) == 1
 
 
 # --- 5. the reaper ------------------------------------------------------------------------
@@ -421,9 +425,9 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
 ) -> None:
     await acquirer_config(http, sim, success_rate=1.0)
     tids = await insert_payments(pool, sim, 1)
-    [alive] = await repo.claim_pending("alive-worker", 10, 60)
+    [alive] = await repo.payments.claim_pending("alive-worker", 10, 60)
     tids += await insert_payments(pool, sim, 3, first=1)
-    dead = await repo.claim_pending("dead-worker", 10, 0.05)
+    dead = await repo.payments.claim_pending("dead-worker", 10, 0.05)
     assert alive.tid == tids[0] and [c.tid for c in dead] == tids[1:]
     # The dead worker got the acquirer's answer for its first row and died before writing it.
     unwritten = await _acquirer(http, sim).authorize(dead[0])
@@ -451,7 +455,7 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
         assert rows[c.tid]["lease_owner"] is None and rows[c.tid]["lease_expires_at"] is None
 
     # The dead worker comes back late: its lease is gone, so its write changes nothing.
-    assert await repo.settle("dead-worker", [unwritten]) == []
+    assert await repo.payments.settle("dead-worker", [unwritten]) == []
 
     survivor = Worker(settings, repo, http, owner="survivor")
     result = await survivor.payments_pass()
@@ -460,7 +464,7 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
     references = [c["reference"] for c in charges]
     assert sorted(references) == tids[1:]
     [charge] = [c for c in charges if c["reference"] == dead[0].tid]
-    payment = await repo.payment_by_tid(dead[0].tid, MID, "test")
+    payment = await repo.payments.payment_by_tid(dead[0].tid, MID, "test")
     assert payment is not None and payment.status is Status.SUCCESS and payment.attempts == 2
     assert payment.approval_no == unwritten.approval_no == charge["approvalNo"]
     stats = await acquirer_stats(http, sim)

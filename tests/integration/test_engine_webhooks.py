@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine.store.repository import Delivered, Repository
+from engine.store.deliveries import Delivered
+from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.acquirer import DECLINE_REASONS
 from simulator.merchant import MERCHANT_STATE
@@ -111,7 +112,7 @@ async def test_failed_webhook_is_retried_until_delivered(
     assert delivery["last_response_code"] == 200 and delivery["last_error"] is None
     assert delivery["delivered_at"] is not None and delivery["lease_owner"] is None
     assert await _attempts(pool, delivery["id"]) == [(1, 503), (2, 503), (3, 503), (4, 200)]
-    after = await repo.payment_by_tid(payment["tid"], MID, "test")
+    after = await repo.payments.payment_by_tid(payment["tid"], MID, "test")
     assert after is not None
     assert after.webhook_sent_at is not None and after.webhook_response_code == 200
 
@@ -138,31 +139,33 @@ async def test_webhook_is_dead_after_max_attempts_and_can_be_redelivered(
     assert dead["attempts"] == 3 and dead["last_response_code"] == 503
     assert dead["lease_owner"] is None and dead["delivered_at"] is None
     assert await _attempts(pool, dead["id"]) == [(1, 503), (2, 503), (3, 503)]
-    unsent = await repo.payment_by_tid(payment["tid"], MID, "test")
+    unsent = await repo.payments.payment_by_tid(payment["tid"], MID, "test")
     assert unsent is not None and unsent.webhook_sent_at is None
     # A dead letter is kept and listed to its merchant, and nobody sends it again on their own.
-    assert [d.id for d in await repo.dead_deliveries(MID, "test", 0, 10)] == [dead["id"]]
+    assert [d.id for d in await repo.deliveries.dead_deliveries(MID, "test", 0, 10)] == [dead["id"]]
     assert (await worker.webhooks_pass()).claimed == 0
     assert len(_received(sim)) == 3
     # Another merchant neither sees it nor can send it again.
-    assert await repo.dead_deliveries("other_mid", "test", 0, 10) == []
-    assert await repo.redeliver(dead["id"], "other_mid", "test") is False
+    assert await repo.deliveries.dead_deliveries("other_mid", "test", 0, 10) == []
+    assert await repo.deliveries.redeliver(dead["id"], "other_mid", "test") is False
     # Nor does the same merchant's other mode.
-    assert await repo.redeliver(dead["id"], MID, "live") is False
+    assert await repo.deliveries.redeliver(dead["id"], MID, "live") is False
     assert (
         await pool.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", dead["id"])
     ) == "DEAD"
 
-    assert await repo.redeliver(dead["id"], MID, "test") is True
+    assert await repo.deliveries.redeliver(dead["id"], MID, "test") is True
     again = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE id = $1", dead["id"])
     assert again["status"] == "PENDING" and again["attempts"] == 0
     await merchant_faults(http, sim, fail_next=0)
 
     delivered = await _deliver_until(pool, worker, "DELIVERED")
     assert delivered["id"] == dead["id"] and delivered["attempts"] == 1
-    assert await repo.redeliver(dead["id"], MID, "test") is False  # only a DEAD delivery can be
-    assert await repo.dead_deliveries(MID, "test", 0, 10) == []
-    sent = await repo.payment_by_tid(payment["tid"], MID, "test")
+    assert (
+        await repo.deliveries.redeliver(dead["id"], MID, "test") is False
+    )  # only a DEAD delivery can be
+    assert await repo.deliveries.dead_deliveries(MID, "test", 0, 10) == []
+    sent = await repo.payments.payment_by_tid(payment["tid"], MID, "test")
     assert sent is not None
     assert sent.webhook_sent_at is not None and sent.webhook_response_code == 200
     hooks = _received(sim)
@@ -292,14 +295,14 @@ async def test_a_success_is_not_recorded_by_a_worker_that_lost_the_lease(
         "INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url)"
         " SELECT id, 'evt_' || id, 'SUCCESS', 'http://x/' FROM payment_processes"
     )
-    claimed = await repo.claim_deliveries("w1", 10, 30)
+    claimed = await repo.deliveries.claim_deliveries("w1", 10, 30)
     assert len(claimed) == 3
     # Another worker took the first one over (its lease had expired and was reaped).
     await pool.execute(
         "UPDATE webhook_deliveries SET lease_owner = 'w2' WHERE id = $1", claimed[0].id
     )
     now = datetime.now(UTC)
-    recorded = await repo.deliveries_succeeded(
+    recorded = await repo.deliveries.deliveries_succeeded(
         "w1", [Delivered(d.id, 204, now, d.attempts) for d in claimed]
     )
     assert recorded == {d.id for d in claimed[1:]}
@@ -311,4 +314,4 @@ async def test_a_success_is_not_recorded_by_a_worker_that_lost_the_lease(
     }
     attempts = await pool.fetch("SELECT delivery_id, response_code FROM webhook_attempts")
     assert sorted(tuple(a) for a in attempts) == sorted((d.id, 204) for d in claimed[1:])
-    assert await repo.deliveries_succeeded("w1", []) == set()
+    assert await repo.deliveries.deliveries_succeeded("w1", []) == set()

@@ -58,12 +58,16 @@ async def test_a_payment_without_webhook_url_goes_to_the_merchants_endpoint(
         )
 
     assert await url_of("ORD_A") == str(settings.default_webhook_url)
-    await repo.add_endpoint(MID, "test", "https://shop.example/hooks", signing.new_secret())
+    await repo.endpoints.add_endpoint(
+        MID, "test", "https://shop.example/hooks", signing.new_secret()
+    )
     # Neither another merchant's endpoint nor the merchant's own of the other mode is used.
-    await repo.add_endpoint(
+    await repo.endpoints.add_endpoint(
         "someone_else", "test", "https://other.example/hooks", signing.new_secret()
     )
-    await repo.add_endpoint(MID, "live", "https://live.example/hooks", signing.new_secret())
+    await repo.endpoints.add_endpoint(
+        MID, "live", "https://live.example/hooks", signing.new_secret()
+    )
     assert await url_of("ORD_B") == "https://shop.example/hooks"
     # A url named per payment must be one of the merchant's endpoints (of this mode).
     for url in (
@@ -75,7 +79,7 @@ async def test_a_payment_without_webhook_url_goes_to_the_merchants_endpoint(
             "/api/payment", json=SEED_REQUEST | {"orderId": "ORD_C", "webhookUrl": url}
         )
         assert refused.status == 422 and (await refused.json())["field"] == "webhookUrl"
-    await repo.add_endpoint(MID, "test", "https://named.example/x", signing.new_secret())
+    await repo.endpoints.add_endpoint(MID, "test", "https://named.example/x", signing.new_secret())
     assert await url_of("ORD_C", webhookUrl="https://named.example/x") == "https://named.example/x"
     # A replay still matches: the digest covers what was asked for, not what it resolved to.
     replay = await client.post("/api/payment", json=SEED_REQUEST | {"orderId": "ORD_A"})

@@ -54,7 +54,7 @@ async def insert(
 async def test_concurrent_inserts_share_one_statement_and_each_gets_its_own_row(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
-    group = intake.GroupCommit(repo, max_batch=256, in_flight=4)
+    group = intake.GroupCommit(repo.payments, max_batch=256, in_flight=4)
     news = [new_payment(f"ORD_{i:03d}", amount=1000 + i) for i in range(100)]
     got = await asyncio.gather(*(insert(group, n) for n in news))
     # All 100 were queued before the first statement ran: one statement carried them all.
@@ -77,7 +77,7 @@ async def test_concurrent_inserts_share_one_statement_and_each_gets_its_own_row(
 
 
 async def test_batches_are_capped_by_max_batch(repo: Repository, pool: asyncpg.Pool) -> None:
-    group = intake.GroupCommit(repo, max_batch=7, in_flight=2)
+    group = intake.GroupCommit(repo.payments, max_batch=7, in_flight=2)
     got = await asyncio.gather(*(insert(group, new_payment(f"ORD_{i}")) for i in range(50)))
     assert all(p is not None for p in got)
     assert group.rows == 50 and group.statements == 8  # ceil(50 / 7)
@@ -85,7 +85,7 @@ async def test_batches_are_capped_by_max_batch(repo: Repository, pool: asyncpg.P
 
 
 async def test_a_lone_insert_goes_at_once(repo: Repository) -> None:
-    group = intake.GroupCommit(repo)
+    group = intake.GroupCommit(repo.payments)
     assert await insert(group, new_payment("ORD_ALONE")) is not None
     assert (group.statements, group.rows) == (1, 1)
 
@@ -93,7 +93,7 @@ async def test_a_lone_insert_goes_at_once(repo: Repository) -> None:
 async def test_the_same_order_twice_in_one_batch_is_one_payment(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
-    group = intake.GroupCommit(repo)
+    group = intake.GroupCommit(repo.payments)
     twice = new_payment("ORD_TWICE")
     got = await asyncio.gather(*(insert(group, twice) for _ in range(5)))
     assert group.statements == 1
@@ -104,8 +104,8 @@ async def test_the_same_order_twice_in_one_batch_is_one_payment(
 async def test_accept_through_the_group_makes_one_payment_and_replays(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
-    group = intake.GroupCommit(repo)
-    snowflake = ids.Snowflake(await repo.next_node_id())
+    group = intake.GroupCommit(repo.payments)
+    snowflake = ids.Snowflake(await repo.ops.next_node_id())
     same = new_payment("ORD_SAME")
     accepted = await asyncio.gather(
         *(
@@ -128,7 +128,7 @@ async def test_a_taken_tid_leaves_out_only_its_own_row(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
     """Nine new rows go in; the one whose tid is taken gets no row (accept() draws again)."""
-    group = intake.GroupCommit(repo)
+    group = intake.GroupCommit(repo.payments)
     taken = await insert(group, new_payment("ORD_FIRST"))
     assert taken is not None
     results = await asyncio.gather(
@@ -140,13 +140,13 @@ async def test_a_taken_tid_leaves_out_only_its_own_row(
     # One statement for the ten: a taken tid does not send the batch row by row.
     assert (group.statements, group.rows) == (2, 11)
     assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 10
-    assert await repo.payment_by_order(MID, "ORD_CLASH", "test") is None
+    assert await repo.payments.payment_by_order(MID, "ORD_CLASH", "test") is None
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_request(
     repo: Repository, pool: asyncpg.Pool
 ) -> None:
-    group = intake.GroupCommit(repo)
+    group = intake.GroupCommit(repo.payments)
     results = await asyncio.gather(
         *(insert(group, new_payment(f"ORD_{i}")) for i in range(5)),
         insert(group, new_payment("ORD_ZERO", amount=0)),  # CHECK (amount > 0)
@@ -161,7 +161,7 @@ async def test_a_database_outage_fails_every_request_of_the_batch_as_unavailable
     # Nothing listens on the discard port: every connection is refused, as with a server down.
     gone = await asyncpg.create_pool("postgresql://engine@127.0.0.1:9/engine", min_size=0)
     try:
-        group = intake.GroupCommit(Repository(gone))
+        group = intake.GroupCommit(Repository(gone).payments)
         results = await asyncio.gather(
             *(insert(group, new_payment(f"ORD_{i}")) for i in range(5)), return_exceptions=True
         )
@@ -195,6 +195,6 @@ async def test_concurrent_http_requests_each_get_their_own_payment(
 
 
 async def test_max_batch_one_is_one_statement_per_request(repo: Repository) -> None:
-    group = intake.GroupCommit(repo, max_batch=1, in_flight=1)
+    group = intake.GroupCommit(repo.payments, max_batch=1, in_flight=1)
     await asyncio.gather(*(insert(group, new_payment(f"ORD_{i}")) for i in range(10)))
     assert (group.statements, group.rows) == (10, 10)

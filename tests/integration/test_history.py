@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings
 from engine.merchants import keys
 from engine.models import HistoryFilter, HistoryKey, HistoryKind
-from engine.store.queries import QUERIES as Q
+from engine.store.history import History
+from engine.store.queries import load
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -35,6 +36,8 @@ PROBLEM = "application/problem+json"
 OTHER = "other_mid_002"
 # Long before any payment the tests make through the API (those are stamped now()).
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
+
+Q = load("history")
 
 
 def at(minutes: int) -> datetime:
@@ -252,8 +255,8 @@ async def data(pool: asyncpg.Pool, api_key: str) -> Dataset:
 
 async def other_headers(repo: Repository, settings: Settings) -> dict[str, str]:
     """The Authorization header of a key of OTHER."""
-    await repo.create_merchant(OTHER, "Other merchant")
-    key = (await repo.issue_key(OTHER, "test", settings.api_key_secret)).key
+    await repo.merchants.create_merchant(OTHER, "Other merchant")
+    key = (await repo.merchants.issue_key(OTHER, "test", settings.api_key_secret)).key
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -773,13 +776,13 @@ async def test_a_million_payments_are_listed_through_indexes(
             ),
         }
         first = await conn.fetch(
-            Q["history_list"], *Repository.history_params(mid, "test", HistoryFilter(), None, 51)
+            Q["history_list"], *History.page_params(mid, "test", HistoryFilter(), None, 51)
         )
         last = first[49]
         after = HistoryKey(last["created_at"], HistoryKind(last["kind"]), last["id"])
         report: list[str] = [f"loaded {ROWS} payments in {loaded:.1f}s"]
         for name, (filters, index) in cases.items():
-            args = Repository.history_params(
+            args = History.page_params(
                 mid, "test", filters, after if name == "second page" else None, 51
             )
             async with conn.transaction():
@@ -802,7 +805,7 @@ async def test_a_million_payments_are_listed_through_indexes(
                 assert rows[0] == first[50]
             report.append(f"{name}: {len(rows)} rows; {', '.join(scans)}")
 
-        args = Repository.history_params(mid, "test", HistoryFilter(), None, 51)
+        args = History.page_params(mid, "test", HistoryFilter(), None, 51)
         async with conn.transaction():
             await conn.execute(Q["history_custom_plans"])
             raw = await conn.fetchval(

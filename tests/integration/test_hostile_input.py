@@ -146,7 +146,7 @@ def filter_case(ctx: schemathesis.HookContext, case: schemathesis.Case) -> bool:
 async def fuzz_key(repo: Repository, settings: Settings, api_key: str) -> str:
     """A test key of MID (made by `api_key`) with an id the fuzzer will not hit."""
     await repo.pool.execute(f"ALTER TABLE api_keys ALTER COLUMN id RESTART WITH {FUZZ_KEY_ID}")
-    issued = await repo.issue_key(MID, "test", settings.api_key_secret)
+    issued = await repo.merchants.issue_key(MID, "test", settings.api_key_secret)
     assert issued.id == FUZZ_KEY_ID
     return issued.key
 

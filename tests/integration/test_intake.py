@@ -65,8 +65,8 @@ def bearer(key: str) -> dict[str, str]:
 
 async def other_merchant(repo: Repository, settings: Settings, mid: str = "other") -> str:
     """Create merchant `mid` with a test key; returns the key."""
-    await repo.create_merchant(mid, mid.title())
-    return (await repo.issue_key(mid, "test", settings.api_key_secret)).key
+    await repo.merchants.create_merchant(mid, mid.title())
+    return (await repo.merchants.issue_key(mid, "test", settings.api_key_secret)).key
 
 
 def pairs(text: str | bytes) -> Any:
@@ -658,7 +658,7 @@ async def test_same_order_different_request_is_409(
     client: Client, pool: asyncpg.Pool, repo: Repository, change: dict[str, Any]
 ) -> None:
     if "webhookUrl" in change:  # one of the merchant's endpoints, so only the order conflicts
-        await repo.add_endpoint(MID, "test", change["webhookUrl"], signing.new_secret())
+        await repo.endpoints.add_endpoint(MID, "test", change["webhookUrl"], signing.new_secret())
     first = await accepted(client, SEED_REQUEST)
     before = await snapshot(pool)
     body = await rejected(pool, await post(client, seed(**change)), 409, "orderId", before=before)
@@ -938,7 +938,7 @@ async def test_dead_letter_listed_and_redelivered(
     settings: Settings,
     http: aiohttp.ClientSession,
 ) -> None:
-    await repo.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
+    await repo.endpoints.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
     tid = (await accepted(client, seed(webhookUrl=CLOSED_HOOK)))["transactionId"]
     assert (await trigger(client, tid, "SUCCESS")).status == 202
     [delivery] = await deliveries(pool)
@@ -999,7 +999,7 @@ async def test_dead_letters_are_paged(
     http: aiohttp.ClientSession,
 ) -> None:
     tids = []
-    await repo.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
+    await repo.endpoints.add_endpoint(MID, "test", CLOSED_HOOK, signing.new_secret())
     for order in ("ORD_A", "ORD_B", "ORD_C"):
         tid = (await accepted(client, seed(orderId=order, webhookUrl=CLOSED_HOOK)))["transactionId"]
         assert (await trigger(client, tid, "FAILED")).status == 202

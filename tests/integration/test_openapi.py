@@ -385,7 +385,7 @@ async def test_auth_and_key_responses_match_the_document(
     await conforms(doc, "POST", keys, resp)
 
     # Live keys come from the operator; a live payment is not settled by hand.
-    live_key = await repo.issue_key(MID, "live", settings.api_key_secret)
+    live_key = await repo.merchants.issue_key(MID, "live", settings.api_key_secret)
     live = {"Authorization": f"Bearer {live_key.key}"}
     resp = await client.post(pay, json=SEED_REQUEST, headers=live)
     tid = (await resp.json())["transactionId"]

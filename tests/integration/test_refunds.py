@@ -99,7 +99,7 @@ async def test_cancel_after_processing_started_is_409_with_the_state(
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     tid = await _pay(client)
-    await repo.claim_pending("holder", 1, 30)
+    await repo.payments.claim_pending("holder", 1, 30)
     resp = await client.post(f"/api/payments/{tid}/cancel")
     assert resp.status == 409
     body = await resp.json()

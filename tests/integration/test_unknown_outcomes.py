@@ -250,7 +250,7 @@ async def test_a_reaped_payment_is_inquired_before_it_is_charged_again(
 ) -> None:
     await _config(http, sim, success_rate=1.0)
     [tid] = await insert_payments(pool, sim, 1)
-    [held] = await repo.claim_pending("dead-worker", 1, 0.01)
+    [held] = await repo.payments.claim_pending("dead-worker", 1, 0.01)
     # The dead worker's call reached the acquirer; its answer was never written.
     dead = Worker(settings, repo, http, owner="dead-worker")
     charged = await dead.providers[registry_key("test", "card")].authorize(held)

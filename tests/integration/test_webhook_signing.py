@@ -171,7 +171,7 @@ async def test_registered_endpoint_signs_with_its_own_secret(
     # Made before the merchant had an endpoint: it goes to the operator's default receiver.
     plain_tid = await pay(client, "ORD_PLAIN")
     secret = signing.new_secret()
-    endpoint = await repo.add_endpoint(MID, "test", shop, secret)
+    endpoint = await repo.endpoints.add_endpoint(MID, "test", shop, secret)
     assert endpoint is not None
     assert (endpoint.url, endpoint.mid, endpoint.mode) == (shop, MID, "test")
     await set_secrets(http, sim, secret, DEV_WEBHOOK_SECRET)
@@ -181,13 +181,13 @@ async def test_registered_endpoint_signs_with_its_own_secret(
 
     # One secrets lookup for the whole pass, not one per delivery.
     lookups: list[list[int | None]] = []
-    real_lookup = repo.endpoint_secrets
+    real_lookup = repo.endpoints.endpoint_secrets
 
     async def counted(deliveries: Any) -> dict[int, list[str]]:
         lookups.append([d.endpoint_id for d in deliveries])
         return await real_lookup(deliveries)
 
-    repo.endpoint_secrets = counted  # type: ignore[method-assign]
+    repo.endpoints.endpoint_secrets = counted  # type: ignore[method-assign]
     result = await Worker(settings, repo, http, owner="t").webhooks_pass()
     assert (result.claimed, result.delivered) == (3, 3)
     assert len(lookups) == 1
@@ -216,16 +216,16 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
 ) -> None:
     shop = f"{sim.url}/api/webhook/pg/ROLL"
     old, new = Secret(signing.new_secret()), Secret(signing.new_secret())
-    endpoint = await repo.add_endpoint(MID, "test", shop, old.secret)
+    endpoint = await repo.endpoints.add_endpoint(MID, "test", shop, old.secret)
     assert endpoint is not None
     # The merchant has not switched yet: it still accepts only the old secret.
     await set_secrets(http, sim, old.secret)
     grace = 3.0
-    assert await repo.roll_endpoint(MID, "test", endpoint.id, new.secret, grace)
+    assert await repo.endpoints.roll_endpoint(MID, "test", endpoint.id, new.secret, grace)
     # Not another merchant's, not another mode's, not an unknown one.
-    assert not await repo.roll_endpoint("roller", "test", endpoint.id, "whsec_AAAA", 1)
-    assert not await repo.roll_endpoint(MID, "live", endpoint.id, "whsec_AAAA", 1)
-    assert not await repo.roll_endpoint(MID, "test", endpoint.id + 1, "whsec_AAAA", 1)
+    assert not await repo.endpoints.roll_endpoint("roller", "test", endpoint.id, "whsec_AAAA", 1)
+    assert not await repo.endpoints.roll_endpoint(MID, "live", endpoint.id, "whsec_AAAA", 1)
+    assert not await repo.endpoints.roll_endpoint(MID, "test", endpoint.id + 1, "whsec_AAAA", 1)
     left = {
         r["secret"]: r["left"]
         for r in await pool.fetch(
@@ -252,7 +252,7 @@ async def test_rolling_signs_with_both_secrets_until_the_old_one_expires(
     assert verify(during, new.secret)["transactionId"] == tid
 
     async def only_new_active() -> bool:
-        return await repo.secrets_of_endpoint(MID, "test", endpoint.id) == [new.secret]
+        return await repo.endpoints.secrets_of_endpoint(MID, "test", endpoint.id) == [new.secret]
 
     await until(only_new_active, "the old secret expired", timeout=grace + 10)
     await set_secrets(http, sim, new.secret)
@@ -337,7 +337,7 @@ async def test_endpoints_cli_adds_and_rolls(
     pool: asyncpg.Pool, repo: Repository, database_url: str
 ) -> None:
     url = "https://merchant.example/hooks/pg"
-    await repo.create_merchant("m1", "CLI merchant")
+    await repo.merchants.create_merchant("m1", "CLI merchant")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     env["DATABASE_URL"] = database_url
 
@@ -403,7 +403,7 @@ async def test_a_malformed_stored_secret_fails_only_that_delivery(
     broken = f"{sim.url}/api/webhook/pg/BROKEN"
     good_tid = await pay(client, "ORD_FINE")  # before the endpoint: to the default receiver
     # passes the table's prefix check only
-    await repo.add_endpoint(MID, "test", broken, "whsec_%%%")
+    await repo.endpoints.add_endpoint(MID, "test", broken, "whsec_%%%")
     bad_tid = await pay(client, "ORD_BROKEN", broken)
     for tid in (bad_tid, good_tid):
         await by_hand(repo, tid, Status.SUCCESS)
@@ -433,8 +433,8 @@ async def test_failed_secrets_lookup_hands_the_claims_back(
     async def unavailable(deliveries: Any) -> dict[int, list[str]]:
         raise DatabaseUnavailable()
 
-    real_lookup = repo.endpoint_secrets
-    repo.endpoint_secrets = unavailable  # type: ignore[method-assign]
+    real_lookup = repo.endpoints.endpoint_secrets
+    repo.endpoints.endpoint_secrets = unavailable  # type: ignore[method-assign]
     worker = Worker(settings, repo, http, owner="t")
     with pytest.raises(DatabaseUnavailable):
         await worker.webhooks_pass()
@@ -442,5 +442,5 @@ async def test_failed_secrets_lookup_hands_the_claims_back(
     row = await pool.fetchrow("SELECT status, attempts, lease_owner FROM webhook_deliveries")
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("PENDING", 0, None)
     assert received(sim) == []
-    repo.endpoint_secrets = real_lookup  # type: ignore[method-assign]
+    repo.endpoints.endpoint_secrets = real_lookup  # type: ignore[method-assign]
     assert (await worker.webhooks_pass()).delivered == 1

@@ -81,9 +81,9 @@ async def delivery_to(
     delivery id."""
     [tid] = await insert_payments(pool, sim, 1, first=first)
     assert (await worker.payments_pass()).settled == 1
-    endpoint_id = await worker.repo.endpoint_by_url(MID, "test", url)
+    endpoint_id = await worker.repo.endpoints.endpoint_by_url(MID, "test", url)
     if endpoint_id is None:
-        endpoint = await worker.repo.add_endpoint(MID, "test", url, signing.new_secret())
+        endpoint = await worker.repo.endpoints.add_endpoint(MID, "test", url, signing.new_secret())
         assert endpoint is not None
         endpoint_id = endpoint.id
     delivery_id: int = await pool.fetchval(

@@ -46,8 +46,8 @@ def bearer(key: str) -> dict[str, str]:
 @pytest.fixture
 async def other(repo: Repository, settings: Settings, api_key: str) -> dict[str, str]:
     """A test key of another merchant."""
-    await repo.create_merchant(OTHER, "Shop B")
-    return bearer((await repo.issue_key(OTHER, "test", settings.api_key_secret)).key)
+    await repo.merchants.create_merchant(OTHER, "Shop B")
+    return bearer((await repo.merchants.issue_key(OTHER, "test", settings.api_key_secret)).key)
 
 
 def hook_url(sim: SimulatorHandle, name: str) -> str:

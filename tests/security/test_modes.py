@@ -207,7 +207,7 @@ async def build(
     paid = await captured(client, pool, f"ORD_PAID_{suffix}", headers)
     dead_tid, delivery = await dead_delivery(client, pool, f"ORD_DEAD_{suffix}", headers)
     refund_id = await refund(client, paid, f"REFUND_{suffix}", headers)
-    spare = await repo.issue_key(MID, mode, settings.api_key_secret)
+    spare = await repo.merchants.issue_key(MID, mode, settings.api_key_secret)
     endpoint_id = await endpoint(client, sim, f"EP_{suffix}", headers)
     return World(pending, paid, dead_tid, delivery, refund_id, spare.id, endpoint_id)
 
@@ -215,7 +215,7 @@ async def build(
 @pytest.fixture
 async def live(repo: Repository, settings: Settings, api_key: str) -> dict[str, str]:
     """The Authorization header of a live key of MID, the merchant of `client`'s test key."""
-    return bearer((await repo.issue_key(MID, "live", settings.api_key_secret)).key)
+    return bearer((await repo.merchants.issue_key(MID, "live", settings.api_key_secret)).key)
 
 
 # --- 1. the other mode's ids are unknown ids -----------------------------------------------
@@ -540,7 +540,7 @@ async def test_settling_by_hand_is_for_pending_test_payments_only(
 ) -> None:
     # Claimed by a worker: it may be charging at the acquirer right now.
     processing = await pay(client, "ORD_PROCESSING")
-    [claimed] = await repo.claim_pending("worker-1", 10, 30)
+    [claimed] = await repo.payments.claim_pending("worker-1", 10, 30)
     assert claimed.tid == processing
     unknown = await unresolved_payment(client, pool, "ORD_UNRESOLVED")
     live_tid = await pay(client, "ORD_LIVE", live)
@@ -601,9 +601,11 @@ async def test_resends_are_limited_per_payment_in_both_modes(
 
     # A live payment settled by a worker (its own webhook is the first of the window).
     live_tid = await pay(limited, "ORD_LIVE", live)
-    [claimed] = await repo.claim_pending("worker-1", 10, 30)
+    [claimed] = await repo.payments.claim_pending("worker-1", 10, 30)
     assert claimed.tid == live_tid
-    assert await repo.settle("worker-1", [Outcome(claimed.id, Status.SUCCESS, approval_no="AP9")])
+    assert await repo.payments.settle(
+        "worker-1", [Outcome(claimed.id, Status.SUCCESS, approval_no="AP9")]
+    )
     # A test payment settled by hand (likewise).
     test_tid = await pay(limited, "ORD_TEST")
     resp = await limited.post(TRIGGER.format(test_tid, "SUCCESS"))

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from simulator.acquirer import FAULT_KINDS
+from simulator.faults import FAULT_KINDS
 from simulator.server import SimulatorHandle, running
 from simulator.settings import SimulatorSettings
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from simulator.acquirer import DECLINE_REASONS
-from simulator.atom import MerchantKeys, seal, sign, unseal
+from simulator.atom_wire import MerchantKeys, seal, sign, unseal
 from simulator.server import SimulatorHandle, running
 from simulator.settings import SimulatorSettings
 

@@ -11,9 +11,10 @@ import json
 import pytest
 
 from engine.models import Status
-from engine.providers import atom, atom_crypto
+from engine.providers import atom_crypto
+from engine.providers import atom_messages as atom
 from engine.providers.atom_crypto import AtomCredentials, AtomCryptoError, AtomProtocolError
-from simulator import atom as sim_atom
+from simulator import atom_wire as sim_atom
 
 REQ_ENC_KEY = "0F1E2D3C4B5A69788796A5B4C3D2E1F0"
 RES_ENC_KEY = "F0E1D2C3B4A5968778695A4B3C2D1E0F"

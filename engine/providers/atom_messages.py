@@ -1,0 +1,246 @@
+"""Atom's messages: the sealed requests the engine sends, and the answers and callbacks it
+believes only once their signature verifies (the crypto is in atom_crypto.py)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from config import settings as config_settings
+from config.settings import Settings
+from engine.models import Status
+from engine.providers import protocol as provider
+from engine.providers.atom_crypto import (
+    AtomCredentials,
+    AtomProtocolError,
+    AtomSignatureError,
+    decrypt,
+    derive_key,
+    encrypt,
+    refund_request_signature,
+    refund_response_signature,
+    request_signature,
+    response_signature,
+    signatures_match,
+)
+
+APPROVED = "OTS0000"
+DECLINED = "OTS0600"
+NO_RECORD = "OTS0404"
+# The same codes in a refund answer: refunded, and rejected (description = the reason).
+REFUNDED = APPROVED
+REJECTED = DECLINED
+
+_ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
+_REFUND_ANSWER_FIELDS = (
+    "merchTxnId",
+    "refundTxnId",
+    "atomRefundId",
+    "statusCode",
+    "amount",
+    "currency",
+    "signature",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AtomAnswer:
+    """A decrypted response or callback whose signature verified."""
+
+    merch_txn_id: str
+    atom_txn_id: str
+    status_code: str
+    amount: str
+    currency: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AtomRefundAnswer:
+    """A decrypted refund or refund-status answer whose signature verified."""
+
+    merch_txn_id: str
+    refund_txn_id: str
+    # "" unless money was returned.
+    atom_refund_id: str
+    status_code: str
+    amount: str
+    currency: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AtomCallback:
+    """What a verified callback says about one payment (the tid is merch_txn_id)."""
+
+    merch_txn_id: str
+    status: Status
+    # Atom's transaction id: the approval number of a SUCCESS.
+    atom_txn_id: str
+    # The decline reason of a FAILED, else None.
+    reason: str | None
+    amount: int
+    currency: str
+
+
+def credentials(settings: Settings, mode: str = "live") -> AtomCredentials:
+    """The engine's Atom credentials of `mode` from its settings."""
+    value = functools.partial(config_settings.atom_value, settings, mode)
+    return AtomCredentials(
+        merch_id=value("merch_id"),
+        password=value("password"),
+        req_hash_key=value("req_hash_key"),
+        res_hash_key=value("res_hash_key"),
+        req_enc_key=value("req_enc_key"),
+        res_enc_key=value("res_enc_key"),
+    )
+
+
+def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, txn: str) -> str:
+    """The encData of a signed AUTH or STATUS request for `tid`."""
+    body = {
+        "merchId": creds.merch_id,
+        "merchTxnId": tid,
+        "amount": str(amount),
+        "currency": currency,
+        "txnType": txn,
+        "signature": request_signature(creds, tid, amount, currency, txn),
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    return encrypt(derive_key(creds.req_enc_key), text.encode())
+
+
+def seal_refund_request(
+    creds: AtomCredentials, tid: str, refund_txn_id: str, amount: int, currency: str, txn: str
+) -> str:
+    """The encData of a signed REFUND or REFUND_STATUS request for refund `refund_txn_id`."""
+    body = {
+        "merchId": creds.merch_id,
+        "merchTxnId": tid,
+        "refundTxnId": refund_txn_id,
+        "amount": str(amount),
+        "currency": currency,
+        "txnType": txn,
+        "signature": refund_request_signature(creds, tid, refund_txn_id, amount, currency, txn),
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    return encrypt(derive_key(creds.req_enc_key), text.encode())
+
+
+def _answer_fields(creds: AtomCredentials, enc_data: str, fields: tuple[str, ...]) -> Any:
+    """The decrypted JSON object of an answer, checked to have `fields` as strings."""
+    plaintext = decrypt(derive_key(creds.res_enc_key), enc_data)
+    try:
+        data = json.loads(plaintext)
+    except ValueError:  # also UnicodeDecodeError: decrypted garbage
+        raise AtomProtocolError("decrypted encData is not JSON") from None
+    if not isinstance(data, dict):
+        raise AtomProtocolError("decrypted encData is not a JSON object")
+    missing = [k for k in fields if not isinstance(data.get(k), str)]
+    if missing:
+        raise AtomProtocolError(f"answer lacks string fields {missing}")
+    return data
+
+
+def _verified(
+    creds: AtomCredentials,
+    enc_data: str,
+    fields: tuple[str, ...],
+    signature_of: Callable[[Any], str],
+    reference: str,
+) -> Any:
+    """An answer's fields, once its signature (`signature_of` them) matches; else raises."""
+    data = _answer_fields(creds, enc_data, fields)
+    if not signatures_match(signature_of(data), data["signature"]):
+        raise AtomSignatureError(
+            f"signature does not verify for {reference} {data[reference]!r}",
+            merch_txn_id=data["merchTxnId"],
+        )
+    return data
+
+
+def _description(data: Any) -> str | None:
+    description = data.get("description")
+    return description if isinstance(description, str) else None
+
+
+def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
+    """Decrypt and verify a response or callback.
+
+    Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
+    AtomSignatureError (the signature does not match the fields).
+    """
+    data = _verified(
+        creds,
+        enc_data,
+        _ANSWER_FIELDS,
+        lambda d: response_signature(
+            creds, d["atomTxnId"], d["merchTxnId"], d["statusCode"], d["amount"], d["currency"]
+        ),
+        "merchTxnId",
+    )
+    return AtomAnswer(
+        merch_txn_id=data["merchTxnId"],
+        atom_txn_id=data["atomTxnId"],
+        status_code=data["statusCode"],
+        amount=data["amount"],
+        currency=data["currency"],
+        description=_description(data),
+    )
+
+
+def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswer:
+    """Decrypt and verify a refund or refund-status answer; raises as open_answer does."""
+    data = _verified(
+        creds,
+        enc_data,
+        _REFUND_ANSWER_FIELDS,
+        lambda d: refund_response_signature(
+            creds,
+            d["atomRefundId"],
+            d["merchTxnId"],
+            d["refundTxnId"],
+            d["statusCode"],
+            d["amount"],
+            d["currency"],
+        ),
+        "refundTxnId",
+    )
+    return AtomRefundAnswer(
+        merch_txn_id=data["merchTxnId"],
+        refund_txn_id=data["refundTxnId"],
+        atom_refund_id=data["atomRefundId"],
+        status_code=data["statusCode"],
+        amount=data["amount"],
+        currency=data["currency"],
+        description=_description(data),
+    )
+
+
+def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
+    """Decrypt a callback's encData with res_enc_key and verify its signature.
+
+    For the callback route: raises AtomSignatureError when the signature does not match (never
+    act on such a callback), AtomCryptoError when it does not decrypt, and AtomProtocolError
+    when it is not a final answer. Use AtomProvider.verify_callback to have failures counted.
+    """
+    answer = open_answer(creds, enc_data_hex)
+    if not answer.amount.isdigit():
+        raise AtomProtocolError(f"callback amount is not minor units: {answer.amount!r}")
+    if answer.status_code == APPROVED and answer.atom_txn_id:
+        status, reason = Status.SUCCESS, None
+    elif answer.status_code == DECLINED:
+        status, reason = Status.FAILED, provider.reason_code(answer.description, "DECLINED")
+    else:
+        raise AtomProtocolError(f"callback is not a final answer: {answer.status_code!r}")
+    return AtomCallback(
+        merch_txn_id=answer.merch_txn_id,
+        status=status,
+        atom_txn_id=answer.atom_txn_id,
+        reason=reason,
+        amount=int(answer.amount),
+        currency=answer.currency,
+    )
