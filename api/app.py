@@ -9,10 +9,8 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import auth, backoffice, problems, state
-from api.merchant import endpoints, history, keys, payments, refunds
+from api import auth, backoffice, problems, routes, state
 from api.ops import observability, openapi
-from api.public import callbacks
 from config.settings import Settings
 from engine import ids
 from engine.payments import intake
@@ -78,13 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     app[auth.THROTTLE] = auth.FailureThrottle(settings.auth_failures_per_minute)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_webhook_session)
-    payments.add_routes(app)
-    keys.add_routes(app)
-    endpoints.add_routes(app)
-    refunds.add_routes(app)
-    callbacks.add_routes(app)
-    history.add_routes(app)
+    routes.mount(app)
+    openapi.add_routes(app)
     backoffice.setup(app)
-    app.router.add_get("/openapi.json", openapi.serve)
-    app.router.add_get("/metrics", observability.serve_metrics)
     return app

@@ -105,17 +105,27 @@ async def read_json(request: web.Request, settings: Settings, *, empty: Any = _R
     return models.parse_json(raw)
 
 
+def _field(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
 async def read_model(
-    request: web.Request, settings: Settings, model: type[M], *, empty: Any = _REQUIRED
+    request: web.Request,
+    settings: Settings,
+    model: type[M],
+    *,
+    empty: Any = _REQUIRED,
+    context: dict[str, Any] | None = None,
 ) -> M:
-    """The body as a JSON object validated by `model`; 422 naming the first failing field."""
+    """The body as a JSON object validated by `model` (with `context` for its validators).
+
+    422 naming the first failing field, with every failure listed.
+    """
     data = await read_json(request, settings, empty=empty)
     if not isinstance(data, dict):
         raise problems.validation("body", "must be a JSON object")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise problems.validation(
-            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
-        ) from None
+        errs = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise problems.validation(errs[0]["field"], errs[0]["message"], errs) from None

@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AnyHttpUrl, ConfigDict, Field, ValidationInfo, field_validator
 
 from api import problems
+from api.schemas.common import Request, _check_text, check_text
 from engine import money
 
 # Deeper JSON than this is refused: nothing legitimate nests so far, and it guards recursion.
 MAX_ECHO_DEPTH = 32
-
-
-# C0 controls, DEL and C1 controls: none belongs in an id, a name or a reason, and each can
-# forge or repaint a line wherever the text is shown (a log, a terminal, a back office).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def check_text(value: str) -> str:
-    """A free-text field: storable (see _check_text) and without control characters."""
-    _check_text(value)
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (tab, newline, ESC, ...)")
-    return value
-
-
-def _check_text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and lone surrogates cannot be stored as UTF-8.
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
@@ -54,11 +30,10 @@ def _check_json(value: Any, depth: int = 0) -> None:
             _check_json(v, depth + 1)
 
 
-class PaymentRequest(BaseModel):
+class PaymentRequest(Request):
     """POST /api/payments. Strict: an amount must be a JSON integer, not a string or a float."""
 
-    # An unknown member is refused, not ignored: a misspelt "curency" must not charge KRW.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     user_public_id: str = Field(alias="userPublicId", min_length=1, max_length=64)
     order_id: str = Field(alias="orderId", min_length=1, max_length=64)

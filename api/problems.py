@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from api import responses
+from api.schemas.problem import Problem as ProblemBody
 from engine import errors, metrics
 
 log = structlog.get_logger()
@@ -53,11 +55,12 @@ class Problem(Exception):
         if self.field is not None:
             body["field"] = self.field
         body.update(self.extra)
-        return web.Response(
-            status=self.status,
-            text=json.dumps(body, ensure_ascii=False),
+        return responses.send(
+            ProblemBody.model_validate(body),
+            self.status,
             content_type=CONTENT_TYPE,
             headers=self.headers,
+            exclude_unset=True,
         )
 
 
@@ -73,52 +76,36 @@ def validation(field: str, message: str, errors_: list[dict[str, str]] | None = 
     )
 
 
+# Each engine error that needs nothing but its detail: status, slug, the field it names.
+_PLAIN: dict[type[errors.PaymentError], tuple[int, str, str | None]] = {
+    errors.PaymentNotFound: (404, "payment-not-found", None),
+    errors.Forbidden: (403, "forbidden", None),
+    errors.MerchantNotFound: (404, "merchant-not-found", None),
+    errors.DeliveryNotFound: (404, "delivery-not-found", None),
+    errors.EndpointNotFound: (404, "endpoint-not-found", None),
+    errors.EndpointExists: (409, "endpoint-exists", "url"),
+}
+
+
+def _conflict(detail: str, slug: str, field: str | None, **extra: Any) -> Problem:
+    return Problem(409, "Conflict", detail, slug=slug, field=field, extra=extra)
+
+
 def _from_engine(exc: errors.PaymentError) -> Problem:
+    plain = _PLAIN.get(type(exc))
+    if plain is not None:
+        status, slug, field = plain
+        return Problem(status, HTTPStatus(status).phrase, exc.detail, slug=slug, field=field)
     if isinstance(exc, errors.IdempotencyConflict):
-        return Problem(
-            409,
-            "Conflict",
-            exc.detail,
-            slug="idempotency-conflict",
-            field=exc.field,
-            extra={"transactionId": exc.tid},
-        )
+        return _conflict(exc.detail, "idempotency-conflict", exc.field, transactionId=exc.tid)
     if isinstance(exc, errors.RefundExceedsCaptured):
-        return Problem(
-            409,
-            "Conflict",
-            exc.detail,
-            slug="refund-exceeds-captured",
-            field="amount",
-            extra={"refundable": exc.refundable},
-        )
-    if isinstance(exc, errors.PaymentNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="payment-not-found")
+        return _conflict(exc.detail, "refund-exceeds-captured", "amount", refundable=exc.refundable)
     if isinstance(exc, errors.StateConflict):
-        return Problem(
-            409,
-            "Conflict",
-            exc.detail,
-            slug="state-conflict",
-            field="status",
-            extra={"currentStatus": exc.current},
-        )
-    if isinstance(exc, errors.Forbidden):
-        return Problem(403, "Forbidden", exc.detail, slug="forbidden")
-    if isinstance(exc, errors.MerchantNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="merchant-not-found")
-    if isinstance(exc, errors.DeliveryNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="delivery-not-found")
-    if isinstance(exc, errors.EndpointNotFound):
-        return Problem(404, "Not Found", exc.detail, slug="endpoint-not-found")
-    if isinstance(exc, errors.EndpointExists):
-        return Problem(409, "Conflict", exc.detail, slug="endpoint-exists", field="url")
+        return _conflict(exc.detail, "state-conflict", "status", currentStatus=exc.current)
+    if isinstance(exc, errors.TooMany):
+        return _conflict(exc.detail, "limit-reached", None, limit=exc.limit)
     if isinstance(exc, errors.UnknownWebhookUrl):
         return validation("webhookUrl", exc.detail)
-    if isinstance(exc, errors.TooMany):
-        return Problem(
-            409, "Conflict", exc.detail, slug="limit-reached", extra={"limit": exc.limit}
-        )
     if isinstance(exc, errors.ResendLimited):
         return Problem(
             429,

@@ -1,23 +1,31 @@
-"""JSON answers: one way to write them (the older handlers still carry copies; issue 11)."""
+"""JSON answers: every handler answers a pydantic response model, written here and only here."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
 
 from aiohttp import web
+from pydantic import BaseModel
+
+JSON = "application/json"
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """`body` as compact JSON, non-ASCII kept as UTF-8 (as the seed's bodies are)."""
+def send(
+    body: BaseModel,
+    status: int = 200,
+    *,
+    content_type: str = JSON,
+    headers: Mapping[str, str] | None = None,
+    exclude_unset: bool = False,
+) -> web.Response:
+    """`body` as compact JSON by its wire names (camelCase), non-ASCII kept as UTF-8.
+
+    `exclude_unset` leaves out the members that were not given (a problem's optional ones).
+    """
     return web.Response(
         status=status,
-        text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        content_type="application/json",
+        body=body.model_dump_json(by_alias=True, exclude_unset=exclude_unset).encode(),
+        content_type=content_type,
+        charset="utf-8",
+        headers=headers,
     )
-
-
-def iso(ts: datetime | None) -> str | None:
-    """A timestamp as ISO 8601 with its offset, or None."""
-    return ts.isoformat() if ts else None

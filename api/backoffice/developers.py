@@ -161,8 +161,8 @@ async def test_endpoint(request: web.Request) -> web.Response:
     """POST /backoffice/endpoints/{id}/test: send a TEST event now and show the answer."""
     mid, mode = context.merchant_scope(request)
     answer = await endpoints.test_event(request.app, mid, mode, _id(request))
-    code = answer["responseCode"]
-    result = "delivered" if answer["delivered"] else f"failed: {answer['error']}"
+    code = answer.response_code
+    result = "delivered" if answer.delivered else f"failed: {answer.error}"
     raise context.redirect("/developers", {"done": f"test {result} ({code})"})
 
 

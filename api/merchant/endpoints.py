@@ -12,58 +12,38 @@ import math
 import re
 import time
 from secrets import token_hex
-from typing import Any
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, ValidationError
 
-from api import auth, models, problems, responses, state
+from api import auth, problems, responses, state
 from api import body as request_body
 from api.body import M
-from engine import errors
+from api.operations import UNAVAILABLE, documented, id_links, path_id, too_many
+from api.schemas.endpoints import (
+    Endpoint,
+    EndpointCreated,
+    EndpointDeleted,
+    EndpointList,
+    EndpointRequest,
+    EndpointRollRequest,
+    EndpointTestResult,
+)
+from engine import errors, models
 from engine.errors import WebhookRetryable
-from engine.models import Delivery, Endpoint
+from engine.models import Delivery
 from engine.webhooks import egress, sending, signing
 
-# A roll's grace period: how long the old secret keeps signing too (at most 7 days).
-MAX_GRACE_SECONDS = 7 * 24 * 3600
 _ID = re.compile(r"^[0-9]{1,18}$")
 # Printable ASCII without spaces: what a URL on the wire is. Anything else is refused rather
 # than normalised, since a payment's webhookUrl must match it exactly.
 _URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
-
-
-class EndpointRequest(BaseModel):
-    """POST /api/webhook-endpoints."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    url: str = Field(min_length=1, max_length=2048)
-    description: str | None = Field(default=None, max_length=500)
-
-    @field_validator("description")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        # Free text like an order name: storable, and no control characters (they reach logs).
-        return None if value is None else models.check_text(value)
-
-
-class RollRequest(BaseModel):
-    """POST /api/webhook-endpoints/{id}/roll: the old secret signs `graceSeconds` more."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    grace_seconds: int = Field(default=0, alias="graceSeconds", ge=0, le=MAX_GRACE_SECONDS)
-
-
-def endpoint_body(e: Endpoint) -> dict[str, Any]:
-    """An endpoint as the API shows it: never its secrets."""
-    return {
-        "id": e.id,
-        "url": e.url,
-        "description": e.description,
-        "mode": e.mode,
-        "createdAt": responses.iso(e.created_at),
-        "activeSecrets": e.active_secrets,
-    }
+# Another merchant's endpoint, or the other mode's, is not found either.
+_NOT_FOUND = "This merchant has no active webhook endpoint with this id in the key's mode."
+_BAD_JSON = (
+    "The body is not JSON: malformed, not UTF-8, duplicate keys, too deep;"
+    " or it could not be read as its headers describe it."
+)
 
 
 async def _body(request: web.Request, model: type[M], *, empty_ok: bool) -> M:
@@ -95,9 +75,36 @@ def _endpoint_id(request: web.Request) -> int:
     return int(raw)
 
 
+@documented(
+    "createEndpoint",
+    "Register a webhook endpoint of the key's mode; its signing secret is shown this once.",
+    body=EndpointRequest,
+    ok={201: (EndpointCreated, "Registered, with its secret.")},
+    # The stateful links stop short of the test event: it calls the registered url.
+    links={201: id_links(("getEndpoint", "rollEndpointSecret", "deleteEndpoint"))},
+    problems={
+        400: _BAD_JSON,
+        409: "The url is registered already in this mode (/problems/endpoint-exists,"
+        " `field` url: roll its secret instead), or the merchant has as many"
+        " endpoints in this mode as it may have (/problems/limit-reached,"
+        " `limit` says how many).",
+        422: "A member is missing, unknown or invalid (/problems/validation-error,"
+        " `field` names it), or the url's destination is refused"
+        " (/problems/destination-refused, `field` url, `reason` says why).",
+        503: UNAVAILABLE,
+    },
+)
+async def create_endpoint(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
+    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
+    who = auth.caller(request)
+    created, secret = await register(request.app, who.mid, who.mode, body.url, body.description)
+    return responses.send(EndpointCreated.of(created, secret=secret), 201)
+
+
 async def register(
     app: web.Application, mid: str, mode: str, url: str, description: str | None
-) -> tuple[Endpoint, str]:
+) -> tuple[models.Endpoint, str]:
     """Register `url` for merchant `mid` in `mode`: the endpoint and its secret (shown once).
 
     The API and the back office both register through here.
@@ -130,21 +137,26 @@ async def register(
     return created, secret
 
 
-async def create_endpoint(request: web.Request) -> web.Response:
-    """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
-    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
-    who = auth.caller(request)
-    created, secret = await register(request.app, who.mid, who.mode, body.url, body.description)
-    return responses.json_response(endpoint_body(created) | {"secret": secret}, 201)
-
-
+@documented(
+    "listEndpoints",
+    "The merchant's active endpoints of the key's mode, oldest first.",
+    ok={200: (EndpointList, "The endpoints (no secrets).")},
+    problems={503: UNAVAILABLE},
+)
 async def list_endpoints(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints: the caller's endpoints in its mode, without secrets."""
     who = auth.caller(request)
     found = await request.app[state.REPO].endpoints.endpoints(who.mid, who.mode)
-    return responses.json_response({"endpoints": [endpoint_body(e) for e in found]})
+    return responses.send(EndpointList(endpoints=[Endpoint.of(e) for e in found]))
 
 
+@documented(
+    "getEndpoint",
+    "One endpoint (never its secrets).",
+    params=[path_id("id")],
+    ok={200: (Endpoint, "The endpoint.")},
+    problems={404: _NOT_FOUND, 503: UNAVAILABLE},
+)
 async def get_endpoint(request: web.Request) -> web.Response:
     """GET /api/webhook-endpoints/{id}."""
     endpoint_id = _endpoint_id(request)
@@ -152,9 +164,23 @@ async def get_endpoint(request: web.Request) -> web.Response:
     found = await request.app[state.REPO].endpoints.endpoint(who.mid, who.mode, endpoint_id)
     if found is None:
         raise errors.EndpointNotFound(endpoint_id)
-    return responses.json_response(endpoint_body(found))
+    return responses.send(Endpoint.of(found))
 
 
+@documented(
+    "rollEndpointSecret",
+    "A new secret now; the old ones sign `graceSeconds` more, then stop.",
+    params=[path_id("id")],
+    body=EndpointRollRequest,
+    body_required=False,
+    ok={201: (EndpointCreated, "The endpoint with its new secret, shown once.")},
+    problems={
+        400: _BAD_JSON,
+        404: _NOT_FOUND,
+        422: "A member is unknown or invalid; `field` names it.",
+        503: UNAVAILABLE,
+    },
+)
 async def roll_endpoint(request: web.Request) -> web.Response:
     """POST /api/webhook-endpoints/{id}/roll: a new secret now, the old ones for a grace time.
 
@@ -162,7 +188,7 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     without missing a webhook.
     """
     endpoint_id = _endpoint_id(request)
-    body: RollRequest = await _body(request, RollRequest, empty_ok=True)
+    body: EndpointRollRequest = await _body(request, EndpointRollRequest, empty_ok=True)
     who = auth.caller(request)
     repo = request.app[state.REPO]
     secret = signing.new_secret()
@@ -173,9 +199,16 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     found = await repo.endpoints.endpoint(who.mid, who.mode, endpoint_id)
     if found is None:  # deleted between the two statements
         raise errors.EndpointNotFound(endpoint_id)
-    return responses.json_response(endpoint_body(found) | {"secret": secret}, 201)
+    return responses.send(EndpointCreated.of(found, secret=secret), 201)
 
 
+@documented(
+    "deleteEndpoint",
+    "The endpoint receives nothing more, at once; its secrets stop.",
+    params=[path_id("id")],
+    ok={200: (EndpointDeleted, "Deleted.")},
+    problems={404: _NOT_FOUND, 503: UNAVAILABLE},
+)
 async def delete_endpoint(request: web.Request) -> web.Response:
     """DELETE /api/webhook-endpoints/{id}: it receives nothing more, at once."""
     endpoint_id = _endpoint_id(request)
@@ -185,7 +218,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     )
     if deleted is None:
         raise errors.EndpointNotFound(endpoint_id)
-    return responses.json_response(endpoint_body(deleted) | {"deleted": True})
+    return responses.send(EndpointDeleted.of(deleted, deleted=True))
 
 
 class TestPacer:
@@ -213,7 +246,27 @@ PACER = web.AppKey("endpoint_test_pacer", TestPacer)
 TEST_INTERVAL_SECONDS = 5.0
 
 
-async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int) -> dict[str, Any]:
+@documented(
+    "testEndpoint",
+    "Send the endpoint a signed TEST event now, as a delivery would go, and say what it answered.",
+    params=[path_id("id")],
+    ok={200: (EndpointTestResult, "Sent, or refused: `delivered` says which.")},
+    problems={
+        404: _NOT_FOUND,
+        429: too_many("One test event per endpoint every few seconds (/problems/test-limited)."),
+        503: UNAVAILABLE,
+    },
+)
+async def send_test(request: web.Request) -> web.Response:
+    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer."""
+    endpoint_id = _endpoint_id(request)
+    who = auth.caller(request)
+    return responses.send(await test_event(request.app, who.mid, who.mode, endpoint_id))
+
+
+async def test_event(
+    app: web.Application, mid: str, mode: str, endpoint_id: int
+) -> EndpointTestResult:
     """Send a signed TEST event to merchant `mid`'s endpoint now; what it answered.
 
     It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
@@ -252,7 +305,8 @@ async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int
         mode=mode,
         endpoint_id=endpoint_id,
     )
-    answer: dict[str, Any] = {"endpointId": endpoint_id, "eventId": event.event_id}
+    error: str | None
+    status: int | None
     try:
         code = await sending.send(
             app[state.WEBHOOK_SESSION],
@@ -262,31 +316,25 @@ async def test_event(app: web.Application, mid: str, mode: str, endpoint_id: int
             policy=egress.policy_from(settings),
         )
     except egress.EgressRefused as exc:
-        answer |= {"delivered": False, "error": f"refused:{exc.reason}", "responseCode": None}
+        delivered, error, status = False, f"refused:{exc.reason}", None
     except WebhookRetryable as exc:
-        answer |= {"delivered": False, "error": exc.error, "responseCode": exc.status}
+        delivered, error, status = False, exc.error, exc.status
     else:
-        answer |= {"delivered": True, "error": None, "responseCode": code}
-    return answer
-
-
-async def send_test(request: web.Request) -> web.Response:
-    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer."""
-    endpoint_id = _endpoint_id(request)
-    who = auth.caller(request)
-    return responses.json_response(await test_event(request.app, who.mid, who.mode, endpoint_id))
-
-
-def add_routes(app: web.Application) -> None:
-    """Mount the endpoint routes."""
-    app.add_routes(
-        [
-            web.post("/api/webhook-endpoints", create_endpoint),
-            web.get("/api/webhook-endpoints", list_endpoints),
-            web.get("/api/webhook-endpoints/{id}", get_endpoint),
-            web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
-            web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
-            web.post("/api/webhook-endpoints/{id}/test", send_test),
-        ]
+        delivered, error, status = True, None, code
+    return EndpointTestResult(
+        endpoint_id=endpoint_id,
+        event_id=event.event_id,
+        delivered=delivered,
+        error=error,
+        response_code=status,
     )
-    app[PACER] = TestPacer(TEST_INTERVAL_SECONDS)
+
+
+ROUTES = [
+    web.post("/api/webhook-endpoints", create_endpoint),
+    web.get("/api/webhook-endpoints", list_endpoints),
+    web.get("/api/webhook-endpoints/{id}", get_endpoint),
+    web.post("/api/webhook-endpoints/{id}/roll", roll_endpoint),
+    web.delete("/api/webhook-endpoints/{id}", delete_endpoint),
+    web.post("/api/webhook-endpoints/{id}/test", send_test),
+]

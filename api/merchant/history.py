@@ -14,17 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
-from api import auth, problems, state
+from api import auth, problems, responses, state
 from api.merchant import payments
-from engine.models import (
-    HistoryFilter,
-    HistoryItem,
-    HistoryKey,
-    HistoryKind,
-    PaymentEvent,
-    RefundStatus,
-    Status,
-)
+from api.operations import TID_PARAM, UNAVAILABLE, documented
+from api.schemas.common import MAX_BIGINT
+from api.schemas.history import HistoryItem, HistoryPage, PaymentEvent, PaymentEvents
+from engine.models import HistoryFilter, HistoryKey, HistoryKind, RefundStatus, Status
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -34,8 +29,62 @@ MAX_Q = 200
 STATUSES = frozenset(s.value for s in Status) | frozenset(s.value for s in RefundStatus)
 KINDS = frozenset(k.value for k in HistoryKind)
 _INTEGER = re.compile(r"^[0-9]{1,19}$")
-_MAX_BIGINT = 2**63 - 1
 _DUMPS = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_or_more(values: frozenset[str]) -> str:
+    """A pattern for a comma-separated list of `values`."""
+    one = "|".join(sorted(values))
+    return f"^({one})(,({one}))*$"
+
+
+def _query(name: str, schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False}
+    return param | ({"description": description} if description else {}) | {"schema": schema}
+
+
+_PARAMS = [
+    _query(
+        "kind",
+        {"type": "string", "pattern": _one_or_more(KINDS)},
+        "Only these kinds, comma-separated.",
+    ),
+    _query(
+        "status",
+        {"type": "string", "pattern": _one_or_more(STATUSES)},
+        "Only these statuses (of payments or refunds), comma-separated.",
+    ),
+    _query(
+        "from",
+        {"type": "string", "format": "date-time"},
+        "createdAt at or after this instant (with a UTC offset).",
+    ),
+    _query(
+        "to",
+        {"type": "string", "format": "date-time"},
+        "createdAt before this instant; later than `from`, else 422.",
+    ),
+    _query("minAmount", {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}),
+    _query(
+        "maxAmount",
+        {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+        "Not less than `minAmount`, else 422.",
+    ),
+    _query(
+        "q",
+        {"type": "string", "minLength": 1, "maxLength": MAX_Q},
+        "A prefix of the order id or customer id, or of the order name (any case).",
+    ),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    _query(
+        "cursor",
+        {"type": "string"},
+        "The previous page's `next`, unchanged (anything else is 422).",
+    ),
+]
 
 
 def _b64(data: bytes) -> str:
@@ -154,8 +203,8 @@ def _filters(request: web.Request) -> HistoryFilter:
     created_to = _instant(request, "to")
     if created_from and created_to and created_from >= created_to:
         raise problems.validation("to", "must be later than from (the range is [from, to))")
-    min_amount = _integer(request, "minAmount", 0, _MAX_BIGINT)
-    max_amount = _integer(request, "maxAmount", 0, _MAX_BIGINT)
+    min_amount = _integer(request, "minAmount", 0, MAX_BIGINT)
+    max_amount = _integer(request, "maxAmount", 0, MAX_BIGINT)
     if min_amount is not None and max_amount is not None and min_amount > max_amount:
         raise problems.validation("maxAmount", "must not be less than minAmount")
     return HistoryFilter(
@@ -169,32 +218,13 @@ def _filters(request: web.Request) -> HistoryFilter:
     )
 
 
-def _item(i: HistoryItem) -> dict[str, Any]:
-    return {
-        "kind": i.kind.value,
-        "tid": i.tid,
-        "refundId": i.refund_id,
-        "orderId": i.order_id,
-        "orderName": i.order_name,
-        "customerId": i.user_public_id,
-        "amount": i.amount,
-        "currency": i.currency,
-        "status": i.status,
-        "createdAt": i.created_at.isoformat(),
-    }
-
-
-def _event(e: PaymentEvent) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "from": e.from_status,
-        "to": e.to_status,
-        "actor": e.actor,
-        "at": e.at.isoformat(),
-        "refundId": e.refund_id,
-    }
-
-
+@documented(
+    "listHistory",
+    "The merchant's payments, cancels and refunds, newest first.",
+    params=_PARAMS,
+    ok={200: (HistoryPage, "One page.")},
+    problems={422: "A filter, `limit` or `cursor` is not valid.", 503: UNAVAILABLE},
+)
 async def list_history(request: web.Request) -> web.Response:
     """GET /api/payments: the caller's payments, cancels and refunds, newest first.
 
@@ -216,27 +246,31 @@ async def list_history(request: web.Request) -> web.Response:
     rows = await request.app[state.REPO].history.page(who.mid, who.mode, filters, after, limit + 1)
     page = rows[:limit]
     more = len(rows) > limit
-    body = {
-        "items": [_item(i) for i in page],
-        "next": encode_cursor(page[-1].key, scope, secret) if more else None,
-    }
-    return web.json_response(body, dumps=_DUMPS)
+    return responses.send(
+        HistoryPage(
+            items=[HistoryItem.of(i) for i in page],
+            next=encode_cursor(page[-1].key, scope, secret) if more else None,
+        )
+    )
 
 
+@documented(
+    "getPaymentEvents",
+    "Every state change of a payment and its refunds, oldest first.",
+    params=[TID_PARAM],
+    ok={200: (PaymentEvents, "The events.")},
+    problems={404: payments.NOT_FOUND, 503: UNAVAILABLE},
+)
 async def payment_events(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/events: every state change of one payment, oldest first."""
     payment = await payments.payment_in_path(request)
     events = await request.app[state.REPO].history.payment_events(payment.id)
-    return web.json_response(
-        {"tid": payment.tid, "events": [_event(e) for e in events]}, dumps=_DUMPS
+    return responses.send(
+        PaymentEvents(tid=payment.tid, events=[PaymentEvent.of(e) for e in events])
     )
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the history's routes."""
-    app.add_routes(
-        [
-            web.get("/api/payments", list_history),
-            web.get("/api/payments/{tid}/events", payment_events),
-        ]
-    )
+ROUTES = [
+    web.get("/api/payments", list_history),
+    web.get("/api/payments/{tid}/events", payment_events),
+]

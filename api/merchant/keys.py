@@ -2,66 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any, Literal
-
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
-from api import auth, body, problems, state
+from api import auth, body, problems, responses, state
 from api.body import M
-from engine.merchants.keys import IssuedKey
-from engine.models import ApiKeyInfo
+from api.operations import UNAVAILABLE, documented, id_links, path_id
+from api.schemas.keys import ApiKeyInfo, ApiKeyList, IssuedKey, IssueRequest, RolledKey, RollRequest
 
-# A roll's grace period: how long the old key keeps working (at most 30 days).
-MAX_GRACE_SECONDS = 30 * 24 * 3600
-
-
-class IssueRequest(BaseModel):
-    """POST /api/keys."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    mode: Literal["live", "test"] | None = None
-
-
-class RollRequest(BaseModel):
-    """POST /api/keys/{id}/roll: the old key works `graceSeconds` more, then stops."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    grace_seconds: int = Field(default=0, alias="graceSeconds", ge=0, le=MAX_GRACE_SECONDS)
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
-
-
-def _info(k: ApiKeyInfo) -> dict[str, Any]:
-    return {
-        "id": k.id,
-        "mode": k.mode,
-        "prefix": k.prefix,
-        "createdAt": _iso(k.created_at),
-        "lastUsedAt": _iso(k.last_used_at),
-        "expiresAt": _iso(k.expires_at),
-        "revokedAt": _iso(k.revoked_at),
-    }
-
-
-def _issued(k: IssuedKey) -> dict[str, Any]:
-    return {
-        "id": k.id,
-        "mode": k.mode,
-        "prefix": k.prefix,
-        # Shown this once; only its hash is kept.
-        "key": k.key,
-        "createdAt": _iso(k.created_at),
-        "expiresAt": _iso(k.expires_at),
-    }
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+_NOT_FOUND = "This merchant has no such (active) API key."
+_BAD_JSON = "The body is not JSON: malformed, not UTF-8, duplicate keys."
+_BAD_BODY = "A member is unknown or invalid; `field` names it."
+_AT_LIMIT = (
+    "The merchant has as many active keys of this mode as it may have"
+    " (/problems/limit-reached, `limit` says how many)."
+)
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
@@ -75,13 +29,36 @@ def _key_id(request: web.Request) -> int:
     return int(raw)
 
 
+@documented(
+    "listKeys",
+    "The merchant's API keys (prefixes only), newest first.",
+    ok={200: (ApiKeyList, "The keys.")},
+    problems={503: UNAVAILABLE},
+)
 async def list_keys(request: web.Request) -> web.Response:
     """GET /api/keys: this merchant's keys of the caller's mode, prefixes only."""
     who = auth.caller(request)
     keys = await request.app[state.REPO].merchants.api_keys(who.mid, who.mode)
-    return _json({"keys": [_info(k) for k in keys]})
+    return responses.send(ApiKeyList(keys=[ApiKeyInfo.of(k) for k in keys]))
 
 
+@documented(
+    "issueKey",
+    "A new API key, shown once; of the caller's mode unless `mode` says.",
+    body=IssueRequest,
+    body_required=False,
+    ok={201: (IssuedKey, "The new key.")},
+    # A fuzzer may roll or revoke only keys it made itself, never the one it calls with.
+    links={201: id_links(("rollKey", "revokeKey"))},
+    problems={
+        400: _BAD_JSON,
+        403: "`mode` names the other mode: a key issues keys of its own"
+        " mode only (/problems/mode-mismatch, `field` mode).",
+        409: _AT_LIMIT,
+        422: _BAD_BODY,
+        503: UNAVAILABLE,
+    },
+)
 async def issue_key(request: web.Request) -> web.Response:
     """POST /api/keys: a new key of the caller's own mode, shown once.
 
@@ -102,9 +79,18 @@ async def issue_key(request: web.Request) -> web.Response:
     issued = await request.app[state.REPO].merchants.issue_key(
         who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
     )
-    return _json(_issued(issued), 201)
+    return responses.send(IssuedKey.of(issued), 201)
 
 
+@documented(
+    "rollKey",
+    "A new key now; the old one works `graceSeconds` more, then stops.",
+    params=[path_id("id")],
+    body=RollRequest,
+    body_required=False,
+    ok={201: (RolledKey, "The new key and the old one's end.")},
+    problems={400: _BAD_JSON, 404: _NOT_FOUND, 409: _AT_LIMIT, 422: _BAD_BODY, 503: UNAVAILABLE},
+)
 async def roll_key(request: web.Request) -> web.Response:
     """POST /api/keys/{id}/roll: a new key now; the old one stops after the grace period."""
     key_id = _key_id(request)
@@ -125,9 +111,16 @@ async def roll_key(request: web.Request) -> web.Response:
         )
     request.app[auth.CACHE].clear()  # the old key's new expiry applies here at once
     new, old = rolled
-    return _json({"new": _issued(new), "old": _info(old)}, 201)
+    return responses.send(RolledKey(new=IssuedKey.of(new), old=ApiKeyInfo.of(old)), 201)
 
 
+@documented(
+    "revokeKey",
+    "The key stops working now.",
+    params=[path_id("id")],
+    ok={200: (ApiKeyInfo, "The revoked key.")},
+    problems={404: _NOT_FOUND, 503: UNAVAILABLE},
+)
 async def revoke_key(request: web.Request) -> web.Response:
     """DELETE /api/keys/{id}: the key stops working now."""
     key_id = _key_id(request)
@@ -138,16 +131,12 @@ async def revoke_key(request: web.Request) -> web.Response:
             404, "Not Found", f"no API key {key_id} to revoke", slug="key-not-found"
         )
     request.app[auth.CACHE].clear()  # the key stops working here at once
-    return _json(_info(revoked))
+    return responses.send(ApiKeyInfo.of(revoked))
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the key routes."""
-    app.add_routes(
-        [
-            web.get("/api/keys", list_keys),
-            web.post("/api/keys", issue_key),
-            web.post("/api/keys/{id}/roll", roll_key),
-            web.delete("/api/keys/{id}", revoke_key),
-        ]
-    )
+ROUTES = [
+    web.get("/api/keys", list_keys),
+    web.post("/api/keys", issue_key),
+    web.post("/api/keys/{id}/roll", roll_key),
+    web.delete("/api/keys/{id}", revoke_key),
+]

@@ -3,106 +3,80 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from api import auth, models, problems, responses, state
-from api import body as request_body  # `body` is the response's name below
+from api import body as request_body
+from api.operations import (
+    BAD_JSON,
+    MAX_PAGE,
+    PAGING,
+    TID_PARAM,
+    TOO_LARGE,
+    UNAVAILABLE,
+    documented,
+    path_id,
+    too_many,
+)
+from api.schemas.common import MAX_BIGINT, TID
+from api.schemas.payments import (
+    SEED_EXAMPLE,
+    DeadLetterPage,
+    Health,
+    PaymentAck,
+    PaymentLookup,
+    PaymentWebhooks,
+    RedeliverAccepted,
+    TriggerAccepted,
+    UnresolvedPage,
+    UnresolvedPayment,
+    WebhookDelivery,
+)
 from engine import errors
 from engine.models import DeliveryRecord, NewPayment, Payment, Status
 from engine.payments import intake, trigger
 
-# Shape of a tid; anything else cannot exist, so it is answered 404 without a query.
-_TID = re.compile(r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$")
 # A bigint in ASCII digits (str.isdigit() also accepts "²" and other digits int() refuses).
 _BIGINT = re.compile(r"^[0-9]{1,19}$")
-_MAX_BIGINT = 2**63 - 1
-_MAX_PAGE = 500
+# Another merchant's payment is not found either: whether it exists does not leak.
+NOT_FOUND = "This merchant has no payment with this transaction id."
+_BAD_PAGING = "`after` or `limit` is not an integer in range."
+# Links say where a response's ids go next (and let a fuzzer reach real payments).
+_BY_TID = {
+    op: {"operationId": op, "parameters": {"tid": "$response.body#/transactionId"}}
+    for op in ("getTransaction", "getTransactionWebhooks", "triggerWebhook")
+}
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "body"
-
-
-def _validation_problem(exc: ValidationError) -> problems.Problem:
-    errs = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-    return problems.validation(errs[0]["field"], errs[0]["message"], errs)
-
-
-def ack(p: Payment, *, created: bool) -> dict[str, Any]:
-    """The seed's 202 body (and, for a replay, the same body with the current status)."""
-    return {
-        "status": p.status.value,
-        "code": "ACK_OK",
-        "transactionId": p.tid,
-        "amount": p.amount,
-        "currency": p.currency,
-        "echo": p.echo,
-        "message": "Payment request received and processing"
-        if created
-        else "Payment request already received",
-    }
-
-
-def lookup(p: Payment) -> dict[str, Any]:
-    """The seed's lookup body."""
-    return {
-        "tid": p.tid,
-        "orderId": p.order_id,
-        "amount": p.amount,
-        "currency": p.currency,
-        "status": p.status.value,
-        "approvalNo": p.approval_no,
-        "failReason": p.fail_reason,
-        "requestedAt": responses.iso(p.requested_at),
-        "processedAt": responses.iso(p.processed_at),
-        "webhookSentAt": responses.iso(p.webhook_sent_at),
-        "webhookResponseCode": p.webhook_response_code,
-        "refundedAmount": p.refunded_amount,
-    }
-
-
-def _unresolved(p: Payment) -> dict[str, Any]:
-    return lookup(p) | {
-        "reason": p.unresolved_reason,
-        "outcomeUnknownSince": responses.iso(p.outcome_unknown_since),
-        "attempts": p.attempts,
-        "nextAttemptAt": responses.iso(p.next_attempt_at)
-        if p.next_attempt_at.year < 9999
-        else None,
-    }
-
-
-def _delivery(d: DeliveryRecord) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "eventId": d.event_id,
-        "eventStatus": d.event_status,
-        "tid": d.tid,
-        "url": d.url,
-        "status": d.status,
-        "attempts": d.attempts,
-        "lastResponseCode": d.last_response_code,
-        "lastError": d.last_error,
-        "createdAt": responses.iso(d.created_at),
-        "deliveredAt": responses.iso(d.delivered_at),
-    }
-
-
+@documented(
+    "createPayment",
+    "Accept a payment: 202 once its PENDING row is committed.",
+    body=models.PaymentRequest,
+    example=SEED_EXAMPLE,
+    ok={
+        202: (PaymentAck, "Accepted: a new payment, PENDING."),
+        200: (PaymentAck, "A replay: the same request for the same order."),
+    },
+    links={202: _BY_TID},
+    problems={
+        400: BAD_JSON,
+        408: "The body did not arrive in time.",
+        403: "echo.mid names another merchant than the API key's.",
+        409: "The order was already paid for with another request.",
+        413: TOO_LARGE,
+        422: "A field is missing or invalid (`field` names it), or `webhookUrl`"
+        " is not one of the merchant's endpoints in the key's mode.",
+        503: UNAVAILABLE,
+    },
+)
 async def create_payment(request: web.Request) -> web.Response:
     """POST /api/payments (or /api/payment): 202 once the PENDING row is stored; 200 if replayed."""
     settings = request.app[state.SETTINGS]
-    data = await request_body.read_json(request, settings)
-    if not isinstance(data, dict):
-        raise problems.validation("body", "must be a JSON object")
-    try:
-        req = models.PaymentRequest.model_validate(
-            data, context={"max_amount": settings.max_amount}
-        )
-    except ValidationError as exc:
-        raise _validation_problem(exc) from None
+    req = await request_body.read_model(
+        request, settings, models.PaymentRequest, context={"max_amount": settings.max_amount}
+    )
     who = auth.caller(request)
     if "mid" in req.echo and req.echo["mid"] is not None and req.echo["mid"] != who.mid:
         raise problems.Problem(
@@ -149,18 +123,27 @@ async def create_payment(request: web.Request) -> web.Response:
         tid_prefix=settings.tid_prefix,
         default_webhook_url=str(settings.default_webhook_url),
     )
-    body = ack(accepted.payment, created=accepted.created)
-    if accepted.created:
+    payment, created = accepted.payment, accepted.created
+    if created:
         request.app[state.WAKERS].payments.poke()
-        # The seed's 202 echoes what was sent, key order included.
-        body["echo"] = req.echo
-    return responses.json_response(body, 202 if accepted.created else 200)
+    # The seed's 202 echoes what was sent, key order included.
+    body = PaymentAck.of_payment(
+        payment, created=created, echo=req.echo if created else payment.echo
+    )
+    return responses.send(body, 202 if created else 200)
 
 
+@documented(
+    "getTransaction",
+    "The seed's lookup body.",
+    params=[TID_PARAM],
+    ok={200: (PaymentLookup, "The payment.")},
+    problems={404: NOT_FOUND, 503: UNAVAILABLE},
+)
 async def get_transaction(request: web.Request) -> web.Response:
     """GET /api/payments/{tid} (or /api/payment/transaction/{tid}): the seed's lookup body."""
     payment = await payment_in_path(request)
-    return responses.json_response(lookup(payment))
+    return responses.send(PaymentLookup.of(payment))
 
 
 async def payment_in_path(request: web.Request) -> Payment:
@@ -168,37 +151,68 @@ async def payment_in_path(request: web.Request) -> Payment:
     tid = request.match_info["tid"]
     who = auth.caller(request)
     repo = request.app[state.REPO]
-    payment = (
-        await repo.payments.payment_by_tid(tid, who.mid, who.mode) if _TID.match(tid) else None
-    )
+    payment = await repo.payments.payment_by_tid(tid, who.mid, who.mode) if TID.match(tid) else None
     if payment is None:
         raise errors.PaymentNotFound(tid)
     return payment
 
 
+@documented(
+    "getTransactionWebhooks",
+    "A payment's webhook deliveries, by id.",
+    params=[TID_PARAM, *PAGING],
+    ok={200: (PaymentWebhooks, "One page, oldest first.")},
+    problems={404: NOT_FOUND, 422: _BAD_PAGING, 503: UNAVAILABLE},
+)
 async def transaction_webhooks(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/webhooks?after=&limit=: a payment's deliveries."""
     payment = await payment_in_path(request)
     tid = payment.tid
-    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
-    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    after, limit = _paging(request)
     deliveries = await request.app[state.REPO].deliveries.deliveries_of(payment.id, after, limit)
-    return responses.json_response(
-        {
-            "tid": tid,
-            "deliveries": [_delivery(d) | {"tid": tid} for d in deliveries],
-            "next": deliveries[-1].id if len(deliveries) == limit else None,
-        }
+    return responses.send(
+        PaymentWebhooks(
+            tid=tid,
+            deliveries=[WebhookDelivery.of(d, tid=tid) for d in deliveries],
+            next=_next(deliveries, limit),
+        )
     )
 
 
+@documented(
+    "triggerWebhook",
+    "Settle a payment by hand, or send its final webhook again.",
+    params=[
+        TID_PARAM,
+        {
+            "name": "status",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "enum": ["SUCCESS", "FAILED"]},
+        },
+    ],
+    ok={202: (TriggerAccepted, "Settled, or the webhook queued again.")},
+    problems={
+        403: "Settling a payment by hand needs a test key (sk_test_).",
+        404: NOT_FOUND,
+        409: "The payment is final with the other status, or a worker has"
+        " it (PROCESSING) or lost track of it (UNRESOLVED): the provider"
+        " may have moved money, so only a PENDING payment is settled by"
+        " hand; or it kept changing. `currentStatus` says which.",
+        422: "`status` is missing or not SUCCESS/FAILED.",
+        429: too_many(
+            "Its webhook was queued too often in the resend window (/problems/resend-limited)."
+        ),
+        503: UNAVAILABLE,
+    },
+)
 async def trigger_webhook(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/webhook-trigger?status=SUCCESS|FAILED (and the seed's path)."""
     tid = request.match_info["tid"]
     raw = request.query.get("status")
     if raw not in (Status.SUCCESS.value, Status.FAILED.value):
         raise problems.validation("status", "must be SUCCESS or FAILED (query parameter)")
-    if not _TID.match(tid):
+    if not TID.match(tid):
         raise errors.PaymentNotFound(tid)
     who = auth.caller(request)
     settings = request.app[state.SETTINGS]
@@ -213,9 +227,22 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         resend_window_seconds=settings.webhook_resend_window_seconds,
     )
     request.app[state.WAKERS].webhooks.poke()
-    return responses.json_response(
-        {"tid": tid, "status": raw, "action": action, "webhook": "queued"}, 202
+    return responses.send(
+        TriggerAccepted(tid=tid, status=raw, action=action, webhook="queued"), 202
     )
+
+
+def _paging(request: web.Request) -> tuple[int, int]:
+    """`after` and `limit` of a paged list."""
+    return (
+        _int_query(request, "after", 0, 0, MAX_BIGINT),
+        _int_query(request, "limit", 100, 1, MAX_PAGE),
+    )
+
+
+def _next(rows: Sequence[DeliveryRecord] | Sequence[Payment], limit: int) -> int | None:
+    """The `after` of the page past a full one; None after the last."""
+    return rows[-1].id if len(rows) == limit else None
 
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -227,39 +254,78 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return int(raw)
 
 
+@documented(
+    "listDeadWebhooks",
+    "Deliveries that used up their attempts, by id.",
+    params=PAGING,
+    ok={200: (DeadLetterPage, "One page.")},
+    links={
+        200: {
+            "redeliverWebhook": {
+                "operationId": "redeliverWebhook",
+                "parameters": {"id": "$response.body#/deliveries/0/id"},
+            }
+        }
+    },
+    problems={422: _BAD_PAGING, 503: UNAVAILABLE},
+)
 async def dead_webhooks(request: web.Request) -> web.Response:
     """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
-    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
-    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    after, limit = _paging(request)
     who = auth.caller(request)
     dead = await request.app[state.REPO].deliveries.dead_deliveries(who.mid, who.mode, after, limit)
-    body: dict[str, Any] = {"deliveries": [_delivery(d) for d in dead]}
-    body["next"] = dead[-1].id if len(dead) == limit else None
-    return responses.json_response(body)
+    return responses.send(
+        DeadLetterPage(
+            deliveries=[WebhookDelivery.of(d) for d in dead],
+            next=_next(dead, limit),
+        )
+    )
 
 
+@documented(
+    "listUnresolvedPayments",
+    "Payments whose outcome is not known, by id.",
+    params=PAGING,
+    ok={200: (UnresolvedPage, "One page.")},
+    problems={422: _BAD_PAGING, 503: UNAVAILABLE},
+)
 async def unresolved_payments(request: web.Request) -> web.Response:
     """GET /api/payments/unresolved?after=&limit=: payments whose outcome is not known."""
-    after = _int_query(request, "after", 0, 0, _MAX_BIGINT)
-    limit = _int_query(request, "limit", 100, 1, _MAX_PAGE)
+    after, limit = _paging(request)
     who = auth.caller(request)
     rows = await request.app[state.REPO].payments.unresolved(who.mid, who.mode, after, limit)
-    body: dict[str, Any] = {"payments": [_unresolved(p) for p in rows]}
-    body["next"] = rows[-1].id if len(rows) == limit else None
-    return responses.json_response(body)
+    return responses.send(
+        UnresolvedPage(
+            payments=[UnresolvedPayment.of(p) for p in rows],
+            next=_next(rows, limit),
+        )
+    )
 
 
+@documented(
+    "redeliverWebhook",
+    "Send a DEAD delivery again, with a fresh attempt budget.",
+    params=[path_id("id", minimum=0)],
+    ok={202: (RedeliverAccepted, "PENDING again.")},
+    problems={404: "This merchant has no DEAD delivery with this id.", 503: UNAVAILABLE},
+)
 async def redeliver(request: web.Request) -> web.Response:
     """POST /api/webhooks/{id}/redeliver: send a DEAD delivery again, with fresh attempts."""
     raw = request.match_info["id"]
-    if not _BIGINT.match(raw) or int(raw) > _MAX_BIGINT:
+    if not _BIGINT.match(raw) or int(raw) > MAX_BIGINT:
         raise errors.DeliveryNotFound(0)
     who = auth.caller(request)
     if not await request.app[state.REPO].deliveries.redeliver(int(raw), who.mid, who.mode):
         raise errors.DeliveryNotFound(int(raw))
-    return responses.json_response({"id": int(raw), "status": "PENDING"}, 202)
+    return responses.send(RedeliverAccepted(id=int(raw), status="PENDING"), 202)
 
 
+@documented(
+    "health",
+    "200 when the database answers.",
+    ok={200: (Health, "Healthy.")},
+    problems={503: UNAVAILABLE},
+)
 async def health(request: web.Request) -> web.Response:
     """GET /health: 200 when the database answers."""
     repo = request.app[state.REPO]
@@ -267,7 +333,7 @@ async def health(request: web.Request) -> web.Response:
         await repo.pool.fetchval("SELECT 1")
     except Exception as exc:
         raise errors.DatabaseUnavailable() from exc
-    return responses.json_response({"ok": True})
+    return responses.send(Health(ok=True))
 
 
 # Each resource path under /api/payments, and the seed's path that stays as its alias: the
@@ -293,14 +359,10 @@ RESOURCE_ROUTES = [
 SEED_ALIASES = {path: seed for _, path, seed, _ in RESOURCE_ROUTES}
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the contract's routes, each under its resource path and its seed alias."""
-    for route, path, seed, handler in RESOURCE_ROUTES:
-        app.add_routes([route(path, handler), route(seed, handler)])
-    app.add_routes(
-        [
-            web.get("/api/webhooks/dead", dead_webhooks),
-            web.post("/api/webhooks/{id}/redeliver", redeliver),
-            web.get("/health", health),
-        ]
-    )
+ROUTES = [
+    # Each under its resource path and its seed alias.
+    *(route(p, handler) for route, path, seed, handler in RESOURCE_ROUTES for p in (path, seed)),
+    web.get("/api/webhooks/dead", dead_webhooks),
+    web.post("/api/webhooks/{id}/redeliver", redeliver),
+    web.get("/health", health),
+]

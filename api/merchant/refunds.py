@@ -2,85 +2,78 @@
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from api import auth, body, models, problems, state
-from api.merchant.payments import lookup
+from api import auth, body, problems, responses, state
+from api.merchant.payments import NOT_FOUND
+from api.operations import BAD_JSON, TID_PARAM, TOO_LARGE, UNAVAILABLE, documented
+from api.schemas.common import TID
+from api.schemas.payments import PaymentLookup
+from api.schemas.refunds import REFUND_ID_PATTERN, PaymentRefunds, Refund, RefundRequest
 from engine import errors
-from engine.models import Refund
 from engine.payments import intake
 from engine.refunds import accept
 
-_TID = re.compile(r"^[A-Z0-9]{1,16}_[0-9]{8}_[0-9]{8}$")
-_REFUND_ID = re.compile(r"^RF[0-9A-Za-z]{11}$")
+_REFUND_ID = re.compile(REFUND_ID_PATTERN)
+_IDEMPOTENCY_KEY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "The same key again answers with the same refund (200).",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+}
 # An Idempotency-Key: printable ASCII, as most payment APIs accept.
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-class RefundRequest(BaseModel):
-    """POST /api/payments/{tid}/refunds: how much to give back, in minor units."""
-
-    # An unknown member is refused, not ignored (a misspelt "reason" must not vanish).
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    # At most what any payment can hold; the payment's own remainder is checked by the engine.
-    amount: int = Field(gt=0, le=2**62)
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str | None) -> str | None:
-        return None if value is None else models.check_text(value)
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
-
-
-def refund_body(r: Refund) -> dict[str, Any]:
-    """A refund as the API shows it."""
-    return {
-        "refundId": r.public_id,
-        "transactionId": r.tid,
-        "amount": r.amount,
-        "currency": r.currency,
-        "reason": r.reason,
-        "status": r.status.value,
-        "refundNo": r.provider_refund_no,
-        "failReason": r.fail_reason,
-        "requestedAt": _iso(r.requested_at),
-        "processedAt": _iso(r.processed_at),
-    }
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(body, ensure_ascii=False), content_type="application/json"
-    )
-
-
 def _tid(request: web.Request) -> str:
     tid = request.match_info["tid"]
-    if not _TID.match(tid):
+    if not TID.match(tid):
         raise errors.PaymentNotFound(tid)
     return tid
 
 
+@documented(
+    "cancelPayment",
+    "A PENDING payment becomes CANCELED.",
+    params=[TID_PARAM],
+    ok={200: (PaymentLookup, "Canceled.")},
+    problems={
+        404: NOT_FOUND,
+        409: "The payment is past PENDING (or may have been charged).",
+        503: UNAVAILABLE,
+    },
+)
 async def cancel(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/cancel: a PENDING payment becomes CANCELED; else 409."""
     who = auth.caller(request)
     payment = await accept.cancel(
         request.app[state.REPO], _tid(request), who.mid, who.mode, who.actor
     )
-    return _json(lookup(payment))
+    return responses.send(PaymentLookup.of(payment))
 
 
+@documented(
+    "createRefund",
+    "Give back (part of) a captured payment: 202 once accepted.",
+    params=[TID_PARAM, _IDEMPOTENCY_KEY_PARAM],
+    body=RefundRequest,
+    ok={
+        202: (Refund, "Accepted: REFUND_PENDING."),
+        200: (Refund, "A replay: the refund of this Idempotency-Key."),
+    },
+    problems={
+        400: BAD_JSON,
+        404: NOT_FOUND,
+        409: "Not refundable: not captured, more than is left, or the "
+        "Idempotency-Key was used for another request.",
+        413: TOO_LARGE,
+        422: "The Idempotency-Key or a field is missing or invalid.",
+        503: UNAVAILABLE,
+    },
+)
 async def create_refund(request: web.Request) -> web.Response:
     """POST /api/payments/{tid}/refunds with an Idempotency-Key: 202 once accepted."""
     key = request.headers.get("Idempotency-Key")
@@ -88,16 +81,7 @@ async def create_refund(request: web.Request) -> web.Response:
         raise problems.validation(
             "Idempotency-Key", "send an Idempotency-Key header of 1-255 printable characters"
         )
-    data = await body.read_json(request, request.app[state.SETTINGS])
-    if not isinstance(data, dict):
-        raise problems.validation("body", "must be a JSON object")
-    try:
-        req = RefundRequest.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise problems.validation(
-            ".".join(str(p) for p in err["loc"]) or "body", err["msg"]
-        ) from None
+    req = await body.read_model(request, request.app[state.SETTINGS], RefundRequest)
     tid = _tid(request)
     who = auth.caller(request)
     digest = intake.request_digest({"tid": tid, "amount": req.amount, "reason": req.reason})
@@ -115,9 +99,16 @@ async def create_refund(request: web.Request) -> web.Response:
     )
     if result.created:
         request.app[state.WAKERS].refunds.poke()
-    return _json(refund_body(result.refund), 202 if result.created else 200)
+    return responses.send(Refund.of(result.refund), 202 if result.created else 200)
 
 
+@documented(
+    "listRefunds",
+    "A payment's refunds, oldest first.",
+    params=[TID_PARAM],
+    ok={200: (PaymentRefunds, "The refunds.")},
+    problems={404: NOT_FOUND, 503: UNAVAILABLE},
+)
 async def list_refunds(request: web.Request) -> web.Response:
     """GET /api/payments/{tid}/refunds: the payment's refunds, oldest first."""
     tid = _tid(request)
@@ -126,9 +117,16 @@ async def list_refunds(request: web.Request) -> web.Response:
     found = await repo.refunds.refunds_of(tid, who.mid, who.mode)
     if not found and await repo.payments.payment_by_tid(tid, who.mid, who.mode) is None:
         raise errors.PaymentNotFound(tid)
-    return _json({"transactionId": tid, "refunds": [refund_body(r) for r in found]})
+    return responses.send(PaymentRefunds(tid=tid, refunds=[Refund.of(r) for r in found]))
 
 
+@documented(
+    "getRefund",
+    "One refund.",
+    params=[{"name": "refund_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ok={200: (Refund, "The refund.")},
+    problems={404: "This merchant has no refund with this id.", 503: UNAVAILABLE},
+)
 async def get_refund(request: web.Request) -> web.Response:
     """GET /api/refunds/{refundId}: one refund."""
     refund_id = request.match_info["refund_id"]
@@ -140,16 +138,12 @@ async def get_refund(request: web.Request) -> web.Response:
         raise problems.Problem(
             404, "Not Found", f"no refund {refund_id!r}", slug="refund-not-found"
         )
-    return _json(refund_body(found))
+    return responses.send(Refund.of(found))
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the cancel and refund routes."""
-    app.add_routes(
-        [
-            web.post("/api/payments/{tid}/cancel", cancel),
-            web.post("/api/payments/{tid}/refunds", create_refund),
-            web.get("/api/payments/{tid}/refunds", list_refunds),
-            web.get("/api/refunds/{refund_id}", get_refund),
-        ]
-    )
+ROUTES = [
+    web.post("/api/payments/{tid}/cancel", cancel),
+    web.post("/api/payments/{tid}/refunds", create_refund),
+    web.get("/api/payments/{tid}/refunds", list_refunds),
+    web.get("/api/refunds/{refund_id}", get_refund),
+]

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import problems, state
+from api.operations import documented, problem
 from api.problems import Handler
 from engine import errors, metrics
 
@@ -64,6 +65,20 @@ async def _exposition(request: web.Request, app: web.Application) -> web.Respons
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@documented(
+    "metrics",
+    "Prometheus metrics of every process.",
+    ok={
+        200: {
+            "description": "The Prometheus text format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    problems={
+        401: problem("ENGINE_METRICS_TOKEN is set: send it as a bearer."),
+        404: "Served on ENGINE_METRICS_PORT only.",
+    },
+)
 async def serve_metrics(request: web.Request) -> web.Response:
     """GET /metrics: every process's counters and the database's gauges."""
     if request.app[state.SETTINGS].metrics_port is not None:

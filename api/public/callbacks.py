@@ -7,13 +7,12 @@ is not final yet by compare-and-set, exactly like a worker would; a repeat is ha
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import structlog
 from aiohttp import web
 
-from api import body, problems, state
+from api import body, problems, responses, state
+from api.operations import UNAVAILABLE, documented
+from api.schemas.callbacks import AtomCallback, AtomCallbackResult
 from config.settings import Settings
 from engine import metrics
 from engine.models import Outcome, Status
@@ -23,10 +22,6 @@ from engine.providers.atom_crypto import AtomProtocolError, AtomSignatureError
 log = structlog.get_logger()
 
 PATH = "/api/providers/atom/callback"
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
 def _refused() -> problems.Problem:
@@ -73,14 +68,27 @@ def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str
     return found, modes
 
 
+@documented(
+    "atomCallback",
+    "Atom's signed callback with a payment's outcome (no API key: the"
+    " signature authenticates it; a bad one is refused and counted).",
+    public=True,
+    body=AtomCallback,
+    ok={200: (AtomCallbackResult, "Verified; the payment is (now) in the state it names.")},
+    problems={
+        400: "The body is not JSON.",
+        401: "encData cannot be verified (one answer for every reason).",
+        404: "No Atom payment with that tid, amount and currency.",
+        409: "The payment is final with the other outcome.",
+        422: "encData is missing or not a string.",
+        503: UNAVAILABLE,
+    },
+)
 async def atom_callback(request: web.Request) -> web.Response:
     """POST {"encData": "<hex>"}: verify, then settle the payment it names if not final."""
     settings = request.app[state.SETTINGS]
-    data = await body.read_json(request, settings)
-    enc = data.get("encData") if isinstance(data, dict) else None
-    if not isinstance(enc, str) or not enc:
-        raise problems.validation("encData", "must be the callback's hex-encoded encData")
-    cb, modes = _verified(settings, enc)
+    sent = await body.read_model(request, settings, AtomCallback)
+    cb, modes = _verified(settings, sent.encData)
     outcome = Outcome(
         0,
         cb.status,
@@ -97,7 +105,9 @@ async def atom_callback(request: web.Request) -> web.Response:
         log.info(
             "payment.settled", tid=settled.tid, status=settled.status.value, by="atom_callback"
         )
-        return _json({"tid": settled.tid, "status": settled.status.value, "settled": True})
+        return responses.send(
+            AtomCallbackResult(tid=settled.tid, status=settled.status.value, settled=True)
+        )
     payment = await repo.payments.provider_payment(cb.merch_txn_id, "atom", modes)
     if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
         raise problems.Problem(
@@ -123,9 +133,9 @@ async def atom_callback(request: web.Request) -> web.Response:
             field="encData",
             extra={"currentStatus": payment.status.value},
         )
-    return _json({"tid": payment.tid, "status": payment.status.value, "settled": False})
+    return responses.send(
+        AtomCallbackResult(tid=payment.tid, status=payment.status.value, settled=False)
+    )
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the provider callback routes."""
-    app.router.add_post(PATH, atom_callback)
+ROUTES = [web.post(PATH, atom_callback)]

@@ -46,6 +46,15 @@ class Policy(NamedTuple):
     unresolved_after: timedelta
 
 
+class Claimer(NamedTuple):
+    """Who claims, how much at a time, for how long, and how what fails is retried."""
+
+    owner: str
+    batch_size: int
+    lease_seconds: float
+    policy: Policy
+
+
 class Answer(Protocol):
     """A provider's answer for a payment or a refund: its final state."""
 
@@ -212,14 +221,11 @@ async def answer_all(
 async def run_once(
     repo: Repository,
     providers: Mapping[str, Provider],
-    *,
-    owner: str,
-    batch_size: int,
-    lease_seconds: float,
-    policy: Policy,
+    claimer: Claimer,
 ) -> Pass:
-    """Claim up to `batch_size` due payments and settle what their providers answered."""
-    claimed = await repo.payments.claim_pending(owner, batch_size, lease_seconds)
+    """Claim up to a batch of due payments and settle what their providers answered."""
+    owner, policy = claimer.owner, claimer.policy
+    claimed = await repo.payments.claim_pending(owner, claimer.batch_size, claimer.lease_seconds)
     if not claimed:
         return Pass(0, 0)
     for c in claimed:

@@ -244,11 +244,8 @@ def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
             Status.FAILED,
             fail_reason=provider.reason_code(answer.description, "DECLINED"),
         )
-    if answer.status_code == NO_RECORD:
-        return None
-    raise ProviderUnavailable(
-        f"atom answer not understood: statusCode {answer.status_code!r}", maybe_processed=True
-    )
+    _no_record(answer.status_code, "answer")
+    return None
 
 
 def _refund_outcome(refund: ClaimedRefund, answer: AtomRefundAnswer) -> RefundOutcome | None:
@@ -260,9 +257,14 @@ def _refund_outcome(refund: ClaimedRefund, answer: AtomRefundAnswer) -> RefundOu
             RefundStatus.REFUND_FAILED,
             fail_reason=provider.reason_code(answer.description, "REJECTED"),
         )
-    if answer.status_code == NO_RECORD:
-        return None
+    _no_record(answer.status_code, "refund answer")
+    return None
+
+
+def _no_record(status_code: str, what: str) -> None:
+    """Return for Atom's "no record" (nothing happened yet); any other code is not understood."""
+    if status_code == NO_RECORD:
+        return
     raise ProviderUnavailable(
-        f"atom refund answer not understood: statusCode {answer.status_code!r}",
-        maybe_processed=True,
+        f"atom {what} not understood: statusCode {status_code!r}", maybe_processed=True
     )

@@ -12,7 +12,7 @@ import structlog
 
 from engine import metrics
 from engine.models import ClaimedRefund, RefundOutcome
-from engine.payments.claim import REFUND, Pass, Policy, answer_all, ask, requeue
+from engine.payments.claim import REFUND, Claimer, Pass, answer_all, ask, requeue
 from engine.providers.protocol import Provider
 from engine.store.repository import Repository
 
@@ -33,14 +33,11 @@ def _answer(providers: Mapping[str, Provider], r: ClaimedRefund) -> Awaitable[Re
 async def run_once(
     repo: Repository,
     providers: Mapping[str, Provider],
-    *,
-    owner: str,
-    batch_size: int,
-    lease_seconds: float,
-    policy: Policy,
+    claimer: Claimer,
 ) -> Pass:
-    """Claim up to `batch_size` due refunds and settle what their providers answered."""
-    claimed = await repo.refunds.claim_refunds(owner, batch_size, lease_seconds)
+    """Claim up to a batch of due refunds and settle what their providers answered."""
+    owner, policy = claimer.owner, claimer.policy
+    claimed = await repo.refunds.claim_refunds(owner, claimer.batch_size, claimer.lease_seconds)
     if not claimed:
         return Pass(0, 0)
     outcomes, requeues = await answer_all(

@@ -87,6 +87,9 @@ class Worker:
             ),
             timedelta(seconds=settings.unresolved_after_seconds),
         )
+        self.claimer = claim.Claimer(
+            self.owner, settings.batch_size, settings.lease_seconds, self.policy
+        )
         self.backoff = backoff.Backoff(
             settings.webhook_backoff_initial_seconds, settings.webhook_backoff_max_seconds
         )
@@ -121,30 +124,14 @@ class Worker:
 
     async def payments_pass(self) -> claim.Pass:
         """One pass over payments with this worker's settings."""
-        s = self.settings
-        result = await claim.run_once(
-            self.repo,
-            self.providers,
-            owner=self.owner,
-            batch_size=s.batch_size,
-            lease_seconds=s.lease_seconds,
-            policy=self.policy,
-        )
+        result = await claim.run_once(self.repo, self.providers, self.claimer)
         if result.settled:
             self.webhooks.ring()  # their webhooks are in the outbox: this worker sends them
         return result
 
     async def refunds_pass(self) -> claim.Pass:
         """One pass over due refunds with this worker's settings."""
-        s = self.settings
-        result = await settle.run_once(
-            self.repo,
-            self.providers,
-            owner=self.owner,
-            batch_size=s.batch_size,
-            lease_seconds=s.lease_seconds,
-            policy=self.policy,
-        )
+        result = await settle.run_once(self.repo, self.providers, self.claimer)
         if result.settled:
             self.webhooks.ring()
         return result

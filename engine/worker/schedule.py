@@ -210,8 +210,10 @@ class Lane:
                     return
                 self.failures = 0
                 if result.claimed >= self.batch:
-                    # A full batch: there is likely more. Bring in an idle job and go again.
-                    self.ring()
+                    # A full batch: there is likely more. Bring in an idle job and go again
+                    # (not a kept ring: this job is about to look anyway).
+                    if self.schedule.serving and self._idle:
+                        self._idle.popleft().modify(next_run_time=datetime.now(UTC))
                     await asyncio.sleep(0)
                     continue
                 if self._kept:
