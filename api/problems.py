@@ -104,6 +104,10 @@ def _from_engine(exc: errors.PaymentError) -> Problem:
         return _conflict(exc.detail, "state-conflict", "status", currentStatus=exc.current)
     if isinstance(exc, errors.TooMany):
         return _conflict(exc.detail, "limit-reached", None, limit=exc.limit)
+    if isinstance(exc, errors.InvalidField):
+        return validation(exc.field, exc.message)
+    if isinstance(exc, errors.OperatorActionRefused):
+        return _conflict(exc.detail, "action-refused", None)
     if isinstance(exc, errors.UnknownWebhookUrl):
         return validation("webhookUrl", exc.detail)
     if isinstance(exc, errors.ResendLimited):

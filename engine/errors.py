@@ -135,3 +135,20 @@ class WebhookRetryable(Exception):
         self.status = status
         self.error = error
         self.final = final
+
+
+class InvalidField(PaymentError):
+    """A value given to the engine is out of its range; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class OperatorActionRefused(PaymentError):
+    """An operator's action does not apply to the object in its current state."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(detail)
+        self.target = target

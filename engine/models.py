@@ -329,21 +329,6 @@ class PaymentEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    """What a history listing is narrowed to; None leaves that part open."""
-
-    kinds: frozenset[HistoryKind] = frozenset(HistoryKind)
-    statuses: frozenset[str] | None = None
-    # Half-open: created_from <= created_at < created_to.
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    min_amount: int | None = None
-    max_amount: int | None = None
-    # A prefix of the order id, of the order name (in any case) or of the customer id.
-    q: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class HistoryKey:
     """A position in a history, which runs newest first by (created_at, kind, id)."""
 

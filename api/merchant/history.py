@@ -1,13 +1,11 @@
-"""A merchant's transaction history: each payment's timeline, and one listing of everything."""
+"""A merchant's transaction history: each payment's timeline, and one listing of everything.
+
+The listing is engine/reports' (the back office's payments page and its CSV export list the
+same rows for the same filter); this module reads its query parameters and answers.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import hashlib
-import hmac
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -19,17 +17,22 @@ from api.merchant import payments
 from api.operations import TID_PARAM, UNAVAILABLE, documented
 from api.schemas.common import MAX_BIGINT
 from api.schemas.history import HistoryItem, HistoryPage, PaymentEvent, PaymentEvents
-from engine.models import HistoryFilter, HistoryKey, HistoryKind, RefundStatus, Status
+from engine import errors, money, reports
+from engine.reports.query import KINDS, MAX_LIMIT, MAX_SEARCH, STATUSES, PaymentQuery
+from engine.store.reports import ReportsStore
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-# As long as the longest order name the intake accepts; a longer prefix matches nothing.
-MAX_Q = 200
-# What an item's status can be: a payment's, or a refund's.
-STATUSES = frozenset(s.value for s in Status) | frozenset(s.value for s in RefundStatus)
-KINDS = frozenset(k.value for k in HistoryKind)
 _INTEGER = re.compile(r"^[0-9]{1,19}$")
-_DUMPS = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+# PaymentQuery's field names as this API's query parameters.
+PARAMS = {
+    "kinds": "kind",
+    "statuses": "status",
+    "created_from": "from",
+    "created_to": "to",
+    "amount_min": "minAmount",
+    "amount_max": "maxAmount",
+    "search": "q",
+}
 
 
 def _one_or_more(values: frozenset[str]) -> str:
@@ -72,8 +75,14 @@ _PARAMS = [
     ),
     _query(
         "q",
-        {"type": "string", "minLength": 1, "maxLength": MAX_Q},
-        "A prefix of the order id or customer id, or of the order name (any case).",
+        {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH},
+        "A tid or order id exactly, or a prefix of the order id or customer id, or of the order"
+        " name (any case).",
+    ),
+    _query(
+        "currency",
+        {"type": "string", "enum": sorted(money.currencies())},
+        "Only items in this ISO 4217 currency.",
     ),
     _query(
         "limit",
@@ -87,43 +96,6 @@ _PARAMS = [
 ]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    # validate=True: characters outside the alphabet are an error, not silently skipped.
-    padded = text.encode("ascii") + b"=" * (-len(text) % 4)
-    return base64.b64decode(padded, altchars=b"-_", validate=True)
-
-
-def _mac(secret: str, mid: str, payload: bytes) -> bytes:
-    # A key of its own, derived from the server secret: a cursor tag is never a key hash.
-    key = hmac.new(secret.encode(), b"history-cursor", hashlib.sha256).digest()
-    return hmac.new(key, mid.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
-
-
-def encode_cursor(key: HistoryKey, mid: str, secret: str) -> str:
-    """An opaque, signed cursor for the page after `key` (valid for merchant `mid` only)."""
-    payload = _DUMPS([key.created_at.isoformat(), key.kind.value, key.id]).encode()
-    return f"{_b64(payload)}.{_b64(_mac(secret, mid, payload))}"
-
-
-def decode_cursor(raw: str, mid: str, secret: str) -> HistoryKey:
-    """The position a cursor names; 422 for anything this API did not issue to `mid`."""
-    try:
-        body, dot, tag = raw.partition(".")
-        payload = _unb64(body)
-        if not dot or not hmac.compare_digest(_unb64(tag), _mac(secret, mid, payload)):
-            raise ValueError("bad tag")
-        at, kind, id_ = json.loads(payload)
-        return HistoryKey(datetime.fromisoformat(at), HistoryKind(kind), int(id_))
-    except (ValueError, TypeError, binascii.Error):
-        raise problems.validation(
-            "cursor", "is not a cursor this API returned (pass `next` unchanged)"
-        ) from None
-
-
 def _one(request: web.Request, name: str) -> str | None:
     values = request.query.getall(name, [])
     if len(values) > 1:
@@ -131,25 +103,19 @@ def _one(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _choices(request: web.Request, name: str, allowed: frozenset[str]) -> frozenset[str] | None:
+def _choices(request: web.Request, name: str) -> frozenset[str] | None:
     given = request.query.getall(name, [])
     if not given:
         return None
-    values = [v for raw in given for v in raw.split(",")]
-    for v in values:
-        if v not in allowed:
-            raise problems.validation(
-                name, f"{v!r} is not one of {', '.join(sorted(allowed))} (comma-separated)"
-            )
-    return frozenset(values)
+    return frozenset(v for raw in given for v in raw.split(","))
 
 
-def _integer(request: web.Request, name: str, lo: int, hi: int) -> int | None:
+def _integer(request: web.Request, name: str) -> int | None:
     raw = _one(request, name)
     if raw is None:
         return None
-    if not _INTEGER.match(raw) or not lo <= int(raw) <= hi:
-        raise problems.validation(name, f"must be an integer from {lo} to {hi}")
+    if not _INTEGER.match(raw):
+        raise problems.validation(name, "must be a non-negative integer")
     return int(raw)
 
 
@@ -182,39 +148,17 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     return value
 
 
-def _search(request: web.Request) -> str | None:
-    q = _one(request, "q")
-    if q is None:
-        return None
-    if not 1 <= len(q) <= MAX_Q:
-        raise problems.validation("q", f"must be 1 to {MAX_Q} characters")
-    try:
-        q.encode("utf-8")
-    except UnicodeEncodeError:
-        raise problems.validation("q", "must be valid Unicode") from None
-    if "\x00" in q:
-        raise problems.validation("q", "must not contain the NUL character")
-    return q
-
-
-def _filters(request: web.Request) -> HistoryFilter:
-    kinds = _choices(request, "kind", KINDS)
-    created_from = _instant(request, "from")
-    created_to = _instant(request, "to")
-    if created_from and created_to and created_from >= created_to:
-        raise problems.validation("to", "must be later than from (the range is [from, to))")
-    min_amount = _integer(request, "minAmount", 0, MAX_BIGINT)
-    max_amount = _integer(request, "maxAmount", 0, MAX_BIGINT)
-    if min_amount is not None and max_amount is not None and min_amount > max_amount:
-        raise problems.validation("maxAmount", "must not be less than minAmount")
-    return HistoryFilter(
-        kinds=frozenset(HistoryKind) if kinds is None else frozenset(map(HistoryKind, kinds)),
-        statuses=_choices(request, "status", STATUSES),
-        created_from=created_from,
-        created_to=created_to,
-        min_amount=min_amount,
-        max_amount=max_amount,
-        q=_search(request),
+def _payment_query(request: web.Request) -> PaymentQuery:
+    kinds = _choices(request, "kind")
+    return PaymentQuery(
+        kinds=KINDS if kinds is None else kinds,
+        statuses=_choices(request, "status"),
+        created_from=_instant(request, "from"),
+        created_to=_instant(request, "to"),
+        amount_min=_integer(request, "minAmount"),
+        amount_max=_integer(request, "maxAmount"),
+        currency=_one(request, "currency"),
+        search=_one(request, "q"),
     )
 
 
@@ -230,27 +174,29 @@ async def list_history(request: web.Request) -> web.Response:
 
     Optional, combinable filters: kind and status (one or more, comma-separated); from and to
     (ISO 8601 with an offset; half-open [from, to) on createdAt; no default window);
-    minAmount and maxAmount (inclusive); q, a prefix of the order id or of the customer id
-    (case-sensitive) or of the order name (case-insensitive). limit is 1..200 (default 50);
-    cursor is the previous page's `next`, which is null on the last page.
+    minAmount and maxAmount (inclusive); currency; q, a tid or order id exactly, or a prefix
+    of the order id or of the customer id (case-sensitive) or of the order name
+    (case-insensitive). limit is 1..200 (default 50); cursor is the previous page's `next`,
+    which is null on the last page.
     """
     who = auth.caller(request)
     secret = request.app[state.SETTINGS].api_key_secret
-    filters = _filters(request)
-    limit = _integer(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    raw_cursor = _one(request, "cursor")
-    # A cursor is bound to the merchant and the mode it was issued for.
-    scope = f"{who.mid}/{who.mode}"
-    after = None if raw_cursor is None else decode_cursor(raw_cursor, scope, secret)
-    # One row more than the page tells whether another page follows.
-    rows = await request.app[state.REPO].history.page(who.mid, who.mode, filters, after, limit + 1)
-    page = rows[:limit]
-    more = len(rows) > limit
-    return responses.send(
-        HistoryPage(
-            items=[HistoryItem.of(i) for i in page],
-            next=encode_cursor(page[-1].key, scope, secret) if more else None,
+    try:
+        query = _payment_query(request)
+        limit = _integer(request, "limit")
+        found = await reports.page(
+            ReportsStore(request.app[state.REPO].pool),
+            who.mid,
+            who.mode,
+            query,
+            _one(request, "cursor"),
+            DEFAULT_LIMIT if limit is None else limit,
+            secret=secret,
         )
+    except errors.InvalidField as exc:
+        raise problems.validation(PARAMS.get(exc.field, exc.field), exc.message) from None
+    return responses.send(
+        HistoryPage(items=[HistoryItem.of(i) for i in found.rows], next=found.next_cursor)
     )
 
 

@@ -18,9 +18,9 @@ from config import settings as config_settings
 from engine import logs
 from engine.commands import users
 from engine.merchants.keys import Mode, key_hash, parse_key
+from engine.recovery.merchants import first_credentials
 from engine.store import db, devdb
 from engine.store.repository import Repository
-from engine.webhooks import signing
 
 
 async def _create(
@@ -33,12 +33,7 @@ async def _create(
     existing_ok: bool = False,
     webhook_url: str | None = None,
 ) -> dict[str, Any]:
-    """The merchant, its first key and, if asked, its first webhook endpoint (of that mode).
-
-    No merchant is ever handed a shared secret: an endpoint's secret is drawn for it alone.
-    Without an endpoint, webhooks go to the operator's default receiver, signed with the
-    operator's secret, which is not the merchant's to know.
-    """
+    """The merchant, its first key and, if asked, its first webhook endpoint (of that mode)."""
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
@@ -47,20 +42,9 @@ async def _create(
         merchant = await repo.merchants.create_merchant(mid, name)
         if merchant is None and not existing_ok:
             raise SystemExit(f"merchant {mid!r} exists already")
-        issued = await repo.merchants.issue_key(mid, mode, settings.api_key_secret)
-        created: dict[str, Any] = {
-            "mid": mid,
-            "name": name,
-            "mode": mode,
-            "apiKey": issued.key,
-            "prefix": issued.prefix,
-        }
-        if webhook_url is not None:
-            secret = signing.new_secret()
-            endpoint = await repo.endpoints.add_endpoint(mid, mode, webhook_url, secret)
-            assert endpoint is not None  # a new merchant has no endpoints to count
-            created["webhookEndpoint"] = {"id": endpoint.id, "url": webhook_url, "secret": secret}
-        return created
+        return await first_credentials(
+            repo, settings.api_key_secret, mid, name, mode, webhook_url=webhook_url
+        )
     finally:
         await pool.close()
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from engine import errors
 from engine.models import Delivery, DeliveryRecord, Status
+from engine.store import db
 from engine.store.base import Store, translated
 from engine.store.queries import load
 
@@ -24,6 +25,10 @@ class Delivered:
     code: int
     started: datetime
     attempt_no: int
+    # The request as sent and the start of the answer (see webhooks.delivery.Capture).
+    request_headers: dict[str, str] | None = None
+    request_body: str | None = None
+    response_excerpt: str | None = None
 
 
 class Deliveries(Store):
@@ -51,6 +56,9 @@ class Deliveries(Store):
             [d.code for d in done],
             [d.started for d in done],
             [d.attempt_no for d in done],
+            [None if d.request_headers is None else db.dumps(d.request_headers) for d in done],
+            [d.request_body for d in done],
+            [d.response_excerpt for d in done],
         )
         return {r["id"] for r in rows}
 
@@ -65,8 +73,12 @@ class Deliveries(Store):
         started: datetime,
         max_attempts: int,
         delay_seconds: float,
+        capture: tuple[dict[str, str] | None, str | None, str | None] = (None, None, None),
     ) -> tuple[str, int] | None:
-        """Record a failed attempt; returns (new status, attempts) or None if not held."""
+        """Record a failed attempt; returns (new status, attempts) or None if not held.
+
+        `capture`: the request headers and body as sent, and an excerpt of the answer.
+        """
         row = await self.pool.fetchrow(
             Q["delivery_failed"],
             delivery_id,
@@ -76,6 +88,7 @@ class Deliveries(Store):
             started,
             max_attempts,
             delay_seconds,
+            *capture,
         )
         return (row["status"], row["attempts"]) if row else None
 

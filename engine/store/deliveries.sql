@@ -33,20 +33,23 @@ LEFT JOIN refunds r ON r.id = c.refund_id;
 -- deliveries_succeeded --
 -- Mark the deliveries in $1 (held by worker $2) DELIVERED, record each attempt and the
 -- payments' webhook columns: one statement for a whole pass. $3 response codes, $4 attempt
--- starts, $5 attempt numbers (arrays as long as $1). Returns the ids it marked.
+-- starts, $5 attempt numbers, $6 request headers (JSON text), $7 request bodies, $8 answer
+-- excerpts (arrays as long as $1). Returns the ids it marked.
 WITH o AS (
-    SELECT * FROM unnest($1::bigint[], $3::int[], $4::timestamptz[], $5::int[])
-        AS o(id, code, started, attempt_no)
+    SELECT * FROM unnest($1::bigint[], $3::int[], $4::timestamptz[], $5::int[], $6::text[],
+                         $7::text[], $8::text[])
+        AS o(id, code, started, attempt_no, headers, body, excerpt)
 ), done AS (
     UPDATE webhook_deliveries d
     SET status = 'DELIVERED', delivered_at = now(), last_response_code = o.code,
         last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM o
     WHERE d.id = o.id AND d.status = 'SENDING' AND d.lease_owner = $2
-    RETURNING d.id, d.payment_id, o.code, o.started, o.attempt_no
+    RETURNING d.id, d.payment_id, o.code, o.started, o.attempt_no, o.headers, o.body, o.excerpt
 ), attempt AS (
-    INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code)
-    SELECT id, attempt_no, started, code FROM done
+    INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code,
+                                  request_headers, request_body, response_excerpt)
+    SELECT id, attempt_no, started, code, headers::jsonb, body, excerpt FROM done
 ), payment AS (
     UPDATE payment_processes p
     SET webhook_sent_at = now(), webhook_response_code = done.code, updated_at = now()
@@ -56,7 +59,8 @@ SELECT id FROM done;
 
 -- delivery_failed --
 -- Delivery $1 (held by worker $2) failed: DEAD once attempts reach $6, else due again after
--- $7 seconds. $3 response code or null, $4 error text, $5 attempt start
+-- $7 seconds. $3 response code or null, $4 error text, $5 attempt start; $8 request headers,
+-- $9 request body, $10 answer excerpt (null when nothing was sent or read).
 WITH failed AS (
     UPDATE webhook_deliveries
     SET status = CASE WHEN attempts >= $6 THEN 'DEAD' ELSE 'PENDING' END,
@@ -66,8 +70,9 @@ WITH failed AS (
     WHERE id = $1 AND status = 'SENDING' AND lease_owner = $2
     RETURNING id, payment_id, status, attempts
 ), attempt AS (
-    INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code, error)
-    SELECT id, attempts, $5, $3, $4 FROM failed
+    INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code, error,
+                                  request_headers, request_body, response_excerpt)
+    SELECT id, attempts, $5, $3, $4, $8::jsonb, $9, $10 FROM failed
 ), payment AS (
     UPDATE payment_processes p
     SET webhook_response_code = $3, updated_at = now()

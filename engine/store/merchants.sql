@@ -33,7 +33,8 @@ RETURNING id, mode, prefix, created_at, last_used_at, expires_at, revoked_at;
 WITH k AS (
     SELECT a.id, a.mode, a.prefix, a.expires_at, a.revoked_at, m.mid
     FROM api_keys a JOIN merchants m ON m.id = a.merchant_id
-    WHERE a.key_hash = $1
+    -- A suspended merchant's keys authenticate as nothing (401), until it is unsuspended.
+    WHERE a.key_hash = $1 AND m.suspended_at IS NULL
 ), touched AS (
     UPDATE api_keys SET last_used_at = now()
     WHERE id = (SELECT id FROM k)

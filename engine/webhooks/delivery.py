@@ -26,7 +26,7 @@ from engine.models import Delivery
 from engine.store.deliveries import Delivered
 from engine.store.repository import Repository
 from engine.webhooks import egress
-from engine.webhooks.sending import send
+from engine.webhooks.sending import Capture, send
 
 log = structlog.get_logger()
 
@@ -45,6 +45,7 @@ class _Sent(NamedTuple):
     delivery: Delivery
     started: datetime
     result: int | WebhookRetryable | egress.EgressRefused
+    capture: Capture | None = None
 
 
 async def _attempt(
@@ -56,15 +57,23 @@ async def _attempt(
     policy: egress.Policy,
 ) -> _Sent:
     started = datetime.now(UTC)
+    capture = Capture()
     try:
-        status = await send(session, d, timeout=timeout, secrets=secrets, policy=policy)
+        status = await send(
+            session, d, timeout=timeout, secrets=secrets, policy=policy, capture=capture
+        )
     except egress.EgressRefused as exc:
         if exc.reason in egress.TRANSIENT:
-            return _Sent(d, started, _retryable(exc))
-        return _Sent(d, started, exc)
+            return _Sent(d, started, _retryable(exc), capture)
+        return _Sent(d, started, exc, capture)
     except WebhookRetryable as exc:
-        return _Sent(d, started, exc)
-    return _Sent(d, started, status)
+        return _Sent(d, started, exc, capture)
+    return _Sent(d, started, status, capture)
+
+
+def _captured(sent: _Sent) -> tuple[dict[str, str] | None, str | None, str | None]:
+    c = sent.capture or Capture()
+    return c.headers, c.body, c.excerpt
 
 
 def _retryable(exc: egress.EgressRefused) -> WebhookRetryable:
@@ -83,6 +92,7 @@ async def _refused(repo: Repository, sent: _Sent, exc: egress.EgressRefused, *, 
         code=None,
         error=f"refused:{exc.reason}",
         started=sent.started,
+        capture=_captured(sent),
         max_attempts=0,
         delay_seconds=0,  # no attempt left: DEAD at once, never retried blindly
     )
@@ -113,6 +123,7 @@ async def _failed(
         code=exc.status,
         error=exc.error,
         started=sent.started,
+        capture=_captured(sent),
         max_attempts=1 if exc.final else max_attempts,
         delay_seconds=delay,
     )
@@ -157,7 +168,7 @@ async def _record(
     recorded = await repo.deliveries.deliveries_succeeded(
         owner,
         [
-            Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts)
+            Delivered(s.delivery.id, s.result, s.started, s.delivery.attempts, *_captured(s))
             for s in ok
             if isinstance(s.result, int)
         ],

@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,17 @@ USER_AGENT = "hamster-engine-webhooks/1"
 TEST_EVENT = "TEST"
 # Of a merchant's answer only the status counts: this much of its body is read and dropped.
 BODY_CAP = 4096
+# Of what was read, this many characters are kept with the attempt, for people to read.
+EXCERPT_CHARS = 500
+
+
+@dataclass(slots=True)
+class Capture:
+    """One attempt as it went out and the start of its answer, kept with the attempt."""
+
+    headers: dict[str, str] | None = None
+    body: str | None = None
+    excerpt: str | None = None
 
 
 def payload(d: Delivery) -> dict[str, Any]:
@@ -102,8 +114,11 @@ async def send(
     timeout: float,
     secrets: Sequence[str],
     policy: egress.Policy,
+    capture: Capture | None = None,
 ) -> int:
     """POST one delivery signed with `secrets`; returns the 2xx status.
+
+    `capture`, if given, receives the headers and body sent and an excerpt of the answer.
 
     Raises egress.EgressRefused if `policy` refuses the url, else WebhookRetryable with a
     reason code (`timeout`, `connect_failed`, `http_503`, `redirect` ...).
@@ -115,6 +130,8 @@ async def send(
     except ValueError as exc:
         raise WebhookRetryable(None, "invalid_secret") from exc
     # Checked before every attempt, not only at registration: DNS answers change.
+    if capture is not None:
+        capture.headers, capture.body = headers, body.decode()
     await egress.check_url(d.url, policy)
     try:
         async with session.post(
@@ -125,7 +142,9 @@ async def send(
             # The session's connect timeout stays; `timeout` bounds the whole attempt.
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=session.timeout.sock_connect),
         ) as resp:
-            await _drain(resp)
+            read = await _drain(resp)
+            if capture is not None:
+                capture.excerpt = read[: EXCERPT_CHARS * 4].decode(errors="replace")[:EXCERPT_CHARS]
             if 200 <= resp.status < 300:
                 return resp.status
             # A redirect is never followed: it could point anywhere, inside our network too.
@@ -145,19 +164,22 @@ async def send(
         raise WebhookRetryable(None, "request_failed") from exc
 
 
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read at most BODY_CAP bytes of the answer and drop them.
+async def _drain(resp: aiohttp.ClientResponse) -> bytes:
+    """Read at most BODY_CAP bytes of the answer; returns them.
 
     A short body read to its end lets the connection be reused; past the cap (or if the body
     is slow) the connection is closed instead, so no answer can grow our memory or hold us.
     """
     left = BODY_CAP
+    read = bytearray()
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         while left > 0:
             chunk = await resp.content.read(left)
             if not chunk:
-                return
+                return bytes(read)
+            read += chunk
             left -= len(chunk)
         if resp.content.at_eof():
-            return
+            return bytes(read)
     resp.close()
+    return bytes(read)

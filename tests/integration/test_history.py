@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
 from engine.merchants import keys
-from engine.models import HistoryFilter, HistoryKey, HistoryKind
-from engine.store.history import History
+from engine.models import HistoryKey, HistoryKind
+from engine.reports import PaymentQuery
 from engine.store.queries import load
 from engine.store.repository import Repository
 from engine.worker.process import Worker
@@ -30,14 +30,13 @@ from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
 from tests.integration.engine_support import acquirer_config
 
+Q = load("reports")
 LIST = "/api/payments"
 EVENTS = "/api/payments/{}/events"
 PROBLEM = "application/problem+json"
 OTHER = "other_mid_002"
 # Long before any payment the tests make through the API (those are stamped now()).
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
-
-Q = load("history")
 
 
 def at(minutes: int) -> datetime:
@@ -759,36 +758,32 @@ async def test_a_million_payments_are_listed_through_indexes(
         )
         # Each case, and the index its payments branch must use.
         cases = {
-            "default page": (HistoryFilter(), walk_by_time),
-            "second page": (HistoryFilter(), walk_by_time),
-            "status": (HistoryFilter(statuses=frozenset({"FAILED"})), walk_by_time),
+            "default page": (PaymentQuery(), walk_by_time),
+            "second page": (PaymentQuery(), walk_by_time),
+            "status": (PaymentQuery(statuses=frozenset({"FAILED"})), walk_by_time),
             "date range": (
-                HistoryFilter(
+                PaymentQuery(
                     created_from=datetime(2025, 1, 10, tzinfo=UTC),
                     created_to=datetime(2025, 1, 11, tzinfo=UTC),
                 ),
                 walk_by_time,
             ),
-            "q search": (HistoryFilter(q="ORD-0012345"), by_order_id),
+            "q search": (PaymentQuery(search="ORD-0012345"), by_order_id),
             "q customer": (
-                HistoryFilter(q="CUST_4242", kinds=frozenset({HistoryKind.PAYMENT})),
+                PaymentQuery(search="CUST_4242", kinds=frozenset({"payment"})),
                 "payment_processes_customer_prefix_idx",
             ),
         }
-        first = await conn.fetch(
-            Q["history_list"], *History.page_params(mid, "test", HistoryFilter(), None, 51)
-        )
+        first = await conn.fetch(Q["payment_page"], *PaymentQuery().params(mid, "test", None, 51))
         last = first[49]
         after = HistoryKey(last["created_at"], HistoryKind(last["kind"]), last["id"])
         report: list[str] = [f"loaded {ROWS} payments in {loaded:.1f}s"]
         for name, (filters, index) in cases.items():
-            args = History.page_params(
-                mid, "test", filters, after if name == "second page" else None, 51
-            )
+            args = filters.params(mid, "test", after if name == "second page" else None, 51)
             async with conn.transaction():
-                await conn.execute(Q["history_custom_plans"])
-                raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {Q['history_list']}", *args)
-                rows = await conn.fetch(Q["history_list"], *args)
+                await conn.execute(Q["custom_plans"])
+                raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {Q['payment_page']}", *args)
+                rows = await conn.fetch(Q["payment_page"], *args)
             nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
             on_payments = [n for n in nodes if n.get("Relation Name") == "payment_processes"]
             scans = sorted(
@@ -805,11 +800,11 @@ async def test_a_million_payments_are_listed_through_indexes(
                 assert rows[0] == first[50]
             report.append(f"{name}: {len(rows)} rows; {', '.join(scans)}")
 
-        args = History.page_params(mid, "test", HistoryFilter(), None, 51)
+        args = PaymentQuery().params(mid, "test", None, 51)
         async with conn.transaction():
-            await conn.execute(Q["history_custom_plans"])
+            await conn.execute(Q["custom_plans"])
             raw = await conn.fetchval(
-                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {Q['history_list']}", *args
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {Q['payment_page']}", *args
             )
         analyzed = json.loads(raw)[0]
         report.append(

@@ -20,9 +20,9 @@ from referencing.jsonschema import DRAFT202012
 
 from api.app import create_app
 from api.auth import PUBLIC
-from api.merchant import history
 from api.ops import openapi
 from config.settings import Settings
+from engine.reports import query
 from engine.store.repository import Repository
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
@@ -341,14 +341,14 @@ def test_history_filters_are_the_handlers(settings: Settings) -> None:
         p["name"]: p["schema"]
         for p in openapi.document(settings)["paths"]["/api/payments"]["get"]["parameters"]
     }
-    for name, allowed in (("status", history.STATUSES), ("kind", history.KINDS)):
+    for name, allowed in (("status", query.STATUSES), ("kind", query.KINDS)):
         pattern = re.compile(params[name]["pattern"])
         assert all(pattern.fullmatch(v) for v in allowed), name
         assert pattern.fullmatch(",".join(sorted(allowed))), name
         assert not pattern.fullmatch("NOPE") and not pattern.fullmatch(""), name
         assert not pattern.fullmatch(next(iter(allowed)) + ","), name
-    assert params["limit"]["maximum"] == history.MAX_LIMIT
-    assert params["q"]["maxLength"] == history.MAX_Q
+    assert params["limit"]["maximum"] == query.MAX_LIMIT
+    assert params["q"]["maxLength"] == query.MAX_SEARCH
 
 
 async def test_auth_and_key_responses_match_the_document(

@@ -1,0 +1,79 @@
+"""The back office's reads of a merchant's payments: the page, the export, timeline, overview.
+
+Every statement is scoped by (mid, mode); the SQL is in reports.sql. What the parameters
+mean, and the checks on them, belong to engine/reports (PaymentQuery builds them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from engine import errors
+from engine.models import HistoryItem, HistoryKind
+from engine.store.base import UNAVAILABLE, Store, translated
+from engine.store.queries import load
+
+Q = load("reports")
+
+
+def item(r: asyncpg.Record) -> HistoryItem:
+    return HistoryItem(**{**dict(r), "kind": HistoryKind(r["kind"])})
+
+
+class ReportsStore(Store):
+    """A merchant's payments, cancels and refunds as the back office and the API list them."""
+
+    @translated
+    async def page(self, params: Sequence[Any]) -> list[HistoryItem]:
+        """One page of payment_page (params as PaymentQuery.params builds them)."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(Q["custom_plans"])
+            rows = await conn.fetch(Q["payment_page"], *params)
+        return [item(r) for r in rows]
+
+    async def stream(
+        self, params: Sequence[Any], batch: int
+    ) -> AsyncIterator[list[asyncpg.Record]]:
+        """Every row payment_page matches (params with no limit), `batch` records at a time
+        (records, not HistoryItems: an export of millions skips building objects).
+
+        One read-only repeatable-read transaction, so the rows are one snapshot, and a
+        server-side cursor, so neither side holds more than a batch.
+        """
+        try:
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(readonly=True, isolation="repeatable_read"),
+            ):
+                await conn.execute(Q["custom_plans"])
+                cursor = await conn.cursor(Q["payment_page"], *params)
+                while rows := await cursor.fetch(batch):
+                    yield rows
+        except UNAVAILABLE as exc:
+            raise errors.DatabaseUnavailable() from exc
+
+    @translated
+    async def find_exact(self, mid: str, mode: str, text: str) -> str | None:
+        """The tid of the merchant's payment whose tid or order id is `text`."""
+        found = await self.pool.fetchval(Q["find_exact"], mid, mode, text)
+        return str(found) if found is not None else None
+
+    @translated
+    async def timeline(self, mid: str, mode: str, tid: str) -> list[asyncpg.Record]:
+        """The timeline rows of one payment (empty if it is not the merchant's in `mode`)."""
+        return list(await self.pool.fetch(Q["timeline"], tid, mid, mode))
+
+    @translated
+    async def overview(
+        self, mid: str, mode: str, start: datetime, end: datetime, tz: str, unit: str
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+        """(counts, latency histogram) rows per `unit` ('hour' or 'day') in time zone `tz`."""
+        args = (mid, mode, start, end, tz, unit)
+        async with self.pool.acquire() as conn:
+            counts = await conn.fetch(Q["overview_counts"], *args)
+            latency = await conn.fetch(Q["overview_latency"], *args)
+        return list(counts), list(latency)

@@ -1,0 +1,167 @@
+-- The back office's reads for a merchant's pages, every one scoped by (mid, mode):
+-- the payments page and its export, a payment's timeline, the overview.
+-- Loaded by engine/store/reports.py (`queries.load("reports")`).
+
+-- custom_plans --
+-- Plan the listing for the values it runs with, never with a cached generic plan: only then do
+-- the unused filters below fold away and a prefix search becomes an index range.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- payment_page --
+-- Merchant $1's payments page (and the API's GET /api/payments, and the CSV export: one query),
+-- newest first by (created_at, kind, id): payments (not canceled; at
+-- requested_at), cancels (canceled payments; at canceled_at, else updated_at) and refunds (at
+-- their requested_at). $2 kinds (text[] of payment, cancel, refund); null means no filter for
+-- $3 statuses (text[]), $4 created_at >= , $5 created_at < , $6 amount >= , $7 amount <= ,
+-- $8 prefix of order_id, of lower(order_name) (compared lowered) or of user_public_id;
+-- $9, $10, $11 the (created_at, kind, id) the page starts after (null, '', 0 for the first);
+-- $12 how many rows (null: all, for the export), $13 the mode, $14 the currency; the search $8
+-- also matches a tid exactly.
+-- Each branch walks its own index in the page's order and stops after $12 rows, so the final
+-- sort never sees more than 4 * $12 rows, however long the history.
+-- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
+SELECT kind, id, tid, refund_id, order_id, order_name, user_public_id, amount, currency,
+       status, created_at
+FROM (
+    (SELECT 'payment' AS kind, p.id, p.tid, NULL::text AS refund_id, p.order_id, p.order_name,
+            p.user_public_id, p.amount, p.currency, p.status, p.requested_at AS created_at
+     FROM payment_processes p
+     WHERE 'payment' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status <> 'CANCELED'
+       AND ($3::text[] IS NULL OR p.status = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.requested_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.requested_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
+            OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
+       AND ($14::text IS NULL OR p.currency = $14)
+       AND (p.requested_at, 'payment', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.requested_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
+            p.currency, p.status, p.canceled_at
+     FROM payment_processes p
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
+       AND p.canceled_at IS NOT NULL
+       AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.canceled_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.canceled_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
+            OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
+       AND ($14::text IS NULL OR p.currency = $14)
+       AND (p.canceled_at, 'cancel', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.canceled_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    -- Canceled without a canceled_at: timed by updated_at (expected to be none or very few).
+    (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
+            p.currency, p.status, p.updated_at
+     FROM payment_processes p
+     WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
+       AND p.canceled_at IS NULL
+       AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR p.updated_at >= $4)
+       AND ($5::timestamptz IS NULL OR p.updated_at < $5)
+       AND ($6::bigint IS NULL OR p.amount >= $6)
+       AND ($7::bigint IS NULL OR p.amount <= $7)
+       AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
+            OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
+       AND ($14::text IS NULL OR p.currency = $14)
+       AND (p.updated_at, 'cancel', p.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY p.updated_at DESC, p.id DESC
+     LIMIT $12)
+    UNION ALL
+    (SELECT 'refund', r.id, p.tid, r.public_id, p.order_id, p.order_name, p.user_public_id,
+            r.amount, r.currency, r.status, r.requested_at
+     FROM refunds r JOIN payment_processes p ON p.id = r.payment_id AND p.mid = r.mid
+     WHERE 'refund' = ANY($2::text[]) AND r.mid = $1 AND r.mode = $13
+       AND ($3::text[] IS NULL OR r.status = ANY($3::text[]))
+       AND ($4::timestamptz IS NULL OR r.requested_at >= $4)
+       AND ($5::timestamptz IS NULL OR r.requested_at < $5)
+       AND ($6::bigint IS NULL OR r.amount >= $6)
+       AND ($7::bigint IS NULL OR r.amount <= $7)
+       AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
+            OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
+       AND ($14::text IS NULL OR r.currency = $14)
+       AND (r.requested_at, 'refund', r.id) <
+           (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
+     ORDER BY r.requested_at DESC, r.id DESC
+     LIMIT $12)
+) h
+ORDER BY created_at DESC, kind DESC, id DESC
+LIMIT $12;
+
+-- find_exact --
+-- The tid of merchant $1's payment in mode $2 whose tid or order id is exactly $3 (a pasted
+-- reference opens the payment). A tid wins over an order id.
+SELECT tid FROM payment_processes
+WHERE mid = $1 AND mode = $2 AND (tid = $3 OR order_id = $3)
+ORDER BY (tid = $3) DESC
+LIMIT 1;
+
+-- timeline --
+-- Everything that happened to merchant $2's payment $1 in mode $3, oldest first: every state
+-- change of the payment and of its refunds (a cancel is the change to CANCELED; a refund's
+-- first change carries its amount and reason), and every webhook attempt as it was sent.
+-- seq breaks ties in time: state changes before attempts, each by id.
+WITH p AS (
+    SELECT id FROM payment_processes WHERE tid = $1 AND mid = $2 AND mode = $3
+)
+SELECT e.at, 0 AS seq, e.id,
+       CASE WHEN e.refund_id IS NOT NULL THEN 'refund'
+            WHEN e.to_status = 'CANCELED' THEN 'cancel'
+            ELSE 'state' END AS kind,
+       e.actor, e.from_status, e.to_status, r.public_id AS refund_id,
+       CASE WHEN r.id IS NULL THEN '{}'::jsonb
+            ELSE jsonb_build_object('amount', r.amount, 'currency', r.currency,
+                                    'reason', r.reason) END AS detail
+FROM p JOIN payment_events e ON e.payment_id = p.id
+LEFT JOIN refunds r ON r.id = e.refund_id
+UNION ALL
+SELECT a.started_at, 1, a.id, 'webhook', 'engine', NULL, d.event_status, f.public_id,
+       jsonb_build_object(
+           'deliveryId', d.id, 'eventId', d.event_id, 'url', d.url,
+           'attempt', a.attempt_no, 'finishedAt', a.finished_at,
+           'responseCode', a.response_code, 'error', a.error,
+           'requestHeaders', a.request_headers, 'requestBody', a.request_body,
+           'responseExcerpt', a.response_excerpt)
+FROM p JOIN webhook_deliveries d ON d.payment_id = p.id
+JOIN webhook_attempts a ON a.delivery_id = d.id
+LEFT JOIN refunds f ON f.id = d.refund_id
+ORDER BY 1, 2, 3;
+
+-- overview_counts --
+-- Merchant $1's payments in mode $2 created in [$3, $4), per $6 ('hour' or 'day') in time zone
+-- $5, per currency and outcome: from the rollup for those with an outcome, and counted
+-- directly for those still open (few; the status index finds them).
+SELECT date_trunc($6, hour, $5) AS bucket, currency, outcome, reason,
+       sum(n)::bigint AS n, sum(amount)::bigint AS amount
+FROM payment_rollup
+WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT date_trunc($6, p.requested_at, $5), p.currency, 'OPEN', '', count(*),
+       sum(p.amount)::bigint
+-- One status at a time, so each is a range of the status index (an IN list let the planner
+-- walk the merchant's whole range by time instead).
+FROM unnest(ARRAY['PENDING', 'PROCESSING', 'UNRESOLVED']) AS s(status)
+JOIN LATERAL (
+    SELECT requested_at, currency, amount FROM payment_processes
+    WHERE mid = $1 AND mode = $2 AND status = s.status
+      AND requested_at >= $3 AND requested_at < $4
+) p ON true
+GROUP BY 1, 2;
+
+-- overview_latency --
+-- The created -> final latency histogram of the same payments (see latency_bucket in
+-- sql/migrations/0012_backoffice.sql), per bucket of time.
+SELECT date_trunc($6, hour, $5) AS bucket, bucket AS le, sum(n)::bigint AS n
+FROM payment_latency_rollup
+WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+GROUP BY 1, 2;

@@ -1,0 +1,447 @@
+"""engine/reports on a real database: scoping, filters, cursors, the CSV, timeline, overview."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from config.settings import Settings
+from engine import errors, reports
+from engine.merchants import keys
+from engine.models import HistoryItem
+from engine.reports import PaymentQuery
+from engine.store.reports import ReportsStore
+from engine.store.repository import Repository
+from engine.worker.process import Worker
+from simulator.server import SimulatorHandle
+from tests.conftest import MID, SEED_REQUEST
+from tests.integration.engine_support import acquirer_config, merchant_faults
+from tests.integration.reports_support import BASE, SECRET, Data, Row, at, fill
+
+OTHER = "other_mid_002"
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> ReportsStore:
+    """The reports store on this test's database."""
+    return ReportsStore(pool)
+
+
+@pytest.fixture
+async def data(pool: asyncpg.Pool) -> Data:
+    """MID's rows in test mode, and look-alikes in live mode and at OTHER."""
+    return await fill(pool, MID, OTHER)
+
+
+def _seen(items: list[HistoryItem]) -> list[tuple[str, int]]:
+    return [(i.kind.value, i.id) for i in items]
+
+
+def _want(rows: list[Row]) -> list[tuple[str, int]]:
+    return [(r.kind, r.id) for r in rows]
+
+
+async def _all_pages(
+    store: ReportsStore, mid: str, mode: str, query: PaymentQuery, limit: int
+) -> list[HistoryItem]:
+    out: list[HistoryItem] = []
+    cursor = None
+    for _ in range(100):
+        got = await reports.page(store, mid, mode, query, cursor, limit, secret=SECRET)
+        assert len(got.rows) <= limit
+        out += got.rows
+        if got.next_cursor is None:
+            return out
+        cursor = got.next_cursor
+    raise AssertionError("the walk did not end")
+
+
+# Each filter (and some combinations) with the oracle it must agree with.
+CASES: dict[str, tuple[PaymentQuery, Callable[[Row], bool]]] = {
+    "none": (PaymentQuery(), lambda r: True),
+    "kind payment": (PaymentQuery(kinds=frozenset({"payment"})), lambda r: r.kind == "payment"),
+    "kind cancel": (PaymentQuery(kinds=frozenset({"cancel"})), lambda r: r.kind == "cancel"),
+    "kind refund": (PaymentQuery(kinds=frozenset({"refund"})), lambda r: r.kind == "refund"),
+    "status": (
+        PaymentQuery(statuses=frozenset({"REFUNDED", "FAILED"})),
+        lambda r: r.status in ("REFUNDED", "FAILED"),
+    ),
+    "from/to": (
+        PaymentQuery(created_from=at(3), created_to=at(10)),
+        lambda r: at(3) <= r.created_at < at(10),
+    ),
+    "amounts": (
+        PaymentQuery(amount_min=3000, amount_max=8000),
+        lambda r: 3000 <= r.amount <= 8000,
+    ),
+    "currency": (PaymentQuery(currency="USD"), lambda r: r.currency == "USD"),
+    "search order prefix": (PaymentQuery(search="ORD-10"), lambda r: r.order_id[:6] == "ORD-10"),
+    "search name any case": (
+        PaymentQuery(search="BLUE"),
+        lambda r: (r.order_name or "").lower().startswith("blue"),
+    ),
+    "search customer": (PaymentQuery(search="CUST_C"), lambda r: r.customer == "CUST_C"),
+    "refund and amount": (
+        PaymentQuery(kinds=frozenset({"refund"}), amount_max=5000),
+        lambda r: r.kind == "refund" and r.amount <= 5000,
+    ),
+    "payment, USD, status": (
+        PaymentQuery(kinds=frozenset({"payment"}), currency="USD", statuses=frozenset({"PENDING"})),
+        lambda r: r.kind == "payment" and r.currency == "USD" and r.status == "PENDING",
+    ),
+    "search and range": (
+        PaymentQuery(search="ORD-", created_from=at(2), created_to=at(9)),
+        lambda r: r.order_id.startswith("ORD-") and at(2) <= r.created_at < at(9),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_each_filter_lists_what_the_oracle_says_in_pages_and_in_the_csv(
+    store: ReportsStore, data: Data, case: str
+) -> None:
+    query, keep = CASES[case]
+    want = data.expected(MID, "test", keep)
+    assert want or case == "payment, USD, status", case
+    for limit in (1, 2, 50):
+        assert _want(want) == _seen(await _all_pages(store, MID, "test", query, limit))
+    exported = [r async for r in reports.export_rows(store, MID, "test", query, batch=2)]
+    assert exported == await _all_pages(store, MID, "test", query, 3)
+
+
+async def test_a_tid_is_found_exactly_and_a_pasted_reference_opens_it(
+    store: ReportsStore, data: Data
+) -> None:
+    tid = data.expected(MID, "test", lambda r: r.order_id == "INV_77" and r.kind == "payment")[
+        0
+    ].tid
+    got = await reports.page(store, MID, "test", PaymentQuery(search=tid), None, 50, secret=SECRET)
+    # The payment and its refund.
+    assert {(i.kind.value, i.tid) for i in got.rows} == {("payment", tid), ("refund", tid)}
+    assert await reports.find_exact(store, MID, "test", tid) == tid
+    assert await reports.find_exact(store, MID, "test", " INV_77 ") == tid
+    assert await reports.find_exact(store, MID, "test", "INV_7") is None
+    # Another mode's or another merchant's reference opens nothing.
+    live_tid = data.expected(MID, "live", lambda r: r.order_id == "ORD-5005")[0].tid
+    assert await reports.find_exact(store, MID, "test", live_tid) is None
+    assert await reports.find_exact(store, MID, "live", live_tid) == live_tid
+    assert await reports.find_exact(store, OTHER, "test", tid) is None
+
+
+async def test_rows_are_scoped_by_merchant_and_mode(store: ReportsStore, data: Data) -> None:
+    for mid, mode in ((MID, "test"), (MID, "live"), (OTHER, "test"), (OTHER, "live")):
+        listed = await _all_pages(store, mid, mode, PaymentQuery(), 2)
+        assert _seen(listed) == _want(data.expected(mid, mode))
+        exported = [r async for r in reports.export_rows(store, mid, mode, PaymentQuery())]
+        assert _seen(exported) == _want(data.expected(mid, mode))
+    # A cursor is bound to its (mid, mode).
+    first = await reports.page(store, MID, "test", PaymentQuery(), None, 1, secret=SECRET)
+    assert first.next_cursor
+    for mid, mode in ((MID, "live"), (OTHER, "test")):
+        with pytest.raises(errors.InvalidField) as caught:
+            await reports.page(
+                store, mid, mode, PaymentQuery(), first.next_cursor, 1, secret=SECRET
+            )
+        assert caught.value.field == "cursor"
+
+
+async def test_paging_under_inserts_has_no_duplicates_and_no_gaps(
+    store: ReportsStore, data: Data
+) -> None:
+    before = _want(data.expected(MID, "test"))
+    seen: list[tuple[str, int]] = []
+    cursor = None
+    for n in itertools.count():
+        got = await reports.page(store, MID, "test", PaymentQuery(), cursor, 2, secret=SECRET)
+        seen += _seen(got.rows)
+        # Between pages: a newer payment (above the walk), and one older than the position.
+        await data.payment(MID, f"NEW-{n}", minute=100 + n)
+        if got.rows:
+            older = got.rows[-1].created_at - BASE - timedelta(minutes=1)
+            await data.payment(MID, f"OLD-{n}", minute=int(older.total_seconds() // 60))
+        if got.next_cursor is None:
+            break
+        cursor = got.next_cursor
+    assert len(seen) == len(set(seen))
+    assert set(before) <= set(seen)
+    # The walk never went back up: each row listed is older than the one before it.
+    key_of = {(r.kind, r.id): r.key for r in data.expected(MID, "test")}
+    walked = [key_of[s] for s in seen]
+    assert walked == sorted(walked, reverse=True)
+
+
+async def test_the_csv_equals_the_pages_concatenated(store: ReportsStore, data: Data) -> None:
+    query = PaymentQuery(kinds=frozenset({"payment", "refund"}))
+    chunks = [
+        c
+        async for c in reports.csv_chunks(
+            reports.export_batches(store, MID, "test", query, batch=2)
+        )
+    ]
+    assert len(chunks) > 2
+    fast = [c async for c in reports.export_csv(store, MID, "test", query, batch=3)]
+    assert b"".join(fast) == b"".join(chunks)
+    lines = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
+    assert tuple(lines[0]) == reports.CSV_HEADER
+    pages = await _all_pages(store, MID, "test", query, 2)
+    assert lines[1:] == [
+        [
+            i.kind.value,
+            i.tid,
+            i.refund_id or "",
+            i.order_id,
+            i.order_name or "",
+            i.user_public_id,
+            str(i.amount),
+            i.currency,
+            i.status,
+            reports.utc_iso(i.created_at),
+        ]
+        for i in pages
+    ]
+    assert lines[1][-1].endswith("Z") and datetime.fromisoformat(lines[1][-1]).tzinfo == UTC
+
+
+async def test_the_api_lists_what_the_export_holds(
+    client: TestClient, pool: asyncpg.Pool, store: ReportsStore, settings: Settings
+) -> None:
+    d = await fill(pool, MID, OTHER)
+    resp = await client.get("/api/payments?currency=USD&limit=1")
+    assert resp.status == 200, await resp.text()
+    items = []
+    body = await resp.json()
+    items += body["items"]
+    while body["next"]:
+        body = await (
+            await client.get(f"/api/payments?currency=USD&limit=1&cursor={body['next']}")
+        ).json()
+        items += body["items"]
+    exported = [
+        r async for r in reports.export_rows(store, MID, "test", PaymentQuery(currency="USD"))
+    ]
+    assert [(i["kind"], i["tid"], i["amount"]) for i in items] == [
+        (r.kind.value, r.tid, r.amount) for r in exported
+    ]
+    assert len(items) == len(d.expected(MID, "test", lambda r: r.currency == "USD"))
+    resp = await client.get("/api/payments?currency=usd")
+    assert resp.status == 422 and (await resp.json())["field"] == "currency"
+
+
+HOSTILE: list[tuple[dict[str, Any], str]] = [
+    ({"amount_min": -1}, "amount_min"),
+    ({"amount_max": 2**63}, "amount_max"),
+    ({"amount_max": 10**40}, "amount_max"),
+    ({"amount_min": True}, "amount_min"),
+    ({"amount_min": 5, "amount_max": 4}, "amount_max"),
+    ({"created_from": at(5), "created_to": at(5)}, "created_to"),
+    ({"created_from": at(6), "created_to": at(5)}, "created_to"),
+    ({"created_from": datetime(2025, 1, 1)}, "created_from"),
+    ({"search": "x" * 201}, "search"),
+    ({"search": ""}, "search"),
+    ({"search": "a\x00b"}, "search"),
+    ({"search": "\udcff"}, "search"),
+    ({"kinds": frozenset({"payment", "charge"})}, "kinds"),
+    ({"kinds": frozenset()}, "kinds"),
+    ({"statuses": frozenset({"success"})}, "statuses"),
+    ({"currency": "XYZ"}, "currency"),
+    ({"currency": "krw"}, "currency"),
+]
+
+
+@pytest.mark.parametrize(("given", "field"), HOSTILE)
+def test_hostile_queries_are_refused_naming_the_field(given: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.InvalidField) as caught:
+        PaymentQuery(**given)
+    assert caught.value.field == field
+    assert caught.value.detail.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("limit", [0, -1, 201, 10**9])
+async def test_a_page_size_out_of_range_is_refused(store: ReportsStore, limit: int) -> None:
+    with pytest.raises(errors.InvalidField) as caught:
+        await reports.page(store, MID, "test", PaymentQuery(), None, limit, secret=SECRET)
+    assert caught.value.field == "limit"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("minAmount=5&maxAmount=4", "maxAmount"),
+        ("from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z", "to"),
+        ("q=" + "x" * 201, "q"),
+        ("kind=charge", "kind"),
+        ("limit=500", "limit"),
+    ],
+)
+async def test_the_api_names_its_own_parameter(client: TestClient, query: str, field: str) -> None:
+    resp = await client.get(f"/api/payments?{query}")
+    assert resp.status == 422
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["field"] == field
+
+
+async def test_the_timeline_merges_states_refunds_and_webhook_attempts_with_actors(
+    client: TestClient,
+    repo: Repository,
+    store: ReportsStore,
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    api_key: str,
+) -> None:
+    await acquirer_config(http, sim, success_rate=1.0)
+    resp = await client.post("/api/payment", json=SEED_REQUEST)
+    assert resp.status == 202
+    tid = (await resp.json())["transactionId"]
+    worker = Worker(settings, repo, http, owner="engine:w1")
+    assert (await worker.payments_pass()).settled == 1
+    # The first webhook attempt fails (503), the second is delivered.
+    await merchant_faults(http, sim, fail_next=1, status=503)
+    await worker.webhooks_pass()
+    await repo.pool.execute("UPDATE webhook_deliveries SET next_attempt_at = now()")
+    await worker.webhooks_pass()
+    refund = await client.post(
+        f"/api/payments/{tid}/refunds",
+        json={"amount": 4000, "reason": "damaged"},
+        headers={"Idempotency-Key": "t-1"},
+    )
+    assert refund.status == 202, await refund.text()
+    assert (await worker.refunds_pass()).settled == 1
+
+    entries = await reports.timeline(store, MID, "test", tid)
+    assert [e.at for e in entries] == sorted(e.at for e in entries)
+    merchant = f"merchant:{keys.display_prefix(api_key)}"
+    states = [(e.kind, e.from_status, e.to_status, e.actor) for e in entries if e.kind != "webhook"]
+    assert states[:3] == [
+        ("state", None, "PENDING", merchant),
+        ("state", "PENDING", "PROCESSING", "engine:w1"),
+        ("state", "PROCESSING", "SUCCESS", "engine:w1"),
+    ]
+    refund_lines = [e for e in entries if e.kind == "refund"]
+    assert refund_lines[0].actor == merchant and refund_lines[0].actor_kind == "api_key"
+    assert refund_lines[0].detail == {"amount": 4000, "currency": "KRW", "reason": "damaged"}
+    assert [e.to_status for e in refund_lines] == [
+        "REFUND_PENDING",
+        "REFUND_PROCESSING",
+        "REFUNDED",
+    ]
+    hooks = [e for e in entries if e.kind == "webhook"]
+    assert [(h.to_status, h.detail["responseCode"]) for h in hooks[:2]] == [
+        ("SUCCESS", 503),
+        ("SUCCESS", 200),
+    ]
+    first = hooks[0].detail
+    assert first["attempt"] == 1 and first["error"] == "http_503"
+    assert first["requestHeaders"]["webhook-id"] == first["eventId"]
+    assert first["requestHeaders"]["webhook-signature"].startswith("v1,")
+    assert f'"transactionId":"{tid}"' in first["requestBody"]
+    assert isinstance(first["responseExcerpt"], str)
+    assert all(h.actor_kind == "engine" for h in hooks)
+    # Not the merchant's in that mode, or not the merchant's: not found.
+    for mid, mode in ((MID, "live"), (OTHER, "test")):
+        with pytest.raises(errors.PaymentNotFound):
+            await reports.timeline(store, mid, mode, tid)
+
+
+_DIRECT = """
+SELECT count(*) AS n,
+       count(*) FILTER (WHERE status IN ('SUCCESS', 'PARTIALLY_REFUNDED', 'REFUNDED')) AS ok,
+       count(*) FILTER (WHERE status = 'FAILED') AS failed,
+       count(*) FILTER (WHERE status = 'CANCELED') AS canceled,
+       count(*) FILTER (WHERE status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')) AS open,
+       coalesce(sum(amount) FILTER (WHERE currency = 'KRW'), 0) AS krw,
+       coalesce(sum(amount) FILTER (WHERE currency = 'USD'
+                                      AND status IN ('SUCCESS', 'REFUNDED')), 0) AS usd_ok,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - requested_at)
+           * 1000) FILTER (WHERE status IN ('SUCCESS', 'FAILED', 'REFUNDED')) AS p50
+FROM payment_processes
+WHERE mid = $1 AND mode = $2 AND requested_at >= $3 AND requested_at < $4
+"""
+
+
+async def test_the_overview_equals_a_direct_count(store: ReportsStore, pool: asyncpg.Pool) -> None:
+    now = datetime(2026, 3, 10, 5, 30, tzinfo=UTC)  # 14:30 in Seoul
+    rows = []
+    for i in range(120):
+        mid, mode = [(MID, "test"), (MID, "live"), (OTHER, "test")][i % 3]
+        created = now - timedelta(hours=i * 2.7)
+        final = ["SUCCESS", "FAILED", "SUCCESS", "CANCELED", "SUCCESS", "PENDING"][i % 6]
+        rows.append(
+            (f"ov{i}", f"OV_{i:04d}", mid, mode, created, final, 1000 + i, ["KRW", "USD"][i % 2])
+        )
+    await pool.executemany(
+        "INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id, amount,"
+        " currency, request_digest, webhook_url, requested_at, mode)"
+        " VALUES ($1, $2, $3, $2, 'C', $6, $7, 'd', 'http://127.0.0.1:9/h', $5, $4)",
+        [(r[0], r[1], r[2], r[3], r[4], r[6], r[7]) for r in rows],
+    )
+    # Outcomes through UPDATE statements, as the engine writes them (the trigger counts them).
+    for i, r in enumerate(rows):
+        if r[5] == "PENDING":
+            continue
+        await pool.execute(
+            "UPDATE payment_processes SET status = $2, approval_no = 'A',"
+            " fail_reason = CASE WHEN $2 = 'FAILED' THEN $3 END,"
+            " processed_at = requested_at + make_interval(secs => $4) WHERE tid = $1",
+            r[1],
+            r[5],
+            ["DECLINED", "LIMIT"][i % 2],
+            0.05 * (i + 1),
+        )
+    await pool.execute("UPDATE payment_processes SET status = 'REFUNDED' WHERE tid = 'OV_0000'")
+    for range_ in ("today", "7d", "30d"):
+        got = await reports.overview(store, MID, "test", range_, "Asia/Seoul", now=now)
+        assert got.buckets[0].start == got.start
+        for b in got.buckets:
+            end = b.start + (timedelta(hours=1) if got.unit == "hour" else timedelta(days=1))
+            d = await pool.fetchrow(_DIRECT, MID, "test", b.start, end)
+            assert (b.count, b.succeeded, b.failed, b.canceled, b.open) == (
+                d["n"],
+                d["ok"],
+                d["failed"],
+                d["canceled"],
+                d["open"],
+            ), (range_, b.start)
+            assert b.amount.get("KRW", 0) == d["krw"]
+            assert b.succeeded_amount.get("USD", 0) == d["usd_ok"]
+            if d["p50"] is None:
+                assert b.latency_p50_ms is None
+            else:
+                # Within the histogram's bucket width (a factor of sqrt 2).
+                assert d["p50"] / 1.42 <= b.latency_p50_ms <= d["p50"] * 1.42
+        total = sum(b.count for b in got.buckets)
+        assert total == (
+            await pool.fetchval(
+                "SELECT count(*) FROM payment_processes WHERE mid = $1 AND mode = 'test'"
+                " AND requested_at >= $2 AND requested_at < $3",
+                MID,
+                got.start,
+                got.end,
+            )
+        )
+    # The rollup the trigger kept equals the rollup rebuilt from scratch.
+    kept = await pool.fetch("SELECT * FROM payment_rollup ORDER BY 1, 2, 3, 4, 5, 6")
+    hist = await pool.fetch("SELECT * FROM payment_latency_rollup ORDER BY 1, 2, 3, 4")
+    await pool.execute("SELECT rebuild_payment_rollup()")
+    assert kept == await pool.fetch("SELECT * FROM payment_rollup ORDER BY 1, 2, 3, 4, 5, 6")
+    assert hist == await pool.fetch("SELECT * FROM payment_latency_rollup ORDER BY 1, 2, 3, 4")
+
+
+@pytest.mark.parametrize(
+    ("range_", "tz", "field"), [("1y", "UTC", "range"), ("7d", "Mars/Base", "tz")]
+)
+async def test_an_unknown_range_or_zone_is_refused(
+    store: ReportsStore, range_: str, tz: str, field: str
+) -> None:
+    with pytest.raises(errors.InvalidField) as caught:
+        await reports.overview(store, MID, "test", range_, tz)
+    assert caught.value.field == field
