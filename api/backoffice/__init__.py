@@ -16,17 +16,21 @@ from aiohttp import web
 
 from api import state
 from api.backoffice import (
+    console,
     context,
     deliveries,
     developers,
     login,
     middleware,
+    overview,
     payment,
     payments,
 )
 from engine.accounts import passwords
 from engine.store.accounts import AccountStore
 from engine.store.backoffice import BackofficeStore
+from engine.store.recovery import RecoveryStore
+from engine.store.reports import ReportsStore
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -37,6 +41,8 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     pool = app[state.REPO].pool
     app[context.ACCOUNTS] = AccountStore(pool)
     app[context.CONSOLE] = BackofficeStore(pool)
+    app[context.REPORTS] = ReportsStore(pool)
+    app[context.RECOVERY] = RecoveryStore(pool)
     ph = passwords.hasher(app[state.SETTINGS].backoffice_password_profile)
     app[context.CHECKER] = passwords.Checker(ph)
     yield
@@ -56,5 +62,7 @@ def setup(app: web.Application) -> None:
     payment.add_routes(app)
     developers.add_routes(app)
     deliveries.add_routes(app)
+    overview.add_routes(app)
+    console.add_routes(app)
     app.router.add_get(context.PREFIX, login.root)
     app.router.add_static("/static", WEB / "static", append_version=False)

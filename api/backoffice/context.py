@@ -17,11 +17,15 @@ from api.backoffice import i18n
 from engine.accounts.passwords import Checker
 from engine.store.accounts import AccountStore, Session, User
 from engine.store.backoffice import BackofficeStore
+from engine.store.recovery import RecoveryStore
+from engine.store.reports import ReportsStore
 
 PREFIX = "/backoffice"
 ACCOUNTS = web.AppKey("backoffice_accounts", AccountStore)
 CONSOLE = web.AppKey("backoffice_store", BackofficeStore)
 CHECKER = web.AppKey("backoffice_checker", Checker)
+REPORTS = web.AppKey("backoffice_reports", ReportsStore)
+RECOVERY = web.AppKey("backoffice_recovery", RecoveryStore)
 SESSION = web.RequestKey("backoffice_session", Session)
 FORM = web.RequestKey("backoffice_form", MultiDictProxy[str])
 

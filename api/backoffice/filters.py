@@ -1,8 +1,9 @@
 """The payments page's filters: read from the URL (so they survive reload and can be shared
-or saved), checked, and turned into the engine's HistoryFilter.
+or saved), checked, and turned into the engine's PaymentQuery.
 
 The names are the API's (`GET /api/payments`: kind, status, from, to, minAmount, maxAmount,
-q), so a page's URL and the API call for the same rows read alike. A date (YYYY-MM-DD) is a
+q, currency), so a page's URL and the API call for the same rows read alike; both build the
+engine's PaymentQuery (engine/reports), which checks every value once. A date (YYYY-MM-DD) is a
 whole day in the user's time zone, `to` included; an ISO 8601 instant is taken as it is.
 """
 
@@ -19,15 +20,17 @@ from multidict import MultiDict, MultiDictProxy
 
 from api.backoffice import i18n
 from api.backoffice.context import PageError
-from api.merchant import history
-from engine.models import HistoryFilter, HistoryKind
+from engine.reports.query import KINDS as ALL_KINDS
+from engine.reports.query import MAX_SEARCH, PaymentQuery
+from engine.reports.query import STATUSES as ALL_STATUSES
 
-NAMES = ("kind", "status", "from", "to", "minAmount", "maxAmount", "q")
+NAMES = ("kind", "status", "from", "to", "minAmount", "maxAmount", "q", "currency")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _INTEGER = re.compile(r"^[0-9]{1,19}$")
 _MAX_BIGINT = 2**63 - 1
-KINDS = tuple(k.value for k in HistoryKind)
-STATUSES = tuple(sorted(history.STATUSES))
+KINDS = ("payment", "cancel", "refund")
+STATUSES = tuple(sorted(ALL_STATUSES))
+assert frozenset(KINDS) == ALL_KINDS
 
 
 def _bad(name: str, message: str) -> PageError:
@@ -39,7 +42,12 @@ class Filters:
     """What the page was asked for, as typed, and what it means."""
 
     values: dict[str, list[str]] = field(default_factory=dict)
-    history: HistoryFilter = field(default_factory=HistoryFilter)
+    query_: PaymentQuery = field(default_factory=PaymentQuery)
+
+    @property
+    def payment_query(self) -> PaymentQuery:
+        """The engine's filter."""
+        return self.query_
 
     def one(self, name: str) -> str:
         """A single-valued filter as typed ("" when not given)."""
@@ -104,13 +112,16 @@ def parse(query: Mapping[str, Any], zone: str) -> Filters:
     """The filters in a URL's query; PageError 422 naming the first bad one."""
     multi = query if isinstance(query, MultiDictProxy | MultiDict) else MultiDict(query)
     values = {n: [v.strip() for v in multi.getall(n, [])] for n in NAMES}
-    for n in ("from", "to", "minAmount", "maxAmount", "q"):
+    for n in ("from", "to", "minAmount", "maxAmount", "q", "currency"):
         if len(values[n]) > 1:
             raise _bad(n, "must be given at most once")
     one = {n: (values[n] or [""])[0] for n in NAMES}
     q = one["q"]
-    if len(q) > history.MAX_Q or "\x00" in q:
-        raise _bad("q", f"must be at most {history.MAX_Q} characters, without NUL")
+    if len(q) > MAX_SEARCH or "\x00" in q:
+        raise _bad("q", f"must be at most {MAX_SEARCH} characters, without NUL")
+    currency = one["currency"].upper()
+    if currency and (len(currency) != 3 or not currency.isalpha()):
+        raise _bad("currency", "an ISO 4217 code such as KRW")
     created_from = _instant("from", one["from"], zone, False) if one["from"] else None
     created_to = _instant("to", one["to"], zone, True) if one["to"] else None
     if created_from and created_to and created_from >= created_to:
@@ -121,14 +132,15 @@ def parse(query: Mapping[str, Any], zone: str) -> Filters:
     kinds = _choices("kind", values["kind"], KINDS)
     return Filters(
         values={k: v for k, v in values.items() if any(v)},
-        history=HistoryFilter(
-            kinds=frozenset(HistoryKind) if kinds is None else frozenset(map(HistoryKind, kinds)),
+        query_=PaymentQuery(
+            kinds=ALL_KINDS if kinds is None else kinds,
             statuses=_choices("status", values["status"], STATUSES),
             created_from=created_from,
             created_to=created_to,
-            min_amount=low,
-            max_amount=high,
-            q=q or None,
+            amount_min=low,
+            amount_max=high,
+            currency=currency or None,
+            search=q or None,
         ),
     )
 

@@ -167,6 +167,7 @@ KO: dict[str, str] = {
     "Action": "작업",
     "Detail": "상세",
     "Succeeded": "성공",
+    "Request and answer": "요청과 응답",
 }
 
 

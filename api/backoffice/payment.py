@@ -5,8 +5,10 @@ own functions, recorded with the user as actor.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +17,7 @@ from aiohttp import web
 from api import state
 from api.backoffice import context
 from api.backoffice.context import PREFIX, PageError
-from engine import errors
+from engine import errors, reports
 from engine.models import Payment, Status
 from engine.payments import intake
 from engine.refunds import accept
@@ -29,14 +31,17 @@ EXCERPT = 300
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One line of a payment's timeline."""
+class Line:
+    """One line of a payment's timeline, as the page shows it."""
 
     at: datetime
     kind: str
     actor: str
     summary: str
     detail: str = ""
+    # A webhook attempt: what was sent and what came back (shown folded).
+    request: str = ""
+    response: str = ""
 
 
 async def payment_of(request: web.Request) -> Payment:
@@ -52,45 +57,45 @@ async def payment_of(request: web.Request) -> Payment:
     return found
 
 
-async def timeline(request: web.Request, payment: Payment) -> list[Entry]:
-    """State changes, refunds and webhook deliveries of one payment, oldest first."""
-    repo = request.app[state.REPO]
-    mid, mode = context.merchant_scope(request)
-    money = context.money_of(request)
-    refunds = {r.public_id: r for r in await repo.refunds.refunds_of(payment.tid, mid, mode)}
-    entries = []
-    for e in await repo.history.payment_events(payment.id):
-        refund = refunds.get(e.refund_id or "")
-        if refund is not None:
-            summary = f"{e.refund_id}: {e.from_status or '-'} → {e.to_status}"
-            detail = ""
-            if e.from_status is None:
-                detail = f"{money(refund.amount, refund.currency)} · {refund.reason or ''}"
-            elif refund.fail_reason and e.to_status == "REFUND_FAILED":
-                detail = refund.fail_reason
-            entries.append(Entry(e.at, "refund", e.actor, summary, detail))
-        else:
-            detail = ""
-            if e.to_status == "FAILED" and payment.fail_reason:
-                detail = payment.fail_reason
-            elif e.to_status == "UNRESOLVED" and payment.unresolved_reason:
-                detail = payment.unresolved_reason
-            summary = f"{e.from_status or '-'} → {e.to_status}"
-            entries.append(Entry(e.at, "state", e.actor, summary, detail))
-    for d in await repo.deliveries.deliveries_of(payment.id, 0, 200):
-        answer = f"HTTP {d.last_response_code}" if d.last_response_code else ""
-        error = (d.last_error or "")[:EXCERPT]
-        entries.append(
-            Entry(
-                d.created_at,
-                "webhook",
-                "engine",
-                f"{d.event_status} → {d.url}: {d.status}, {d.attempts} attempt(s)",
-                " · ".join(x for x in (answer, error) if x),
-            )
+def _line(e: reports.Entry, payment: Payment, money: Callable[[int, str], str]) -> Line:
+    d = e.detail
+    if e.kind == "webhook":
+        answer = f"HTTP {d['responseCode']}" if d.get("responseCode") else (d.get("error") or "")
+        headers = "\n".join(f"{k}: {v}" for k, v in (d.get("requestHeaders") or {}).items())
+        body = d.get("requestBody")
+        sent = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, indent=1)
+        return Line(
+            e.at,
+            "webhook",
+            e.actor,
+            f"{d.get('eventId', '')} → {d.get('url', '')} (attempt {d.get('attempt', '?')})",
+            str(answer)[:EXCERPT],
+            request=f"{headers}\n\n{sent}".strip(),
+            response=str(d.get("responseExcerpt") or "")[:EXCERPT],
         )
-    # A webhook is queued in the same transaction as its state change: show it after.
-    return sorted(entries, key=lambda x: (x.at, x.kind == "webhook"))
+    change = f"{e.from_status or '-'} → {e.to_status}"
+    if e.kind == "refund":
+        detail = ""
+        if d.get("amount") is not None and e.from_status is None:
+            detail = (
+                f"{money(int(d['amount']), str(d.get('currency', '')))} · {d.get('reason') or ''}"
+            )
+        return Line(e.at, "refund", e.actor, f"{e.refund_id}: {change}", detail)
+    detail = ""
+    if e.to_status == "FAILED" and payment.fail_reason:
+        detail = payment.fail_reason
+    elif e.to_status == "UNRESOLVED" and payment.unresolved_reason:
+        detail = payment.unresolved_reason
+    return Line(e.at, e.kind, e.actor, change, detail)
+
+
+async def timeline(request: web.Request, payment: Payment) -> list[Line]:
+    """State changes, cancel, refunds and every webhook attempt, oldest first (the engine's
+    one timeline, engine/reports)."""
+    mid, mode = context.merchant_scope(request)
+    entries = await reports.timeline(request.app[context.REPORTS], mid, mode, payment.tid)
+    money = context.money_of(request)
+    return [_line(e, payment, money) for e in entries]
 
 
 async def show(request: web.Request) -> web.Response:

@@ -169,18 +169,22 @@ async def test_saved_view_search_and_csv_export_equal_the_api(bo: Backoffice) ->
 
     text = await bo.browse(steps, "payment-opened-by-search")
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows == [
+    assert [
+        {k: v for k, v in r.items() if k != "created_at"}
+        | {"at": datetime.fromisoformat(r["created_at"])}
+        for r in rows
+    ] == [
         {
             "kind": i["kind"],
             "tid": i["tid"],
-            "refundId": i["refundId"] or "",
-            "orderId": i["orderId"],
-            "orderName": i["orderName"] or "",
-            "customerId": i["customerId"],
+            "refund_id": i["refundId"] or "",
+            "order_id": i["orderId"],
+            "order_name": i["orderName"] or "",
+            "customer_id": i["customerId"],
             "amount": str(i["amount"]),
             "currency": i["currency"],
             "status": i["status"],
-            "createdAt": i["createdAt"],
+            "at": datetime.fromisoformat(i["createdAt"]),
         }
         for i in api
     ]
