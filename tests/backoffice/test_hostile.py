@@ -247,3 +247,76 @@ async def test_an_operator_sees_no_merchant_pages(web: TestClient, pool: asyncpg
     assert resp.status == 303 and resp.headers["Location"].startswith("/backoffice/console")
     for path in PAGES:
         _page(await web.get(path), 404)
+
+
+CONSOLE_POSTS = [
+    ("/backoffice/console/recovery/release", {"provider": "card", "mode": "live"}),
+    (f"/backoffice/console/payments/{TID_SHAPE}/inquire", {}),
+    (f"/backoffice/console/payments/{TID_SHAPE}/resolve", {"status": "SUCCESS", "reason": "r"}),
+    ("/backoffice/console/merchants", {"mid": "m_new", "name": "New"}),
+    (f"/backoffice/console/merchants/{A}/suspend", {"reason": "r"}),
+    (f"/backoffice/console/merchants/{A}/resume", {}),
+]
+
+
+async def _operator(web: TestClient, pool: asyncpg.Pool) -> str:
+    await make_user(pool, "op@hamster.example", "operator", None)
+    await make_user(pool, "a@a.example", "admin", A)  # makes merchant A
+    page = await web.get("/backoffice/login")
+    resp = await web.post(
+        "/backoffice/login",
+        data={
+            "email": "op@hamster.example",
+            "password": PASSWORD,
+            "csrf": csrf_of(await page.text()),
+        },
+    )
+    assert resp.status == 200
+    return csrf_of(await resp.text())
+
+
+async def test_console_forms_need_csrf_and_refuse_bad_input(
+    web: TestClient, pool: asyncpg.Pool
+) -> None:
+    csrf = await _operator(web, pool)
+    for path, data in CONSOLE_POSTS:
+        _page(await web.post(path, data=data), 403)
+    resolve = f"/backoffice/console/payments/{TID_SHAPE}/resolve"
+    for data, status in (
+        ({"status": "MAYBE", "reason": "r"}, 422),
+        ({"status": "SUCCESS", "reason": ""}, 422),
+        ({"status": "SUCCESS", "reason": "x" * 1001}, 422),
+        ({"status": "SUCCESS", "reason": "r"}, 404),  # no such payment
+    ):
+        _page(await web.post(resolve, data=data | {"csrf": csrf}), status)
+    for path, data, status in (
+        ("/backoffice/console/payments/nope/resolve", {"status": "SUCCESS", "reason": "r"}, 404),
+        ("/backoffice/console/payments/nope/inquire", {}, 404),
+        (f"/backoffice/console/payments/{TID_SHAPE}/inquire", {}, 404),
+        ("/backoffice/console/recovery/release", {"provider": "card", "mode": "prod"}, 422),
+        ("/backoffice/console/merchants", {"mid": "bad mid!", "name": "x"}, 422),
+        ("/backoffice/console/merchants", {"mid": A, "name": "taken"}, 422),
+        ("/backoffice/console/merchants/nobody/suspend", {"reason": "r"}, 404),
+        (f"/backoffice/console/merchants/{A}/suspend", {"reason": ""}, 422),
+        (f"/backoffice/console/merchants/{A}/resume", {}, 409),  # not suspended
+    ):
+        _page(await web.post(path, data=data | {"csrf": csrf}), status)
+    for query in ("after=abc", "after=" + "9" * 30):
+        _page(await web.get(f"/backoffice/console/recovery?{query}"), 422)
+        _page(await web.get(f"/backoffice/console/merchants?{query}"), 422)
+    _page(await web.get("/backoffice/console/audit?after=garbage"), 422)
+    _page(await web.get("/backoffice/console/merchants?q=" + "x" * 500), 422)
+    assert (await web.get("/backoffice/console/payments?q=" + "x" * 5000)).status in (200, 422)
+    assert await pool.fetchval("SELECT count(*) FROM operator_audit") == 0  # nothing changed
+
+
+async def test_merchant_users_have_no_console(web: TestClient, pool: asyncpg.Pool) -> None:
+    csrf = await _admin(web, pool)
+    for path in (
+        "/backoffice/console",
+        "/backoffice/console/recovery",
+        "/backoffice/console/audit",
+    ):
+        _page(await web.get(path), 404)
+    for path, data in CONSOLE_POSTS:
+        _page(await web.post(path, data=data | {"csrf": csrf}), 404)
