@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from api import auth, problems, routes, state
+from api import auth, backoffice, problems, routes, state
 from api.ops import observability, openapi
 from config.settings import Settings
 from engine import ids
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
                 streams=lambda path: path.startswith(auth.BROWSER) and path.endswith("/events"),
             ),
             auth.middleware(state.REPO, settings.api_key_secret),
+            backoffice.middleware.middleware(),
         ],
     )
     app[state.SETTINGS] = settings
@@ -78,4 +79,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_webhook_session)
     routes.mount(app)
     openapi.add_routes(app)
+    backoffice.setup(app)
     return app

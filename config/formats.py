@@ -10,6 +10,7 @@ import base64
 import binascii
 import functools
 import ipaddress
+import zoneinfo
 from datetime import date
 
 import babel.core
@@ -87,3 +88,12 @@ def currencies() -> frozenset[str]:
 def is_currency(code: str) -> bool:
     """True if `code` is an ISO 4217 code of money in use today."""
     return code in _current_currencies()
+
+
+def is_time_zone(name: str) -> bool:
+    """True for an IANA time zone name this machine knows (Asia/Seoul, UTC)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        return False
+    return True

@@ -183,6 +183,20 @@ class Settings(BaseSettings):
     # Failed authentications one client address may make a minute; past it 429 (0: no limit).
     auth_failures_per_minute: int = Field(default=30, ge=0, le=100_000)
 
+    # --- the back office (api/backoffice, engine/accounts) ---
+    # Times on its pages are shown in a user's own zone, else in this one (an IANA name).
+    backoffice_time_zone: str = "Asia/Seoul"
+    # A session ends this long after login, or after this long unused, whichever comes first.
+    backoffice_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    backoffice_idle_minutes: float = Field(default=60.0, gt=0, le=24 * 60)
+    # Failed logins within backoffice_login_window_seconds, per account (the email typed) and
+    # per client address; past either the login answers 429 without checking the password.
+    backoffice_login_failures_per_account: int = Field(default=5, ge=1, le=1000)
+    backoffice_login_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    backoffice_login_window_seconds: float = Field(default=900.0, gt=0)
+    # Argon2id's cost. "fast" is for the test suite only (production refuses it).
+    backoffice_password_profile: Literal["strong", "fast"] = "strong"
+
     # --- logs ---
     # "console" is readable for people; "json" writes one JSON object a line for machines.
     log_format: Literal["console", "json"] = "console"
@@ -198,6 +212,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_ports(cls, value: str) -> str:
         formats.allowed_hosts(value)  # raises ValueError naming an entry that is not host:port
+        return value
+
+    @field_validator("backoffice_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if not formats.is_time_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone name")
         return value
 
     @field_validator("default_currency")
@@ -349,6 +370,8 @@ def production_problems(settings: Settings) -> list[str]:
         ):
             problems.append(f"{env_name(name)} points at the simulator ({value})")
     problems += _test_providers_apart(settings)
+    if settings.backoffice_password_profile != "strong":
+        problems.append("ENGINE_BACKOFFICE_PASSWORD_PROFILE is not strong (it is for tests only)")
     if settings.metrics_token is None and settings.metrics_port is None:
         problems.append(
             "/metrics is public on the merchant port: set ENGINE_METRICS_TOKEN or "

@@ -29,7 +29,7 @@ from api.schemas.endpoints import (
     EndpointRollRequest,
     EndpointTestResult,
 )
-from engine import errors
+from engine import errors, models
 from engine.errors import WebhookRetryable
 from engine.models import Delivery
 from engine.webhooks import egress, sending, signing
@@ -97,9 +97,20 @@ def _endpoint_id(request: web.Request) -> int:
 async def create_endpoint(request: web.Request) -> web.Response:
     """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
     body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
-    url = check_url(body.url)
     who = auth.caller(request)
-    settings = request.app[state.SETTINGS]
+    created, secret = await register(request.app, who.mid, who.mode, body.url, body.description)
+    return responses.send(EndpointCreated.of(created, secret=secret), 201)
+
+
+async def register(
+    app: web.Application, mid: str, mode: str, url: str, description: str | None
+) -> tuple[models.Endpoint, str]:
+    """Register `url` for merchant `mid` in `mode`: the endpoint and its secret (shown once).
+
+    The API and the back office both register through here.
+    """
+    url = check_url(url)
+    settings = app[state.SETTINGS]
     try:
         # Where it points now; the worker checks again before every attempt (DNS changes).
         await egress.check_url(url, egress.policy_from(settings))
@@ -113,17 +124,17 @@ async def create_endpoint(request: web.Request) -> web.Response:
             extra={"reason": exc.reason},
         ) from None
     secret = signing.new_secret()
-    created = await request.app[state.REPO].endpoints.add_endpoint(
-        who.mid,
-        who.mode,
+    created = await app[state.REPO].endpoints.add_endpoint(
+        mid,
+        mode,
         url,
         secret,
-        description=body.description,
+        description=description,
         max_endpoints=settings.max_webhook_endpoints,
     )
     if created is None:
         raise errors.TooMany("webhook endpoints", settings.max_webhook_endpoints)
-    return responses.send(EndpointCreated.of(created, secret=secret), 201)
+    return created, secret
 
 
 @documented(
@@ -247,18 +258,26 @@ TEST_INTERVAL_SECONDS = 5.0
     },
 )
 async def send_test(request: web.Request) -> web.Response:
-    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer.
-
-    It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
-    and is not stored: the answer is the endpoint's status code, or the reason it failed.
-    """
+    """POST /api/webhook-endpoints/{id}/test: send a signed TEST event now, report the answer."""
     endpoint_id = _endpoint_id(request)
     who = auth.caller(request)
-    repo = request.app[state.REPO]
-    endpoint = await repo.endpoints.endpoint(who.mid, who.mode, endpoint_id)
+    return responses.send(await test_event(request.app, who.mid, who.mode, endpoint_id))
+
+
+async def test_event(
+    app: web.Application, mid: str, mode: str, endpoint_id: int
+) -> EndpointTestResult:
+    """Send a signed TEST event to merchant `mid`'s endpoint now; what it answered.
+
+    It goes out exactly as a delivery would (same signature, same egress policy, no redirects)
+    and is not stored: the answer is the endpoint's status code, or the reason it failed. The
+    API and the back office both send through here.
+    """
+    repo = app[state.REPO]
+    endpoint = await repo.endpoints.endpoint(mid, mode, endpoint_id)
     if endpoint is None:
         raise errors.EndpointNotFound(endpoint_id)
-    wait = request.app[PACER].wait_for(endpoint_id)
+    wait = app[PACER].wait_for(endpoint_id)
     if wait:
         raise problems.Problem(
             429,
@@ -267,8 +286,8 @@ async def send_test(request: web.Request) -> web.Response:
             slug="test-limited",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    settings = request.app[state.SETTINGS]
-    secrets = await repo.endpoints.secrets_of_endpoint(who.mid, who.mode, endpoint_id)
+    settings = app[state.SETTINGS]
+    secrets = await repo.endpoints.secrets_of_endpoint(mid, mode, endpoint_id)
     event = Delivery(
         id=0,
         event_id=f"evt_test_{token_hex(10)}",
@@ -282,15 +301,15 @@ async def send_test(request: web.Request) -> web.Response:
         approval_no=None,
         fail_reason=None,
         echo={},
-        mid=who.mid,
-        mode=who.mode,
+        mid=mid,
+        mode=mode,
         endpoint_id=endpoint_id,
     )
     error: str | None
     status: int | None
     try:
         code = await sending.send(
-            request.app[state.WEBHOOK_SESSION],
+            app[state.WEBHOOK_SESSION],
             event,
             timeout=settings.webhook_timeout_seconds,
             secrets=secrets,
@@ -302,14 +321,12 @@ async def send_test(request: web.Request) -> web.Response:
         delivered, error, status = False, exc.error, exc.status
     else:
         delivered, error, status = True, None, code
-    return responses.send(
-        EndpointTestResult(
-            endpoint_id=endpoint_id,
-            event_id=event.event_id,
-            delivered=delivered,
-            error=error,
-            response_code=status,
-        )
+    return EndpointTestResult(
+        endpoint_id=endpoint_id,
+        event_id=event.event_id,
+        delivered=delivered,
+        error=error,
+        response_code=status,
     )
 
 

@@ -99,6 +99,10 @@ def _secured(path: str, operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
+# The back office's pages and the files browsers load: served by the app, not part of the API.
+PAGES = ("/backoffice", "/static")
+
+
 def _router() -> web.UrlDispatcher:
     """The routes create_app registers (without starting anything)."""
     app = web.Application()
@@ -115,6 +119,8 @@ def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
     used: list[Operation] = []
     for resource in router.resources():
         path = resource.canonical
+        if path.startswith(PAGES):
+            continue  # HTML for people and the files it loads, not the API
         for route in resource:
             if route.method == "HEAD":
                 continue

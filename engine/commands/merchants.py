@@ -16,7 +16,7 @@ from typing import Any
 
 from config import settings as config_settings
 from engine import logs
-from engine.commands import checkout_demo
+from engine.commands import checkout_demo, users
 from engine.merchants.keys import Kind, Mode, key_hash, parse_key
 from engine.recovery.merchants import first_credentials
 from engine.store import db, devdb
@@ -128,6 +128,7 @@ def _demo(url: str, settings: config_settings.Settings) -> int:
         "merchant registers its own endpoint (POST /api/webhook-endpoints)"
     )
     print(f"  try: curl -H 'Authorization: Bearer {demo['apiKey']}' ...  (README)")
+    users.demo_logins(url, settings, DEMO_MID)
     return 0
 
 
