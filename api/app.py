@@ -13,6 +13,7 @@ from api import auth, problems, state
 from api.merchant import endpoints, history, keys, payments, refunds
 from api.ops import observability, openapi
 from api.public import callbacks
+from api.web import routes as web_routes
 from config.settings import Settings
 from engine import ids
 from engine.payments import intake
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
     refunds.add_routes(app)
     callbacks.add_routes(app)
     history.add_routes(app)
+    web_routes.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", observability.serve_metrics)
     return app
