@@ -34,8 +34,16 @@ run: $(STAMP)
 		ENGINE_WEBHOOK_ALLOWED_HOSTS="$(ENGINE_WEBHOOK_ALLOWED_HOSTS)" \
 		exec $(VENV)/bin/supervisord -c $(SUPERVISOR)/supervisord.conf
 
-## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
-test: $(STAMP)
+# The browser the back office's tests drive (tests/browser): Playwright cannot download its
+# own on these machines, so Debian's package it is. sudo only when not already root.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium
+
+## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set), the
+## back office's browser tests included (Debian's Chromium, installed here when missing)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: the whole system on its own embedded PostgreSQL, measured; prints one table and writes
