@@ -10,6 +10,9 @@ import structlog
 from aiohttp import web
 
 from api import auth, problems, state
+from api.checkout import sessions as checkout_sessions
+from api.checkout import stream as checkout_stream
+from api.customer import app as customer_app
 from api.merchant import endpoints, history, keys, payments, refunds
 from api.ops import observability, openapi
 from api.public import callbacks
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
                 settings.max_concurrent_requests,
                 settings.max_concurrent_public_requests,
                 auth.PUBLIC,
+                streams=lambda path: path.startswith(auth.BROWSER) and path.endswith("/events"),
             ),
             auth.middleware(state.REPO, settings.api_key_secret),
         ],
@@ -84,6 +88,9 @@ def create_app(settings: Settings) -> web.Application:
     refunds.add_routes(app)
     callbacks.add_routes(app)
     history.add_routes(app)
+    checkout_sessions.add_routes(app)
+    checkout_stream.add_routes(app)
+    customer_app.add_routes(app)
     web_routes.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", observability.serve_metrics)

@@ -33,6 +33,9 @@ log = structlog.get_logger()
 # Paths anyone may call: health checks, the API description, metrics.
 # Provider callbacks carry the provider's own signature instead of a merchant's key.
 PUBLIC = frozenset({"/health", "/openapi.json", "/metrics", "/api/providers/atom/callback"})
+# The browser's checkout routes: a publishable key (header, or `key` query parameter for
+# EventSource and images), never a secret one.
+BROWSER = "/api/public/checkout/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class Caller:
     key_id: int
     prefix: str
     mode: str
+    kind: str = "secret"
 
     @property
     def actor(self) -> str:
@@ -154,7 +158,9 @@ def _client(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def _unauthorized(request: web.Request, reason: str, detail: str) -> problems.Problem:
+def _unauthorized(
+    request: web.Request, reason: str, detail: str, code: str | None = None
+) -> problems.Problem:
     request.app[FAILURES][reason] += 1
     metrics.AUTH_FAILURES.labels(reason).inc()
     throttle = request.app[THROTTLE]
@@ -172,6 +178,7 @@ def _unauthorized(request: web.Request, reason: str, detail: str) -> problems.Pr
             "too many failed authentications from this address",
             slug="auth-throttled",
             field="Authorization",
+            extra={"code": "rate_limited"} if code else {},
             headers={"Retry-After": str(wait)},
         )
     return problems.Problem(
@@ -180,8 +187,41 @@ def _unauthorized(request: web.Request, reason: str, detail: str) -> problems.Pr
         detail,
         slug="unauthorized",
         field="Authorization",
-        extra={"reason": reason},
+        extra={"reason": reason} | ({"code": code} if code else {}),
         headers={"WWW-Authenticate": 'Bearer realm="api"'},
+    )
+
+
+def _browser_key(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    return request.query.get("key", "").strip()
+
+
+def _refused_kind(request: web.Request, kind: str) -> problems.Problem:
+    """A key of the wrong kind for this route: a secret key in a browser, or a publishable
+    key on the merchant API."""
+    request.app[FAILURES][f"{kind}_key"] += 1
+    log.warning("auth.wrong_kind", kind=kind, path=request.path, client=_client(request))
+    if kind == "secret":
+        return problems.Problem(
+            403,
+            "Forbidden",
+            "a secret key must never reach a browser: use your publishable key (pk_...) here,"
+            " and roll this secret key",
+            slug="secret-key-in-browser",
+            field="Authorization",
+            extra={"code": "secret_key_in_browser"},
+        )
+    return problems.Problem(
+        403,
+        "Forbidden",
+        "a publishable key can only start and follow checkout sessions; use a secret key",
+        slug="publishable-key",
+        field="Authorization",
+        extra={"code": "publishable_key_not_allowed"},
     )
 
 
@@ -192,28 +232,45 @@ def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC or not request.path.startswith("/api/"):
             return await handler(request)
-        header = request.headers.get("Authorization")
-        if not header or not header.strip():
-            raise _unauthorized(request, "missing", "send Authorization: Bearer <api key>")
-        scheme, _, key = header.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or keys.parse_key(key) is None:
+        browser = request.path.startswith(BROWSER)
+        code = "authentication_error" if browser else None
+        if browser:
+            if request.method == "OPTIONS":  # a CORS preflight carries no key
+                return await handler(request)
+            key = _browser_key(request)
+            if not key:
+                raise _unauthorized(request, "missing", "send your publishable key", code)
+        else:
+            header = request.headers.get("Authorization")
+            if not header or not header.strip():
+                raise _unauthorized(request, "missing", "send Authorization: Bearer <api key>")
+            scheme, _, key = header.partition(" ")
+            key = key.strip() if scheme.lower() == "bearer" else ""
+        parsed = keys.parse(key)
+        if parsed is None:
             raise _unauthorized(
-                request, "malformed", "expected Authorization: Bearer sk_live_… or sk_test_…"
+                request,
+                "malformed",
+                "expected a publishable key pk_live_… or pk_test_…"
+                if browser
+                else "expected Authorization: Bearer sk_live_… or sk_test_…",
+                code,
             )
+        if (parsed[0] == "secret") == browser:
+            raise _refused_kind(request, parsed[0])
         hashed = keys.key_hash(secret, key)
         cache = request.app[CACHE]
         found = cache.get(hashed)
         if found is None:
             found = await request.app[repo_key].merchants.authenticate(hashed)
             if found is None:
-                raise _unauthorized(request, "unknown", "this API key is not known")
+                raise _unauthorized(request, "unknown", "this API key is not known", code)
             cache.put(hashed, found)
         if found.revoked_at is not None:
-            raise _unauthorized(request, "revoked", "this API key was revoked")
+            raise _unauthorized(request, "revoked", "this API key was revoked", code)
         if not found.active or _expired(found):
-            raise _unauthorized(request, "expired", "this API key has expired")
-        request[CALLER] = Caller(found.mid, found.id, found.prefix, found.mode)
+            raise _unauthorized(request, "expired", "this API key has expired", code)
+        request[CALLER] = Caller(found.mid, found.id, found.prefix, found.mode, found.kind)
         return await handler(request)
 
     return authenticate

@@ -172,7 +172,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         )
 
 
-def shedding(limit: int, public_limit: int = 0, public: frozenset[str] = frozenset()) -> Middleware:
+def shedding(
+    limit: int,
+    public_limit: int = 0,
+    public: frozenset[str] = frozenset(),
+    streams: Callable[[str], bool] = lambda _path: False,
+) -> Middleware:
     """At most `limit` /api/ requests at once in this process (0: no limit).
 
     Past it a request gets 503 with Retry-After at once, before it costs a key lookup or an
@@ -182,13 +187,14 @@ def shedding(limit: int, public_limit: int = 0, public: frozenset[str] = frozens
 
     The `public` /api/ paths (no key: provider callbacks) count against `public_limit`
     instead, so anonymous clients that dribble their bodies cannot take the merchants' slots.
+    Long-lived `streams` (checkout's SSE) count against neither: they have their own limits.
     """
     inflight = {"merchant": 0, "public": 0}
     limits = {"merchant": limit, "public": public_limit}
 
     @web.middleware
     async def shed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith("/api/") or streams(request.path):
             return await handler(request)
         budget = "public" if request.path in public else "merchant"
         if limits[budget] and inflight[budget] >= limits[budget]:

@@ -53,6 +53,8 @@ class ApiKeyInfo:
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    # 'secret' (sk_) or 'publishable' (pk_: checkout sessions only).
+    kind: str = "secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class AuthKey:
     expires_at: datetime | None
     revoked_at: datetime | None
     active: bool
+    kind: str = "secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,8 @@ class Claimed:
     outcome_unknown_since: datetime | None = None
     # Test payments go to test mode's providers, live ones to live mode's.
     mode: str = "live"
+    # The acquirer's token of the customer's card (a checkout session's payment), if any.
+    card_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

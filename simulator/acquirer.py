@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator import cards
 from simulator.faults import (
     FAULT_KINDS,
     FaultKind,
@@ -59,6 +60,8 @@ class AuthorizeRequest(BaseModel):
     amount: int = Field(gt=0)
     currency: str = Field(min_length=1)
     order_id: str = Field(alias="orderId", min_length=1)
+    # A registered card (simulator/cards.py): the charge follows that card, not the seed.
+    card_token: str | None = Field(default=None, alias="cardToken")
 
 
 class ConfigUpdate(BaseModel):
@@ -177,23 +180,29 @@ class AcquirerState:
         """This answer's latency in seconds: latency_ms plus uniform jitter."""
         return (faults.latency_ms + self.rng.uniform(0, faults.latency_jitter_ms)) / 1000
 
-    def settle(self, req: AuthorizeRequest) -> tuple[Json, int]:
-        """The answer for `req` and its HTTP status: stored, newly decided, or a conflict."""
+    def settle(self, req: AuthorizeRequest, card: str | None = None) -> tuple[Json, int]:
+        """The answer for `req` and its HTTP status: stored, newly decided, or a conflict.
+
+        `card` is the verdict of the request's card (cards.verdict), None without one.
+        """
         answer = self.answers.get(req.reference)
         if answer is None or self.charge_every_call:
-            return self.decide(req), 200
+            return self.decide(req, card), 200
         if answer["amount"] != req.amount:
             return {"error": "reference_conflict"}, 409
         return answer, 200
 
-    def decide(self, req: AuthorizeRequest) -> Json:
+    def decide(self, req: AuthorizeRequest, card: str | None = None) -> Json:
         """Decide a new reference, record the answer (and the charge if approved), return it."""
         seed = self.seed or PROCESS_SEED
         digest = hashlib.sha256(f"{seed}:{req.reference}".encode()).digest()
         roll = int.from_bytes(digest[:8], "big") / 2**64
         answer: Json = {"reference": req.reference}
         # The float division can round up to exactly 1.0, so 1.0 is special-cased to mean "always".
-        if roll < self.success_rate or self.success_rate >= 1.0:
+        approved = roll < self.success_rate or self.success_rate >= 1.0
+        if card is not None:
+            approved = card == "APPROVED"
+        if approved:
             now = time.time()
             approval_no = f"AP{int(now * 1000)}"
             answer |= {"status": "APPROVED", "approvalNo": approval_no}
@@ -209,7 +218,9 @@ class AcquirerState:
             )
             self.approved += 1
         else:
-            reason = DECLINE_REASONS[int.from_bytes(digest[8:16], "big") % len(DECLINE_REASONS)]
+            reason = (
+                card or DECLINE_REASONS[int.from_bytes(digest[8:16], "big") % len(DECLINE_REASONS)]
+            )
             answer |= {"status": "DECLINED", "reason": reason}
             self.declined += 1
         answer |= {"amount": req.amount, "currency": req.currency}
@@ -243,7 +254,8 @@ async def authorize(request: web.Request) -> web.Response:
     # Look up and record with no await in between, so concurrent duplicates of a new reference
     # find the first one's answer and the ledger gets exactly one entry without a lock (unless
     # charge_every_call asks for one entry per call).
-    answer, status = state.settle(req) if decides else ({"error": "injected"}, 504)
+    card = cards.verdict(request.app, req.card_token)
+    answer, status = state.settle(req, card) if decides else ({"error": "injected"}, 504)
     if fault is not None:
         state.record_fault(fault, req.reference)
     # Latency only after the decision is recorded, for the same reason.
@@ -312,6 +324,7 @@ def setup_acquirer(app: web.Application, settings: SimulatorSettings) -> None:
         default_faults=Faults.from_settings(settings),
         charge_every_call=settings.charge_every_call,
     )
+    cards.setup_cards(app)
     app.router.add_post("/acquirer/authorize", authorize)
     app.router.add_get("/acquirer/charges", list_charges)
     app.router.add_get("/acquirer/transactions/{reference}", get_transaction)

@@ -23,6 +23,8 @@ class IssueRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     mode: Literal["live", "test"] | None = None
+    # A publishable key (pk_) for the browser: it can only start and follow checkout sessions.
+    kind: Literal["secret", "publishable"] = "secret"
 
 
 class RollRequest(BaseModel):
@@ -40,6 +42,7 @@ def _info(k: ApiKeyInfo) -> dict[str, Any]:
     return {
         "id": k.id,
         "mode": k.mode,
+        "kind": k.kind,
         "prefix": k.prefix,
         "createdAt": _iso(k.created_at),
         "lastUsedAt": _iso(k.last_used_at),
@@ -52,6 +55,7 @@ def _issued(k: IssuedKey) -> dict[str, Any]:
     return {
         "id": k.id,
         "mode": k.mode,
+        "kind": k.kind,
         "prefix": k.prefix,
         # Shown this once; only its hash is kept.
         "key": k.key,
@@ -100,7 +104,11 @@ async def issue_key(request: web.Request) -> web.Response:
         )
     settings = request.app[state.SETTINGS]
     issued = await request.app[state.REPO].merchants.issue_key(
-        who.mid, who.mode, settings.api_key_secret, max_keys=settings.max_api_keys
+        who.mid,
+        who.mode,
+        settings.api_key_secret,
+        max_keys=settings.max_api_keys,
+        kind=body.kind,
     )
     return _json(_issued(issued), 201)
 

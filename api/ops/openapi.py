@@ -179,7 +179,9 @@ class ApiKeyInfo(_Response):
 
     id: int = Field(ge=1)
     mode: Literal["live", "test"]
-    prefix: str = Field(pattern=r"^sk_(live|test)_[0-9A-Za-z]{6}$")
+    # Secret (sk_) or publishable (pk_: checkout sessions only).
+    kind: Literal["secret", "publishable"]
+    prefix: str = Field(pattern=r"^[sp]k_(live|test)_[0-9A-Za-z]{6}$")
     createdAt: datetime
     lastUsedAt: datetime | None
     # Set by a roll's grace period: the key stops working then.
@@ -198,8 +200,10 @@ class IssuedKey(_Response):
 
     id: int = Field(ge=1)
     mode: Literal["live", "test"]
-    prefix: str = Field(pattern=r"^sk_(live|test)_[0-9A-Za-z]{6}$")
-    key: str = Field(pattern=KEY_PATTERN)
+    # Secret (sk_) or publishable (pk_: checkout sessions only).
+    kind: Literal["secret", "publishable"]
+    prefix: str = Field(pattern=r"^[sp]k_(live|test)_[0-9A-Za-z]{6}$")
+    key: str = Field(pattern=r"^[sp]k_(live|test)_[0-9A-Za-z]{43}$")
     createdAt: datetime
     expiresAt: datetime | None
 

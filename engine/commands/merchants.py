@@ -16,7 +16,8 @@ from typing import Any
 
 from config import settings as config_settings
 from engine import logs
-from engine.merchants.keys import Mode, key_hash, parse_key
+from engine.commands import checkout_demo
+from engine.merchants.keys import Kind, Mode, key_hash, parse_key
 from engine.store import db, devdb
 from engine.store.repository import Repository
 from engine.webhooks import signing
@@ -65,7 +66,7 @@ async def _create(
 
 
 async def _issue(
-    url: str, settings: config_settings.Settings, mid: str, mode: Mode
+    url: str, settings: config_settings.Settings, mid: str, mode: Mode, kind: Kind = "secret"
 ) -> dict[str, Any]:
     """Another key for an existing merchant: how a live key comes to a merchant made in test."""
     pool = await db.create_pool(url, min_size=1, max_size=2)
@@ -76,9 +77,15 @@ async def _issue(
         if await repo.merchants.merchant(mid) is None:
             raise SystemExit(f"no merchant {mid!r}")
         issued = await repo.merchants.issue_key(
-            mid, mode, settings.api_key_secret, max_keys=settings.max_api_keys
+            mid, mode, settings.api_key_secret, max_keys=settings.max_api_keys, kind=kind
         )
-        return {"mid": mid, "mode": mode, "apiKey": issued.key, "prefix": issued.prefix}
+        return {
+            "mid": mid,
+            "mode": mode,
+            "kind": kind,
+            "apiKey": issued.key,
+            "prefix": issued.prefix,
+        }
     finally:
         await pool.close()
 
@@ -128,6 +135,8 @@ def _demo(url: str, settings: config_settings.Settings) -> int:
         saved.write_text(json.dumps(demo, indent=2))
         saved.chmod(0o600)
     print(f"demo merchant {demo['mid']}: API key {demo['apiKey']}")
+    asyncio.run(checkout_demo.ensure(url, settings, demo))
+    saved.write_text(json.dumps(demo, indent=2))  # with its publishable key
     if state not in ("active", "missing"):
         print(f"  (a new key: the one saved in {saved} was {state})")
     print(
@@ -154,6 +163,7 @@ def main(argv: list[str]) -> int:
     key = sub.add_parser("key", help="issue another key (e.g. the other mode's) as JSON")
     key.add_argument("--mid", required=True)
     key.add_argument("--mode", choices=["live", "test"], required=True)
+    key.add_argument("--kind", choices=["secret", "publishable"], default="secret")
     sub.add_parser("demo", help="the demo merchant of `make run` (made once, shown every time)")
     args = parser.parse_args(argv)
     settings = config_settings.load()
@@ -172,7 +182,7 @@ def main(argv: list[str]) -> int:
         )
         return 0
     if args.command == "key":
-        print(json.dumps(asyncio.run(_issue(url, settings, args.mid, args.mode))))
+        print(json.dumps(asyncio.run(_issue(url, settings, args.mid, args.mode, args.kind))))
         return 0
     return _demo(url, settings)
 

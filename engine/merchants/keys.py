@@ -1,9 +1,11 @@
 """API keys: unpredictable, unique, stored only as a keyed hash.
 
-A key is `sk_live_` or `sk_test_` followed by 32 bytes from the OS CSPRNG in Base62. It is
-shown once. The database keeps HMAC-SHA256(server secret, key): fast enough to check on every
-request (a password hash is deliberately slow, and a 256-bit random key needs no stretching),
-and worthless to whoever steals the table without the server secret.
+A secret key is `sk_live_` or `sk_test_` (a publishable key `pk_live_` or `pk_test_`: it may
+only start and follow checkout sessions, so a browser may hold it) followed by 32 bytes from
+the OS CSPRNG in Base62. It is shown once. The database keeps HMAC-SHA256(server secret,
+key): fast enough to check on every request (a password hash is deliberately slow, and a
+256-bit random key needs no stretching), and worthless to whoever steals the table without
+the server secret.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from typing import Literal
 from engine import ids
 
 Mode = Literal["live", "test"]
+Kind = Literal["secret", "publishable"]
+_PREFIXES: dict[Kind, str] = {"secret": "sk", "publishable": "pk"}
 _RANDOM_BYTES = 32
 # Shown in lists so a person can tell keys apart: the mode and 6 characters of the key.
 _PREFIX_CHARS = 6
 
 
-def new_key(mode: Mode) -> str:
-    """A fresh key: sk_<mode>_ and 32 CSPRNG bytes in Base62 (43 characters)."""
+def new_key(mode: Mode, kind: Kind = "secret") -> str:
+    """A fresh key: sk_<mode>_ (pk_ for publishable) and 32 CSPRNG bytes in Base62 (43 chars)."""
     number = int.from_bytes(secrets.token_bytes(_RANDOM_BYTES), "big")
-    return f"sk_{mode}_{ids.base62(number, width=43)}"
+    return f"{_PREFIXES[kind]}_{mode}_{ids.base62(number, width=43)}"
 
 
 def key_hash(secret: str, key: str) -> bytes:
@@ -40,13 +44,20 @@ def display_prefix(key: str) -> str:
     return f"{head}_{rest[:_PREFIX_CHARS]}"
 
 
-def parse_key(key: str) -> Mode | None:
-    """The mode of a well-formed key, or None: anything else is not worth a query."""
-    for mode in ("live", "test"):
-        rest = key.removeprefix(f"sk_{mode}_")
-        if rest != key and len(rest) == 43 and rest.isascii() and rest.isalnum():
-            return mode
+def parse(key: str) -> tuple[Kind, Mode] | None:
+    """The kind and mode of a well-formed key, or None: anything else is not worth a query."""
+    for kind, prefix in _PREFIXES.items():
+        for mode in ("live", "test"):
+            rest = key.removeprefix(f"{prefix}_{mode}_")
+            if rest != key and len(rest) == 43 and rest.isascii() and rest.isalnum():
+                return kind, mode
     return None
+
+
+def parse_key(key: str) -> Mode | None:
+    """The mode of a well-formed secret key, or None."""
+    parsed = parse(key)
+    return parsed[1] if parsed is not None and parsed[0] == "secret" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +70,4 @@ class IssuedKey:
     prefix: str
     created_at: datetime
     expires_at: datetime | None
+    kind: str = "secret"

@@ -84,6 +84,8 @@ class AcquirerClient:
             "currency": payment.currency,
             "orderId": payment.order_id,
         }
+        if payment.card_token is not None:  # a customer's registered card (checkout)
+            body["cardToken"] = payment.card_token
         status, answer = await self._call("POST", "/authorize", body)
         if status != 200:
             # A 4xx is not a business answer, and the charge did not happen. Flag it.

@@ -39,9 +39,10 @@ class Merchants(Store):
         secret: str,
         expires_at: datetime | None,
         max_keys: int,
+        kind: keys.Kind = "secret",
     ) -> IssuedKey:
         for _ in range(3):  # a collision of 256 random bits will not happen; the constraint says so
-            key = keys.new_key("test" if mode == "test" else "live")
+            key = keys.new_key("test" if mode == "test" else "live", kind)
             try:
                 # A savepoint: a refused insert must not abort the caller's transaction.
                 async with conn.transaction():
@@ -53,6 +54,7 @@ class Merchants(Store):
                         keys.key_hash(secret, key),
                         expires_at,
                         max_keys,
+                        kind,
                     )
             except asyncpg.UniqueViolationError:
                 continue
@@ -65,6 +67,7 @@ class Merchants(Store):
                 prefix=row["prefix"],
                 created_at=row["created_at"],
                 expires_at=row["expires_at"],
+                kind=row["kind"],
             )
         raise RuntimeError("could not issue a unique API key")
 
@@ -77,13 +80,17 @@ class Merchants(Store):
         expires_at: datetime | None = None,
         *,
         max_keys: int = 1_000_000,
+        kind: keys.Kind = "secret",
     ) -> IssuedKey:
-        """A new key for merchant `mid` (which must exist); TooMany past `max_keys` of a mode."""
+        """A new key for merchant `mid` (which must exist); TooMany past `max_keys` of a mode
+        and kind."""
         async with self.pool.acquire() as conn, conn.transaction():
             merchant_id = await conn.fetchval(Q["lock_merchant"], mid)
             if merchant_id is None:
                 raise errors.MerchantNotFound(mid)
-            return await self._insert_key(conn, merchant_id, mode, secret, expires_at, max_keys)
+            return await self._insert_key(
+                conn, merchant_id, mode, secret, expires_at, max_keys, kind
+            )
 
     @translated
     async def authenticate(self, hashed: bytes) -> AuthKey | None:
@@ -93,7 +100,7 @@ class Merchants(Store):
 
     @translated
     async def api_keys(self, mid: str, mode: str) -> list[ApiKeyInfo]:
-        """Every key of a merchant in `mode`, newest first."""
+        """Every key of a merchant in `mode` (secret and publishable), newest first."""
         rows = await self.pool.fetch(Q["list_api_keys"], mid, mode)
         return [ApiKeyInfo(**dict(r)) for r in rows]
 
@@ -117,7 +124,9 @@ class Merchants(Store):
             old = await conn.fetchrow(Q["expire_api_key"], mid, key_id, grace_seconds, mode)
             if old is None:
                 return None
-            new = await self._insert_key(conn, merchant_id, old["mode"], secret, None, max_keys + 1)
+            new = await self._insert_key(
+                conn, merchant_id, old["mode"], secret, None, max_keys + 1, old["kind"]
+            )
             return new, ApiKeyInfo(**dict(old))
 
     @translated

@@ -48,6 +48,36 @@ def payment_of(r: asyncpg.Record) -> Payment:
     return Payment(**values)
 
 
+async def insert_one(conn: asyncpg.Pool | asyncpg.Connection, row: NewRow) -> Payment | None:
+    """insert_payment on `conn` (a pool, or a connection in the caller's transaction)."""
+    new = row.new
+    try:
+        got = await conn.fetchrow(
+            Q["insert_payment"],
+            row.public_id,
+            row.tid,
+            new.mid,
+            new.order_id,
+            new.user_public_id,
+            new.amount,
+            new.currency,
+            new.echo,
+            new.request_digest,
+            new.webhook_url,
+            new.provider,
+            new.order_name,
+            new.actor,
+            row.default_webhook_url,
+            new.mode,
+            new.endpoint_id,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "payment_processes_tid_key":
+            raise TidCollision(row.tid) from exc
+        raise
+    return payment_of(got) if got else None
+
+
 def _settled(rows: Sequence[asyncpg.Record]) -> list[Settled]:
     return [Settled(id=r["id"], tid=r["tid"], status=Status(r["status"])) for r in rows]
 
@@ -62,31 +92,7 @@ class Payments(Store):
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Payment | None:
         """Store a new PENDING payment; None if the merchant already has one for this order."""
-        try:
-            row = await self.pool.fetchrow(
-                Q["insert_payment"],
-                public_id,
-                tid,
-                new.mid,
-                new.order_id,
-                new.user_public_id,
-                new.amount,
-                new.currency,
-                new.echo,
-                new.request_digest,
-                new.webhook_url,
-                new.provider,
-                new.order_name,
-                new.actor,
-                default_webhook_url,
-                new.mode,
-                new.endpoint_id,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "payment_processes_tid_key":
-                raise TidCollision(tid) from exc
-            raise
-        return payment_of(row) if row else None
+        return await insert_one(self.pool, NewRow(new, public_id, tid, default_webhook_url))
 
     @translated
     async def insert_payments(self, rows: Sequence[NewRow]) -> list[Payment]:

@@ -87,7 +87,7 @@ WHERE p.id = ANY(ARRAY(
   -- Compare-and-set: the row must still be waiting when we write it.
   AND p.status IN ('PENDING', 'UNRESOLVED')
 RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts, p.provider,
-          p.outcome_unknown_since, p.mode;
+          p.outcome_unknown_since, p.mode, p.card_token;
 
 -- settle_batch --
 -- PROCESSING -> SUCCESS/FAILED for rows still leased by worker $5, and the webhook to send,

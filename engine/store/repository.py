@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from engine.store.checkout import Checkout
+from engine.store.customers import Customers
 from engine.store.deliveries import Deliveries
 from engine.store.endpoints import Endpoints
 from engine.store.history import History
@@ -29,3 +31,5 @@ class Repository:
         self.merchants = Merchants(pool)
         self.history = History(pool)
         self.ops = Ops(pool)
+        self.checkout = Checkout(pool)
+        self.customers = Customers(pool)

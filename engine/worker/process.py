@@ -23,6 +23,7 @@ import structlog
 from config import settings as config_settings
 from engine import backoff, errors, logs
 from engine import loop as event_loop
+from engine.checkout import sessions
 from engine.payments import claim
 from engine.providers import acquirer, atom
 from engine.providers.protocol import Provider, registry_key
@@ -107,6 +108,8 @@ class Worker:
             "webhooks", lambda: self.webhooks_pass(), batch=settings.webhook_batch_size, jobs=jobs
         )
         self.schedule.every("reap", settings.reaper_interval_ms / 1000, self._reap)
+        # Checkout sessions past their time: expired (and announced) even if nobody reads them.
+        self.schedule.every("checkout-expiry", 1.0, self._expire_sessions)
 
     def wake(self) -> None:
         """Make every lane look for work now (LISTEN connected, the reaper freed rows)."""
@@ -177,6 +180,10 @@ class Worker:
             return
         if n:
             self.wake()
+
+    async def _expire_sessions(self) -> None:
+        with contextlib.suppress(errors.DatabaseUnavailable):
+            await sessions.expire_due(self.repo)
 
     async def _listen(self, dsn: str) -> None:
         """Hold a LISTEN connection; reconnect if it drops (and poll once, in case we missed)."""

@@ -46,7 +46,7 @@ REVOKE = "/api/keys/{}"
 PROBLEM = "application/problem+json"
 CHALLENGE = 'Bearer realm="api"'
 KEY_RE = re.compile(r"^sk_(live|test)_[0-9A-Za-z]{43}$")
-KEY_FIELDS = {"id", "mode", "prefix", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"}
+KEY_FIELDS = {"id", "mode", "kind", "prefix", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"}
 OTHER = "other_mid"
 # Nothing listens on the discard port: a delivery there can only fail.
 CLOSED_HOOK = "http://127.0.0.1:9/hook"
@@ -440,7 +440,7 @@ async def test_issue_shows_the_key_once_and_the_list_only_prefixes(
     resp = await client.post(KEYS)
     assert resp.status == 201, await resp.text()
     issued = await resp.json()
-    assert set(issued) == {"id", "mode", "prefix", "key", "createdAt", "expiresAt"}
+    assert set(issued) == {"id", "mode", "kind", "prefix", "key", "createdAt", "expiresAt"}
     assert KEY_RE.match(issued["key"]) and issued["mode"] == "test"  # the caller's mode
     assert issued["prefix"] == keys.display_prefix(issued["key"])
     assert issued["expiresAt"] is None

@@ -1,0 +1,269 @@
+"""Checkout sessions over HTTP: made and read by the merchant's server (secret key), viewed by
+the browser's SDK (publishable key and the session's client secret), with its QR code.
+
+Another merchant's session, or the other mode's, or a wrong client secret, is answered
+exactly like a session nobody has: 404 `not_found`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import re
+from typing import Any
+
+import segno
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api import auth, body, problems, responses, state
+from api.models import check_text
+from engine import money
+from engine.checkout import sessions
+from engine.payments import intake
+from engine.store.checkout import NewSession, Session
+
+# What a session id looks like; anything else cannot exist and costs no query.
+SESSION_ID = re.compile(r"^cs_[0-9A-Za-z]{22}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class SessionRequest(BaseModel):
+    """POST /api/checkout/sessions."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    amount: int = Field(gt=0, le=2**62)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    order_id: str = Field(alias="orderId", min_length=1, max_length=64)
+    order_name: str = Field(alias="orderName", min_length=1, max_length=200)
+    customer_ref: str | None = Field(default=None, alias="customerRef", min_length=1, max_length=64)
+    success_url: str | None = Field(default=None, alias="successUrl", max_length=2048)
+    cancel_url: str | None = Field(default=None, alias="cancelUrl", max_length=2048)
+    expires_in_seconds: int = Field(default=180, alias="expiresInSeconds", ge=30, le=3600)
+
+    @field_validator("order_id", "order_name", "customer_ref")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value)
+
+    @field_validator("success_url", "cancel_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s\x00-\x1f]+$", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not money.is_currency(value):
+            raise ValueError("must be an ISO 4217 currency in use (e.g. KRW, USD, JPY)")
+        return value
+
+
+def not_found(public_id: str) -> problems.Problem:
+    """The one answer for a session this caller may not see."""
+    return problems.Problem(
+        404,
+        "Not Found",
+        f"no checkout session {public_id[:80]!r}",
+        slug="checkout-session-not-found",
+        extra={"code": "not_found"},
+    )
+
+
+def merchant_view(s: Session) -> dict[str, Any]:
+    """What the merchant's server sees of its session."""
+    return {
+        "id": s.public_id,
+        "clientSecret": s.client_secret,
+        "status": s.status,
+        "expiresAt": responses.iso(s.expires_at),
+        "amount": s.amount,
+        "currency": s.currency,
+        "orderId": s.order_id,
+        "orderName": s.order_name,
+        "customerRef": s.customer_ref,
+        "successUrl": s.success_url,
+        "cancelUrl": s.cancel_url,
+        "paymentTid": s.payment_tid,
+        "paymentStatus": s.payment_status,
+        "outcome": sessions.outcome(s),
+    }
+
+
+def payment_view(s: Session) -> dict[str, Any] | None:
+    """The session's payment as the browser and the app see it."""
+    if s.payment_tid is None:
+        return None
+    return {
+        "tid": s.payment_tid,
+        "status": s.payment_status,
+        "amount": s.amount,
+        "currency": s.currency,
+        "approvalNo": s.payment_approval_no,
+        "failureReason": s.payment_fail_reason,
+    }
+
+
+def app_url(request: web.Request, public_id: str) -> str:
+    """The deep link: the customer app's payment page for this session."""
+    return f"{request.url.origin()}/app/pay/{public_id}"
+
+
+def public_view(request: web.Request, s: Session) -> dict[str, Any]:
+    """What the SDK sees of a session (no order id, no urls of the merchant, no secrets)."""
+    qr = f"{request.url.origin()}/api/public/checkout/sessions/{s.public_id}/qr"
+    query = request.url.with_path("/").with_query(
+        {"key": request.query.get("key") or _header_key(request), "clientSecret": s.client_secret}
+    )
+    return {
+        "id": s.public_id,
+        "status": s.status,
+        "merchantName": s.merchant_name,
+        "amount": s.amount,
+        "currency": s.currency,
+        "orderName": s.order_name,
+        "expiresAt": responses.iso(s.expires_at),
+        "qr": {"svg": f"{qr}.svg?{query.query_string}", "png": f"{qr}.png?{query.query_string}"},
+        "appUrl": app_url(request, s.public_id),
+        "payment": payment_view(s),
+        "outcome": sessions.outcome(s),
+        "final": sessions.is_final(s),
+        "version": s.version,
+    }
+
+
+def _header_key(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").partition(" ")[2].strip()
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """POST /api/checkout/sessions: 201 with the open session; 200 for a replay."""
+    settings = request.app[state.SETTINGS]
+    req = await body.read_model(request, settings, SessionRequest)
+    if req.amount > settings.max_amount:
+        raise problems.validation("amount", f"must not exceed {settings.max_amount}")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise problems.validation("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
+    who = auth.caller(request)
+    new = NewSession(
+        mid=who.mid,
+        mode=who.mode,
+        order_id=req.order_id,
+        order_name=req.order_name,
+        amount=req.amount,
+        currency=req.currency,
+        customer_ref=req.customer_ref,
+        success_url=req.success_url,
+        cancel_url=req.cancel_url,
+        expires_in_seconds=req.expires_in_seconds,
+        idempotency_key=key,
+        request_digest=intake.request_digest(req.model_dump(mode="json")),
+        actor=who.actor,
+    )
+    session, created = await sessions.create(request.app[state.REPO], new)
+    return responses.json_response(merchant_view(session), 201 if created else 200)
+
+
+async def _session(request: web.Request) -> Session:
+    """The session in the path, if it is the caller's merchant's and mode's."""
+    public_id = request.match_info["id"]
+    who = auth.caller(request)
+    found = (
+        await sessions.read(request.app[state.REPO], public_id)
+        if SESSION_ID.match(public_id)
+        else None
+    )
+    if found is not None and found.mid == who.mid and found.mode != who.mode:
+        if who.kind == "publishable":  # the SDK's "wrong key": a key of the other mode
+            raise problems.Problem(
+                401,
+                "Unauthorized",
+                f"this is a {who.mode} key; the session is in {found.mode} mode",
+                slug="unauthorized",
+                field="Authorization",
+                extra={"code": "authentication_error", "reason": "other_mode"},
+            )
+        found = None
+    if found is None or found.mid != who.mid:
+        raise not_found(public_id)
+    return found
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """GET /api/checkout/sessions/{id}: the session now, with its payment's tid."""
+    return responses.json_response(merchant_view(await _session(request)))
+
+
+async def browser_session(request: web.Request) -> Session:
+    """The session in the path for the SDK: its publishable key's, with the right secret."""
+    found = await _session(request)
+    given = request.query.get("clientSecret", "")
+    if not hmac.compare_digest(given.encode(), found.client_secret.encode()):
+        raise not_found(found.public_id)
+    return found
+
+
+async def public_session(request: web.Request) -> web.Response:
+    """GET /api/public/checkout/sessions/{id}?clientSecret=: the SDK's view."""
+    return responses.json_response(public_view(request, await browser_session(request)))
+
+
+def qr_image(text: str, kind: str) -> tuple[bytes, str]:
+    """`text` as a QR code: SVG or PNG bytes and the content type."""
+    code = segno.make(text, error="m")
+    out = io.BytesIO()
+    if kind == "svg":
+        code.save(out, kind="svg", scale=6, border=2, xmldecl=False)
+        return out.getvalue(), "image/svg+xml"
+    code.save(out, kind="png", scale=8, border=2)
+    return out.getvalue(), "image/png"
+
+
+async def qr(request: web.Request) -> web.Response:
+    """GET /api/public/checkout/sessions/{id}/qr.svg|qr.png: the deep link as a QR code."""
+    session = await browser_session(request)
+    data, content_type = qr_image(app_url(request, session.public_id), request.match_info["kind"])
+    return web.Response(
+        body=data, content_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Any origin may call the browser's routes (they need a publishable key, not cookies)."""
+    if request.path.startswith(auth.BROWSER):
+        origin = request.headers.get("Origin")
+        response.headers["Access-Control-Allow-Origin"] = origin or "*"
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        if origin:
+            response.headers["Vary"] = "Origin"
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """OPTIONS on a browser route: the CORS answer (headers added by cors_headers)."""
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the session routes and the CORS headers of the browser's ones."""
+    public = "/api/public/checkout/sessions/{id}"
+    app.add_routes(
+        [
+            web.post("/api/checkout/sessions", create_session),
+            web.get("/api/checkout/sessions/{id}", get_session),
+            web.get(public, public_session),
+            web.options(public, preflight),
+            web.get(public + "/qr.{kind:svg|png}", qr),
+            web.options(public + "/{tail:.*}", preflight),
+        ]
+    )
+    app.on_response_prepare.append(cors_headers)

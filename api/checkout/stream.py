@@ -1,0 +1,210 @@
+"""A session's changes pushed to the browser over Server-Sent Events (aiohttp-sse).
+
+One LISTEN connection per web process (`Hub`) hears NOTIFY checkout '<session> <version>',
+sent by the database when a session's or its payment's change commits, and wakes the streams
+of that session: no database connection per stream. A woken stream reads the session and, if
+its version moved, sends `event: changed` with `id: <version>`; the SDK then reads the
+authoritative state. A stream closes after the final event; a browser that reconnects with
+the final version as Last-Event-ID gets 204, which tells EventSource to stop. After the LISTEN
+connection drops and comes back, every stream looks again (a notice may have been missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from api import problems, state
+from api.checkout.sessions import browser_session
+from engine.checkout import sessions
+from engine.store import devdb
+from engine.store.checkout import Session
+
+log = structlog.get_logger()
+
+CHANNEL = "checkout"
+
+
+class Hub:
+    """The process's LISTEN connection and the streams waiting on it."""
+
+    def __init__(
+        self, *, per_session: int = 20, per_address: int = 200, ping_seconds: float = 15.0
+    ) -> None:
+        self.per_session = per_session
+        self.per_address = per_address
+        self.ping_seconds = ping_seconds
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._addresses: Counter[str] = Counter()
+        self.closing = False
+        self.connected = asyncio.Event()
+        self.heard = 0
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._waiting.values())
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.heard += 1
+        for event in self._waiting.get(payload.partition(" ")[0], ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        """Every stream looks again (reconnected, or shutting down)."""
+        for waiting in self._waiting.values():
+            for event in waiting:
+                event.set()
+
+    @contextlib.contextmanager
+    def admit(self, public_id: str, address: str) -> Iterator[asyncio.Event]:
+        """A stream's place: the event that wakes it. 429 past a session's or an address's
+        limit."""
+        waiting = self._waiting.setdefault(public_id, set())
+        if len(waiting) >= self.per_session or self._addresses[address] >= self.per_address:
+            if not waiting:
+                del self._waiting[public_id]
+            log.warning("checkout.stream_refused", session=public_id, client=address)
+            raise problems.Problem(
+                429,
+                "Too Many Requests",
+                "too many open streams for this session or from this address",
+                slug="too-many-streams",
+                extra={"code": "rate_limited"},
+                headers={"Retry-After": "5"},
+            )
+        event = asyncio.Event()
+        waiting.add(event)
+        self._addresses[address] += 1
+        try:
+            yield event
+        finally:
+            waiting.discard(event)
+            if not waiting:
+                self._waiting.pop(public_id, None)
+            self._addresses[address] -= 1
+            if self._addresses[address] <= 0:
+                del self._addresses[address]
+
+    async def listen(self, dsn: str) -> None:
+        """Hold the LISTEN connection until closing; reconnect with a pause when it drops."""
+        while not self.closing:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(CHANNEL, self._heard)
+                self.connected.set()
+                self.wake_all()
+                await lost.wait()
+                log.warning("checkout.listen_lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("checkout.listen_failed", error=repr(exc))
+            finally:
+                self.connected.clear()
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            await asyncio.sleep(0.5)
+
+
+HUB = web.AppKey("checkout_hub", Hub)
+
+
+async def run_hub(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the hub's LISTEN task for the app's life."""
+    hub = app[HUB]
+    dsn = await asyncio.to_thread(devdb.database_url, app[state.SETTINGS])
+    task = asyncio.create_task(hub.listen(dsn))
+    yield
+    hub.closing = True
+    hub.wake_all()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _shutdown(app: web.Application) -> None:
+    # Open streams end now, so a graceful shutdown does not wait for them.
+    hub = app[HUB]
+    hub.closing = True
+    hub.wake_all()
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    if raw and raw.isascii() and raw.isdigit() and len(raw) < 10:
+        return int(raw)
+    return None
+
+
+def _payload(session: Session) -> str:
+    return json.dumps(
+        {
+            "status": session.status,
+            "paymentStatus": session.payment_status,
+            "final": sessions.is_final(session),
+        }
+    )
+
+
+def _until_expiry(session: Session) -> float | None:
+    if session.status not in sessions.OPEN:
+        return None
+    return max(0.0, (session.expires_at - datetime.now(UTC)).total_seconds()) + 0.05
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /api/public/checkout/sessions/{id}/events?key=&clientSecret=: the session's SSE."""
+    session = await browser_session(request)
+    last = _last_event_id(request)
+    if sessions.is_final(session) and last is not None and last >= session.version:
+        return web.Response(status=204)  # EventSource stops reconnecting
+    hub = request.app[HUB]
+    repo = request.app[state.REPO]
+    with hub.admit(session.public_id, request.remote or "unknown") as woken:
+        async with sse_response(request) as resp:
+            resp.ping_interval = hub.ping_seconds
+            gone = asyncio.ensure_future(resp.wait())
+            sent = last if last is not None else 0
+            try:
+                while not hub.closing:
+                    if session.version > sent:
+                        await resp.send(_payload(session), id=str(session.version), event="changed")
+                        sent = session.version
+                    if sessions.is_final(session):
+                        break
+                    waiter = asyncio.ensure_future(woken.wait())
+                    done, _ = await asyncio.wait(
+                        {waiter, gone},
+                        timeout=_until_expiry(session),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    waiter.cancel()
+                    if gone in done:
+                        break
+                    woken.clear()
+                    fresh = await sessions.read(repo, session.public_id)
+                    session = fresh or session
+            except (ConnectionResetError, RuntimeError):
+                pass  # the browser left
+            finally:
+                gone.cancel()
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the stream and its hub."""
+    app[HUB] = Hub()
+    app.router.add_get("/api/public/checkout/sessions/{id}/events", events)
+    app.cleanup_ctx.append(run_hub)
+    app.on_shutdown.append(_shutdown)

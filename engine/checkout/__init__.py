@@ -1,0 +1,1 @@
+"""Checkout sessions (pay with the phone): create, transitions, confirm, expiry."""

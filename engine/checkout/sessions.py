@@ -1,0 +1,233 @@
+"""Checkout sessions: open -> scanned -> confirmed | canceled | expired.
+
+Each transition is a compare-and-set in the store: two phones confirming at once, or a confirm
+racing a cancel or the expiry, end with exactly one of them applied and the others told why.
+A confirm closes the session and stores its payment in one transaction, through the intake
+(the same PENDING payment, worker, webhooks and history as any other), so one session makes
+at most one payment whatever the clicks, devices or retries. Expiry is a compare-and-set
+too, made lazily by whoever reads a session past its time, and by the worker's sweep.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from engine import errors, ids
+from engine.models import NewPayment, Payment, Status
+from engine.payments import intake
+from engine.store.checkout import NewSession, Session, SessionMoved
+from engine.store.customers import Card, Customer
+from engine.store.payments import NewRow
+from engine.store.repository import Repository
+
+log = structlog.get_logger()
+
+OPEN = frozenset({"open", "scanned"})
+# Why a customer's confirm or cancel changed nothing, by the session's status.
+REFUSALS = {
+    "expired": "session_expired",
+    "canceled": "session_canceled",
+    "confirmed": "already_confirmed",
+}
+
+
+def _random(bits: int, width: int) -> str:
+    return ids.base62(int.from_bytes(secrets.token_bytes(bits // 8), "big"), width=width)
+
+
+def is_final(session: Session) -> bool:
+    """True once the server has committed the session's end: canceled, expired, or its
+    payment's final state."""
+    if session.status in ("canceled", "expired"):
+        return True
+    return session.payment_status is not None and Status(session.payment_status).is_final
+
+
+def outcome(session: Session) -> dict[str, Any] | None:
+    """{result, code} once final (see is_final), else None."""
+    if session.status == "canceled":
+        return {"result": "failure", "code": "canceled_by_customer"}
+    if session.status == "expired":
+        return {"result": "failure", "code": "expired"}
+    if not is_final(session):
+        return None
+    if session.payment_status == Status.SUCCESS:
+        return {"result": "success", "code": None}
+    reason = session.payment_fail_reason
+    return {"result": "failure", "code": reason.lower() if reason else "declined"}
+
+
+async def create(repo: Repository, new: NewSession) -> tuple[Session, bool]:
+    """An open session, or the one this idempotency key (or order) made already.
+
+    The same request again is a replay (False); a different request under the same key or
+    order raises IdempotencyConflict. An order the merchant already has a payment for is
+    refused the same way: its payment would collide.
+    """
+    taken = await repo.payments.payment_by_order(new.mid, new.order_id, new.mode)
+    if taken is not None:
+        raise errors.IdempotencyConflict(new.order_id, taken.tid)
+    public_id = f"cs_{_random(128, 22)}"
+    client_secret = f"{public_id}_secret_{_random(192, 33)}"
+    made = await repo.checkout.create(new, public_id, client_secret)
+    if made is None:
+        found = await repo.checkout.existing(new.mid, new.mode, new.order_id, new.idempotency_key)
+        field = "orderId" if new.idempotency_key is None else "Idempotency-Key"
+        existing = await repo.checkout.session(found) if found else None
+        if existing is None:  # the key is new but the order is another session's
+            raise errors.IdempotencyConflict(new.order_id, found or "another session")
+        if existing.request_digest != new.request_digest:
+            key = new.idempotency_key or new.order_id
+            raise errors.IdempotencyConflict(key, existing.public_id, field=field)
+        log.info("checkout.replayed", session=existing.public_id)
+        return await _fresh(repo, existing), False
+    log.info("checkout.created", session=public_id, order_id=new.order_id, amount=new.amount)
+    session = await repo.checkout.session(public_id)
+    assert session is not None
+    return session, True
+
+
+async def read(repo: Repository, public_id: str) -> Session | None:
+    """A session as it is now: one past its time is expired first (compare-and-set)."""
+    session = await repo.checkout.session(public_id)
+    return await _fresh(repo, session) if session else None
+
+
+async def _fresh(repo: Repository, session: Session) -> Session:
+    if session.status in OPEN and session.expires_at <= datetime.now(UTC):
+        if await repo.checkout.expire(session.public_id):
+            log.info("checkout.expired", session=session.public_id, by="read")
+        again = await repo.checkout.session(session.public_id)
+        assert again is not None
+        return again
+    return session
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a customer's confirm or cancel did: the session after it, and why not if not."""
+
+    session: Session
+    changed: bool
+    reason: str | None = None
+    payment: Payment | None = None
+
+
+async def scan(repo: Repository, session: Session, customer: Customer) -> Session:
+    """The app opened the session: open -> scanned (only the first time)."""
+    if session.status == "open" and await repo.checkout.scan(session.public_id, customer.id):
+        log.info("checkout.scanned", session=session.public_id, customer=customer.public_id)
+        again = await read(repo, session.public_id)
+        assert again is not None
+        return again
+    return session
+
+
+async def _refused(repo: Repository, public_id: str, action: str) -> Result:
+    session = await read(repo, public_id)
+    assert session is not None
+    reason = REFUSALS.get(session.status, "session_expired")
+    log.info("checkout.refused", session=public_id, action=action, reason=reason)
+    return Result(session, False, reason)
+
+
+async def cancel(repo: Repository, public_id: str, customer: Customer) -> Result:
+    """open|scanned -> canceled; anything else changes nothing and says why."""
+    if not await repo.checkout.cancel(public_id, customer.id):
+        return await _refused(repo, public_id, "cancel")
+    log.info("checkout.canceled", session=public_id, customer=customer.public_id)
+    session = await read(repo, public_id)
+    assert session is not None
+    return Result(session, True)
+
+
+class _SessionWriter:
+    """Where intake.accept writes a session's payment: with the session's compare-and-set."""
+
+    def __init__(self, repo: Repository, public_id: str, customer: Customer, card: Card) -> None:
+        self.repo = repo
+        self.public_id = public_id
+        self.customer = customer
+        self.card = card
+
+    def insert_payment(
+        self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
+    ) -> Awaitable[Payment | None]:
+        row = NewRow(new, public_id, tid, default_webhook_url)
+        return self.repo.checkout.confirm(self.public_id, self.customer.id, self.card.token, row)
+
+    def payment_by_order(self, mid: str, order_id: str, mode: str) -> Awaitable[Payment | None]:
+        return self.repo.payments.payment_by_order(mid, order_id, mode)
+
+
+async def confirm(
+    repo: Repository,
+    public_id: str,
+    customer: Customer,
+    card: Card,
+    *,
+    snowflake: ids.Snowflake,
+    tid_prefix: str,
+    default_webhook_url: str,
+) -> Result:
+    """open|scanned -> confirmed with exactly one PENDING payment on the customer's card.
+
+    A session that moved on (confirmed by another phone, canceled, expired) changes nothing.
+    """
+    session = await read(repo, public_id)
+    if session is None:
+        raise errors.PaymentError(f"no checkout session {public_id!r}")
+    if session.status not in OPEN:
+        return await _refused(repo, public_id, "confirm")
+    digest = {"checkoutSession": public_id, "amount": session.amount, "currency": session.currency}
+    new = NewPayment(
+        mid=session.mid,
+        order_id=session.order_id,
+        user_public_id=session.customer_ref or customer.public_id,
+        amount=session.amount,
+        currency=session.currency,
+        echo={"checkoutSessionId": public_id, "orderId": session.order_id},
+        webhook_url=None,
+        request_digest=intake.request_digest(digest),
+        mode="test" if session.mode == "test" else "live",
+        order_name=session.order_name,
+        actor=f"customer:{customer.public_id}",
+    )
+    writer = _SessionWriter(repo, public_id, customer, card)
+    try:
+        accepted = await intake.accept(
+            writer,
+            new,
+            snowflake=snowflake,
+            tid_prefix=tid_prefix,
+            default_webhook_url=default_webhook_url,
+        )
+    except SessionMoved:
+        return await _refused(repo, public_id, "confirm")
+    except errors.IdempotencyConflict:
+        log.warning("checkout.order_taken", session=public_id, order_id=session.order_id)
+        return Result(session, False, "order_taken")
+    log.info(
+        "checkout.confirmed",
+        session=public_id,
+        tid=accepted.payment.tid,
+        customer=customer.public_id,
+        card=card.last4,
+    )
+    after = await read(repo, public_id)
+    assert after is not None
+    return Result(after, True, payment=accepted.payment)
+
+
+async def expire_due(repo: Repository, limit: int = 500) -> int:
+    """The sweep: expire sessions whose time is up; how many it expired."""
+    expired = await repo.checkout.expire_due(limit)
+    for public_id in expired:
+        log.info("checkout.expired", session=public_id, by="sweep")
+    return len(expired)

@@ -1,0 +1,193 @@
+"""The checkout sessions' store: create, read, the compare-and-set transitions, and a confirm
+that closes the session and stores its payment in one transaction (see checkout.sql)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.models import Payment
+from engine.store import payments
+from engine.store.base import Store, translated
+from engine.store.queries import load
+
+Q = load("checkout")
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A validated session request of a merchant's server."""
+
+    mid: str
+    mode: str
+    order_id: str
+    order_name: str
+    amount: int
+    currency: str
+    customer_ref: str | None
+    success_url: str | None
+    cancel_url: str | None
+    expires_in_seconds: int
+    idempotency_key: str | None
+    request_digest: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One checkout session, with its merchant's name and its payment (if it made one)."""
+
+    id: int
+    public_id: str
+    client_secret: str
+    mid: str
+    mode: str
+    order_id: str
+    order_name: str
+    amount: int
+    currency: str
+    customer_ref: str | None
+    success_url: str | None
+    cancel_url: str | None
+    status: str
+    version: int
+    idempotency_key: str | None
+    request_digest: str
+    actor: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    scanned_at: datetime | None
+    closed_at: datetime | None
+    customer_id: int | None
+    merchant_name: str
+    payment_tid: str | None
+    payment_status: str | None
+    payment_approval_no: str | None
+    payment_fail_reason: str | None
+    payment_refunded_amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPayment:
+    """A line of a customer's usage history, with the refunds made on it."""
+
+    id: int
+    tid: str
+    amount: int
+    currency: str
+    status: str
+    requested_at: datetime
+    refunded_amount: int
+    approval_no: str | None
+    fail_reason: str | None
+    order_name: str
+    session_id: str
+    merchant_name: str
+    refunds: tuple[dict[str, Any], ...] = ()
+
+
+class SessionMoved(Exception):
+    """The session was no longer open or scanned (or its time was up): nothing was written."""
+
+
+class _NoRow(Exception):
+    """The payment's insert found its order (or its tid) taken: roll the session back too."""
+
+
+class Checkout(Store):
+    """Checkout sessions and the payments they make."""
+
+    @translated
+    async def create(self, new: NewSession, public_id: str, client_secret: str) -> str | None:
+        """Store an open session; None when its order or idempotency key exists already."""
+        return await self.pool.fetchval(  # type: ignore[no-any-return]
+            Q["insert_session"],
+            public_id,
+            client_secret,
+            new.mid,
+            new.mode,
+            new.order_id,
+            new.order_name,
+            new.amount,
+            new.currency,
+            new.customer_ref,
+            new.success_url,
+            new.cancel_url,
+            new.expires_in_seconds,
+            new.idempotency_key,
+            new.request_digest,
+            new.actor,
+        )
+
+    @translated
+    async def existing(
+        self, mid: str, mode: str, order_id: str, idempotency_key: str | None
+    ) -> str | None:
+        """The public id of the session a create collided with."""
+        return await self.pool.fetchval(  # type: ignore[no-any-return]
+            Q["existing_session"], mid, mode, order_id, idempotency_key
+        )
+
+    @translated
+    async def session(self, public_id: str) -> Session | None:
+        """A session by public id (callers check its merchant and mode)."""
+        row = await self.pool.fetchrow(Q["session"], public_id)
+        return Session(**dict(row)) if row else None
+
+    @translated
+    async def expire(self, public_id: str) -> bool:
+        """open|scanned -> expired if its time is up; True if this call moved it."""
+        return await self.pool.fetchval(Q["expire"], public_id) is not None
+
+    @translated
+    async def expire_due(self, limit: int) -> list[str]:
+        """Expire up to `limit` sessions whose time is up; their public ids."""
+        return [r["public_id"] for r in await self.pool.fetch(Q["expire_due"], limit)]
+
+    @translated
+    async def scan(self, public_id: str, customer_id: int) -> bool:
+        """open -> scanned (the app opened it); True if this call moved it."""
+        return await self.pool.fetchval(Q["scan"], public_id, customer_id) is not None
+
+    @translated
+    async def cancel(self, public_id: str, customer_id: int) -> bool:
+        """open|scanned -> canceled by the customer; True if this call moved it."""
+        moved = await self.pool.fetchval(Q["close"], public_id, customer_id, "canceled")
+        return moved is not None
+
+    @translated
+    async def confirm(
+        self, public_id: str, customer_id: int, card_token: str, row: payments.NewRow
+    ) -> Payment | None:
+        """open|scanned -> confirmed and its PENDING payment, in one transaction.
+
+        SessionMoved if the session had moved on (nothing written); None if the payment's
+        order or tid is taken (nothing written either: the session stays as it was).
+        """
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                session_id = await conn.fetchval(Q["close"], public_id, customer_id, "confirmed")
+                if session_id is None:
+                    raise SessionMoved(public_id)
+                payment = await payments.insert_one(conn, row)
+                if payment is None:
+                    raise _NoRow()
+                await conn.execute(Q["link_payment"], payment.id, session_id, card_token)
+        except _NoRow:
+            return None
+        return payment
+
+    @translated
+    async def customer_payments(self, customer_id: int, limit: int) -> list[CustomerPayment]:
+        """Customer `customer_id`'s payments across merchants, newest first, with refunds."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q["customer_payments"], customer_id, limit)
+            refunds = await conn.fetch(Q["refunds_of"], [r["id"] for r in rows])
+        by_payment: dict[int, list[dict[str, Any]]] = {}
+        for r in refunds:
+            by_payment.setdefault(r["payment_id"], []).append(dict(r))
+        return [
+            CustomerPayment(**dict(r), refunds=tuple(by_payment.get(r["id"], ()))) for r in rows
+        ]

@@ -1,0 +1,138 @@
+"""The session's SSE stream: one LISTEN per process fans out, events carry the version, the
+stream closes after the final event, a reconnect with Last-Event-ID gets the final event once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from api.checkout.stream import HUB
+from config.settings import Settings
+from engine.checkout import sessions
+from engine.store.repository import Repository
+from engine.worker.process import Worker
+from simulator.server import SimulatorHandle
+from tests.integration.checkout_support import PUBLIC, act, create, publishable, shopper
+from tests.waiting import wait_until
+
+Client = TestClient[Any, Any]
+
+
+async def _events(resp: aiohttp.ClientResponse, count: int | None = None) -> list[dict[str, Any]]:
+    """Events read off a stream until it ends (or `count` of them)."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with asyncio.timeout(10):
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if not line:
+                if current:
+                    events.append(current)
+                    current = {}
+                    if count is not None and len(events) >= count:
+                        break
+                continue
+            name, _, value = line.partition(": ")
+            if name in ("id", "event"):
+                current[name] = value
+            elif name == "data":
+                current["data"] = json.loads(value)
+    return events
+
+
+async def _stream(client: Client, pk: str, made: dict[str, Any], last: str | None = None) -> Any:
+    headers = {"Authorization": "", "Origin": "https://shop.example"}
+    if last is not None:
+        headers["Last-Event-ID"] = last
+    return await client.get(
+        PUBLIC.format(made["id"]) + "/events",
+        params={"key": pk, "clientSecret": made["clientSecret"]},
+        headers=headers,
+    )
+
+
+async def test_stream_pushes_changes_and_closes_after_the_final_one(
+    client: Client, repo: Repository, settings: Settings, sim: SimulatorHandle
+) -> None:
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    first = await _events(resp, 1)
+    assert first == [
+        {
+            "id": "1",
+            "event": "changed",
+            "data": {"status": "open", "paymentStatus": None, "final": False},
+        }
+    ]
+    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    jane = await shopper(repo, sim)
+    assert (await act(client, jane, made["id"], "cancel"))[0] == 200
+    rest = await _events(resp)  # ends: the stream closed after the final event
+    assert rest[-1]["data"] == {"status": "canceled", "paymentStatus": None, "final": True}
+    assert [e["event"] for e in rest] == ["changed"] * len(rest)
+    await wait_until(lambda: len(hub) == 0, what="the stream gone from the hub")
+    again = await _stream(client, pk, made, last=rest[-1]["id"])
+    assert again.status == 204  # EventSource stops reconnecting
+
+
+async def test_dropped_stream_reconnects_to_one_final_event(
+    client: Client, repo: Repository, settings: Settings, sim: SimulatorHandle
+) -> None:
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    seen = await _events(resp, 1)
+    resp.close()  # the connection drops while the customer pays
+    jane = await shopper(repo, sim)
+    assert (await act(client, jane, made["id"], "confirm"))[0] == 200
+    async with aiohttp.ClientSession() as http:
+        worker = Worker(settings, repo, http, owner="test-worker")
+        assert (await worker.payments_pass()).settled == 1
+    back = await _stream(client, pk, made, last=seen[0]["id"])
+    events = await _events(back)
+    assert len(events) == 1 and events[0]["data"]["final"] is True
+    assert events[0]["data"]["paymentStatus"] in ("SUCCESS", "FAILED")
+    assert int(events[0]["id"]) > int(seen[0]["id"])
+
+
+async def test_stream_limits_per_session(
+    client: Client, repo: Repository, settings: Settings
+) -> None:
+    hub = client.app[HUB]
+    hub.per_session = 2
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    open_ = [await _stream(client, pk, made) for _ in range(2)]
+    for resp in open_:
+        await _events(resp, 1)
+    refused = await _stream(client, pk, made)
+    assert refused.status == 429 and (await refused.json())["code"] == "rate_limited"
+    for resp in open_:
+        resp.close()
+
+
+async def test_expiry_reaches_the_stream_without_a_reader(
+    client: Client, repo: Repository, settings: Settings
+) -> None:
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    await _events(resp, 1)
+    await repo.pool.execute("UPDATE checkout_sessions SET expires_at = now()")
+    # The stream's own timer was set for three minutes: the sweep's NOTIFY wakes it.
+    assert await sessions.expire_due(repo) == 1
+    events = await _events(resp)
+    assert events[-1]["data"] == {"status": "expired", "paymentStatus": None, "final": True}
