@@ -27,7 +27,7 @@ log = structlog.get_logger("simulator.shop")
 STATIC = Path(__file__).resolve().parent / "shop_static"
 # The SRI hash of the SDK file this shop was written against (sha384, base64): the browser
 # refuses an SDK that is not byte for byte that file. Kept equal to the README's by a test.
-SDK_INTEGRITY = "sha384-1Agc15jjSkTjd8pDTtwnQ6k6y4JpsbYMipCZcdetK24/0hB7VqWEUkSSgNJkR2XL"
+SDK_INTEGRITY = "sha384-zshuLXzYT3YPLYXew29d4aXLo8bhlq2PFHKydDWtnaIW1gA/QDxq3/xQQYD370Ox"
 PRICE = 10_000
 CURRENCY = "KRW"
 PRODUCT = "Hamster wheel, 20 cm"
@@ -75,7 +75,7 @@ def page(title: str, body: str, lang: str = "en", head: str = "") -> web.Respons
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Hamster Goods</title>
 <link rel="stylesheet" href="/shop/static/shop.css">{head}</head>
-<body><header>🐹 Hamster Goods (demo shop)</header><main>{body}</main></body></html>"""
+<body><header>Hamster Goods (demo shop)</header><main>{body}</main></body></html>"""
     return web.Response(text=text, content_type="text/html")
 
 
@@ -94,7 +94,7 @@ async def home(request: web.Request) -> web.Response:
     )
     return page(
         "Shop",
-        f"""<section class="product"><div class="pic">🎡</div><div>
+        f"""<section class="product"><div class="pic" aria-hidden="true">◎</div><div>
 <h1>{html.escape(PRODUCT)}</h1><p class="price">₩{PRICE:,}</p>{button}</div></section>""",
         language(request),
     )

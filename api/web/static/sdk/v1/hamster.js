@@ -20,7 +20,7 @@ const RETRY_MAX_MS = 10000;
 const WORDS = {
   en: {
     scan: "Scan with the Hamster app to pay",
-    open: "Pay in the Hamster app",
+    openApp: "Pay in the Hamster app",
     openHere: "On this phone? Open the payment",
     expiresIn: "Expires in",
     waiting: "Waiting for the phone…",
@@ -29,6 +29,8 @@ const WORDS = {
     success: "Paid",
     failure: "Payment failed",
     canceled_by_customer: "Canceled on the phone",
+    card_declined: "the card was declined",
+    insufficient_funds: "insufficient funds",
     expired: "The payment time ran out",
     reconnecting: "Reconnecting…",
     qr: "QR code of this payment",
@@ -43,7 +45,7 @@ const WORDS = {
   },
   ko: {
     scan: "햄스터 앱으로 스캔해서 결제하세요",
-    open: "햄스터 앱에서 결제",
+    openApp: "햄스터 앱에서 결제",
     openHere: "이 휴대폰에서 결제하기",
     expiresIn: "남은 시간",
     waiting: "휴대폰을 기다리는 중…",
@@ -52,6 +54,8 @@ const WORDS = {
     success: "결제 완료",
     failure: "결제 실패",
     canceled_by_customer: "휴대폰에서 취소됨",
+    card_declined: "카드가 거절되었습니다",
+    insufficient_funds: "잔액이 부족합니다",
     expired: "결제 시간이 지났습니다",
     reconnecting: "다시 연결하는 중…",
     qr: "이 결제의 QR 코드",
@@ -288,7 +292,7 @@ class Checkout {
     }
     if (view.status !== before) {
       this.state(view.status);
-      this.note(this.t[view.status] || this.t.waiting);
+      this.note(this.t[view.status === "open" ? "waiting" : view.status] || this.t.waiting);
       this.emit("change", { status: view.status });
     }
   }
@@ -329,7 +333,7 @@ class Checkout {
       element("div", "amount", money(v.amount, v.currency, this.locale)),
     ];
     if (this.phone) {
-      const open = element("a", "btn", t.open);
+      const open = element("a", "btn", t.openApp);
       open.href = this.appUrl;
       nodes.push(open);
     } else if (v.qr && v.qr.svg) {
