@@ -319,6 +319,8 @@ class Checkout {
     const why = result === "failure" && (this.t[payload.code] || payload.failureReason);
     this.note(result === "success" ? this.t.success : `${this.t.failure}${why ? `: ${why}` : ""}`, result === "success" ? "ok" : "bad");
     if (this.countEl) this.countEl.textContent = "";
+    // A finished session's QR code and links lead nowhere: take them away.
+    if (this.box) this.box.querySelectorAll("img, a").forEach((el) => el.remove());
     this.emit(result, payload);
   }
 
