@@ -11,6 +11,7 @@ from aiohttp import web
 
 from api import auth, backoffice, problems, routes, state
 from api.ops import observability, openapi
+from api.web import routes as web_routes
 from config.settings import Settings
 from engine import ids
 from engine.payments import intake
@@ -80,4 +81,5 @@ def create_app(settings: Settings) -> web.Application:
     routes.mount(app)
     openapi.add_routes(app)
     backoffice.setup(app)
+    web_routes.add_routes(app)
     return app

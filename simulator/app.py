@@ -7,6 +7,7 @@ from simulator.atom import setup_atom
 from simulator.merchant import setup_merchant
 from simulator.refunds import setup_refunds
 from simulator.settings import SimulatorSettings
+from simulator.shop import setup_shop
 
 
 async def health(_request: web.Request) -> web.Response:
@@ -21,5 +22,6 @@ def create_app(settings: SimulatorSettings) -> web.Application:
     setup_refunds(app)
     setup_merchant(app, settings)
     setup_atom(app, settings)
+    setup_shop(app, settings)
     app.router.add_get("/health", health)
     return app

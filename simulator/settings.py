@@ -1,5 +1,6 @@
 """Simulator settings, read from SIM_* environment variables."""
 
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -63,6 +64,20 @@ class SimulatorSettings(BaseSettings):
     atom_res_hash_key: str = Field(default="dev-only-atom-res-hash-key", min_length=1)
     atom_req_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A71E", min_length=1)
     atom_res_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A7FE", min_length=1)
+    # The demo shop (/shop): where the gateway's web process is (its merchant API, and the SDK
+    # unless shop_sdk_base names another origin), and the demo merchant's keys: these two, else
+    # the apiKey and publishableKey of the file `make run` writes in the engine's data folder.
+    shop_engine_url: str = "http://127.0.0.1:8083"
+    shop_sdk_base: str = ""
+    shop_demo_file: str = Field(
+        default_factory=lambda: os.path.join(
+            os.environ.get("ENGINE_DATA_DIR", ".data"), "demo-merchant.json"
+        )
+    )
+    shop_secret_key: str = ""
+    shop_publishable_key: str = ""
+    # How long a shop's checkout session stays open (the gateway allows 30..3600 seconds).
+    shop_session_seconds: int = Field(default=180, ge=30, le=3600)
     # "json" for machine-readable logs (CI, containers), "console" for humans.
     log_format: Literal["console", "json"] = "console"
     # "warning" drops the line per received webhook (the benchmark does: the simulator stands

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api import problems
+from engine import money
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECRET = {"name": "clientSecret", "in": "query", "required": True, "schema": {"type": "string"}}
@@ -41,11 +42,19 @@ _PREFLIGHT = {
     "responses": {"204": {"description": "Allowed."}},
 }
 _QR_PREFLIGHT = _PREFLIGHT | {
+    "responses": {"204": {"description": "Allowed."}, "404": _problem("Not a QR image kind.")},
     "parameters": [
         _ID,
         {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["svg", "png"]}},
-    ]
+    ],
 }
+
+
+def _done(description: str) -> dict[str, Any]:
+    """An action's answer: JSON when asked for (Accept), else the page it leads to."""
+    answer = _ok(description)
+    answer["content"]["text/html"] = {"schema": {"type": "string"}}
+    return answer
 
 
 def _app(summary: str, ok: dict[str, Any], *errors: str) -> dict[str, Any]:
@@ -63,7 +72,36 @@ def _app(summary: str, ok: dict[str, Any], *errors: str) -> dict[str, Any]:
     return operation
 
 
-def paths() -> dict[str, Any]:
+# Free text (ids, names): no C0 or C1 control character, no DEL.
+_TEXT = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+
+
+def _session_request(max_amount: int) -> dict[str, Any]:
+    """What SessionRequest (api/checkout/sessions.py) accepts, its validators included."""
+
+    def text(most: int) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": most, "pattern": _TEXT}
+
+    url = {"type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s\\x00-\\x1f]+$"}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["amount", "currency", "orderId", "orderName"],
+        "properties": {
+            # The intake's maximum (ENGINE_MAX_AMOUNT): a session must be payable.
+            "amount": {"type": "integer", "minimum": 1, "maximum": max_amount},
+            "currency": {"type": "string", "enum": sorted(money.currencies())},
+            "orderId": text(64),
+            "orderName": text(200),
+            "customerRef": text(64),
+            "successUrl": url,
+            "cancelUrl": url,
+            "expiresInSeconds": {"type": "integer", "minimum": 30, "maximum": 3600},
+        },
+    }
+
+
+def paths(max_amount: int) -> dict[str, Any]:
     """Checkout's and the app's paths."""
     public = "/api/public/checkout/sessions/{id}"
     html = _ok("The page.", "text/html")
@@ -74,7 +112,7 @@ def paths() -> dict[str, Any]:
                 "summary": "An open checkout session (Idempotency-Key honoured).",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _OBJECT}},
+                    "content": {"application/json": {"schema": _session_request(max_amount)}},
                 },
                 "responses": {
                     "200": _ok("A replay: the session this key or order made."),
@@ -144,10 +182,10 @@ def paths() -> dict[str, Any]:
         },
         "/app/pay/{id}/confirm": {
             "post": _app(
-                "Pay with the customer's card, once.", _ok("Done."), "401", "403", "404", "409"
+                "Pay with the customer's card, once.", _done("Done."), "401", "403", "404", "409"
             )
         },
-        "/app/pay/{id}/cancel": {"post": _app("Cancel the purchase.", _ok("Done."), *_ACT)},
+        "/app/pay/{id}/cancel": {"post": _app("Cancel the purchase.", _done("Done."), *_ACT)},
         "/app/history": {"get": _app("The usage history page.", html)},
         "/app/api/pay/{id}": {
             "get": _app("The payment page's data.", _ok("The data."), "401", "404")

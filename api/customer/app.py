@@ -32,7 +32,13 @@ async def _form(request: web.Request) -> Any:
     if (request.content_length or 0) > _FORM_LIMIT:
         raise problems.Problem(413, "Content Too Large", "the form is too large")
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return await request.post()
+        try:
+            return await request.post()
+        except web.HTTPException:
+            raise  # 413: larger than the server takes
+        except (ValueError, UnicodeDecodeError, AssertionError) as exc:
+            # A multipart body without its boundary, or one that is not what it says.
+            raise problems.validation("body", "the form could not be read") from exc
     return {}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +92,9 @@ def _operation(op: Operation, path: str) -> dict[str, Any]:
 def _secured(path: str, operation: dict[str, Any]) -> dict[str, Any]:
     """A merchant API operation needs the bearer key: say so, with its 401 and throttle 429."""
     operation = copy.deepcopy(operation)
+    if "requestBody" in operation:  # api/body.py: every body read is checked alike
+        for code, answer in _BODY_PROBLEMS.items():
+            operation["responses"].setdefault(code, answer)
     if "security" not in operation and path.startswith("/api/") and path not in PUBLIC:
         operation["security"] = _SECURED
         operation["responses"]["401"] = _UNAUTHORIZED
@@ -99,8 +103,9 @@ def _secured(path: str, operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
-# The back office's pages and the files browsers load: served by the app, not part of the API.
-PAGES = ("/backoffice", "/static")
+# The back office's pages and the files browsers load (the SDK, the customer app's scripts,
+# styles and manifest): served by the app, not part of the API.
+PAGES = ("/backoffice", "/static", "/sdk/", "/app/static/", "/app/manifest.webmanifest")
 
 
 def _router() -> web.UrlDispatcher:
@@ -111,10 +116,16 @@ def _router() -> web.UrlDispatcher:
     return app.router
 
 
-def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
+def _operation_id(method: str, path: str) -> str:
+    """An operation id made of the method and the path's words (checkout's hand-made entries)."""
+    words = re.findall(r"[a-z0-9]+", path.replace("{", "by ").lower())
+    return method + "".join(w.capitalize() for w in words)
+
+
+def _paths(router: web.UrlDispatcher, max_amount: int) -> tuple[dict[str, Any], list[Operation]]:
     seeds = {seed: path for path, seed in payments.SEED_ALIASES.items()}
     # Checkout's and the customer app's routes are described by hand, for now.
-    checkout = checkout_docs.paths()
+    checkout = checkout_docs.paths(max_amount)
     paths: dict[str, Any] = {}
     used: list[Operation] = []
     for resource in router.resources():
@@ -127,7 +138,12 @@ def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
             op = operations.DOCUMENTED.get(route.handler)
             method = route.method.lower()
             if op is None and method in checkout.get(path, {}):
-                paths.setdefault(path, {})[method] = _secured(path, checkout[path][method])
+                operation = checkout[path][method]
+                if method == "options":  # a CORS preflight carries no credentials, by design
+                    operation = operation | {"security": []}
+                if "operationId" not in operation:
+                    operation = operation | {"operationId": _operation_id(method, path)}
+                paths.setdefault(path, {})[method] = _secured(path, operation)
                 continue
             if op is None and route.method == "OPTIONS":
                 continue  # a CORS preflight of the browser's routes
@@ -236,7 +252,7 @@ def document(settings: Settings, router: web.UrlDispatcher | None = None) -> dic
 
     The amount maximum, the default currency and webhook url come from `settings`.
     """
-    paths, used = _paths(_router() if router is None else router)
+    paths, used = _paths(_router() if router is None else router, settings.max_amount)
     return {
         "openapi": "3.1.0",
         "info": {
