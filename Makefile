@@ -35,11 +35,14 @@ run: $(STAMP)
 		exec $(VENV)/bin/supervisord -c $(SUPERVISOR)/supervisord.conf
 
 # The browser the back office's tests drive (tests/browser): Playwright cannot download its
-# own on these machines, so Debian's package it is. sudo only when not already root.
+# own on these machines, so Debian's package it is, with a Korean font so the customer app's
+# screenshots are readable (the tests read the page, not the pixels of its words). sudo only
+# when not already root.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends \
+		chromium fonts-nanum
 
 ## test: the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set), the
 ## back office's browser tests included (Debian's Chromium, installed here when missing)
