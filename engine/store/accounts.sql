@@ -15,9 +15,12 @@ UPDATE backoffice_users SET password_hash = $2 WHERE email = $1
 RETURNING id, email, role, mid, time_zone, created_at, disabled_at;
 
 -- user_for_login --
--- The enabled user with email $1 and its password hash.
-SELECT id, email, role, mid, time_zone, created_at, disabled_at, password_hash
-FROM backoffice_users WHERE email = $1 AND disabled_at IS NULL;
+-- The enabled user with email $1 and its password hash; none while its merchant is suspended
+-- (an operator has no merchant).
+SELECT u.id, u.email, u.role, u.mid, u.time_zone, u.created_at, u.disabled_at, u.password_hash
+FROM backoffice_users u
+WHERE u.email = $1 AND u.disabled_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM merchants m WHERE m.mid = u.mid AND m.suspended_at IS NOT NULL);
 
 -- users_of_merchant --
 -- Merchant $1's users, oldest first.
@@ -67,12 +70,14 @@ RETURNING id;
 
 -- touch_session --
 -- The live session whose token hashes to $1 (not revoked, not past its end, used within the
--- last $2 seconds, its user enabled), marked used now; with its user.
+-- last $2 seconds, its user enabled and its merchant not suspended), marked used now.
 UPDATE backoffice_sessions s SET last_seen_at = now()
 FROM backoffice_users u
 WHERE s.token_hash = $1 AND u.id = s.user_id AND s.revoked_at IS NULL
   AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
   AND u.disabled_at IS NULL
+  -- A suspended merchant's staff are out at once, like its keys.
+  AND NOT EXISTS (SELECT 1 FROM merchants m WHERE m.mid = u.mid AND m.suspended_at IS NOT NULL)
 RETURNING s.id, s.csrf_token, s.mode, s.expires_at,
           u.id AS user_id, u.email, u.role, u.mid, u.time_zone, u.created_at, u.disabled_at;
 

@@ -158,6 +158,11 @@ WITH m AS (
     SELECT $3, CASE WHEN $2 THEN 'merchant.suspend' ELSE 'merchant.unsuspend' END,
            'merchant:' || mid, $4
     FROM m
+), logged_out AS (
+    -- Suspended, its staff's back office sessions end for good: resuming revives none.
+    UPDATE backoffice_sessions SET revoked_at = now()
+    WHERE $2 AND revoked_at IS NULL
+      AND user_id IN (SELECT u.id FROM backoffice_users u JOIN m ON u.mid = m.mid)
 )
 SELECT m.*, (SELECT count(*) FROM api_keys a
              WHERE a.merchant_id = m.id AND a.revoked_at IS NULL

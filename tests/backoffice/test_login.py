@@ -6,6 +6,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from engine import recovery
+from engine.store.recovery import RecoveryStore
 from tests.backoffice.support import PASSWORD, csrf_of, log_in, make_user
 
 MID = "shop_a"
@@ -102,3 +104,26 @@ async def test_forms_without_csrf_are_refused(web: TestClient, pool: asyncpg.Poo
         assert resp.status == 403, data
         assert "security token" in await resp.text()
     assert (await web.get("/backoffice/payments", allow_redirects=False)).status == 200
+
+
+async def test_a_suspended_merchants_staff_are_logged_out_and_cannot_log_in(
+    web: TestClient, pool: asyncpg.Pool
+) -> None:
+    await make_user(pool, "s@shop.example", "admin", MID)
+    await log_in(web, "s@shop.example")
+    assert (await web.get("/backoffice/payments", allow_redirects=False)).status == 200
+    await recovery.suspend(RecoveryStore(pool), MID, "ops@example", "chargebacks")
+    # The open session ends at once, as the merchant's keys do.
+    out = await web.get("/backoffice/payments", allow_redirects=False)
+    assert out.status == 303 and out.headers["Location"].startswith("/backoffice/login")
+    page = await web.get("/backoffice/login")
+    resp = await web.post(
+        "/backoffice/login",
+        data={"email": "s@shop.example", "password": PASSWORD, "csrf": csrf_of(await page.text())},
+        allow_redirects=False,
+    )
+    assert resp.status == 401
+    # Resumed, the old session stays ended; a new login works.
+    await recovery.suspend(RecoveryStore(pool), MID, "ops@example", "settled", suspended=False)
+    assert (await web.get("/backoffice/payments", allow_redirects=False)).status == 303
+    await log_in(web, "s@shop.example")
