@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     test_atom_req_enc_key: str | None = Field(default=None, min_length=1)
     test_atom_res_enc_key: str | None = Field(default=None, min_length=1)
 
+    # --- checkout's SSE streams (api/checkout/stream.py) ---
+    # Streams open at once per checkout session and per client address in one web process;
+    # past either, 429 with Retry-After. Each stream is a socket and a few KiB of memory; the
+    # bench (`python -m bench.sse`) raises both to hold 10,000 streams from one address.
+    checkout_streams_per_session: int = Field(default=20, ge=1, le=1_000_000)
+    checkout_streams_per_address: int = Field(default=200, ge=1, le=1_000_000)
+    # A comment line on every open stream this often, so proxies keep it open.
+    checkout_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+
     # --- merchants' limits ---
     # Working API keys per merchant and mode (a roll may go one over during its grace period).
     max_api_keys: int = Field(default=20, ge=1, le=1000)

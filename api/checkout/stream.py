@@ -204,7 +204,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     """Mount the stream and its hub."""
-    app[HUB] = Hub()
+    settings = app[state.SETTINGS]
+    app[HUB] = Hub(
+        per_session=settings.checkout_streams_per_session,
+        per_address=settings.checkout_streams_per_address,
+        ping_seconds=settings.checkout_stream_heartbeat_seconds,
+    )
     app.router.add_get("/api/public/checkout/sessions/{id}/events", events)
     app.cleanup_ctx.append(run_hub)
     app.on_shutdown.append(_shutdown)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
+from api.app import create_app
 from api.checkout.stream import HUB
 from config.settings import Settings
 from engine.checkout import sessions
@@ -117,6 +118,32 @@ async def test_stream_limits_per_session(
     for resp in open_:
         await _events(resp, 1)
     refused = await _stream(client, pk, made)
+    assert refused.status == 429 and (await refused.json())["code"] == "rate_limited"
+    for resp in open_:
+        resp.close()
+
+
+async def test_stream_limits_come_from_the_settings(
+    aiohttp_client: Any, repo: Repository, settings: Settings, api_key: str
+) -> None:
+    """ENGINE_CHECKOUT_STREAMS_PER_ADDRESS and _PER_SESSION, and the heartbeat, reach the hub:
+    the third stream from one address is refused although each session has room."""
+    tight = settings.model_copy(
+        update={
+            "checkout_streams_per_address": 2,
+            "checkout_streams_per_session": 5,
+            "checkout_stream_heartbeat_seconds": 7.5,
+        }
+    )
+    client = await aiohttp_client(create_app(tight), headers={"Authorization": f"Bearer {api_key}"})
+    hub = client.app[HUB]
+    assert (hub.per_address, hub.per_session, hub.ping_seconds) == (2, 5, 7.5)
+    pk = await publishable(repo, settings)
+    made = [await create(client, orderId=f"ORD-{n}") for n in range(3)]
+    open_ = [await _stream(client, pk, m) for m in made[:2]]
+    for resp in open_:
+        await _events(resp, 1)
+    refused = await _stream(client, pk, made[2])
     assert refused.status == 429 and (await refused.json())["code"] == "rate_limited"
     for resp in open_:
         resp.close()
