@@ -1,0 +1,390 @@
+"""`python -m bench.sse`: one web process holding N open checkout streams (SSE).
+
+The real processes (web, 2 workers, simulator, as the e2e phase of `python -m bench`) on an
+own embedded PostgreSQL. N + P checkout sessions are created through the API with a secret
+key, and a stream is opened on each with the publishable key, as the SDK does, from a process
+of its own (bench/sse_client.py). Then:
+
+- memory per stream: the web process's RSS after all streams are open minus before, over the
+  streams;
+- CPU while idle: the web process's CPU over `--idle-seconds` with every stream open (the
+  heartbeats are all it does);
+- commit -> event: P of the sessions are confirmed through the customer app's API at
+  `--rate` per second (open loop, another process); the worker settles their payments, and
+  each final event's arrival on its stream is compared with the payment's `processed_at`
+  (the settling statement's `now()`, so the figure includes that statement and its commit:
+  an upper bound). The N other streams stay open throughout. Target p99 <= 50 ms.
+
+Every process here inherits this one's RLIMIT_NOFILE, which it raises to what the streams
+need (each is a socket in the web process and one in the client). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import psutil
+
+from bench import machine, sse_report
+from bench.sse_client import raise_nofile
+from bench.system import ROOT, Postgres, System, make_run_dir
+from engine import logs
+from engine.customers import accounts
+from engine.store import db
+from engine.store.repository import Repository
+
+MID = "bench_sse"
+RESULTS = Path(__file__).resolve().parent / "SSE.md"
+SESSIONS = "/api/checkout/sessions"
+CARD = {"number": "4242424242424242", "expMonth": 12, "expYear": 2030, "cvc": "123"}
+
+
+@dataclass
+class Config:
+    """The run's sizes and where its results go."""
+
+    streams: int = 10_000
+    payments: int = 5_000
+    rate: float = 500.0
+    idle_seconds: float = 30.0
+    workers: int = 2
+    opening: int = 100
+    results: Path | None = RESULTS
+    keep: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str]) -> Config:
+    """Command-line options; `--quick` is 1,000 streams, 1,000 payments, 10 s idle."""
+    p = argparse.ArgumentParser(prog="python -m bench.sse", description=__doc__)
+    p.add_argument("--streams", type=int, help="streams that stay open (10,000)")
+    p.add_argument("--payments", type=int, help="sessions confirmed (rate x 10 s), own streams")
+    p.add_argument("--rate", type=float, default=500.0, help="confirms per second (500)")
+    p.add_argument("--idle-seconds", type=float, help="idle CPU window (30)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--opening", type=int, default=100, help="streams opening at once (100)")
+    p.add_argument("--quick", action="store_true", help="1,000 streams and payments, 10 s idle")
+    p.add_argument("--results", type=Path, default=RESULTS, help="Markdown results file")
+    p.add_argument("--no-results", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the run folder (logs, database)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args(argv)
+    quick = a.quick
+    return Config(
+        streams=a.streams if a.streams is not None else (1_000 if quick else 10_000),
+        payments=a.payments if a.payments is not None else int(a.rate * (2 if quick else 10)),
+        rate=a.rate,
+        idle_seconds=a.idle_seconds if a.idle_seconds is not None else (10 if quick else 30),
+        workers=a.workers,
+        opening=a.opening,
+        results=None if a.no_results else a.results,
+        keep=a.keep,
+        env=dict(kv.split("=", 1) for kv in a.env),
+        argv=argv,
+    )
+
+
+async def publishable_key(system: System) -> str:
+    """`python -m engine.commands.merchants key --kind publishable`: the SDK's key."""
+    args = [sys.executable, "-m", "engine.commands.merchants", "key", "--mid", MID]
+    args += ["--mode", "test", "--kind", "publishable"]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=system.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"merchants key failed: {err.decode()[-2000:]}")
+    return str(json.loads(out.decode().strip().splitlines()[-1])["apiKey"])
+
+
+async def shopper(url: str, sim: str) -> accounts.SignedIn:
+    """A customer whose card the simulator's acquirer registered (approving), signed in."""
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        store = Repository(pool).customers
+        customer = await accounts.sign_up(store, "bench@sse.test", "bench password 1234")
+        assert customer is not None
+        async with aiohttp.ClientSession() as http:
+            await accounts.register_card(store, http, f"{sim}/acquirer", customer, CARD)
+        signed = await accounts.sign_in(store, "bench@sse.test", "bench password 1234")
+        assert signed is not None
+        return signed
+    finally:
+        await pool.close()
+
+
+async def create_sessions(system: System, key: str, n: int, path: Path) -> float:
+    """n sessions through POST /api/checkout/sessions (an hour to live), written to `path`;
+    the seconds it took."""
+    headers = {"Authorization": f"Bearer {key}"}
+    made: list[str] = [""] * n
+    gate = asyncio.Semaphore(32)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def one(i: int) -> None:
+            body = {"amount": 1000 + i % 1000, "currency": "KRW", "orderId": f"sse_{i}"}
+            body |= {"orderName": "Hamster food", "expiresInSeconds": 3600}
+            async with gate, http.post(system.web + SESSIONS, json=body) as resp:
+                got = await resp.json()
+                if resp.status != 201:
+                    raise RuntimeError(f"session {i}: {resp.status} {got}")
+                made[i] = json.dumps({"id": got["id"], "clientSecret": got["clientSecret"]})
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    path.write_text("\n".join(made) + "\n")
+    return time.monotonic() - started
+
+
+async def read_json_line(proc: asyncio.subprocess.Process, timeout: float) -> Any:
+    """The next line a client process prints, as JSON (its exit is an error)."""
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not line:
+        raise RuntimeError(f"client exited with {await proc.wait()}")
+    return json.loads(line)
+
+
+async def client(args: list[str], log: Path) -> asyncio.subprocess.Process:
+    """`python -m bench.sse_client ...` with its stderr to `log`."""
+    with log.open("wb") as err:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.sse_client",
+            *args,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+
+
+class Run:
+    """One measurement: the figures, the CPU by process, and notes."""
+
+    def __init__(self, cfg: Config, system: System, pg: Postgres, folder: Path) -> None:
+        self.cfg = cfg
+        self.system = system
+        self.pg = pg
+        self.folder = folder
+        self.key = self.pk = self.cookie = self.csrf = ""
+        self.figures: dict[str, float] = {}
+        self.cpu: dict[str, dict[str, float]] = {}
+        self.notes: list[str] = []
+
+    def log(self, message: str) -> None:
+        """Progress on stderr."""
+        print(f"[{time.strftime('%H:%M:%S')}] sse: {message}", file=sys.stderr, flush=True)
+
+    def web(self) -> psutil.Process:
+        """The one web process."""
+        return psutil.Process(self.system.webs[0].pid)
+
+    def cpu_mark(self, extra: dict[str, list[int]]) -> dict[str, float]:
+        """CPU seconds so far by role (bench/machine.py), the clients included."""
+        return machine.role_cpu(self.system.pids() | extra, self.pg.postmaster_pid())
+
+    def cpu_window(self, name: str, mark: dict[str, float], extra: dict[str, list[int]]) -> None:
+        """Each role's CPU since `mark`, in % of one core."""
+        now = self.cpu_mark(extra)
+        seconds = now["at"] - mark["at"]
+        self.cpu[name] = {
+            # A role missing from the mark started since: all its CPU is in the window.
+            role: 100 * (now[role] - mark.get(role, 0.0)) / seconds
+            for role in now
+            if role != "at"
+        }
+
+    async def measure(self) -> None:
+        """Open the streams, measure memory and idle CPU, then the final events under load."""
+        cfg, files = self.cfg, self.folder
+        total = cfg.streams + cfg.payments
+        took = await create_sessions(self.system, self.key, total, files / "all.jsonl")
+        lines = (files / "all.jsonl").read_text().splitlines()
+        (files / "paid.jsonl").write_text("\n".join(lines[: cfg.payments]) + "\n")
+        self.log(f"{total} sessions created in {took:.1f}s")
+        await asyncio.sleep(2)
+        before = self.web().memory_info().rss
+        args = ["streams", "--web", self.system.web, "--key", self.pk]
+        args += ["--sessions", str(files / "all.jsonl"), "--opening", str(cfg.opening)]
+        streams = await client(args, files / "logs" / "streams.log")
+        opened = await read_json_line(streams, 900)
+        self.log(f"streams: {opened}")
+        self.figures |= {"open": opened["open"], "open_seconds": opened["seconds"]}
+        if opened["refused"]:
+            self.notes.append(f"streams refused at open: {opened['refused']}")
+        await asyncio.sleep(3)
+        after = self.web().memory_info().rss
+        self.figures |= {"rss_before": before, "rss_after": after}
+        self.figures["per_stream"] = (after - before) / max(1, opened["open"])
+        extra = {"streams": [streams.pid]}
+        mark = self.cpu_mark(extra)
+        await asyncio.sleep(cfg.idle_seconds)
+        self.cpu_window("idle", mark, extra)
+        self.figures["idle_web_cpu"] = self.cpu["idle"]["web"]
+        self.system.check_alive()
+        self.log(f"idle: {self.cpu['idle']}")
+        await self.settle(streams, files)
+        assert streams.stdin is not None
+        streams.stdin.close()
+        await asyncio.wait_for(streams.wait(), 60)
+
+    async def settle(self, streams: asyncio.subprocess.Process, files: Path) -> None:
+        """Confirm P sessions at the rate; read the final events' arrivals against the
+        commits."""
+        cfg = self.cfg
+        args = ["pay", "--web", self.system.web, "--cookie", self.cookie, "--csrf", self.csrf]
+        args += ["--sessions", str(files / "paid.jsonl"), "--rate", str(cfg.rate)]
+        args += ["--out", str(files / "confirms.json")]
+        extra = {"streams": [streams.pid]}
+        mark = self.cpu_mark(extra)
+        payer = await client(args, files / "logs" / "payer.log")
+        extra["payer"] = [payer.pid]
+        paid = await read_json_line(payer, cfg.payments / cfg.rate + 300)
+        self.cpu_window("settling", mark, extra)
+        await payer.wait()
+        self.log(f"payer: {paid}")
+        if paid["lateP99"] > 0.1:
+            self.notes.append(
+                f"the payer fell behind: p99 send {paid['lateP99'] * 1000:.0f} ms late"
+            )
+        confirms = json.loads((files / "confirms.json").read_text())["confirms"]
+        ok = [sid for sid, (_, _, status) in confirms.items() if status == 200]
+        if len(ok) < len(confirms):
+            self.notes.append(f"{len(confirms) - len(ok)} confirms did not answer 200")
+        commits = await self.wait_final(len(ok))
+        await asyncio.sleep(2)  # the last events' way to the client
+        assert streams.stdin is not None
+        report_path = files / "streams-report.json"
+        streams.stdin.write(f"report {report_path}\n".encode())
+        await streams.stdin.drain()
+        self.log(f"streams: {await read_json_line(streams, 60)}")
+        report = json.loads(report_path.read_text())
+        arrivals: dict[str, float] = report["arrivals"]
+        lat = [1000 * (arrivals[s] - at) for s, at in commits.items() if s in arrivals]
+        from_confirm = [1000 * (arrivals[s] - confirms[s][1]) for s in ok if s in arrivals]
+        answer = [1000 * (confirms[s][1] - confirms[s][0]) for s in ok]
+        first, last = min(commits.values(), default=0), max(commits.values(), default=0)
+        self.figures |= {
+            "confirmed": len(ok),
+            "final": len(commits),
+            "events": len(lat),
+            "missing": len(commits) - len(lat),
+            "p50": sse_report.pct(lat, 0.5),
+            "p99": sse_report.pct(lat, 0.99),
+            "max": max(lat, default=float("nan")),
+            "confirm_p50": sse_report.pct(answer, 0.5),
+            "confirm_p99": sse_report.pct(answer, 0.99),
+            "to_event_p50": sse_report.pct(from_confirm, 0.5),
+            "to_event_p99": sse_report.pct(from_confirm, 0.99),
+            "settled_rate": (len(commits) - 1) / (last - first) if last > first else float("nan"),
+            "still_open": report["open"],
+            "ended_early": report["endedEarly"],
+        }
+        if report["errors"]:
+            self.notes.append(f"stream errors: {report['errors']}")
+
+    async def wait_final(self, n: int, timeout: float = 120) -> dict[str, float]:
+        """Until `n` checkout payments are final: each session's commit time (epoch s)."""
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(self.pg.url)
+        try:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT cs.public_id, extract(epoch FROM p.processed_at)::float8 AS at"
+                    " FROM payment_processes p"
+                    " JOIN checkout_sessions cs ON cs.id = p.checkout_session_id"
+                    " WHERE p.status IN ('SUCCESS', 'FAILED')"
+                )
+                if len(rows) >= n or time.monotonic() > deadline:
+                    if len(rows) < n:
+                        self.notes.append(f"only {len(rows)} of {n} payments final in {timeout}s")
+                    return {r["public_id"]: r["at"] for r in rows}
+                self.system.check_alive()
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+
+
+async def run(cfg: Config) -> int:
+    """Start everything, measure once, print the table, write the results file."""
+    total = cfg.streams + cfg.payments
+    nofile, limit_note = raise_nofile(total + 2_000)
+    if nofile < total + 500:
+        cfg.streams = max(0, nofile - 500 - cfg.payments)
+        print(f"sse: {limit_note}: streams cut to {cfg.streams}", file=sys.stderr)
+    started_at = datetime.now(UTC)
+    folder = make_run_dir(cfg.keep)
+    (folder / "logs").mkdir()
+    print(f"sse: run folder {folder}", file=sys.stderr)
+    pg = await asyncio.to_thread(Postgres, folder)
+    system: System | None = None
+    try:
+        await pg.configure()
+        # One client address holds every stream here: the per-address limit must allow it.
+        env = {"ENGINE_CHECKOUT_STREAMS_PER_ADDRESS": str(total + 100)} | cfg.env
+        system = System(
+            pg,
+            folder / "logs",
+            webs=1,
+            workers=cfg.workers,
+            log_level="info",
+            sim_latency_ms=0,
+            extra_env=env,
+        )
+        run = Run(cfg, system, pg, folder)
+        run.key = await system.create_merchant(MID)
+        run.pk = await publishable_key(system)
+        await system.start()
+        await system.start_workers()
+        signed = await shopper(pg.url, system.sim)
+        run.cookie, run.csrf = signed.token, signed.csrf
+        run.notes.append(limit_note)
+        cpu0 = machine.snapshot(pg.postmaster_pid())
+        await run.measure()
+        other = machine.foreign_load(cpu0, machine.snapshot(pg.postmaster_pid()))
+        run.notes.append(
+            f"other processes on the machine: {other[0]:.0f} CPU-s ({100 * other[1]:.0f}% of "
+            "all cores) during the measurement"
+        )
+        table = sse_report.table(run.figures, cfg.idle_seconds, cfg.rate)
+        print(table.render())
+        print()
+        print(sse_report.cpu_text(run.cpu))
+        for note in run.notes:
+            print(f"note: {note}")
+        if cfg.results:
+            text = sse_report.markdown(cfg, run, table, machine.describe(), started_at)
+            cfg.results.write_text(text)
+            print(f"results written to {cfg.results}")
+        return 0
+    finally:
+        if system is not None:
+            await asyncio.to_thread(system.stop)
+        await asyncio.to_thread(pg.stop_server if cfg.keep else pg.remove)
+        if cfg.keep:
+            print(f"sse: kept {folder}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m bench.sse`."""
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure("console", "warning")  # the engine modules this process imports
+    return asyncio.run(run(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
