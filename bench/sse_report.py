@@ -10,7 +10,7 @@ from typing import Any
 from bench.report import Row, Table
 
 TARGET_P99_MS = 50.0
-ROLES = ("web", "worker", "simulator", "postgres", "streams", "payer", "bench")
+ROLES = ("web", "worker", "simulator", "postgres", "streams", "bench")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -115,7 +115,11 @@ def table(f: dict[str, float], idle_seconds: float, rate: float) -> Table:
 def cpu_text(cpu: dict[str, dict[str, float]]) -> str:
     """CPU by process kind in each window, in % of one core (2 cores = 200 %)."""
     head = f"{'CPU, % of one core':<22}" + "".join(f"{r:>10}" for r in (*ROLES, "machine"))
-    lines = [head]
+    lines = [
+        "streams: the process holding the streams; bench: the orchestrator and the payer (the"
+        " confirms' client); machine: every process, other people's included",
+        head,
+    ]
     for window, roles in cpu.items():
         cells = "".join(f"{roles.get(r, float('nan')):>10.1f}" for r in (*ROLES, "machine"))
         lines.append(f"{window:<22}{cells}")
