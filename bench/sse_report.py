@@ -42,7 +42,8 @@ def table(f: dict[str, float], idle_seconds: float, rate: float) -> Table:
         )
     )
     idle = f.get("idle_web_cpu", nan)
-    t.add(Row("idle", f"web CPU, all streams open, {idle_seconds:.0f} s", [idle], "% of a core", 2))
+    label = f"web CPU, all streams open ({open_:,.0f}), {idle_seconds:.0f} s"
+    t.add(Row("idle", label, [idle], "% of a core", 2))
     p99 = f.get("p99", nan)
     ok = None if math.isnan(p99) else p99 <= TARGET_P99_MS
     final = f"{f.get('final', nan):,.0f} final payments"
