@@ -181,6 +181,7 @@ class Run:
         self.pg = pg
         self.folder = folder
         self.key = self.pk = self.cookie = self.csrf = ""
+        self.waits: dict[str, int] = {}
         self.figures: dict[str, float] = {}
         self.cpu: dict[str, dict[str, float]] = {}
         self.notes: list[str] = []
@@ -251,6 +252,7 @@ class Run:
         args += ["--out", str(files / "confirms.json")]
         extra = {"streams": [streams.pid]}
         mark = self.cpu_mark(extra)
+        sampling = asyncio.create_task(self.sample_waits())
         payer = await client(args, files / "logs" / "payer.log")
         paid = await read_json_line(payer, cfg.payments / cfg.rate + 300)
         await payer.wait()  # reaped: its CPU is this process's "bench" from here on
@@ -265,6 +267,7 @@ class Run:
             self.notes.append(f"{len(confirms) - len(ok)} confirms did not answer 200")
         commits = await self.wait_final(len(ok))
         self.cpu_window("settling", mark, extra)  # confirms sent until the last one final
+        sampling.cancel()
         await asyncio.sleep(2)  # the last events' way to the client
         assert streams.stdin is not None
         report_path = files / "streams-report.json"
@@ -297,6 +300,25 @@ class Run:
             self.notes.append(f"{report['endedEarly']} streams ended without a final event")
         if report["errors"]:
             self.notes.append(f"stream errors: {report['errors']}")
+
+    async def sample_waits(self) -> None:
+        """What PostgreSQL's busy sessions wait on, 10 times a second while settling: where
+        the time of a confirm or a settle goes when it is not CPU."""
+        conn = await asyncpg.connect(self.pg.url)
+        try:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait,"
+                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 50) AS query"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'active' AND pid <> pg_backend_pid()"
+                )
+                for r in rows:
+                    key = f"{r['wait']} | {r['query']}"
+                    self.waits[key] = self.waits.get(key, 0) + 1
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
 
     async def wait_final(self, n: int, timeout: float = 120) -> dict[str, float]:
         """Until `n` checkout payments are final: each session's commit time (epoch s)."""
@@ -365,6 +387,8 @@ async def run(cfg: Config) -> int:
         print(table.render())
         print()
         print(sse_report.cpu_text(run.cpu))
+        print()
+        print(sse_report.waits_text(run.waits))
         for note in run.notes:
             print(f"note: {note}")
         if cfg.results:

@@ -127,6 +127,15 @@ def cpu_text(cpu: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def waits_text(waits: dict[str, int], top: int = 12) -> str:
+    """The busiest PostgreSQL sessions' waits while settling, most seen first."""
+    total = sum(waits.values()) or 1
+    lines = ["PostgreSQL's active sessions while settling (samples every 0.1 s): wait | query"]
+    for key, n in sorted(waits.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{n:>7} {100 * n / total:5.1f}%  {key}")
+    return "\n".join(lines)
+
+
 def markdown(cfg: Any, run: Any, t: Table, info: dict[str, str], started: datetime) -> str:
     """bench/SSE.md: the command, the machine, the table, CPU, notes, and how it measures."""
     command = "python -m bench.sse " + shlex.join(cfg.argv)
@@ -150,6 +159,7 @@ def markdown(cfg: Any, run: Any, t: Table, info: dict[str, str], started: dateti
         "",
     ]
     lines += [f"- {note}" for note in run.notes]
+    lines += ["", waits_text(run.waits)]
     lines += ["", HOW]
     return "\n".join(lines) + "\n"
 
