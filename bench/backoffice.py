@@ -248,6 +248,7 @@ async def run(n: int, samples: int, export_rows: int, keep: bool, reuse: Path | 
             if reuse is None:
                 await fill(conn, n, log)
             else:
+                await db.migrate(conn)  # any migration since the fill
                 n = await conn.fetchval("SELECT count(*) FROM payment_processes")
                 log(f"reusing {n:,} payments in {folder}")
             size = await conn.fetchval(
