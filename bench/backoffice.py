@@ -34,7 +34,7 @@ from engine import reports
 from engine.reports import PaymentQuery
 from engine.store import db
 from engine.store.queries import load
-from engine.store.reports import ReportsStore
+from engine.store.reports import SEARCH_PAGE, SEARCH_SET_MAX, ReportsStore, page_statement
 
 MID, MODE = "bo_big", "live"
 # "Index Scan using X on T", "Bitmap Index Scan on X", "Seq Scan on T".
@@ -55,7 +55,7 @@ def p95(samples: list[float]) -> float:
 def cases(n: int) -> dict[str, PaymentQuery]:
     """Each filter alone, none, and a combination; the values exist in the fill."""
     day = NOW - timedelta(days=30)
-    some = 123_450  # a row of bo_big (g % 10 < 6) in live mode (g % 5 != 0)
+    some = 123_451  # a row of bo_big (g % 10 < 6) in live mode (g % 5 != 0)
     return {
         "none": PaymentQuery(),
         "kind=payment": PaymentQuery(kinds=frozenset({"payment"})),
@@ -72,8 +72,11 @@ def cases(n: int) -> dict[str, PaymentQuery]:
         "currency=JPY (1 %)": PaymentQuery(currency="JPY"),
         "search order id": PaymentQuery(search=f"O{some}"),
         "search tid": PaymentQuery(search=f"BO_20260101_{some:010d}"),
+        # Customers are CUST_0 .. CUST_99999 evenly: CUST_4242 and CUST_42420..9 are 0.011 %.
         "search customer": PaymentQuery(search="CUST_4242"),
-        "search name prefix": PaymentQuery(search="blue sh"),
+        "search customer 0.11 %": PaymentQuery(search="CUST_424"),
+        "search customer 1.1 %": PaymentQuery(search="CUST_42"),
+        "search name prefix (4 %)": PaymentQuery(search="blue sh"),
         "payment+FAILED+USD+7d": PaymentQuery(
             kinds=frozenset({"payment"}),
             statuses=frozenset({"FAILED"}),
@@ -119,17 +122,18 @@ async def timed(coro_fn: Any, samples: int) -> list[float]:
     return out
 
 
-async def explain(conn: asyncpg.Connection, query: PaymentQuery) -> tuple[str, float]:
-    """EXPLAIN (ANALYZE, BUFFERS) of a first page, and its execution time in ms."""
-    q = load("reports")
+async def explain(conn: asyncpg.Connection, query: PaymentQuery) -> tuple[str, float, str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of a first page, its execution time in ms (the count of a
+    search's matches not included), and which statement page() runs (from a search's matches
+    or walking the history by time)."""
+    params = query.params(MID, MODE, None, 51)
     async with conn.transaction(readonly=True):
-        await conn.execute(q["custom_plans"])
-        plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + q["payment_page"], *query.params(MID, MODE, None, 51)
-        )
+        await conn.execute(load("reports")["custom_plans"])
+        statement = await page_statement(conn, params)
+        plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *params)
     text = "\n".join(r[0] for r in plan)
     execution = float(text.rsplit("Execution Time:", 1)[1].split("ms")[0])
-    return text, execution
+    return text, execution, "matches" if statement == SEARCH_PAGE else "walk"
 
 
 async def pages(store: ReportsStore, conn: asyncpg.Connection, n: int, samples: int) -> list[str]:
@@ -154,17 +158,18 @@ async def pages(store: ReportsStore, conn: asyncpg.Connection, n: int, samples: 
 
         t1 = await timed(first_page, samples)
         t20 = await timed(deep_page, samples) if deep else []
-        text, execution = await explain(conn, query)
+        text, execution, how = await explain(conn, query)
         used = sorted({"".join(m) for m in _SCANS.findall(text)})
         lines.append(
             f"| {name} | {len(first.rows)} | {p95(t1):.1f} | "
             + (f"{p95(t20):.1f}" if t20 else "(one page)")
-            + f" | {execution:.1f} | {', '.join(used)} |"
+            + f" | {execution:.1f} | {how} | {', '.join(used)} |"
         )
         plans.append(f"### {name}\n\n```\n{text}\n```\n")
     return [
-        "| filter | rows | p95 first page ms | p95 20th page ms | EXPLAIN ANALYZE ms | indexes |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| filter | rows | p95 first page ms | p95 20th page ms | EXPLAIN ANALYZE ms | reads"
+        " | indexes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *lines,
         "",
         "<details><summary>EXPLAIN (ANALYZE, BUFFERS) of each first page</summary>",
@@ -225,20 +230,27 @@ async def overviews(store: ReportsStore, samples: int) -> list[str]:
     return out
 
 
-async def run(n: int, samples: int, export_rows: int, keep: bool) -> int:
-    """Fill, measure, write BACKOFFICE.md."""
-    folder = make_run_dir(keep)
+async def run(n: int, samples: int, export_rows: int, keep: bool, reuse: Path | None) -> int:
+    """Fill (or reuse a kept fill), measure, write BACKOFFICE.md."""
+    folder = reuse or make_run_dir(keep)
+    keep = keep or reuse is not None
     pg = Postgres(folder)
 
     def log(message: str) -> None:
         print(f"[backoffice] {message}", flush=True)
 
     try:
-        await pg.configure()
+        if reuse is None:
+            await pg.configure()
         conn = await db.connect(pg.url)
         pool = await db.create_pool(pg.url, min_size=2, max_size=4)
         try:
-            await fill(conn, n, log)
+            if reuse is None:
+                await fill(conn, n, log)
+            else:
+                await db.migrate(conn)  # any migration since the fill
+                n = await conn.fetchval("SELECT count(*) FROM payment_processes")
+                log(f"reusing {n:,} payments in {folder}")
             size = await conn.fetchval(
                 "SELECT pg_size_pretty(pg_total_relation_size('payment_processes'))"
             )
@@ -248,7 +260,7 @@ async def run(n: int, samples: int, export_rows: int, keep: bool) -> int:
             store = ReportsStore(pool)
             page_lines = await pages(store, conn, n, samples)
             log("pages measured")
-            export_lines = await export(store, conn, export_rows)
+            export_lines = await export(store, conn, min(export_rows, n // 2))
             log("export measured")
             overview_lines = await overviews(store, samples)
         finally:
@@ -258,7 +270,10 @@ async def run(n: int, samples: int, export_rows: int, keep: bool) -> int:
             [
                 "# Back office bench (bench/backoffice.py)",
                 "",
-                f"`python -m bench.backoffice {' '.join(sys.argv[1:])}`".rstrip(),
+                f"`python -m bench.backoffice {' '.join(sys.argv[1:])}`".rstrip()
+                if reuse is None
+                else f"`python -m bench.backoffice --rows {n} --keep`, measured again with"
+                " `--reuse` on the folder it kept",
                 "",
                 f"{n:,} payments ({size} with indexes), {mine:,} of them {MID}'s in {MODE} mode"
                 f" (the merchant measured); {samples} samples per figure; "
@@ -266,6 +281,11 @@ async def run(n: int, samples: int, export_rows: int, keep: bool) -> int:
                 f"{psutil.getloadavg()[0]:.1f}.",
                 "",
                 "## page()",
+                "",
+                "reads: `matches` when a search matched fewer than"
+                f" {SEARCH_SET_MAX:,} of the merchant's payments (found through the tid and"
+                " prefix indexes, then filtered and sorted; the count is in the page's time, not"
+                " in EXPLAIN's), else `walk` (each branch walks its index by time).",
                 "",
                 *page_lines,
                 "",
@@ -280,6 +300,8 @@ async def run(n: int, samples: int, export_rows: int, keep: bool) -> int:
             ]
         )
         RESULTS.write_text(text)
+        if keep:
+            log(f"database kept in {folder} (measure again with --reuse {folder})")
         print(text.split("<details>")[0])
         print("\n".join(["## CSV export", *export_lines, "## overview()", *overview_lines]))
         return 0
@@ -297,9 +319,12 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--export-rows", type=int, default=1_000_000)
     p.add_argument("--keep", action="store_true", help="keep the database folder")
+    p.add_argument(
+        "--reuse", type=Path, help="measure again on the folder a --keep run kept (no fill)"
+    )
     a = p.parse_args()
     n = a.rows or (1_000_000 if a.quick else 10_000_000)
-    return asyncio.run(run(n, a.samples, min(a.export_rows, n // 2), a.keep))
+    return asyncio.run(run(n, a.samples, a.export_rows, a.keep, a.reuse))
 
 
 if __name__ == "__main__":

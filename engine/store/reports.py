@@ -18,6 +18,25 @@ from engine.store.base import UNAVAILABLE, Store, translated
 from engine.store.queries import load
 
 Q = load("reports")
+# payment_page over the whole table, and over a search's matches.
+PAGE = Q["payment_page"].format(payments="payment_processes")
+SEARCH_PAGE = Q["search_matches"] + "\n" + Q["payment_page"].format(payments="matched")
+# A search that matches fewer of the merchant's payments than this is listed from its matches
+# (found through the search indexes, then sorted: cost grows with the matches); one that
+# matches more walks the history by time as without a search (cost grows with the rows passed
+# over to find a page of matches, few when matches are that many).
+SEARCH_SET_MAX = 10_000
+
+
+async def page_statement(conn: asyncpg.Connection, params: Sequence[Any]) -> str:
+    """The statement for these payment_page params: SEARCH_PAGE for a search with few matches
+    (counted on `conn`, in a transaction after custom_plans), else PAGE. Both list the same
+    rows; they differ only in how they find them."""
+    mid, search, mode = params[0], params[7], params[12]
+    if search is None:
+        return PAGE
+    size = await conn.fetchval(Q["search_size"], mid, mode, search, SEARCH_SET_MAX)
+    return SEARCH_PAGE if size < SEARCH_SET_MAX else PAGE
 
 
 def item(r: asyncpg.Record) -> HistoryItem:
@@ -29,10 +48,11 @@ class ReportsStore(Store):
 
     @translated
     async def page(self, params: Sequence[Any]) -> list[HistoryItem]:
-        """One page of payment_page (params as PaymentQuery.params builds them)."""
+        """One page of payment_page (params as PaymentQuery.params builds them), read from
+        the search's matches when a search matches few (page_statement)."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(Q["custom_plans"])
-            rows = await conn.fetch(Q["payment_page"], *params)
+            rows = await conn.fetch(await page_statement(conn, params), *params)
         return [item(r) for r in rows]
 
     async def stream(
@@ -50,7 +70,8 @@ class ReportsStore(Store):
                 conn.transaction(readonly=True, isolation="repeatable_read"),
             ):
                 await conn.execute(Q["custom_plans"])
-                cursor = await conn.cursor(Q["payment_page"], *params)
+                statement = await page_statement(conn, params)
+                cursor = await conn.cursor(statement, *params)
                 while rows := await cursor.fetch(batch):
                     yield rows
         except UNAVAILABLE as exc:

@@ -20,12 +20,14 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- Each branch walks its own index in the page's order and stops after $12 rows, so the final
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
+-- The payments are read from payment_processes, or for a search with few matches from the
+-- CTE matched (search_matches): engine/store/reports.py fills the name in.
 SELECT kind, id, tid, refund_id, order_id, order_name, user_public_id, amount, currency,
        status, created_at
 FROM (
     (SELECT 'payment' AS kind, p.id, p.tid, NULL::text AS refund_id, p.order_id, p.order_name,
             p.user_public_id, p.amount, p.currency, p.status, p.requested_at AS created_at
-     FROM payment_processes p
+     FROM {payments} p
      WHERE 'payment' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status <> 'CANCELED'
        AND ($3::text[] IS NULL OR p.status = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR p.requested_at >= $4)
@@ -42,7 +44,7 @@ FROM (
     UNION ALL
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.canceled_at
-     FROM payment_processes p
+     FROM {payments} p
      WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NOT NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
@@ -61,7 +63,7 @@ FROM (
     -- Canceled without a canceled_at: timed by updated_at (expected to be none or very few).
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.updated_at
-     FROM payment_processes p
+     FROM {payments} p
      WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
@@ -79,7 +81,7 @@ FROM (
     UNION ALL
     (SELECT 'refund', r.id, p.tid, r.public_id, p.order_id, p.order_name, p.user_public_id,
             r.amount, r.currency, r.status, r.requested_at
-     FROM refunds r JOIN payment_processes p ON p.id = r.payment_id AND p.mid = r.mid
+     FROM refunds r JOIN {payments} p ON p.id = r.payment_id AND p.mid = r.mid
      WHERE 'refund' = ANY($2::text[]) AND r.mid = $1 AND r.mode = $13
        AND ($3::text[] IS NULL OR r.status = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR r.requested_at >= $4)
@@ -96,6 +98,34 @@ FROM (
 ) h
 ORDER BY created_at DESC, kind DESC, id DESC
 LIMIT $12;
+
+-- search_matches --
+-- The head of payment_page for a search: merchant $1's payments in mode $13 that the search $8
+-- (not null) matches, found through the tid and prefix indexes (a bitmap of each), so that no
+-- branch walks the merchant's history by time looking for them: a walk's estimate cannot know
+-- how many it passes over, the matches' count can (search_size).
+WITH matched AS MATERIALIZED (
+    SELECT p.id, p.mid, p.mode, p.tid, p.order_id, p.order_name, p.user_public_id, p.amount,
+           p.currency, p.status, p.requested_at, p.canceled_at, p.updated_at
+    FROM payment_processes p
+    WHERE p.mid = $1 AND p.mode = $13
+      AND (p.tid = $8::text OR p.order_id ^@ $8::text OR lower(p.order_name) ^@ lower($8::text)
+           OR p.user_public_id ^@ $8::text)
+)
+
+-- search_size --
+-- How many of merchant $1's payments in mode $2 the search $3 matches by a prefix, counted up
+-- to $4 (a tid adds one at most): ranges of the prefix indexes, the cheap ones first, stopping
+-- at $4.
+SELECT count(*) FROM (
+    (SELECT 1 FROM payment_processes WHERE mid = $1 AND mode = $2 AND order_id ^@ $3)
+    UNION ALL
+    (SELECT 1 FROM payment_processes WHERE mid = $1 AND mode = $2 AND user_public_id ^@ $3)
+    UNION ALL
+    (SELECT 1 FROM payment_processes
+     WHERE mid = $1 AND mode = $2 AND lower(order_name) ^@ lower($3))
+    LIMIT $4
+) m;
 
 -- find_exact --
 -- The tid of merchant $1's payment in mode $2 whose tid or order id is exactly $3 (a pasted

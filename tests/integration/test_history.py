@@ -24,6 +24,7 @@ from engine.merchants import keys
 from engine.models import HistoryKey, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
+from engine.store.reports import PAGE, SEARCH_PAGE, page_statement
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -773,8 +774,25 @@ async def test_a_million_payments_are_listed_through_indexes(
                 PaymentQuery(search="CUST_4242", kinds=frozenset({"payment"})),
                 "payment_processes_customer_prefix_idx",
             ),
+            "q customer, every kind": (
+                PaymentQuery(search="CUST_4242"),
+                "payment_processes_customer_prefix_idx",
+            ),
+            "q tid": (PaymentQuery(search="BULK_20250101_00123458"), "payment_processes_tid_key"),
+            # 'Item 1' prefixes 1,111 of the 5,003 names: tens of thousands of matches, dense
+            # enough that the walk by time meets a page of them soon.
+            "q broad name": (PaymentQuery(search="item 1"), walk_by_time),
         }
-        first = await conn.fetch(Q["payment_page"], *PaymentQuery().params(mid, "test", None, 51))
+        # A walk by time: what a search with few matches must not do in any branch (it would
+        # pass over every row of the merchant looking for them).
+        walks = {
+            walk_by_time,
+            "payment_processes_canceled_idx",
+            "payment_processes_canceled_untimed_idx",
+            "refunds_history_idx",
+        }
+        statement = await page_statement(conn, PaymentQuery().params(mid, "test", None, 51))
+        first = await conn.fetch(statement, *PaymentQuery().params(mid, "test", None, 51))
         last = first[49]
         after = HistoryKey(last["created_at"], HistoryKind(last["kind"]), last["id"])
         report: list[str] = [f"loaded {ROWS} payments in {loaded:.1f}s"]
@@ -782,8 +800,13 @@ async def test_a_million_payments_are_listed_through_indexes(
             args = filters.params(mid, "test", after if name == "second page" else None, 51)
             async with conn.transaction():
                 await conn.execute(Q["custom_plans"])
-                raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {Q['payment_page']}", *args)
-                rows = await conn.fetch(Q["payment_page"], *args)
+                statement = await page_statement(conn, args)
+                raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+                rows = await conn.fetch(statement, *args)
+                # The other statement lists the same rows, however it finds them.
+                other = PAGE if statement == SEARCH_PAGE else SEARCH_PAGE
+                if filters.search is not None:
+                    assert await conn.fetch(other, *args) == rows, name
             nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
             on_payments = [n for n in nodes if n.get("Relation Name") == "payment_processes"]
             scans = sorted(
@@ -795,6 +818,9 @@ async def test_a_million_payments_are_listed_through_indexes(
             )
             assert not [n for n in on_payments if n["Node Type"] == "Seq Scan"], (name, scans)
             assert any(n.get("Index Name") == index for n in nodes), (name, scans)
+            if filters.search is not None and index != walk_by_time:
+                assert statement == SEARCH_PAGE, name
+                assert not walks & {n.get("Index Name") for n in nodes}, (name, scans)
             assert rows, name
             if name == "second page":
                 assert rows[0] == first[50]
@@ -803,9 +829,7 @@ async def test_a_million_payments_are_listed_through_indexes(
         args = PaymentQuery().params(mid, "test", None, 51)
         async with conn.transaction():
             await conn.execute(Q["custom_plans"])
-            raw = await conn.fetchval(
-                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {Q['payment_page']}", *args
-            )
+            raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {PAGE}", *args)
         analyzed = json.loads(raw)[0]
         report.append(
             f"default page EXPLAIN ANALYZE: planning {analyzed['Planning Time']:.3f} ms, "

@@ -19,7 +19,8 @@ from engine import errors, reports
 from engine.merchants import keys
 from engine.models import HistoryItem
 from engine.reports import PaymentQuery
-from engine.store.reports import ReportsStore
+from engine.store.queries import load
+from engine.store.reports import PAGE, SEARCH_PAGE, ReportsStore, item, page_statement
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -28,6 +29,7 @@ from tests.integration.engine_support import acquirer_config, merchant_faults
 from tests.integration.reports_support import BASE, SECRET, Data, Row, at, fill
 
 OTHER = "other_mid_002"
+Q = load("reports")
 
 
 @pytest.fixture
@@ -116,6 +118,29 @@ async def test_each_filter_lists_what_the_oracle_says_in_pages_and_in_the_csv(
         assert _want(want) == _seen(await _all_pages(store, MID, "test", query, limit))
     exported = [r async for r in reports.export_rows(store, MID, "test", query, batch=2)]
     assert exported == await _all_pages(store, MID, "test", query, 3)
+
+
+async def test_a_search_lists_the_same_from_its_matches_as_by_walking_the_history(
+    pool: asyncpg.Pool, data: Data
+) -> None:
+    # Which of the two statements a search runs depends on how many rows it matches
+    # (page_statement; here always few): both run here on every search, whole and in pages
+    # of 2 from each position, and must agree with the oracle.
+    tid = data.expected(MID, "test", lambda r: r.order_id == "INV_77")[0].tid
+    searches = [(q, keep) for q, keep in CASES.values() if q.search is not None]
+    searches.append((PaymentQuery(search=tid), lambda r: r.tid == tid))
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(Q["custom_plans"])
+        for query, keep in searches:
+            everything = query.params(MID, "test", None, None)
+            assert await page_statement(conn, everything) == SEARCH_PAGE
+            for statement in (PAGE, SEARCH_PAGE):
+                items = [item(r) for r in await conn.fetch(statement, *everything)]
+                assert _seen(items) == _want(data.expected(MID, "test", keep)), query
+                for n, row in enumerate(items):
+                    after = query.params(MID, "test", row.key, 2)
+                    got = [item(r) for r in await conn.fetch(statement, *after)]
+                    assert got == items[n + 1 : n + 3], (query, n)
 
 
 async def test_a_tid_is_found_exactly_and_a_pasted_reference_opens_it(
