@@ -108,9 +108,10 @@ def _secured(path: str, operation: dict[str, Any]) -> dict[str, Any]:
 PAGES = ("/backoffice", "/static", "/sdk/", "/app/static/", "/app/manifest.webmanifest")
 
 
-def _router() -> web.UrlDispatcher:
+def _router(settings: Settings) -> web.UrlDispatcher:
     """The routes create_app registers (without starting anything)."""
     app = web.Application()
+    app[state.SETTINGS] = settings  # what mounting reads (the checkout streams' limits)
     routes.mount(app)
     add_routes(app)
     return app.router
@@ -252,7 +253,7 @@ def document(settings: Settings, router: web.UrlDispatcher | None = None) -> dic
 
     The amount maximum, the default currency and webhook url come from `settings`.
     """
-    paths, used = _paths(_router() if router is None else router, settings.max_amount)
+    paths, used = _paths(_router(settings) if router is None else router, settings.max_amount)
     return {
         "openapi": "3.1.0",
         "info": {

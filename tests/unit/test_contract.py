@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
-from api import problems, responses, routes
+from api import problems, responses, routes, state
 from api.merchant import keys
 from api.ops import openapi
 from api.schemas.keys import ApiKeyInfo
@@ -24,6 +24,7 @@ async def _undocumented(request: web.Request) -> web.Response:
 
 def test_a_route_without_an_entry_cannot_be_documented() -> None:
     app = web.Application()
+    app[state.SETTINGS] = Settings()
     routes.mount(app)
     app.router.add_get("/api/extra", _undocumented)
     with pytest.raises(LookupError, match="GET /api/extra"):
