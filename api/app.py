@@ -42,6 +42,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
         await app[state.INSERTS].close()
         await app[state.WAKERS].close()
+        await repo.checkout.notices.close()
     finally:
         await pool.close()
 

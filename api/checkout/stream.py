@@ -27,11 +27,9 @@ from api import problems, state
 from api.checkout.sessions import browser_session
 from engine.checkout import sessions
 from engine.store import devdb
-from engine.store.checkout import Session
+from engine.store.checkout import CHANNEL, Session
 
 log = structlog.get_logger()
-
-CHANNEL = "checkout"
 
 
 class Hub:

@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from engine.models import Payment
 from engine.store import payments
 from engine.store.base import Store, translated
+from engine.store.notices import Notices
 from engine.store.queries import load
 
 Q = load("checkout")
+# The channel session changes are announced on: NOTIFY checkout '<public id> <version>'.
+CHANNEL = "checkout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,18 @@ class _NoRow(Exception):
 
 
 class Checkout(Store):
-    """Checkout sessions and the payments they make."""
+    """Checkout sessions and the payments they make.
+
+    The customer's steps (scan, confirm, cancel, expiry on read) notify the listening web
+    processes after their commit, through `notices` (coalesced). A notice lost to a crash right
+    after a commit delays only a stream on another web process; the streams of the crashed one
+    reconnect and read the session afresh, and the worker's changes still notify in the
+    transaction that makes them.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.notices = Notices(pool, CHANNEL)
 
     @translated
     async def create(self, new: NewSession, public_id: str, client_secret: str) -> str | None:
@@ -136,10 +152,21 @@ class Checkout(Store):
         row = await self.pool.fetchrow(Q["session"], public_id)
         return Session(**dict(row)) if row else None
 
+    async def _customer_step(self, statement: str, public_id: str, *args: Any) -> bool:
+        """One of the customer's steps on a session (a statement returning the new version):
+        its notice goes after the commit (migration 0015); True if this call moved it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["notify_after_commit"])
+            moved = await conn.fetchrow(statement, public_id, *args)
+        if moved is None:
+            return False
+        self.notices.send(f"{public_id} {moved['version']}")
+        return True
+
     @translated
     async def expire(self, public_id: str) -> bool:
         """open|scanned -> expired if its time is up; True if this call moved it."""
-        return await self.pool.fetchval(Q["expire"], public_id) is not None
+        return await self._customer_step(Q["expire"], public_id)
 
     @translated
     async def expire_due(self, limit: int) -> list[str]:
@@ -149,13 +176,12 @@ class Checkout(Store):
     @translated
     async def scan(self, public_id: str, customer_id: int) -> bool:
         """open -> scanned (the app opened it); True if this call moved it."""
-        return await self.pool.fetchval(Q["scan"], public_id, customer_id) is not None
+        return await self._customer_step(Q["scan"], public_id, customer_id)
 
     @translated
     async def cancel(self, public_id: str, customer_id: int) -> bool:
         """open|scanned -> canceled by the customer; True if this call moved it."""
-        moved = await self.pool.fetchval(Q["close"], public_id, customer_id, "canceled")
-        return moved is not None
+        return await self._customer_step(Q["close"], public_id, customer_id, "canceled")
 
     @translated
     async def confirm(
@@ -168,15 +194,17 @@ class Checkout(Store):
         """
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                session_id = await conn.fetchval(Q["close"], public_id, customer_id, "confirmed")
-                if session_id is None:
+                await conn.execute(Q["notify_after_commit"])
+                closed = await conn.fetchrow(Q["close"], public_id, customer_id, "confirmed")
+                if closed is None:
                     raise SessionMoved(public_id)
                 payment = await payments.insert_one(conn, row)
                 if payment is None:
                     raise _NoRow()
-                await conn.execute(Q["link_payment"], payment.id, session_id, card_token)
+                await conn.execute(Q["link_payment"], payment.id, closed["id"], card_token)
         except _NoRow:
             return None
+        self.notices.send(f"{public_id} {closed['version']}")
         return payment
 
     @translated

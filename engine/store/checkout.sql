@@ -34,11 +34,12 @@ LEFT JOIN payment_processes p ON p.checkout_session_id = s.id
 WHERE s.public_id = $1;
 
 -- expire --
--- open|scanned -> expired once its time is up. $1 public_id. Returns it if this call moved it.
+-- open|scanned -> expired once its time is up. $1 public_id. Returns its new version if this
+-- call moved it.
 UPDATE checkout_sessions
 SET status = 'expired', version = version + 1, closed_at = now(), updated_at = now()
 WHERE public_id = $1 AND status IN ('open', 'scanned') AND expires_at <= now()
-RETURNING public_id;
+RETURNING version;
 
 -- expire_due --
 -- The sweep: up to $1 sessions whose time is up, expired; sessions another sweep is expiring
@@ -55,21 +56,27 @@ WHERE id = ANY(ARRAY(
 RETURNING public_id;
 
 -- scan --
--- open -> scanned: customer $2 opened session $1 in the app (before it expired).
+-- open -> scanned: customer $2 opened session $1 in the app (before it expired). Returns its
+-- new version if this call moved it.
 UPDATE checkout_sessions
 SET status = 'scanned', version = version + 1, scanned_at = now(), customer_id = $2,
     updated_at = now()
 WHERE public_id = $1 AND status = 'open' AND expires_at > now()
-RETURNING public_id;
+RETURNING version;
 
 -- close --
 -- open|scanned -> $3 ('confirmed' or 'canceled') by customer $2, while session $1 has not
--- expired. Returns the session's id if this call moved it.
+-- expired. Returns the session's id and new version if this call moved it.
 UPDATE checkout_sessions
 SET status = $3, version = version + 1, closed_at = now(), customer_id = $2,
     updated_at = now()
 WHERE public_id = $1 AND status IN ('open', 'scanned') AND expires_at > now()
-RETURNING id;
+RETURNING id, version;
+
+-- notify_after_commit --
+-- This transaction's changes to sessions send their notices after its commit (migration 0015):
+-- the caller sends them (Checkout.notices).
+SET LOCAL hamster.checkout_notify = 'after_commit';
 
 -- link_payment --
 -- The payment $1 was made by session $2 with the customer's card token $3 (same transaction

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
+import asyncpg
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
@@ -163,3 +164,48 @@ async def test_expiry_reaches_the_stream_without_a_reader(
     assert await sessions.expire_due(repo) == 1
     events = await _events(resp)
     assert events[-1]["data"] == {"status": "expired", "paymentStatus": None, "final": True}
+
+
+async def test_a_customer_step_notifies_after_its_commit_not_inside_it(
+    client: Client, repo: Repository, database_url: str, sim: SimulatorHandle
+) -> None:
+    """The customer's steps leave the trigger's in-transaction NOTIFY out (it would hold the
+    notification lock through their commit, one commit at a time) and send their notice once
+    committed; any other change to a session still notifies in its own transaction."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("checkout", lambda *a: heard.put_nowait(a[3]))
+        await listener.add_listener("marker", lambda *a: heard.put_nowait("marker"))
+        made = await create(client)
+        jane = await shopper(repo, sim)
+        # In a customer step's transaction the trigger stays silent: only the marker, sent
+        # after that commit, arrives.
+        async with repo.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL hamster.checkout_notify = 'after_commit'")
+                await conn.execute(
+                    "UPDATE checkout_sessions SET version = version + 1 WHERE public_id = $1",
+                    made["id"],
+                )
+            await conn.execute("NOTIFY marker")
+            async with asyncio.timeout(10):
+                assert await heard.get() == "marker"
+            # Outside one (a worker's change), the trigger notifies as before.
+            await conn.execute(
+                "UPDATE checkout_sessions SET version = version + 1 WHERE public_id = $1",
+                made["id"],
+            )
+            async with asyncio.timeout(10):
+                assert await heard.get() == f"{made['id']} 3"
+        # The app's scan (opening the session) sends its own notice once committed.
+        resp = await client.get(f"/app/pay/{made['id']}", headers=jane.headers())
+        assert resp.status == 200
+        async with asyncio.timeout(10):
+            assert await heard.get() == f"{made['id']} 4"
+        assert (await act(client, jane, made["id"], "cancel"))[0] == 200
+        async with asyncio.timeout(10):
+            assert await heard.get() == f"{made['id']} 5"
+        assert heard.empty()
+    finally:
+        await listener.close()
