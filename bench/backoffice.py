@@ -100,11 +100,14 @@ async def fill(conn: asyncpg.Connection, n: int, log: Any) -> None:
         log(f"filled {min(n, first + step - 1):,} rows ({time.monotonic() - started:.0f}s)")
     await conn.execute(sql.REFUNDS, timeout=7200)
     await conn.execute("SET session_replication_role = origin")
+    # The search columns' table (migration 0017), which the insert's trigger would have written.
+    await conn.execute("SELECT rebuild_payment_search()", timeout=7200)
     for r in indexes:
         await conn.execute(r["indexdef"], timeout=7200)
     log(f"indexes rebuilt ({time.monotonic() - started:.0f}s)")
     await conn.execute("SELECT rebuild_payment_rollup()", timeout=7200)
     await conn.execute("VACUUM (ANALYZE) payment_processes", timeout=7200)
+    await conn.execute("VACUUM (ANALYZE) payment_search", timeout=7200)
     await conn.execute("VACUUM (ANALYZE) refunds", timeout=7200)
     await conn.execute("CHECKPOINT", timeout=7200)
     log(f"fill done in {time.monotonic() - started:.0f}s")

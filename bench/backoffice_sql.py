@@ -7,7 +7,7 @@ from __future__ import annotations
 # faster than keeping every index up row by row).
 PLAIN_INDEXES = """
 SELECT i.indexname, i.indexdef FROM pg_indexes i
-WHERE i.tablename IN ('payment_processes', 'refunds') AND NOT EXISTS (
+WHERE i.tablename IN ('payment_processes', 'payment_search', 'refunds') AND NOT EXISTS (
     SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexname::regclass)
 """
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 # Every table a phase writes; emptied between measurements so each starts alike.
 TRUNCATE = (
-    "TRUNCATE payment_processes, webhook_deliveries, webhook_attempts, payment_events,"
+    "TRUNCATE payment_processes, payment_search, webhook_deliveries, webhook_attempts,"
+    " payment_events,"
     " refunds, bench_insert RESTART IDENTITY CASCADE"
 )
 

@@ -105,7 +105,8 @@ SELECT * FROM (
      FROM payment_processes WHERE tid = $1)
     UNION
     (SELECT id, tid, mid, mode, order_id, order_name, amount, currency, status, requested_at
-     FROM payment_processes WHERE order_id = $1
+     FROM payment_processes
+     WHERE id IN (SELECT id FROM payment_search WHERE order_id = $1)
      ORDER BY requested_at DESC, id DESC LIMIT $2)
     UNION
     (SELECT id, tid, mid, mode, order_id, order_name, amount, currency, status, requested_at

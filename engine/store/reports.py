@@ -18,9 +18,13 @@ from engine.store.base import UNAVAILABLE, Store, translated
 from engine.store.queries import load
 
 Q = load("reports")
-# payment_page over the whole table, and over a search's matches.
-PAGE = Q["payment_page"].format(payments="payment_processes")
-SEARCH_PAGE = Q["search_matches"] + "\n" + Q["payment_page"].format(payments="matched")
+# payment_page over the whole table, over a search's matches, and through payment_search for
+# a currency or amount filter (migration 0017 moved those indexes there).
+PAGE = Q["payment_page"].format(payments="payment_processes", others="payment_processes")
+SEARCH_PAGE = (
+    Q["search_matches"] + "\n" + Q["payment_page"].format(payments="matched", others="matched")
+)
+FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], others="payment_processes")
 # A search that matches fewer of the merchant's payments than this is listed from its matches
 # (found through the search indexes, then sorted: cost grows with the matches); one that
 # matches more walks the history by time as without a search (cost grows with the rows passed
@@ -30,13 +34,16 @@ SEARCH_SET_MAX = 10_000
 
 async def page_statement(conn: asyncpg.Connection, params: Sequence[Any]) -> str:
     """The statement for these payment_page params: SEARCH_PAGE for a search with few matches
-    (counted on `conn`, in a transaction after custom_plans), else PAGE. Both list the same
-    rows; they differ only in how they find them."""
+    (counted on `conn`, in a transaction after custom_plans), else FILTER_PAGE for a currency
+    or amount filter, else PAGE. All list the same rows; they differ only in how they find
+    them."""
     mid, search, mode = params[0], params[7], params[12]
+    by_value = any(params[i] is not None for i in (5, 6, 13))  # amount from, to; currency
+    filtered = FILTER_PAGE if by_value else PAGE
     if search is None:
-        return PAGE
+        return filtered
     size = await conn.fetchval(Q["search_size"], mid, mode, search, SEARCH_SET_MAX)
-    return SEARCH_PAGE if size < SEARCH_SET_MAX else PAGE
+    return SEARCH_PAGE if size < SEARCH_SET_MAX else filtered
 
 
 def item(r: asyncpg.Record) -> HistoryItem:

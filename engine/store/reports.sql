@@ -20,8 +20,10 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- Each branch walks its own index in the page's order and stops after $12 rows, so the final
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
--- The payments are read from payment_processes, or for a search with few matches from the
--- CTE matched (search_matches): engine/store/reports.py fills the name in.
+-- The payments branch reads payment_processes; or for a search with few matches the CTE
+-- matched (search_matches); or for a currency or amount filter, payment_search joined to
+-- payment_processes (searched), whose indexes serve those filters. The cancel and refund
+-- branches read payment_processes, or matched. engine/store/reports.py fills the names in.
 SELECT kind, id, tid, refund_id, order_id, order_name, user_public_id, amount, currency,
        status, created_at
 FROM (
@@ -44,7 +46,7 @@ FROM (
     UNION ALL
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.canceled_at
-     FROM {payments} p
+     FROM {others} p
      WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NOT NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
@@ -63,7 +65,7 @@ FROM (
     -- Canceled without a canceled_at: timed by updated_at (expected to be none or very few).
     (SELECT 'cancel', p.id, p.tid, NULL, p.order_id, p.order_name, p.user_public_id, p.amount,
             p.currency, p.status, p.updated_at
-     FROM {payments} p
+     FROM {others} p
      WHERE 'cancel' = ANY($2::text[]) AND p.mid = $1 AND p.mode = $13 AND p.status = 'CANCELED'
        AND p.canceled_at IS NULL
        AND ($3::text[] IS NULL OR 'CANCELED' = ANY($3::text[]))
@@ -81,7 +83,7 @@ FROM (
     UNION ALL
     (SELECT 'refund', r.id, p.tid, r.public_id, p.order_id, p.order_name, p.user_public_id,
             r.amount, r.currency, r.status, r.requested_at
-     FROM refunds r JOIN {payments} p ON p.id = r.payment_id AND p.mid = r.mid
+     FROM refunds r JOIN {others} p ON p.id = r.payment_id AND p.mid = r.mid
      WHERE 'refund' = ANY($2::text[]) AND r.mid = $1 AND r.mode = $13
        AND ($3::text[] IS NULL OR r.status = ANY($3::text[]))
        AND ($4::timestamptz IS NULL OR r.requested_at >= $4)
@@ -108,21 +110,33 @@ WITH matched AS MATERIALIZED (
     SELECT p.id, p.mid, p.mode, p.tid, p.order_id, p.order_name, p.user_public_id, p.amount,
            p.currency, p.status, p.requested_at, p.canceled_at, p.updated_at
     FROM payment_processes p
-    WHERE p.mid = $1 AND p.mode = $13
-      AND (p.tid = $8::text OR p.order_id ^@ $8::text OR lower(p.order_name) ^@ lower($8::text)
-           OR p.user_public_id ^@ $8::text)
+    WHERE p.id IN (
+        SELECT s.id FROM payment_search s
+        WHERE s.mid = $1 AND s.mode = $13
+          AND (s.order_id ^@ $8::text OR lower(s.order_name) ^@ lower($8::text)
+               OR s.user_public_id ^@ $8::text)
+        UNION ALL
+        SELECT t.id FROM payment_processes t WHERE t.tid = $8::text AND t.mid = $1 AND t.mode = $13)
 )
+
+-- searched --
+-- payment_page's payments for a currency or amount filter: the unchanging columns (and the
+-- order by time) from payment_search, where the indexes for those filters are; the state from
+-- payment_processes.
+(SELECT p.id, p.tid, s.mid, s.mode, s.order_id, s.order_name, s.user_public_id, s.amount,
+        s.currency, p.status, s.requested_at, p.canceled_at, p.updated_at
+ FROM payment_search s JOIN payment_processes p ON p.id = s.id)
 
 -- search_size --
 -- How many of merchant $1's payments in mode $2 the search $3 matches by a prefix, counted up
 -- to $4 (a tid adds one at most): ranges of the prefix indexes, the cheap ones first, stopping
 -- at $4.
 SELECT count(*) FROM (
-    (SELECT 1 FROM payment_processes WHERE mid = $1 AND mode = $2 AND order_id ^@ $3)
+    (SELECT 1 FROM payment_search WHERE mid = $1 AND mode = $2 AND order_id ^@ $3)
     UNION ALL
-    (SELECT 1 FROM payment_processes WHERE mid = $1 AND mode = $2 AND user_public_id ^@ $3)
+    (SELECT 1 FROM payment_search WHERE mid = $1 AND mode = $2 AND user_public_id ^@ $3)
     UNION ALL
-    (SELECT 1 FROM payment_processes
+    (SELECT 1 FROM payment_search
      WHERE mid = $1 AND mode = $2 AND lower(order_name) ^@ lower($3))
     LIMIT $4
 ) m;

@@ -24,7 +24,7 @@ from engine.merchants import keys
 from engine.models import HistoryKey, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
-from engine.store.reports import PAGE, SEARCH_PAGE, page_statement
+from engine.store.reports import FILTER_PAGE, PAGE, SEARCH_PAGE, page_statement
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -704,10 +704,10 @@ FROM payment_processes p WHERE p.status = 'REFUNDED'
 """
 
 
-# Indexes of payment_processes that back no constraint.
+# Indexes of payment_processes and payment_search that back no constraint.
 _PLAIN_INDEXES = """
 SELECT i.indexname, i.indexdef FROM pg_indexes i
-WHERE i.tablename = 'payment_processes' AND NOT EXISTS (
+WHERE i.tablename IN ('payment_processes', 'payment_search') AND NOT EXISTS (
     SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexname::regclass)
 """
 
@@ -730,7 +730,7 @@ async def test_a_million_payments_are_listed_through_indexes(
         # Loading first and indexing after is several times faster than keeping the indexes up
         # row by row; the indexes are rebuilt from their own definitions (constraints stay).
         indexes = await conn.fetch(_PLAIN_INDEXES)
-        assert {"payment_processes_history_idx", "payment_processes_order_id_prefix_idx"} <= {
+        assert {"payment_processes_history_idx", "payment_search_order_id_prefix_idx"} <= {
             r["indexname"] for r in indexes
         }
         for r in indexes:
@@ -741,10 +741,13 @@ async def test_a_million_payments_are_listed_through_indexes(
             await conn.execute(_BULK, MERCHANTS, ROWS)
         finally:
             await conn.execute("ALTER TABLE payment_processes ENABLE TRIGGER USER")
+        # The search columns' table, which the insert's trigger would have written.
+        await conn.execute("SELECT rebuild_payment_search()")
         for r in indexes:
             await conn.execute(r["indexdef"])
         await conn.execute(_BULK_REFUNDS)
         await conn.execute("ANALYZE payment_processes")
+        await conn.execute("ANALYZE payment_search")
         await conn.execute("ANALYZE refunds")
         loaded = time.monotonic() - started
         assert await conn.fetchval("SELECT count(*) FROM payment_processes") == ROWS
@@ -755,7 +758,7 @@ async def test_a_million_payments_are_listed_through_indexes(
         mid = "bulk_3"
         walk_by_time, by_order_id = (
             "payment_processes_history_idx",
-            "payment_processes_order_id_prefix_idx",
+            "payment_search_order_id_prefix_idx",
         )
         # Each case, and the index its payments branch must use.
         cases = {
@@ -772,16 +775,26 @@ async def test_a_million_payments_are_listed_through_indexes(
             "q search": (PaymentQuery(search="ORD-0012345"), by_order_id),
             "q customer": (
                 PaymentQuery(search="CUST_4242", kinds=frozenset({"payment"})),
-                "payment_processes_customer_prefix_idx",
+                "payment_search_customer_prefix_idx",
             ),
             "q customer, every kind": (
                 PaymentQuery(search="CUST_4242"),
-                "payment_processes_customer_prefix_idx",
+                "payment_search_customer_prefix_idx",
             ),
             "q tid": (PaymentQuery(search="BULK_20250101_00123458"), "payment_processes_tid_key"),
             # 'Item 1' prefixes 1,111 of the 5,003 names: tens of thousands of matches, dense
             # enough that the walk by time meets a page of them soon.
             "q broad name": (PaymentQuery(search="item 1"), walk_by_time),
+            # The value filters read payment_search, whose indexes serve them (migration 0017).
+            "narrow amount": (
+                PaymentQuery(amount_min=4000, amount_max=4010),
+                "payment_search_amount_idx",
+            ),
+            "currency": (PaymentQuery(currency="KRW"), "payment_search_history_idx"),
+            "failed, amount from": (
+                PaymentQuery(statuses=frozenset({"FAILED"}), amount_min=99_000),
+                "payment_search_history_idx",
+            ),
         }
         # A walk by time: what a search with few matches must not do in any branch (it would
         # pass over every row of the merchant looking for them).
@@ -803,12 +816,18 @@ async def test_a_million_payments_are_listed_through_indexes(
                 statement = await page_statement(conn, args)
                 raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
                 rows = await conn.fetch(statement, *args)
-                # The other statement lists the same rows, however it finds them.
+                # The other statements list the same rows, however they find them.
                 other = PAGE if statement == SEARCH_PAGE else SEARCH_PAGE
                 if filters.search is not None:
                     assert await conn.fetch(other, *args) == rows, name
+                if statement == FILTER_PAGE:
+                    assert await conn.fetch(PAGE, *args) == rows, name
             nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
-            on_payments = [n for n in nodes if n.get("Relation Name") == "payment_processes"]
+            on_payments = [
+                n
+                for n in nodes
+                if n.get("Relation Name") in ("payment_processes", "payment_search")
+            ]
             scans = sorted(
                 {
                     f"{n['Node Type']}:{n.get('Index Name', '')}"
