@@ -77,6 +77,21 @@ async def enqueue(conn: asyncpg.Connection, n: int, entrypoint: str = ENTRYPOINT
     return time.perf_counter() - started
 
 
+async def failures(conn: asyncpg.Connection, limit: int = 3) -> list[tuple[int, str]]:
+    """The jobs that failed, by exception type and message: (count, what), most first."""
+    rows = await conn.fetch(
+        """
+        SELECT count(*) AS n,
+               coalesce(traceback->>'exception_type', '?') || ': '
+               || left(coalesce(traceback->>'exception_message', ''), 200) AS what
+        FROM pgqueuer_log WHERE status = 'exception'
+        GROUP BY 2 ORDER BY 1 DESC LIMIT $1
+        """,
+        limit,
+    )
+    return [(int(r["n"]), str(r["what"])) for r in rows]
+
+
 async def remaining(conn: asyncpg.Connection) -> int:
     """Jobs not done yet (queued or picked)."""
     return int(await conn.fetchval("SELECT count(*) FROM pgqueuer"))
@@ -131,7 +146,12 @@ async def _work(dsn: str, batch_size: int, sim: str | None) -> None:
     if sim:
         acquirer = AcquirerClient(session, f"{sim}/acquirer", timeout_seconds=5, max_attempts=1)
 
-        @qm.entrypoint(CALLS_ENTRYPOINT)
+        # At most a batch of calls in flight per process, as an engine worker has (it claims a
+        # batch, makes its calls, settles, claims again). Unbounded (pgqueuer's default), the
+        # processes kept dequeuing while calls were in flight, thousands queued at the one
+        # simulator and some took over the 5 s timeout: 16 to 6,106 of 50,000 jobs failed with
+        # ProviderUnavailable: TimeoutError, and the peer's line read n/a.
+        @qm.entrypoint(CALLS_ENTRYPOINT, concurrency_limit=batch_size)
         async def calls(job: Job) -> None:
             await payment_calls(acquirer, sim, int(job.id))
 

@@ -690,11 +690,14 @@ class Bench:
                 await asyncio.sleep(0.2)
             self.cpu_since(mark, f"pgqueuer drain ({entrypoint})", n)
             r = await pgqueuer_peer.finished_at(self.conn)
+            failed = await pgqueuer_peer.failures(self.conn)
             await pgqueuer_peer.reset(self.conn)  # leave nothing for autovacuum to chew on later
         finally:
             await self.system.stop_peers()
         if r["n"] != n:
             self.notes.append(f"{name}: {r['n']}/{n} {entrypoint} jobs succeeded")
+            for count, line in failed:
+                self.notes.append(f"{name}: {count} failed with {line}")
         return enqueue_s, _rate(n, _seconds(t0, r["last"])) if r["n"] == n else math.nan
 
     async def e2e_stats(self, prefix: str) -> dict[str, Any]:
