@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
@@ -35,8 +36,16 @@ from api.schemas.payments import (
     WebhookDelivery,
 )
 from engine import errors
-from engine.models import DeliveryRecord, NewPayment, Payment, Status
+from engine.models import NewPayment, Payment, Status
 from engine.payments import intake, trigger
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+Row = TypeVar("Row", bound=_Identified)
 
 # A bigint in ASCII digits (str.isdigit() also accepts "²" and other digits int() refuses).
 _BIGINT = re.compile(r"^[0-9]{1,19}$")
@@ -240,7 +249,18 @@ def _paging(request: web.Request) -> tuple[int, int]:
     )
 
 
-def _next(rows: Sequence[DeliveryRecord] | Sequence[Payment], limit: int) -> int | None:
+async def _page(
+    request: web.Request, fetch: Callable[[str, str, int, int], Awaitable[Sequence[Row]]]
+) -> tuple[Sequence[Row], int | None]:
+    """One page of the caller's rows in its mode, by id (`after`, `limit` from the query), and
+    the `after` of the next page: None after the last."""
+    after, limit = _paging(request)
+    who = auth.caller(request)
+    rows = await fetch(who.mid, who.mode, after, limit)
+    return rows, _next(rows, limit)
+
+
+def _next(rows: Sequence[_Identified], limit: int) -> int | None:
     """The `after` of the page past a full one; None after the last."""
     return rows[-1].id if len(rows) == limit else None
 
@@ -271,14 +291,9 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
 )
 async def dead_webhooks(request: web.Request) -> web.Response:
     """GET /api/webhooks/dead?after=&limit=: deliveries that used up their attempts."""
-    after, limit = _paging(request)
-    who = auth.caller(request)
-    dead = await request.app[state.REPO].deliveries.dead_deliveries(who.mid, who.mode, after, limit)
+    dead, after = await _page(request, request.app[state.REPO].deliveries.dead_deliveries)
     return responses.send(
-        DeadLetterPage(
-            deliveries=[WebhookDelivery.of(d) for d in dead],
-            next=_next(dead, limit),
-        )
+        DeadLetterPage(deliveries=[WebhookDelivery.of(d) for d in dead], next=after)
     )
 
 
@@ -291,14 +306,9 @@ async def dead_webhooks(request: web.Request) -> web.Response:
 )
 async def unresolved_payments(request: web.Request) -> web.Response:
     """GET /api/payments/unresolved?after=&limit=: payments whose outcome is not known."""
-    after, limit = _paging(request)
-    who = auth.caller(request)
-    rows = await request.app[state.REPO].payments.unresolved(who.mid, who.mode, after, limit)
+    rows, after = await _page(request, request.app[state.REPO].payments.unresolved)
     return responses.send(
-        UnresolvedPage(
-            payments=[UnresolvedPayment.of(p) for p in rows],
-            next=_next(rows, limit),
-        )
+        UnresolvedPage(payments=[UnresolvedPayment.of(p) for p in rows], next=after)
     )
 
 

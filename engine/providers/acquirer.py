@@ -94,12 +94,8 @@ class AcquirerClient:
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
         """The acquirer's record of this reference, or None if it has none."""
-        status, answer = await self._call("GET", f"/transactions/{payment.tid}", None)
-        if status == 404:
-            return None
-        if status != 200:
-            raise ProviderRejected(f"acquirer refused the inquiry ({status}): {answer}")
-        return _outcome(payment, answer)
+        found = await self._record(f"/transactions/{payment.tid}", "inquiry")
+        return None if found is None else _outcome(payment, found)
 
     async def refund(self, refund: ClaimedRefund) -> RefundOutcome:
         """Ask for money back, by the refund's own reference; a rejection is final."""
@@ -116,12 +112,17 @@ class AcquirerClient:
 
     async def inquire_refund(self, refund: ClaimedRefund) -> RefundOutcome | None:
         """The acquirer's record of this refund, or None if it has none."""
-        status, answer = await self._call("GET", f"/refunds/{refund.public_id}", None)
+        found = await self._record(f"/refunds/{refund.public_id}", "refund inquiry")
+        return None if found is None else _refund_outcome(refund, found)
+
+    async def _record(self, path: str, what: str) -> Any:
+        """GET one of the acquirer's records: its answer, or None if it has none (404)."""
+        status, answer = await self._call("GET", path, None)
         if status == 404:
             return None
         if status != 200:
-            raise ProviderRejected(f"acquirer refused the refund inquiry ({status}): {answer}")
-        return _refund_outcome(refund, answer)
+            raise ProviderRejected(f"acquirer refused the {what} ({status}): {answer}")
+        return answer
 
 
 def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:

@@ -62,3 +62,14 @@ def requeue_columns(items: Sequence[Requeue]) -> tuple[list[Any], ...]:
         [i.unknown for i in items],
         [i.reason for i in items],
     )
+
+
+def outcome_columns(outcomes: Sequence[Any], number: str) -> tuple[list[Any], ...]:
+    """The unnest arrays of a settle (payments' and refunds'): ids, statuses, the provider's
+    numbers (attribute `number`), fail reasons."""
+    return (
+        [o.id for o in outcomes],
+        [o.status.value for o in outcomes],
+        [getattr(o, number) for o in outcomes],
+        [o.fail_reason for o in outcomes],
+    )

@@ -10,7 +10,7 @@ import asyncpg
 
 from engine.models import Claimed, NewPayment, Outcome, Payment, Requeue, Settled, Status
 from engine.store import db
-from engine.store.base import Store, requeue_columns, translated
+from engine.store.base import Store, outcome_columns, requeue_columns, translated
 from engine.store.queries import leases, load
 
 Q = load("payments")
@@ -152,15 +152,8 @@ class Payments(Store):
         """Write final states (and their webhooks) for rows `owner` still holds."""
         if not outcomes:
             return []
-        rows = await self.pool.fetch(
-            Q["settle_batch"],
-            [o.id for o in outcomes],
-            [o.status.value for o in outcomes],
-            [o.approval_no for o in outcomes],
-            [o.fail_reason for o in outcomes],
-            owner,
-        )
-        return _settled(rows)
+        columns = outcome_columns(outcomes, "approval_no")
+        return _settled(await self.pool.fetch(Q["settle_batch"], *columns, owner))
 
     @translated
     async def release(

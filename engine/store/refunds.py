@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from engine.models import ClaimedRefund, Refund, RefundOutcome, RefundStatus, Requeue
-from engine.store.base import Store, requeue_columns, translated
+from engine.store.base import Store, outcome_columns, requeue_columns, translated
 from engine.store.queries import leases, load
 
 Q = load("refunds")
@@ -115,14 +115,8 @@ class Refunds(Store):
         """Write final refund states (payment totals, webhooks) for refunds `owner` holds."""
         if not outcomes:
             return []
-        rows = await self.pool.fetch(
-            Q["settle_refunds"],
-            [o.id for o in outcomes],
-            [o.status.value for o in outcomes],
-            [o.refund_no for o in outcomes],
-            [o.fail_reason for o in outcomes],
-            owner,
-        )
+        columns = outcome_columns(outcomes, "refund_no")
+        rows = await self.pool.fetch(Q["settle_refunds"], *columns, owner)
         return [r["public_id"] for r in rows]
 
     @translated
