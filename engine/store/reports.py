@@ -27,23 +27,22 @@ SEARCH_PAGE = (
 FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], others="payment_processes")
 # A search that matches fewer of the merchant's payments than this is listed from its matches
 # (found through the search indexes, then sorted: cost grows with the matches); one that
-# matches more walks the history by time as without a search (cost grows with the rows passed
-# over to find a page of matches, few when matches are that many).
+# matches more walks payment_search by time (cost grows with the rows passed over to find a
+# page of matches, few when matches are that many).
 SEARCH_SET_MAX = 10_000
 
 
 async def page_statement(conn: asyncpg.Connection, params: Sequence[Any]) -> str:
     """The statement for these payment_page params: SEARCH_PAGE for a search with few matches
-    (counted on `conn`, in a transaction after custom_plans), else FILTER_PAGE for a currency
-    or amount filter, else PAGE. All list the same rows; they differ only in how they find
-    them."""
+    (counted on `conn`, in a transaction after custom_plans); FILTER_PAGE for one with many,
+    or for a currency or amount filter (a walk of payment_search); else PAGE. All list the
+    same rows; they differ only in how they find them."""
     mid, search, mode = params[0], params[7], params[12]
-    by_value = any(params[i] is not None for i in (5, 6, 13))  # amount from, to; currency
-    filtered = FILTER_PAGE if by_value else PAGE
     if search is None:
-        return filtered
+        by_value = any(params[i] is not None for i in (5, 6, 13))  # amount from, to; currency
+        return FILTER_PAGE if by_value else PAGE
     size = await conn.fetchval(Q["search_size"], mid, mode, search, SEARCH_SET_MAX)
-    return SEARCH_PAGE if size < SEARCH_SET_MAX else filtered
+    return SEARCH_PAGE if size < SEARCH_SET_MAX else FILTER_PAGE
 
 
 def item(r: asyncpg.Record) -> HistoryItem:

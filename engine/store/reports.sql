@@ -120,10 +120,11 @@ WITH matched AS MATERIALIZED (
 )
 
 -- searched --
--- payment_page's payments for a currency or amount filter: the unchanging columns (and the
--- order by time) from payment_search, where the indexes for those filters are; the state from
--- payment_processes.
-(SELECT p.id, p.tid, s.mid, s.mode, s.order_id, s.order_name, s.user_public_id, s.amount,
+-- payment_page's payments for a currency or amount filter, or a search with many matches: the
+-- unchanging columns (and the order by time) from payment_search, where the indexes for those
+-- filters are and whose narrow rows a walk by time passes over cheaply; the state from
+-- payment_processes, read for the rows that pass.
+(SELECT p.id, s.tid, s.mid, s.mode, s.order_id, s.order_name, s.user_public_id, s.amount,
         s.currency, p.status, s.requested_at, p.canceled_at, p.updated_at
  FROM payment_search s JOIN payment_processes p ON p.id = s.id)
 
