@@ -13,11 +13,13 @@ import structlog
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
+from api.app import create_app
 from config.settings import Settings
 from engine.checkout import returns
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
+from tests.backoffice.support import fast, log_in, make_user
 from tests.integration.checkout_support import PUBLIC, create, publishable, view
 from tests.integration.engine_support import tuned
 from tests.waiting import wait_until
@@ -310,6 +312,7 @@ async def test_no_callback_at_all_is_settled_by_the_inquiry(
 
 
 async def test_a_late_callback_for_an_expired_payment_is_recorded_and_flagged(
+    aiohttp_client: Any,
     client: Client,
     settings: Settings,
     repo: Repository,
@@ -349,6 +352,13 @@ async def test_a_late_callback_for_an_expired_payment_is_recorded_and_flagged(
     ]
     assert late[0].callback_atom_txn_id
     assert (await h.atom("ledger"))["count"] == 1
+    # An operator sees it in the recovery console.
+    await make_user(pool, "op@hamster.example", "operator", None)
+    web = await aiohttp_client(create_app(fast(settings)))
+    await log_in(web, "op@hamster.example")
+    page = await (await web.get("/backoffice/console/recovery")).text()
+    table = page[page.index('id="late-callbacks"') :]
+    assert f'data-tid="{h.tid}"' in table and late[0].callback_atom_txn_id in table
 
 
 async def test_a_payment_made_on_atoms_page_can_be_refunded(
