@@ -5,6 +5,7 @@ uncharged; a late callback is recorded and flagged; a forged one changes nothing
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -460,3 +461,37 @@ async def test_paying_at_atom_is_refused_with_a_clear_answer_when_it_cannot_be(
     await h.start()
     again = await client.post(url, params=secret, json={"method": "atom"}, headers=as_pk)
     assert again.status == 409 and (await again.json())["code"] == "already_confirmed"
+
+
+async def test_a_callback_racing_two_inquiring_workers_settles_once(
+    client: Client,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+) -> None:
+    h = await _hosted(client, settings, repo, http, sim, atom_action_inquiry_seconds=0.01)
+    await h.configure(callback="never")
+    await h.start()
+    await h.choose("approve")
+    callback = await h.atom(f"callbacks/{h.tid}")
+    other = Worker(h.worker.settings, repo, http, owner="w-other")
+    await pool.execute("UPDATE payment_processes SET next_attempt_at = now() WHERE tid = $1", h.tid)
+
+    async def post_callback() -> int:
+        resp = await client.post(
+            "/api/providers/atom/callback", json=callback, headers={"Authorization": ""}
+        )
+        return resp.status
+
+    results = await asyncio.gather(
+        post_callback(), h.worker.actions_pass(), other.actions_pass(), post_callback()
+    )
+    assert results[0] == results[3] == 200
+    assert sum(r.settled for r in results[1:3]) <= 1
+    assert (await _row(pool, h.tid))["status"] == "SUCCESS"
+    assert await _webhooks(pool, h.tid) == ["SUCCESS"]
+    assert [t for t in await _transitions(pool, h.tid) if t[1] == "SUCCESS"] == [
+        ("REQUIRES_ACTION", "SUCCESS")
+    ]
