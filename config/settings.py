@@ -388,6 +388,9 @@ def production_problems(settings: Settings) -> list[str]:
         ):
             problems.append(f"{env_name(name)} points at the simulator ({value})")
     problems += _test_providers_apart(settings)
+    if not str(settings.public_url).startswith("https://"):
+        # Atom sends customers back, and its callbacks, to this address.
+        problems.append(f"ENGINE_PUBLIC_URL is not https ({settings.public_url})")
     if settings.backoffice_password_profile != "strong":
         problems.append("ENGINE_BACKOFFICE_PASSWORD_PROFILE is not strong (it is for tests only)")
     if settings.metrics_token is None and settings.metrics_port is None:
