@@ -50,8 +50,8 @@ class AtomConfig(BaseModel):
     # callback_delay_seconds; the browser is sent back at once), "bad_signature".
     callback: Literal["normal", "never", "twice", "late", "bad_signature"] | None = None
     callback_delay_seconds: float | None = Field(default=None, ge=0.0, le=3600.0)
-    # A token older than this cannot be paid any more (the page says it expired).
-    token_ttl_seconds: float | None = Field(default=None, gt=0.0, le=86400.0)
+    # A token this old cannot be paid any more (the page says it expired); 0: none can.
+    token_ttl_seconds: float | None = Field(default=None, ge=0.0, le=86400.0)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def _page(body: str, status: int = 200) -> web.Response:
 
 
 def _expired(state: AtomState, token: Json) -> bool:
-    return time.time() - float(token["issuedAt"]) > state.token_ttl_seconds
+    return time.time() - float(token["issuedAt"]) >= state.token_ttl_seconds
 
 
 async def _post_callback(
