@@ -223,12 +223,16 @@ RETURNING p.id, p.tid, p.atom_token_id, p.action_expires_at;
 
 -- claim_actions --
 -- Up to $1 payments waiting for the customer whose next inquiry (or expiry) is due, pushed
--- $2 seconds on: that is their lease, so another worker's pass skips them meanwhile, and if
--- this one dies they are simply due again. The status stays REQUIRES_ACTION, so a callback
--- can still settle them by its own compare-and-set while we inquire. `expired` says their
--- time is up. Served by payment_processes_requires_action_idx.
+-- $2 seconds on (or to their expiry, if sooner, so the last inquiry comes on time): that is
+-- their lease, so another worker's pass skips them meanwhile, and if this one dies they are
+-- simply due again. Past the expiry it is always $2 seconds: a provider we cannot reach is
+-- not asked in a tight loop. The status stays REQUIRES_ACTION, so a callback can still
+-- settle them by its own compare-and-set while we inquire. `expired` says their time is up.
+-- Served by payment_processes_requires_action_idx.
 UPDATE payment_processes p
-SET next_attempt_at = now() + make_interval(secs => $2),
+SET next_attempt_at = CASE WHEN p.action_expires_at > now()
+                           THEN least(now() + make_interval(secs => $2), p.action_expires_at)
+                           ELSE now() + make_interval(secs => $2) END,
     attempts = p.attempts + 1,
     updated_at = now()
 WHERE p.id = ANY(ARRAY(

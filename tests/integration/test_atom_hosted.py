@@ -495,3 +495,47 @@ async def test_a_callback_racing_two_inquiring_workers_settles_once(
     assert [t for t in await _transitions(pool, h.tid) if t[1] == "SUCCESS"] == [
         ("REQUIRES_ACTION", "SUCCESS")
     ]
+
+
+async def test_the_last_inquiry_comes_at_the_expiry_not_a_whole_interval_later(
+    client: Client,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+) -> None:
+    h = await _hosted(
+        client,
+        settings,
+        repo,
+        http,
+        sim,
+        atom_action_expiry_seconds=120.0,
+        atom_action_inquiry_seconds=3600.0,
+    )
+    await h.start()
+    row = await _row(pool, h.tid)
+    # The first inquiry: at the expiry, which is sooner than the interval.
+    assert row["next_attempt_at"] == row["action_expires_at"]
+    # An inquiry made early (a person asked for it) is followed by one at the expiry again.
+    await pool.execute("UPDATE payment_processes SET next_attempt_at = now() WHERE tid = $1", h.tid)
+    assert (await h.worker.actions_pass()).inquired == 1
+    row = await _row(pool, h.tid)
+    assert row["status"] == "REQUIRES_ACTION"
+    assert row["next_attempt_at"] == row["action_expires_at"]
+    # Past the expiry, with Atom unreachable, it is neither expired nor asked in a loop.
+    await pool.execute(
+        "UPDATE payment_processes SET next_attempt_at = now(), action_expires_at = now()"
+        " WHERE tid = $1",
+        h.tid,
+    )
+    await h.configure(error_rate=1.0)
+    with structlog.testing.capture_logs() as logs:
+        assert (await h.worker.actions_pass()).expired == 0
+    failed = [e for e in logs if e["event"] == "API call failed"]
+    assert [e["orderId"] for e in failed] == ["ORD-ATOM-1"] and "retryCount" in failed[0]
+    row = await _row(pool, h.tid)
+    assert row["status"] == "REQUIRES_ACTION"
+    assert (row["next_attempt_at"] - row["action_expires_at"]).total_seconds() > 3000
+    assert (await h.worker.actions_pass()).inquired == 0
