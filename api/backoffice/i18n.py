@@ -143,6 +143,10 @@ KO: dict[str, str] = {
     "Done.": "완료되었습니다.",
     "Every UNRESOLVED payment": "모든 미확정 결제",
     "Late callbacks": "늦게 온 콜백",
+    "Atom token": "Atom 토큰",
+    "Customer may pay until": "고객 결제 기한",
+    "Atom transaction id": "Atom 거래 번호",
+    "Payment method": "결제 수단",
     "Came after the payment was final; not applied. Settle at the provider.": (
         "결제가 끝난 뒤 도착해 적용하지 않았습니다. 결제사에서 처리하세요."
     ),

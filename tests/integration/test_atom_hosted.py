@@ -21,6 +21,7 @@ from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
 from tests.backoffice.support import fast, log_in, make_user
+from tests.conftest import MID
 from tests.integration.checkout_support import PUBLIC, create, publishable, view
 from tests.integration.engine_support import tuned
 from tests.waiting import wait_until
@@ -173,6 +174,30 @@ async def test_approved_on_atoms_page_settles_by_callback_and_returns_to_the_com
         text = await page.text()
     assert "Paid" in text and "Test merchant" in text and h.tid in text
     assert f'href="{SUCCESS_URL}"' in text
+
+
+async def test_the_merchants_back_office_shows_atoms_ids(
+    aiohttp_client: Any,
+    client: Client,
+    settings: Settings,
+    repo: Repository,
+    http: aiohttp.ClientSession,
+    sim: SimulatorHandle,
+    pool: asyncpg.Pool,
+) -> None:
+    h = await _hosted(client, settings, repo, http, sim)
+    await h.start()
+    await h.choose("approve")
+    row = await _row(pool, h.tid)
+    await make_user(pool, "admin@shop.example", "admin", MID)
+    web = await aiohttp_client(create_app(fast(settings)))
+    csrf = await log_in(web, "admin@shop.example")
+    moved = await web.post(
+        "/backoffice/mode", data={"mode": "test", "csrf": csrf}, allow_redirects=False
+    )
+    assert moved.status == 303
+    page = await (await web.get(f"/backoffice/payments/{h.tid}")).text()
+    assert row["atom_token_id"] in page and row["atom_txn_id"] in page and ">card<" in page
 
 
 async def test_declined_on_atoms_page_fails_uncharged(
