@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from engine.providers.atom_crypto import (
 APPROVED = "OTS0000"
 DECLINED = "OTS0600"
 NO_RECORD = "OTS0404"
+_METHOD = re.compile(r"^[a-z][a-z_]{0,31}$")
 # A hosted AUTH's answer, and a STATUS before the customer acted: token issued, nothing charged.
 TOKEN_ISSUED = "OTS0100"
 # The same codes in a refund answer: refunded, and rejected (description = the reason).
@@ -214,8 +216,13 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
         description=_description(data),
         atom_token_id=_text(data, "atomTokenId"),
         action_url=_text(data, "actionUrl"),
-        payment_method=_text(data, "paymentMethod") or None,
+        payment_method=_method(_text(data, "paymentMethod")),
     )
+
+
+def _method(raw: str) -> str | None:
+    # Not signed, and shown to merchants: a short lower-case word (card, upi, netbanking) only.
+    return raw if _METHOD.match(raw) else None
 
 
 def _text(data: Any, name: str) -> str:
