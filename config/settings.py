@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     atom_res_enc_key: str = Field(default="DE5E1A70A7011EC0DE0000000000A7FE", min_length=1)
     # One Atom call may take this long before its outcome counts as unknown.
     atom_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A checkout payment through Atom's hosted page (REQUIRES_ACTION) waits this long for the
+    # customer; then, if Atom has no decision, it ends FAILED with ACTION_EXPIRED (never
+    # charged). Keep it at least as long as Atom's own token lifetime.
+    atom_action_expiry_seconds: float = Field(default=600.0, gt=0, le=86400)
+    # Meanwhile, with no callback, Atom's STATUS is asked this often (and once at the expiry).
+    atom_action_inquiry_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The gateway's address as customers' browsers and Atom reach it: Atom's callback
+    # ({public_url}/api/providers/atom/callback) and the return page (/app/return/...).
+    public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8083")
 
     # --- test mode's providers: payments made with sk_test_ keys go here, never to live ---
     # The settings above are live mode's. Each of these left unset takes the live value, which
@@ -379,6 +388,9 @@ def production_problems(settings: Settings) -> list[str]:
         ):
             problems.append(f"{env_name(name)} points at the simulator ({value})")
     problems += _test_providers_apart(settings)
+    if not str(settings.public_url).startswith("https://"):
+        # Atom sends customers back, and its callbacks, to this address.
+        problems.append(f"ENGINE_PUBLIC_URL is not https ({settings.public_url})")
     if settings.backoffice_password_profile != "strong":
         problems.append("ENGINE_BACKOFFICE_PASSWORD_PROFILE is not strong (it is for tests only)")
     if settings.metrics_token is None and settings.metrics_port is None:

@@ -44,7 +44,7 @@ PROVIDER_SECONDS = Histogram(
 ERRORS = Counter(
     "engine_errors_total",
     "Errors by class: provider_unavailable, outcome_unknown, provider_rejected,"
-    " unresolved, database_unavailable, internal, overloaded",
+    " unresolved, database_unavailable, internal, overloaded, late_callback",
     ["error_class"],
 )
 WEBHOOK_ATTEMPTS = Counter(
@@ -90,6 +90,7 @@ KNOWN_LABELS: list[tuple[Counter, list[tuple[str, ...]]]] = [
                 "outcome_unknown",
                 "provider_rejected",
                 "unresolved",
+                "late_callback",
                 "database_unavailable",
                 "internal",
                 "overloaded",

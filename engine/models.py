@@ -13,10 +13,14 @@ Mode = Literal["live", "test"]
 
 
 class Status(StrEnum):
-    """Where a payment is. PENDING -> PROCESSING -> SUCCESS | FAILED."""
+    """Where a payment is. PENDING -> PROCESSING -> SUCCESS | FAILED, or through
+    REQUIRES_ACTION when the provider sends the customer to its own page first."""
 
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
+    # The provider answered with a token and a page: waiting for the customer there (until
+    # action_expires_at), then for the provider's callback or our inquiry.
+    REQUIRES_ACTION = "REQUIRES_ACTION"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     # The outcome is not known and inquiries have not settled it within the window.
@@ -29,7 +33,12 @@ class Status(StrEnum):
     @property
     def is_final(self) -> bool:
         """True once the engine will not process it again (its outcome is known)."""
-        return self not in (Status.PENDING, Status.PROCESSING, Status.UNRESOLVED)
+        return self not in (
+            Status.PENDING,
+            Status.PROCESSING,
+            Status.REQUIRES_ACTION,
+            Status.UNRESOLVED,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,14 @@ class Payment:
     mode: str = "test"
     # The endpoint the webhooks go to; None for the operator's default receiver.
     endpoint_id: int | None = None
+    # A hosted payment (REQUIRES_ACTION): the provider's token and page, and until when the
+    # customer may act; Atom's transaction id and the way the customer paid, once known.
+    atom_token_id: str | None = None
+    atom_txn_id: str | None = None
+    payment_method: str | None = None
+    action_url: str | None = None
+    action_expires_at: datetime | None = None
+    checkout_session_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +169,9 @@ class Claimed:
     mode: str = "live"
     # The acquirer's token of the customer's card (a checkout session's payment), if any.
     card_token: str | None = None
+    # The checkout session that made it: its customer is at a browser, so a provider with a
+    # hosted page (Atom) may send them there.
+    checkout_session_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +196,11 @@ class Outcome:
     status: Status
     approval_no: str | None = None
     fail_reason: str | None = None
+    # REQUIRES_ACTION only: the provider's token and the page to send the customer to.
+    token: str | None = None
+    action_url: str | None = None
+    # The way the customer paid, when the provider says.
+    payment_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

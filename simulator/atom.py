@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from simulator import atom_page
 from simulator.atom_ledger import AtomConfig, AtomState
 from simulator.atom_wire import (
     NO_RECORD,
@@ -129,6 +130,16 @@ async def auth(request: web.Request) -> web.Response:
     req = await read_request(request, AtomRequest, "AUTH")
     if isinstance(req, web.Response):
         return req
+    if req.return_url and req.callback_url:
+        # The hosted page: a token now; the customer decides on /atom/pay/{token}.
+        page_base = f"{request.scheme}://{request.host}"
+        return decided_once(
+            state,
+            state.answers,
+            req.merch_txn_id,
+            lambda: state.issue_token(req, page_base),
+            lambda a: (a["amount"], a["currency"]) == (req.amount, req.currency),
+        )
     return decided_once(
         state,
         state.answers,
@@ -273,3 +284,4 @@ def setup_atom(app: web.Application, settings: SimulatorSettings) -> None:
     app.router.add_get("/atom/stats", stats)
     app.router.add_post("/atom/admin/config", update_config)
     app.router.add_post("/atom/admin/reset", reset)
+    atom_page.setup(app, ATOM_STATE)

@@ -22,6 +22,8 @@ RefundTxnType = Literal["REFUND", "REFUND_STATUS"]
 APPROVED = "OTS0000"
 DECLINED = "OTS0600"
 NO_RECORD = "OTS0404"
+# A hosted AUTH's answer (and STATUS until the customer acts): token issued, nothing charged.
+TOKEN_ISSUED = "OTS0100"
 
 # Atom's fixed IV: the bytes 0, 1, ..., 15.
 ATOM_IV = bytes(range(16))
@@ -107,9 +109,16 @@ class SignedRequest(BaseModel):
 
 
 class AtomRequest(SignedRequest):
-    """A decrypted AUTH or STATUS request."""
+    """A decrypted AUTH or STATUS request. An AUTH naming returnUrl and callbackUrl is for
+    the hosted payment page: it is answered with a token, and nothing is charged yet."""
 
     txn_type: TxnType = Field(alias="txnType")
+    return_url: str | None = Field(
+        default=None, alias="returnUrl", max_length=2000, pattern=r"^https?://"
+    )
+    callback_url: str | None = Field(
+        default=None, alias="callbackUrl", max_length=2000, pattern=r"^https?://"
+    )
 
 
 class AtomRefundRequest(SignedRequest):
@@ -141,7 +150,8 @@ def answer_signature(k: MerchantKeys, answer: Json) -> str:
     return sign(
         k.res_hash_key,
         k.merch_id,
-        answer["atomTxnId"],
+        # A token answer's signature covers the token (atomTxnId is "" there).
+        answer["atomTxnId"] + answer.get("atomTokenId", ""),
         answer["merchTxnId"],
         answer["statusCode"],
         answer["amount"],

@@ -27,7 +27,7 @@ log = structlog.get_logger("simulator.shop")
 STATIC = Path(__file__).resolve().parent / "shop_static"
 # The SRI hash of the SDK file this shop was written against (sha384, base64): the browser
 # refuses an SDK that is not byte for byte that file. Kept equal to the README's by a test.
-SDK_INTEGRITY = "sha384-9DuCp7W2Zd2DYn23zrorRVW7FUyJfSEOjESTWPBwS0So6ojUDGZiQK2l9J4YeJiw"
+SDK_INTEGRITY = "sha384-A3jrePv1PWVxXzZFdfNdb0j3exsE4pRO2Dy9l9+C0V2Vv/1vSFR+fXZU9Wd/Mf9c"
 PRICE = 10_000
 CURRENCY = "KRW"
 PRODUCT = "Hamster wheel, 20 cm"
@@ -89,6 +89,8 @@ async def home(request: web.Request) -> web.Response:
     ready = demo_keys(request.app[SHOP].settings) is not None
     button = (
         '<form method="post" action="/shop/checkout"><button type="submit">Pay</button></form>'
+        '<form method="post" action="/shop/checkout?method=atom">'
+        '<button type="submit" class="secondary">Pay with Atom</button></form>'
         if ready
         else '<p class="error">No demo keys: run <code>make run</code> first.</p>'
     )
@@ -116,8 +118,10 @@ async def gateway(
 
 
 async def checkout(request: web.Request) -> web.Response:
-    """Create a checkout session for one wheel, then show the order's payment page."""
+    """Create a checkout session for one wheel, then show the order's payment page
+    (?method=atom: paid at Atom's own page rather than with the phone)."""
     order_id = f"shop-{secrets.token_hex(6)}"
+    method = "atom" if request.query.get("method") == "atom" else ""
     base = f"{request.scheme}://{request.host}"
     status, answer = await gateway(
         request,
@@ -136,7 +140,7 @@ async def checkout(request: web.Request) -> web.Response:
     if status != 201 or not isinstance(answer, dict):
         log.warning("shop.session_refused", status=status, answer=answer)
         return page("Error", f'<p class="error">The gateway said {status}.</p>')
-    request.app[SHOP].orders[order_id] = answer
+    request.app[SHOP].orders[order_id] = answer | {"method": method}
     raise web.HTTPSeeOther(f"/shop/orders/{order_id}")
 
 
@@ -156,6 +160,7 @@ async def order(request: web.Request) -> web.Response:
         "data-publishable-key": request.query.get("pk", keys.publishable),
         "data-client-secret": str(session["clientSecret"]),
         "data-order-id": order_id,
+        "data-method": str(session.get("method") or ""),
     }
     data = " ".join(f'{k}="{html.escape(v)}"' for k, v in attrs.items())
     # modulepreload fetches the SDK with its integrity checked; the import then uses it.

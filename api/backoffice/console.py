@@ -55,6 +55,9 @@ async def recovery_page(request: web.Request) -> web.Response:
             "parked": parked,
             "next_after": rows[PAGE - 1].id if len(rows) > PAGE else None,
             "done": request.query.get("done", "")[:60],
+            # Signed callbacks that came after their payment ended the other way (Atom
+            # charged a payment we had expired): for a person to settle at the provider.
+            "late": await request.app[state.REPO].payments.late_callbacks(PAGE),
         },
     )
 

@@ -142,6 +142,16 @@ KO: dict[str, str] = {
     "Back": "돌아가기",
     "Done.": "완료되었습니다.",
     "Every UNRESOLVED payment": "모든 미확정 결제",
+    "Late callbacks": "늦게 온 콜백",
+    "Atom token": "Atom 토큰",
+    "Customer may pay until": "고객 결제 기한",
+    "Atom transaction id": "Atom 거래 번호",
+    "Payment method": "결제 수단",
+    "Came after the payment was final; not applied. Settle at the provider.": (
+        "결제가 끝난 뒤 도착해 적용하지 않았습니다. 결제사에서 처리하세요."
+    ),
+    "Ours": "우리 상태",
+    "Theirs": "결제사 상태",
     "Parked (a provider refused our credentials)": "보류됨 (제공사가 인증 정보를 거부함)",
     "Release parked payments": "보류된 결제 재개",
     "Release": "재개",

@@ -155,6 +155,35 @@ def paths(max_amount: int) -> dict[str, Any]:
             },
             "options": _PREFLIGHT,
         },
+        public + "/pay": {
+            "post": {
+                "operationId": "payCheckoutSessionHosted",
+                "summary": "Pay the session at a provider's own page (Atom): the view's `action`"
+                " then names the page to send the customer to.",
+                "parameters": [_ID, _SECRET, _KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["method"],
+                                "properties": {"method": {"enum": ["atom"]}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _ok("The session's public view; its payment is PENDING."),
+                    "400": _problem("Malformed JSON."),
+                    "409": _problem("The session is not open any more (`code` says why)."),
+                    "422": _problem("`method` is not one we know."),
+                }
+                | _BROWSER_ERRORS,
+            },
+            "options": _PREFLIGHT,
+        },
         public + "/qr.{kind}": {
             "get": {
                 "operationId": "checkoutSessionQr",
@@ -191,4 +220,21 @@ def paths(max_amount: int) -> dict[str, Any]:
             "get": _app("The payment page's data.", _ok("The data."), "401", "404")
         },
         "/app/api/history": {"get": _app("The usage history.", _ok("The items."), "401")},
+        "/app/return/{mode}/{tid}": {
+            "get": {
+                "summary": "The completion page a provider's hosted page sends the customer"
+                " back to (its URL carries a MAC, `sig`; anything else is 404).",
+                "parameters": [
+                    {
+                        "name": "mode",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": ["test", "live"]},
+                    },
+                    {"name": "tid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {"200": html, "404": _problem("No such payment (`field` tid).")},
+            }
+        },
     }

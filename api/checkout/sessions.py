@@ -20,6 +20,7 @@ from api import auth, body, problems, responses, state
 from api.schemas.common import check_text
 from engine import money
 from engine.checkout import sessions
+from engine.models import Status
 from engine.payments import intake
 from engine.store.checkout import NewSession, Session
 
@@ -129,10 +130,54 @@ def public_view(request: web.Request, s: Session) -> dict[str, Any]:
         "qr": {"svg": f"{qr}.svg?{query.query_string}", "png": f"{qr}.png?{query.query_string}"},
         "appUrl": app_url(request, s.public_id),
         "payment": payment_view(s),
+        "action": action_view(s),
         "outcome": sessions.outcome(s),
         "final": sessions.is_final(s),
         "version": s.version,
     }
+
+
+def action_view(s: Session) -> dict[str, Any] | None:
+    """Where the customer must go now: the provider's page of a REQUIRES_ACTION payment."""
+    if s.payment_status == Status.REQUIRES_ACTION and s.payment_action_url:
+        return {"type": "redirect", "url": s.payment_action_url, "provider": s.payment_provider}
+    return None
+
+
+class PayRequest(BaseModel):
+    """POST /api/public/checkout/sessions/{id}/pay: pay at a provider's own page."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    method: str = Field(pattern=r"^atom$")
+
+
+async def pay(request: web.Request) -> web.Response:
+    """POST …/{id}/pay?clientSecret=: the session's payment through Atom's hosted page.
+
+    202 with the view: the payment is PENDING; the view's `action` names Atom's page as soon as
+    Atom has answered with its token. 409 with `code` when the session is not open any more.
+    """
+    settings = request.app[state.SETTINGS]
+    session = await browser_session(request)
+    req = await body.read_model(request, settings, PayRequest)
+    done = await sessions.pay_hosted(
+        request.app[state.REPO],
+        session.public_id,
+        req.method,
+        snowflake=request.app[state.SNOWFLAKE],
+        tid_prefix=settings.tid_prefix,
+        default_webhook_url=str(settings.default_webhook_url),
+    )
+    if not done.changed:
+        raise problems.Problem(
+            409,
+            "Conflict",
+            f"checkout session {session.public_id} is {done.session.status}",
+            slug="checkout-session-closed",
+            extra={"code": done.reason or "session_closed"},
+        )
+    return responses.json_response(public_view(request, done.session), 202)
 
 
 def _header_key(request: web.Request) -> str:
@@ -266,6 +311,8 @@ def add_routes(app: web.Application) -> None:
             web.get(public + "/qr.{kind:svg|png}", qr),
             web.options(public + "/qr.{kind:svg|png}", preflight),
             web.options(public + "/events", preflight),
+            web.post(public + "/pay", pay),
+            web.options(public + "/pay", preflight),
         ]
     )
     app.on_response_prepare.append(cors_headers)

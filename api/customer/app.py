@@ -14,7 +14,7 @@ from aiohttp import web
 
 from api import auth, problems, responses, state
 from api.checkout.sessions import SESSION_ID, not_found, payment_view
-from api.customer import pages
+from api.customer import pages, returns
 from engine.checkout import sessions
 from engine.customers import accounts
 from engine.store.checkout import CustomerPayment, Session
@@ -281,5 +281,6 @@ def add_routes(app: web.Application) -> None:
             web.get("/app/history", history_page),
             web.get("/app/api/pay/{id}", pay_json),
             web.get("/app/api/history", history_json),
+            *returns.ROUTES,
         ]
     )

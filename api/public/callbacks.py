@@ -16,6 +16,7 @@ from api.schemas.callbacks import AtomCallback, AtomCallbackResult
 from config.settings import Settings
 from engine import metrics
 from engine.models import Outcome, Status
+from engine.payments import actions
 from engine.providers import atom_messages as atom
 from engine.providers.atom_crypto import AtomProtocolError, AtomSignatureError
 
@@ -60,6 +61,7 @@ def _verified(settings: Settings, enc: str) -> tuple[atom.AtomCallback, list[str
             metrics.SIGNATURE_FAILURES.labels("atom").inc()
             metrics.CALLBACKS_REFUSED.labels("atom", "signature").inc()
             log.error("atom.callback_signature_failed", merch_txn_id=failure.merch_txn_id)
+            log.warning("Signature verification failed", orderId=failure.merch_txn_id)
         else:
             # What does not decrypt cannot have come from Atom either: not authenticated.
             metrics.CALLBACKS_REFUSED.labels("atom", "unreadable").inc()
@@ -89,11 +91,18 @@ async def atom_callback(request: web.Request) -> web.Response:
     settings = request.app[state.SETTINGS]
     sent = await body.read_model(request, settings, AtomCallback)
     cb, modes = _verified(settings, sent.encData)
+    log.info(
+        "Callback received",
+        atomTxnId=cb.atom_txn_id,
+        status=cb.status.value,
+        orderId=cb.merch_txn_id,
+    )
     outcome = Outcome(
         0,
         cb.status,
         approval_no=cb.atom_txn_id if cb.status is Status.SUCCESS else None,
         fail_reason=cb.reason or "DECLINED" if cb.status is Status.FAILED else None,
+        payment_method=cb.payment_method,
     )
     repo = request.app[state.REPO]
     settled = await repo.payments.settle_from_callback(
@@ -106,7 +115,8 @@ async def atom_callback(request: web.Request) -> web.Response:
             "payment.settled", tid=settled.tid, status=settled.status.value, by="atom_callback"
         )
         return responses.send(
-            AtomCallbackResult(tid=settled.tid, status=settled.status.value, settled=True)
+            AtomCallbackResult(tid=settled.tid, status=settled.status.value, settled=True),
+            exclude_unset=True,
         )
     payment = await repo.payments.provider_payment(cb.merch_txn_id, "atom", modes)
     if payment is None or (payment.amount, payment.currency) != (cb.amount, cb.currency):
@@ -117,6 +127,29 @@ async def atom_callback(request: web.Request) -> web.Response:
             slug="payment-not-found",
             field="encData",
         )
+    if payment.status.is_final and payment.status is not cb.status:
+        # Signed by Atom, but the payment ended the other way first (we expired it, or two
+        # answers disagree): never applied, never dropped. Recorded for a person.
+        new = await repo.payments.record_late_callback(
+            payment, "atom", outcome, cb.amount, cb.currency
+        )
+        metrics.ERRORS.labels("late_callback").inc()
+        log.error(
+            "atom.callback_flagged",
+            tid=payment.tid,
+            ours=payment.status.value,
+            theirs=cb.status.value,
+            atom_txn_id=cb.atom_txn_id,
+            new=new,
+        )
+        if payment.fail_reason == actions.EXPIRED:
+            # Atom's answer is acknowledged (it stops resending); the person takes it on.
+            return responses.send(
+                AtomCallbackResult(
+                    tid=payment.tid, status=payment.status.value, settled=False, flagged=True
+                ),
+                exclude_unset=True,
+            )
     if payment.status is not cb.status:
         # Two signed answers disagree: keep what we have and say so loudly.
         log.error(
@@ -134,7 +167,8 @@ async def atom_callback(request: web.Request) -> web.Response:
             extra={"currentStatus": payment.status.value},
         )
     return responses.send(
-        AtomCallbackResult(tid=payment.tid, status=payment.status.value, settled=False)
+        AtomCallbackResult(tid=payment.tid, status=payment.status.value, settled=False),
+        exclude_unset=True,
     )
 
 

@@ -22,3 +22,6 @@ class AtomCallbackResult(Response):
     tid: str
     status: str
     settled: bool
+    # True when the callback came after the payment had ended the other way (a payment we
+    # expired that Atom charged): recorded and flagged for a person, never applied.
+    flagged: bool = False

@@ -59,6 +59,7 @@ def outcome(session: Session) -> dict[str, Any] | None:
         return None
     if session.payment_status == Status.SUCCESS:
         return {"result": "success", "code": None}
+    # A payment the customer left at the provider's page (ACTION_EXPIRED) says action_expired.
     reason = session.payment_fail_reason
     return {"result": "failure", "code": reason.lower() if reason else "declined"}
 
@@ -150,7 +151,9 @@ async def cancel(repo: Repository, public_id: str, customer: Customer) -> Result
 class _SessionWriter:
     """Where intake.accept writes a session's payment: with the session's compare-and-set."""
 
-    def __init__(self, repo: Repository, public_id: str, customer: Customer, card: Card) -> None:
+    def __init__(
+        self, repo: Repository, public_id: str, customer: Customer | None, card: Card | None
+    ) -> None:
         self.repo = repo
         self.public_id = public_id
         self.customer = customer
@@ -160,7 +163,9 @@ class _SessionWriter:
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Awaitable[Payment | None]:
         row = NewRow(new, public_id, tid, default_webhook_url)
-        return self.repo.checkout.confirm(self.public_id, self.customer.id, self.card.token, row)
+        customer_id = self.customer.id if self.customer else None
+        card_token = self.card.token if self.card else None
+        return self.repo.checkout.confirm(self.public_id, customer_id, card_token, row)
 
     def payment_by_order(self, mid: str, order_id: str, mode: str) -> Awaitable[Payment | None]:
         return self.repo.payments.payment_by_order(mid, order_id, mode)
@@ -219,6 +224,67 @@ async def confirm(
         tid=accepted.payment.tid,
         customer=customer.public_id,
         card=card.last4,
+    )
+    after = await read(repo, public_id)
+    assert after is not None
+    return Result(after, True, payment=accepted.payment)
+
+
+# Ways to pay a session from the merchant's page, at a provider's own payment page.
+HOSTED_PROVIDERS = frozenset({"atom"})
+
+
+async def pay_hosted(
+    repo: Repository,
+    public_id: str,
+    provider: str,
+    *,
+    snowflake: ids.Snowflake,
+    tid_prefix: str,
+    default_webhook_url: str,
+) -> Result:
+    """open|scanned -> confirmed with one PENDING payment through `provider`'s hosted page.
+
+    The worker's AUTH then answers with the page (REQUIRES_ACTION) and the SDK sends the
+    customer there. Same compare-and-set as a confirm from the app: at most one payment.
+    """
+    if provider not in HOSTED_PROVIDERS:
+        raise errors.PaymentError(f"no hosted provider {provider!r}")
+    session = await read(repo, public_id)
+    if session is None:
+        raise errors.PaymentError(f"no checkout session {public_id!r}")
+    if session.status not in OPEN:
+        return await _refused(repo, public_id, "pay")
+    digest = {"checkoutSession": public_id, "amount": session.amount, "provider": provider}
+    new = NewPayment(
+        mid=session.mid,
+        order_id=session.order_id,
+        user_public_id=session.customer_ref or "checkout",
+        amount=session.amount,
+        currency=session.currency,
+        echo={"checkoutSessionId": public_id, "orderId": session.order_id},
+        webhook_url=None,
+        request_digest=intake.request_digest(digest),
+        mode="test" if session.mode == "test" else "live",
+        provider=provider,
+        order_name=session.order_name,
+        actor=f"checkout:{public_id}",
+    )
+    try:
+        accepted = await intake.accept(
+            _SessionWriter(repo, public_id, None, None),
+            new,
+            snowflake=snowflake,
+            tid_prefix=tid_prefix,
+            default_webhook_url=default_webhook_url,
+        )
+    except SessionMoved:
+        return await _refused(repo, public_id, "pay")
+    except errors.IdempotencyConflict:
+        log.warning("checkout.order_taken", session=public_id, order_id=session.order_id)
+        return Result(session, False, "order_taken")
+    log.info(
+        "checkout.paying_hosted", session=public_id, tid=accepted.payment.tid, provider=provider
     )
     after = await read(repo, public_id)
     assert after is not None

@@ -17,7 +17,7 @@ import structlog
 
 from engine import metrics
 from engine.backoff import Backoff
-from engine.models import Claimed, Outcome, Requeue
+from engine.models import Claimed, Outcome, Requeue, Status
 from engine.providers.protocol import Provider, ProviderRejected, ProviderUnavailable, registry_key
 from engine.store.repository import Repository
 
@@ -44,6 +44,10 @@ class Policy(NamedTuple):
     backoff: Backoff
     # How long an unknown outcome may stay unknown before the payment shows as UNRESOLVED.
     unresolved_after: timedelta
+    # A payment sent to the provider's page (REQUIRES_ACTION) waits this long for the
+    # customer, and is inquired about this often meanwhile (engine/payments/actions.py).
+    action_expires_after: timedelta = timedelta(minutes=10)
+    action_inquire_every: float = 30.0
 
 
 class Claimer(NamedTuple):
@@ -236,6 +240,19 @@ async def run_once(
         give_back=lambda: repo.payments.release(owner, [c.id for c in claimed], 0, unknown=True),
         requeue_of=lambda c, exc, now: requeue(c, exc, policy, now, PAYMENT, tid=c.tid),
     )
+    actions = [o for o in outcomes if o.status is Status.REQUIRES_ACTION]
+    if actions:
+        outcomes = [o for o in outcomes if o.status is not Status.REQUIRES_ACTION]
+        waiting = await repo.payments.require_action(
+            owner,
+            actions,
+            expires_in=policy.action_expires_after.total_seconds(),
+            inquire_in=policy.action_inquire_every,
+        )
+        for w in waiting:
+            log.info("payment.requires_action", tid=w.tid, token=w.atom_token_id, worker=owner)
+        if len(waiting) < len(actions):
+            log.warning("payment.settle_lost_race", count=len(actions) - len(waiting))
     settled = await repo.payments.settle(owner, outcomes)
     provider_of = {c.id: c.provider for c in claimed}
     for s in settled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -38,6 +39,7 @@ from engine.providers.atom_messages import (
     NO_RECORD,
     REFUNDED,
     REJECTED,
+    TOKEN_ISSUED,
     AtomAnswer,
     AtomCallback,
     AtomRefundAnswer,
@@ -54,6 +56,9 @@ log = structlog.get_logger()
 
 T = TypeVar("T")
 
+# For a payment whose customer is at a browser: {"returnUrl", "callbackUrl"} of its AUTH.
+HostedUrls = Callable[[Claimed], dict[str, str]]
+
 
 class AtomProvider:
     """Charges, refunds and inquires at Atom over HTTP; counts answers failing their signature."""
@@ -66,11 +71,14 @@ class AtomProvider:
         base_url: str,
         creds: AtomCredentials,
         timeout_seconds: float,
+        hosted_urls: HostedUrls | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.creds = creds
         self.timeout_seconds = timeout_seconds
+        # Without it every AUTH is a direct charge (the API's server-to-server payments).
+        self.hosted_urls = hosted_urls
         # Answers and callbacks refused for their signature, since this provider was built.
         self.signature_failures = 0
         # Derive both keys now rather than on the first payment's call.
@@ -79,7 +87,11 @@ class AtomProvider:
 
     @classmethod
     def from_settings(
-        cls, session: aiohttp.ClientSession, settings: Settings, mode: str = "live"
+        cls,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        mode: str = "live",
+        hosted_urls: HostedUrls | None = None,
     ) -> AtomProvider:
         """The provider the worker registers for `mode`, from ENGINE_[TEST_]ATOM_* settings."""
         return cls(
@@ -87,6 +99,7 @@ class AtomProvider:
             config_settings.atom_url(settings, mode),
             credentials(settings, mode),
             settings.atom_timeout_seconds,
+            hosted_urls,
         )
 
     def _signature_failed(
@@ -101,6 +114,7 @@ class AtomProvider:
             failures=self.signature_failures,
             **about,
         )
+        log.warning("Signature verification failed", orderId=exc.merch_txn_id)
 
     async def _post(self, path: str, enc: str) -> str:
         """POST a sealed request; the body of a 200, or the error its failure means."""
@@ -164,9 +178,23 @@ class AtomProvider:
             kind = "undecryptable" if isinstance(exc, AtomCryptoError) else "unreadable"
             raise ProviderUnavailable(f"atom answer {kind}: {exc}", maybe_processed=True) from exc
 
-    async def _call(self, path: str, payment: Claimed, txn: str) -> AtomAnswer:
-        enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn)
-        answer = self._read(await self._post(path, enc), open_answer, payment.tid)
+    async def _call(
+        self, path: str, payment: Claimed, txn: str, hosted: dict[str, str] | None = None
+    ) -> AtomAnswer:
+        enc = seal_request(self.creds, payment.tid, payment.amount, payment.currency, txn, hosted)
+        try:
+            text = await self._post(path, enc)
+        except ProviderUnavailable as exc:
+            # The seed's log point; retryCount is how many tries came before this one.
+            log.error(
+                "API call failed",
+                error=exc.reason,
+                retryCount=payment.attempts - 1,
+                orderId=payment.order_id,
+                tid=payment.tid,
+            )
+            raise
+        answer = self._read(text, open_answer, payment.tid)
         _about(
             (answer.merch_txn_id, answer.amount, answer.currency),
             (payment.tid, str(payment.amount), payment.currency),
@@ -175,14 +203,44 @@ class AtomProvider:
         return answer
 
     async def authorize(self, payment: Claimed) -> Outcome:
-        """Ask Atom to charge by reference; a decline is a final answer."""
-        answer = await self._call("/auth", payment, TXN_AUTH)
-        return _answered(_outcome(payment, answer), "a charge")
+        """Ask Atom to charge by reference; a decline is a final answer. A checkout session's
+        payment goes to Atom's payment page instead: the answer is a token (REQUIRES_ACTION)."""
+        hosted = None
+        if self.hosted_urls is not None and payment.checkout_session_id is not None:
+            hosted = self.hosted_urls(payment)
+        log.info(
+            "Payment initiated",
+            orderId=payment.order_id,
+            amount=payment.amount,
+            tid=payment.tid,
+            hosted=hosted is not None,
+        )
+        answer = await self._call("/auth", payment, TXN_AUTH, hosted)
+        return _answered(self._outcome(payment, answer), "a charge")
 
     async def inquire(self, payment: Claimed) -> Outcome | None:
-        """Atom's record of this reference, or None if it has none (OTS0404)."""
+        """Atom's record of this reference, or None if it has none (OTS0404). A token the
+        customer has not acted on yet is REQUIRES_ACTION."""
         answer = await self._call("/status", payment, TXN_STATUS)
-        return _outcome(payment, answer)
+        return self._outcome(payment, answer)
+
+    def _outcome(self, payment: Claimed, answer: AtomAnswer) -> Outcome | None:
+        if answer.status_code != TOKEN_ISSUED:
+            return _outcome(payment, answer)
+        url = answer.action_url
+        if not answer.atom_token_id or _origin(url) != _origin(self.base_url):
+            # Signed, but not a page of the Atom we call: never send a customer there.
+            raise ProviderRejected(
+                f"atom token answer for {payment.tid} names no usable page: {url[:200]!r}",
+                maybe_processed=True,
+            )
+        log.info("Token received", atomTokenId=answer.atom_token_id, tid=payment.tid)
+        return Outcome(
+            payment.id,
+            Status.REQUIRES_ACTION,
+            token=answer.atom_token_id,
+            action_url=url,
+        )
 
     async def _call_refund(self, path: str, refund: ClaimedRefund, txn: str) -> AtomRefundAnswer:
         enc = seal_refund_request(
@@ -216,6 +274,11 @@ class AtomProvider:
             raise
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
 def _about(theirs: tuple[str, ...], mine: tuple[str, ...], what: str) -> None:
     """Signed, but about another payment or refund: a mix-up at Atom or a replayed answer."""
     if theirs != mine:
@@ -237,7 +300,12 @@ def _answered(outcome: T | None, what: str) -> T:
 
 def _outcome(payment: Claimed, answer: AtomAnswer) -> Outcome | None:
     if answer.status_code == APPROVED and answer.atom_txn_id:
-        return Outcome(payment.id, Status.SUCCESS, approval_no=answer.atom_txn_id)
+        return Outcome(
+            payment.id,
+            Status.SUCCESS,
+            approval_no=answer.atom_txn_id,
+            payment_method=answer.payment_method,
+        )
     if answer.status_code == DECLINED:
         return Outcome(
             payment.id,

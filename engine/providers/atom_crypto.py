@@ -34,6 +34,16 @@ statusCode: "OTS0000" approved, "OTS0600" declined (description = the reason), "
 record (status inquiries only). A callback is the same encData as a response, sent by Atom.
 HTTP 401 {"error": "bad_signature"} answers a request whose signature does not verify.
 
+Hosted payment page (seed 001's flow). An AUTH request may also carry "returnUrl" (where Atom
+sends the customer's browser back) and "callbackUrl" (where Atom POSTs the outcome); they are
+inside the encryption but not in the signature, so the known-answer vectors stay. Atom then
+charges nothing yet: it answers statusCode "OTS0100" (token issued) with "atomTokenId" and
+"actionUrl" (its payment page for that token) and "atomTxnId" "". That answer's signature
+covers the token: its atom_txn_id part is atomTxnId + atomTokenId ("" + the token), so an
+answer without a token signs exactly as before. A STATUS inquiry on a token the customer has
+not acted on answers the same OTS0100 answer; once they approve or decline, the final one.
+The callback may name "paymentMethod" (card, upi, netbanking: informative, not signed).
+
 Refunds. POST {atom_url}/refund (txn_type "REFUND") returns money of a charged merchTxnId;
 POST {atom_url}/refund-status (txn_type "REFUND_STATUS") asks what became of a refund. Same
 envelope and encryption; the JSON request is {"merchId", "merchTxnId", "refundTxnId", "amount",

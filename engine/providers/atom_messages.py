@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,9 @@ from engine.providers.atom_crypto import (
 APPROVED = "OTS0000"
 DECLINED = "OTS0600"
 NO_RECORD = "OTS0404"
+_METHOD = re.compile(r"^[a-z][a-z_]{0,31}$")
+# A hosted AUTH's answer, and a STATUS before the customer acted: token issued, nothing charged.
+TOKEN_ISSUED = "OTS0100"
 # The same codes in a refund answer: refunded, and rejected (description = the reason).
 REFUNDED = APPROVED
 REJECTED = DECLINED
@@ -56,6 +60,11 @@ class AtomAnswer:
     amount: str
     currency: str
     description: str | None
+    # A hosted AUTH's token and Atom's page for it (TOKEN_ISSUED), else "".
+    atom_token_id: str = ""
+    action_url: str = ""
+    # The way the customer paid (a callback's, informative), if named.
+    payment_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,8 @@ class AtomCallback:
     reason: str | None
     amount: int
     currency: str
+    # The way the customer paid on Atom's page, if the callback names it.
+    payment_method: str | None = None
 
 
 def credentials(settings: Settings, mode: str = "live") -> AtomCredentials:
@@ -99,9 +110,17 @@ def credentials(settings: Settings, mode: str = "live") -> AtomCredentials:
     )
 
 
-def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, txn: str) -> str:
-    """The encData of a signed AUTH or STATUS request for `tid`."""
-    body = {
+def seal_request(
+    creds: AtomCredentials,
+    tid: str,
+    amount: int,
+    currency: str,
+    txn: str,
+    hosted: dict[str, str] | None = None,
+) -> str:
+    """The encData of a signed AUTH or STATUS request for `tid`; `hosted` adds returnUrl and
+    callbackUrl to an AUTH (Atom's payment page; not signed, see atom_crypto)."""
+    body: dict[str, str] = {
         "merchId": creds.merch_id,
         "merchTxnId": tid,
         "amount": str(amount),
@@ -109,6 +128,7 @@ def seal_request(creds: AtomCredentials, tid: str, amount: int, currency: str, t
         "txnType": txn,
         "signature": request_signature(creds, tid, amount, currency, txn),
     }
+    body |= hosted or {}
     text = json.dumps(body, separators=(",", ":"))
     return encrypt(derive_key(creds.req_enc_key), text.encode())
 
@@ -178,7 +198,12 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
         enc_data,
         _ANSWER_FIELDS,
         lambda d: response_signature(
-            creds, d["atomTxnId"], d["merchTxnId"], d["statusCode"], d["amount"], d["currency"]
+            creds,
+            d["atomTxnId"] + _text(d, "atomTokenId"),
+            d["merchTxnId"],
+            d["statusCode"],
+            d["amount"],
+            d["currency"],
         ),
         "merchTxnId",
     )
@@ -189,7 +214,20 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
         amount=data["amount"],
         currency=data["currency"],
         description=_description(data),
+        atom_token_id=_text(data, "atomTokenId"),
+        action_url=_text(data, "actionUrl"),
+        payment_method=_method(_text(data, "paymentMethod")),
     )
+
+
+def _method(raw: str) -> str | None:
+    # Not signed, and shown to merchants: a short lower-case word (card, upi, netbanking) only.
+    return raw if _METHOD.match(raw) else None
+
+
+def _text(data: Any, name: str) -> str:
+    value = data.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswer:
@@ -243,4 +281,5 @@ def verify_callback(creds: AtomCredentials, enc_data_hex: str) -> AtomCallback:
         reason=reason,
         amount=int(answer.amount),
         currency=answer.currency,
+        payment_method=answer.payment_method,
     )

@@ -72,6 +72,28 @@ class Session:
     payment_approval_no: str | None
     payment_fail_reason: str | None
     payment_refunded_amount: int | None
+    payment_provider: str | None = None
+    # The provider's page the customer must visit (a REQUIRES_ACTION payment's), if any.
+    payment_action_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnView:
+    """What the return page shows of a checkout session's payment."""
+
+    tid: str
+    mode: str
+    mid: str
+    status: str
+    amount: int
+    currency: str
+    fail_reason: str | None
+    provider: str
+    session_id: str
+    order_name: str
+    success_url: str | None
+    cancel_url: str | None
+    merchant_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +207,11 @@ class Checkout(Store):
 
     @translated
     async def confirm(
-        self, public_id: str, customer_id: int, card_token: str, row: payments.NewRow
+        self,
+        public_id: str,
+        customer_id: int | None,
+        card_token: str | None,
+        row: payments.NewRow,
     ) -> Payment | None:
         """open|scanned -> confirmed and its PENDING payment, in one transaction.
 
@@ -206,6 +232,12 @@ class Checkout(Store):
             return None
         self.notices.send(f"{public_id} {closed['version']}")
         return payment
+
+    @translated
+    async def return_view(self, tid: str, mode: str) -> ReturnView | None:
+        """A checkout session's payment as the return page shows it (None: no such one)."""
+        row = await self.pool.fetchrow(Q["return_view"], tid, mode)
+        return ReturnView(**dict(row)) if row else None
 
     @translated
     async def customer_payments(self, customer_id: int, limit: int) -> list[CustomerPayment]:

@@ -27,7 +27,8 @@ WHERE mid = $1 AND mode = $2
 -- $1 public_id
 SELECT s.*, m.name AS merchant_name, p.tid AS payment_tid, p.status AS payment_status,
        p.approval_no AS payment_approval_no, p.fail_reason AS payment_fail_reason,
-       p.refunded_amount AS payment_refunded_amount
+       p.refunded_amount AS payment_refunded_amount, p.provider AS payment_provider,
+       p.action_url AS payment_action_url
 FROM checkout_sessions s
 JOIN merchants m ON m.mid = s.mid
 LEFT JOIN payment_processes p ON p.checkout_session_id = s.id
@@ -79,8 +80,9 @@ RETURNING id, version;
 SET LOCAL hamster.checkout_notify = 'after_commit';
 
 -- link_payment --
--- The payment $1 was made by session $2 with the customer's card token $3 (same transaction
--- as its insert: the worker never sees it without them).
+-- The payment $1 was made by session $2 with the customer's card token $3 (null for a
+-- provider with its own payment page, Atom), in the same transaction as its insert: the
+-- worker never sees it without them.
 UPDATE payment_processes SET checkout_session_id = $2, card_token = $3 WHERE id = $1;
 
 -- customer_payments --
@@ -100,3 +102,15 @@ LIMIT $2;
 SELECT payment_id, amount, currency, status, requested_at
 FROM refunds WHERE payment_id = ANY($1::bigint[])
 ORDER BY id;
+
+-- return_view --
+-- What the return page shows of payment $1 (mode $2) made by a checkout session: its state,
+-- its session's order and links back, its merchant's name. Nothing for a payment of the other
+-- mode, or one no session made.
+SELECT p.tid, p.mode, p.mid, p.status, p.amount, p.currency, p.fail_reason, p.provider,
+       s.public_id AS session_id, s.order_name, s.success_url, s.cancel_url,
+       m.name AS merchant_name
+FROM payment_processes p
+JOIN checkout_sessions s ON s.id = p.checkout_session_id
+JOIN merchants m ON m.mid = p.mid
+WHERE p.tid = $1 AND p.mode = $2;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -227,6 +228,8 @@ class Payments(Store):
             currency,
             actor,
             list(modes),
+            outcome.approval_no if outcome.status is Status.SUCCESS else None,
+            outcome.payment_method,
         )
         return next(iter(_settled(rows)), None)
 
@@ -237,3 +240,110 @@ class Payments(Store):
         """A provider's payment by tid in one of `modes`, whoever its merchant."""
         row = await self.pool.fetchrow(Q["provider_payment"], tid, provider, list(modes))
         return payment_of(row) if row else None
+
+    # --- payments waiting for the customer at the provider (REQUIRES_ACTION) ---
+
+    @translated
+    async def require_action(
+        self,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        *,
+        expires_in: float,
+        inquire_in: float,
+    ) -> list[ActionRequired]:
+        """PROCESSING -> REQUIRES_ACTION for rows `owner` still holds (token and page stored)."""
+        if not outcomes:
+            return []
+        rows = await self.pool.fetch(
+            Q["require_action"],
+            [o.id for o in outcomes],
+            [o.token for o in outcomes],
+            [o.action_url for o in outcomes],
+            expires_in,
+            owner,
+            inquire_in,
+        )
+        return [ActionRequired(**dict(r)) for r in rows]
+
+    @translated
+    async def claim_actions(self, limit: int, lease_seconds: float) -> list[tuple[Claimed, bool]]:
+        """Due REQUIRES_ACTION payments, each with whether its expiry has passed."""
+        rows = await self.pool.fetch(Q["claim_actions"], limit, lease_seconds)
+        out = []
+        for r in rows:
+            values = dict(r)
+            expired = bool(values.pop("expired"))
+            out.append((Claimed(**values), expired))
+        return out
+
+    @translated
+    async def settle_actions(
+        self, outcomes: Sequence[Outcome], actor: str, atom_txn_ids: Sequence[str | None]
+    ) -> list[Settled]:
+        """REQUIRES_ACTION -> final (and its webhook); a row settled meanwhile is left alone."""
+        if not outcomes:
+            return []
+        rows = await self.pool.fetch(
+            Q["settle_actions"],
+            [o.id for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.approval_no for o in outcomes],
+            [o.fail_reason for o in outcomes],
+            list(atom_txn_ids),
+            [o.payment_method for o in outcomes],
+            actor,
+        )
+        return _settled(rows)
+
+    @translated
+    async def record_late_callback(
+        self, payment: Payment, provider: str, outcome: Outcome, amount: int, currency: str
+    ) -> bool:
+        """Keep a callback that came after `payment` was final the other way; True if new."""
+        new = await self.pool.fetchval(
+            Q["record_late_callback"],
+            payment.id,
+            provider,
+            outcome.status.value,
+            outcome.approval_no,
+            outcome.fail_reason,
+            amount,
+            currency,
+            payment.status.value,
+        )
+        return new is not None
+
+    @translated
+    async def late_callbacks(self, limit: int = 100) -> list[LateCallback]:
+        """Late callbacks nobody has reviewed yet, oldest first."""
+        rows = await self.pool.fetch(Q["late_callbacks"], limit)
+        return [LateCallback(**dict(r)) for r in rows]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionRequired:
+    """A payment now waiting for its customer at the provider's page."""
+
+    id: int
+    tid: str
+    atom_token_id: str | None
+    action_expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LateCallback:
+    """A provider's callback that came after its payment was final the other way."""
+
+    id: int
+    callback_status: str
+    callback_atom_txn_id: str | None
+    received_at: datetime
+    payment_status: str
+    tid: str
+    mid: str
+    mode: str
+    provider: str
+    amount: int
+    currency: str
+    fail_reason: str | None

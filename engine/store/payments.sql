@@ -87,7 +87,7 @@ WHERE p.id = ANY(ARRAY(
   -- Compare-and-set: the row must still be waiting when we write it.
   AND p.status IN ('PENDING', 'UNRESOLVED')
 RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts, p.provider,
-          p.outcome_unknown_since, p.mode, p.card_token;
+          p.outcome_unknown_since, p.mode, p.card_token, p.checkout_session_id;
 
 -- settle_batch --
 -- PROCESSING -> SUCCESS/FAILED for rows still leased by worker $5, and the webhook to send,
@@ -172,13 +172,19 @@ RETURNING *;
 -- A provider's verified callback settles payment $1 if it is that provider's ($5), for that
 -- amount and currency ($6, $7), and not final yet: status $2, approval_no $3, fail_reason $4,
 -- by $8, and only in the modes $9 whose credentials verified the callback (test mode's Atom
--- credentials can never settle a live payment). The webhook is queued in the same statement.
+-- credentials can never settle a live payment); $10 Atom's transaction id and $11 the way
+-- the customer paid, when the callback names them. A payment waiting for the customer
+-- (REQUIRES_ACTION) is settled too, even past its expiry as long as the expiry pass has not
+-- ended it: the provider charged, and that is the truth. The webhook is queued in the same
+-- statement.
 WITH settled AS (
     UPDATE payment_processes
     SET status = $2, approval_no = $3, fail_reason = $4, processed_at = now(),
+        atom_txn_id = coalesce($10, atom_txn_id), payment_method = coalesce($11, payment_method),
         lease_owner = NULL, lease_expires_at = NULL, last_actor = $8, updated_at = now()
     WHERE tid = $1 AND provider = $5 AND amount = $6 AND currency = $7
-      AND mode = ANY($9::text[]) AND status IN ('PENDING', 'PROCESSING', 'UNRESOLVED')
+      AND mode = ANY($9::text[])
+      AND status IN ('PENDING', 'PROCESSING', 'REQUIRES_ACTION', 'UNRESOLVED')
     RETURNING id, public_id, tid, status, webhook_url, endpoint_id
 ), outbox AS (
     INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
@@ -191,3 +197,104 @@ SELECT id, tid, status FROM settled;
 -- Payment $1 of provider $2 in one of the modes $3, whoever its merchant (a provider's
 -- callback names no merchant).
 SELECT * FROM payment_processes WHERE tid = $1 AND provider = $2 AND mode = ANY($3::text[]);
+
+-- require_action --
+-- PROCESSING -> REQUIRES_ACTION for rows still leased by worker $5: the provider answered with
+-- token $2[i] and page $3[i] for payment $1[i]. The customer has $4 seconds; the inquiry pass
+-- looks first after $6 seconds (or at the expiry, if sooner). No webhook: nothing is final.
+-- A new statement beside settle_batch (not a branch of it) so the hot path stays as it was.
+UPDATE payment_processes p
+SET status = 'REQUIRES_ACTION',
+    atom_token_id = a.token,
+    action_url = a.url,
+    action_expires_at = now() + make_interval(secs => $4),
+    next_attempt_at = now() + make_interval(secs => least($4, $6)),
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    -- The charge has not happened: nothing to inquire about as "maybe charged".
+    outcome_unknown_since = NULL,
+    unresolved_reason = NULL,
+    last_actor = $5,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS a(id, token, url)
+-- Compare-and-set on state and lease, as settle_batch.
+WHERE p.id = a.id AND p.status = 'PROCESSING' AND p.lease_owner = $5
+RETURNING p.id, p.tid, p.atom_token_id, p.action_expires_at;
+
+-- claim_actions --
+-- Up to $1 payments waiting for the customer whose next inquiry (or expiry) is due, pushed
+-- $2 seconds on (or to their expiry, if sooner, so the last inquiry comes on time): that is
+-- their lease, so another worker's pass skips them meanwhile, and if this one dies they are
+-- simply due again. Past the expiry it is always $2 seconds: a provider we cannot reach is
+-- not asked in a tight loop. The status stays REQUIRES_ACTION, so a callback can still
+-- settle them by its own compare-and-set while we inquire. `expired` says their time is up.
+-- Served by payment_processes_requires_action_idx.
+UPDATE payment_processes p
+SET next_attempt_at = CASE WHEN p.action_expires_at > now()
+                           THEN least(now() + make_interval(secs => $2), p.action_expires_at)
+                           ELSE now() + make_interval(secs => $2) END,
+    attempts = p.attempts + 1,
+    updated_at = now()
+WHERE p.id = ANY(ARRAY(
+        SELECT id FROM payment_processes
+        WHERE status = 'REQUIRES_ACTION' AND next_attempt_at <= now()
+        ORDER BY next_attempt_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED))
+  AND p.status = 'REQUIRES_ACTION'
+RETURNING p.id, p.tid, p.amount, p.currency, p.order_id, p.attempts, p.provider,
+          p.outcome_unknown_since, p.mode, p.card_token, p.checkout_session_id,
+          p.action_expires_at <= now() AS expired;
+
+-- settle_actions --
+-- REQUIRES_ACTION -> SUCCESS/FAILED by the inquiry pass ($7 the actor), with the webhook in
+-- the same statement. $1 ids, $2 statuses, $3 approval numbers, $4 fail reasons, $5 Atom's
+-- transaction ids, $6 payment methods (arrays of equal length). A fail reason of
+-- ACTION_EXPIRED (the customer walked away) applies only once the expiry has passed.
+WITH outcome AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[])
+        AS o(id, status, approval_no, fail_reason, atom_txn_id, payment_method)
+), settled AS (
+    UPDATE payment_processes p
+    SET status = o.status,
+        approval_no = o.approval_no,
+        fail_reason = o.fail_reason,
+        atom_txn_id = coalesce(o.atom_txn_id, p.atom_txn_id),
+        payment_method = coalesce(o.payment_method, p.payment_method),
+        processed_at = now(),
+        last_actor = $7,
+        updated_at = now()
+    FROM outcome o
+    -- Compare-and-set: a callback that settled it meanwhile wins, and this changes nothing.
+    WHERE p.id = o.id AND p.status = 'REQUIRES_ACTION'
+      AND (o.fail_reason IS DISTINCT FROM 'ACTION_EXPIRED' OR p.action_expires_at <= now())
+    RETURNING p.id, p.public_id, p.tid, p.status, p.webhook_url, p.endpoint_id
+), outbox AS (
+    INSERT INTO webhook_deliveries (payment_id, event_id, event_status, url, endpoint_id)
+    SELECT id, 'evt_' || public_id || '_' || lower(status), status, webhook_url, endpoint_id
+    FROM settled
+)
+SELECT id, tid, status FROM settled;
+
+-- record_late_callback --
+-- A verified callback for payment $1 that is final the other way ($8 its status now):
+-- recorded for a person, never applied. $2 provider, $3 the callback's status, $4 Atom's
+-- transaction id, $5 reason, $6 amount, $7 currency. A repeat adds nothing; returns the id
+-- of a new record.
+INSERT INTO late_callbacks
+    (payment_id, provider, status, atom_txn_id, reason, amount, currency, payment_status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (payment_id, status) DO NOTHING
+RETURNING id;
+
+-- late_callbacks --
+-- Late callbacks nobody has reviewed yet, oldest first, at most $1, with their payments.
+SELECT l.id, l.status AS callback_status, l.atom_txn_id AS callback_atom_txn_id,
+       l.received_at, l.payment_status, p.tid, p.mid, p.mode, p.provider, p.amount,
+       p.currency, p.fail_reason
+FROM late_callbacks l
+JOIN payment_processes p ON p.id = l.payment_id
+WHERE l.reviewed_at IS NULL
+ORDER BY l.id
+LIMIT $1;

@@ -23,8 +23,9 @@ import structlog
 from config import settings as config_settings
 from engine import backoff, errors, logs
 from engine import loop as event_loop
-from engine.checkout import sessions
-from engine.payments import claim
+from engine.checkout import returns, sessions
+from engine.models import Claimed
+from engine.payments import actions, claim
 from engine.providers import acquirer, atom
 from engine.providers.protocol import Provider, registry_key
 from engine.refunds import settle
@@ -79,7 +80,8 @@ class Worker:
                 settings.acquirer_timeout_seconds,
                 settings.acquirer_max_attempts,
             )
-            for provider in (card, atom.AtomProvider.from_settings(session, settings, mode)):
+            hosted = atom.AtomProvider.from_settings(session, settings, mode, self._hosted_urls)
+            for provider in (card, hosted):
                 self.providers[registry_key(mode, provider.name)] = provider
         self.atom = cast(atom.AtomProvider, self.providers[registry_key("test", "atom")])
         self.policy = claim.Policy(
@@ -87,6 +89,8 @@ class Worker:
                 settings.acquirer_requeue_seconds, settings.acquirer_requeue_max_seconds
             ),
             timedelta(seconds=settings.unresolved_after_seconds),
+            timedelta(seconds=settings.atom_action_expiry_seconds),
+            settings.atom_action_inquiry_seconds,
         )
         self.claimer = claim.Claimer(
             self.owner, settings.batch_size, settings.lease_seconds, self.policy
@@ -113,6 +117,8 @@ class Worker:
         self.schedule.every("reap", settings.reaper_interval_ms / 1000, self._reap)
         # Checkout sessions past their time: expired (and announced) even if nobody reads them.
         self.schedule.every("checkout-expiry", 1.0, self._expire_sessions)
+        # Payments at the provider's page: inquired when due (no callback yet), or expired.
+        self.schedule.every("requires-action", 1.0, self._actions)
 
     def wake(self) -> None:
         """Make every lane look for work now (LISTEN connected, the reaper freed rows)."""
@@ -167,6 +173,32 @@ class Worker:
             return
         if n:
             self.wake()
+
+    def _hosted_urls(self, payment: Claimed) -> dict[str, str]:
+        public = str(self.settings.public_url)
+        return {
+            "returnUrl": returns.return_url(
+                public, self.settings.api_key_secret, payment.mode, payment.tid
+            ),
+            "callbackUrl": returns.callback_url(public),
+        }
+
+    async def actions_pass(self) -> actions.ActionPass:
+        """One pass over payments waiting at the provider's page (inquire, settle, expire)."""
+        result = await actions.run_once(
+            self.repo,
+            self.providers,
+            actor=self.owner,
+            batch_size=self.settings.batch_size,
+            lease_seconds=self.settings.atom_action_inquiry_seconds,
+        )
+        if result.settled or result.expired:
+            self.webhooks.ring()
+        return result
+
+    async def _actions(self) -> None:
+        with contextlib.suppress(errors.DatabaseUnavailable):
+            await self.actions_pass()
 
     async def _expire_sessions(self) -> None:
         with contextlib.suppress(errors.DatabaseUnavailable):

@@ -21,7 +21,8 @@ async function verify() {
 async function start() {
   const { Hamster } = await import(box.dataset.sdk);
   const hamster = Hamster(box.dataset.publishableKey, { locale: document.documentElement.lang });
-  const pay = hamster.checkout({ clientSecret: box.dataset.clientSecret });
+  // data-method="atom": the customer pays at Atom's page and comes back to this page.
+  const pay = hamster.checkout({ clientSecret: box.dataset.clientSecret, method: box.dataset.method || undefined });
   pay.on("success", async (payment) => {
     record("success", payment);
     const checked = await verify();

@@ -36,6 +36,8 @@ def _proper() -> dict[str, str]:
         "ENGINE_ATOM_URL": "https://payment.atomtech.example/ots",
         "ENGINE_DEFAULT_WEBHOOK_URL": "https://merchant.example.com/webhooks/pg",
         "ENGINE_METRICS_TOKEN": secrets.token_hex(16),
+        # Where Atom sends customers back and its callbacks.
+        "ENGINE_PUBLIC_URL": "https://pay.example.com",
         # Test mode's own providers: a sandbox apart from live money.
         "ENGINE_TEST_ACQUIRER_URL": "https://sandbox.acquirer.example.com/v1",
         "ENGINE_TEST_ATOM_URL": "https://caller.atomtech.example/ots",
@@ -71,6 +73,8 @@ UNSAFE: list[tuple[str, dict[str, str | None]]] = [
     ("ENGINE_ACQUIRER_URL", {"ENGINE_ACQUIRER_URL": "http://127.0.0.1:8082/acquirer"}),
     ("ENGINE_ATOM_URL", {"ENGINE_ATOM_URL": None}),
     ("ENGINE_METRICS_TOKEN", {"ENGINE_METRICS_TOKEN": None}),
+    ("ENGINE_PUBLIC_URL", {"ENGINE_PUBLIC_URL": None}),
+    ("ENGINE_PUBLIC_URL", {"ENGINE_PUBLIC_URL": "http://pay.example.com"}),
     # Test keys must never reach live money: test mode's providers are set, and apart.
     ("ENGINE_TEST_ACQUIRER_URL", {"ENGINE_TEST_ACQUIRER_URL": None}),
     ("ENGINE_TEST_ACQUIRER_URL", {"ENGINE_TEST_ACQUIRER_URL": "https://acquirer.example.com/v1"}),

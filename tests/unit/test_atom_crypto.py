@@ -382,3 +382,61 @@ def test_a_payment_answer_is_not_a_refund_answer() -> None:
     # Without refundTxnId and atomRefundId it is refused before any signature is checked.
     with pytest.raises(AtomProtocolError, match="lacks"):
         atom.open_refund_answer(CREDS, sealed_answer())
+
+
+def _token_answer(**override: str) -> dict[str, str]:
+    """A hosted AUTH's answer signed by the simulator's own implementation."""
+    keys = sim_atom.MerchantKeys(
+        CREDS.merch_id,
+        CREDS.password,
+        CREDS.req_hash_key,
+        CREDS.res_hash_key,
+        CREDS.req_enc_key,
+        CREDS.res_enc_key,
+    )
+    answer = {
+        "merchTxnId": TID,
+        "atomTxnId": "",
+        "atomTokenId": "AT0123456789abcdef01234567",
+        "actionUrl": "https://atom.example/atom/pay/AT0123456789abcdef01234567",
+        "statusCode": "OTS0100",
+        "amount": "1000",
+        "currency": "KRW",
+    }
+    answer["signature"] = sim_atom.answer_signature(keys, answer)
+    return answer | override
+
+
+def test_a_token_answer_opens_and_its_signature_covers_the_token() -> None:
+    # The token is signed in the atom_txn_id slot after atomTxnId (""): the signature is
+    # HMAC over merch_id + "" + token + merchTxnId + statusCode + amount + currency.
+    expected = atom_crypto.response_signature(
+        CREDS, "AT0123456789abcdef01234567", TID, "OTS0100", "1000", "KRW"
+    )
+    answer = _token_answer()
+    assert answer["signature"] == expected
+    key = atom_crypto.derive_key(RES_ENC_KEY)
+    opened = atom.open_answer(CREDS, atom_crypto.encrypt(key, json.dumps(answer).encode()))
+    assert (opened.status_code, opened.atom_token_id, opened.atom_txn_id) == (
+        atom.TOKEN_ISSUED,
+        "AT0123456789abcdef01234567",
+        "",
+    )
+    assert opened.action_url.endswith("/atom/pay/AT0123456789abcdef01234567")
+    # Another token does not verify. (actionUrl is not signed: the provider only follows a
+    # page on Atom's own origin, see AtomProvider._outcome.)
+    forged = _token_answer(atomTokenId="AT0123456789abcdef01234568")
+    with pytest.raises(atom_crypto.AtomSignatureError):
+        atom.open_answer(CREDS, atom_crypto.encrypt(key, json.dumps(forged).encode()))
+
+
+def test_a_hosted_request_carries_its_urls_outside_the_signature() -> None:
+    urls = {"returnUrl": "https://gw.example/r", "callbackUrl": "https://gw.example/c"}
+    sealed = atom.seal_request(CREDS, TID, 1000, "KRW", "AUTH", urls)
+    body = json.loads(atom_crypto.decrypt(atom_crypto.derive_key(REQ_ENC_KEY), sealed))
+    assert body["returnUrl"] == urls["returnUrl"] and body["callbackUrl"] == urls["callbackUrl"]
+    plain = atom.seal_request(CREDS, TID, 1000, "KRW", "AUTH")
+    assert (
+        body["signature"]
+        == json.loads(atom_crypto.decrypt(atom_crypto.derive_key(REQ_ENC_KEY), plain))["signature"]
+    )

@@ -177,6 +177,12 @@ class Shopfront:
             assert resp.status == 200, await resp.text()
             return dict(await resp.json())
 
+    async def atom_ledger(self) -> list[dict[str, Any]]:
+        """Every charge Atom made (money actually taken)."""
+        async with self.http.get(f"{self.acquirer.url}/atom/ledger") as resp:
+            assert resp.status == 200
+            return list((await resp.json())["charges"])
+
     async def ledger(self) -> list[dict[str, Any]]:
         """Every charge the acquirer made (money actually taken)."""
         async with self.http.get(f"{self.acquirer.url}/acquirer/charges") as resp:
@@ -214,8 +220,14 @@ async def scene(
         await repo.merchants.issue_key(MID, "test", settings.api_key_secret, kind="publishable")
     ).key
     web = await aiohttp_server(create_app(settings))
+    # The worker sends Atom's hosted payments to the simulator's Atom, and tells it to send
+    # the customer and its callbacks back to this gateway.
+    public = str(web.make_url("/")).rstrip("/")
+    worker_settings = Settings.model_validate(
+        {**settings.model_dump(), "atom_url": f"{sim.url}/atom", "public_url": public}
+    )
     async with aiohttp.ClientSession() as http:
-        worker = Worker(settings, repo, http, owner="browser-worker")
+        worker = Worker(worker_settings, repo, http, owner="browser-worker")
         task = asyncio.create_task(worker.serve(settings.database_url or ""))
         front = Shopfront(
             web,

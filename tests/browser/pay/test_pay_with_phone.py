@@ -26,7 +26,7 @@ def open_shop(context: BrowserContext, shop: str, name: str = "") -> Page:
     page.goto(f"{shop}/shop")
     if name:
         shot(page, name)
-    page.get_by_role("button", name="Pay").click()
+    page.get_by_role("button", name="Pay", exact=True).click()
     page.wait_for_url(re.compile(r"/shop/orders/shop-"))
     return page
 

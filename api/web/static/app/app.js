@@ -25,7 +25,7 @@ function countdown() {
 function reloadWhileWaiting() {
   const pay = document.getElementById("pay");
   const every = pay && Number(pay.dataset.reload);
-  if (every) setTimeout(() => location.replace(location.pathname), every);
+  if (every) setTimeout(() => location.replace(location.pathname + location.search), every);
 }
 
 function oneSubmit() {

@@ -20,7 +20,7 @@ export interface HamsterError {
 /** The payment the session made, as the server committed it. */
 export interface Payment {
   tid: string;
-  status: "PENDING" | "PROCESSING" | "SUCCESS" | "FAILED" | (string & {});
+  status: "PENDING" | "PROCESSING" | "REQUIRES_ACTION" | "SUCCESS" | "FAILED" | (string & {});
   amount: number;
   currency: string;
   approvalNo: string | null;
@@ -31,7 +31,8 @@ export interface Payment {
 export interface Outcome {
   sessionId: string;
   result: "success" | "failure";
-  /** null on success; "canceled_by_customer", "expired", "declined" or a failure reason. */
+  /** null on success; "canceled_by_customer", "expired", "declined", "action_expired"
+   * (left at Atom's page; nothing charged) or a failure reason. */
   code: string | null;
   /** null when no payment was made (canceled or expired). */
   payment: Payment | null;
@@ -44,7 +45,8 @@ export interface Outcome {
 }
 
 export interface Change {
-  status: "open" | "scanned" | "confirmed" | (string & {});
+  /** "requires_action": the browser is being sent to the provider's page (Atom's). */
+  status: "open" | "scanned" | "confirmed" | "requires_action" | (string & {});
 }
 
 export interface CheckoutOptions {
@@ -52,6 +54,8 @@ export interface CheckoutOptions {
   clientSecret: string;
   /** "auto" (default): QR on a desktop, the app's page on a phone. */
   mode?: "auto" | "qr" | "redirect";
+  /** "atom": a "Pay with Atom" button; the customer pays at Atom's page and comes back. */
+  method?: "atom";
 }
 
 export interface Checkout {

@@ -42,6 +42,10 @@ const WORDS = {
     mount_target_missing: "The element to mount into was not found.",
     not_found: "This checkout session was not found.",
     failed: "The checkout could not start.",
+    payAtom: "Pay with Atom",
+    toAtom: "Opening Atom's payment page…",
+    declined_by_customer: "declined on Atom's page",
+    action_expired: "the time ran out; nothing was charged",
   },
   ko: {
     scan: "햄스터 앱으로 스캔해서 결제하세요",
@@ -67,6 +71,10 @@ const WORDS = {
     mount_target_missing: "결제 창을 넣을 요소를 찾지 못했습니다.",
     not_found: "결제 세션을 찾을 수 없습니다.",
     failed: "결제를 시작할 수 없습니다.",
+    payAtom: "Atom으로 결제",
+    toAtom: "Atom 결제 화면으로 이동 중…",
+    declined_by_customer: "Atom 결제 화면에서 거절됨",
+    action_expired: "시간이 지났습니다. 청구되지 않았습니다",
   },
 };
 
@@ -124,6 +132,8 @@ class Checkout {
     this.locale = settings.locale || (typeof document !== "undefined" && document.documentElement.lang) || (typeof navigator !== "undefined" && navigator.language) || "en";
     this.t = words(this.locale);
     this.mode = options.mode || settings.mode || "auto";
+    // "atom": pay at Atom's own page (the browser goes there and comes back), not the app.
+    this.method = options.method === "atom" ? "atom" : null;
     this.handlers = { success: [], failure: [], error: [], change: [] };
     this.fired = {};
     this.view = null;
@@ -290,6 +300,15 @@ class Checkout {
         location.assign(this.appUrl);
       }
     }
+    // The provider's page (Atom's): go there; it sends the browser back to the gateway's
+    // completion page, and the merchant's page, mounted again, hears the committed outcome.
+    if (view.action && view.action.type === "redirect" && !this.away) {
+      this.away = true;
+      this.note(this.t.toAtom);
+      this.emit("change", { status: "requires_action" });
+      location.assign(view.action.url);
+      return;
+    }
     if (view.status !== before) {
       this.state(view.status);
       this.note(this.t[view.status === "open" ? "waiting" : view.status] || this.t.waiting);
@@ -334,7 +353,17 @@ class Checkout {
       element("div", "order", v.orderName),
       element("div", "amount", money(v.amount, v.currency, this.locale)),
     ];
-    if (this.phone) {
+    if (this.method === "atom") {
+      if (v.status === "open" || v.status === "scanned") {
+        const go = element("button", "btn", t.payAtom);
+        go.type = "button";
+        go.addEventListener("click", () => {
+          go.disabled = true;
+          this.payHosted();
+        });
+        nodes.push(go);
+      }
+    } else if (this.phone) {
       const open = element("a", "btn", t.openApp);
       open.href = this.appUrl;
       nodes.push(open);
@@ -354,6 +383,28 @@ class Checkout {
     nodes.push(this.countEl, this.statusEl);
     this.box.replaceChildren(...nodes);
     this.countdown();
+  }
+
+  /** Ask the gateway to pay this session at Atom's page; the view then names the page. */
+  async payHosted() {
+    let response;
+    let body = null;
+    try {
+      response = await fetch(`${this.url("/pay")}?clientSecret=${encodeURIComponent(this.clientSecret)}`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${this.key}`, "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ method: this.method }),
+        cache: "no-store",
+        credentials: "omit",
+      });
+      body = await response.json().catch(() => null);
+    } catch {
+      return this.later();
+    }
+    if (this.closed) return;
+    if (response.status === 202 && body) return this.apply(body);
+    if (response.status === 409) return this.refresh(); // paid or closed meanwhile: read it
+    return this.fail((body && body.code) || "failed", body && (body.detail || body.title));
   }
 
   note(text, tone) {
