@@ -195,7 +195,7 @@ SELECT date_trunc($6, p.requested_at, $5), p.currency, 'OPEN', '', count(*),
        sum(p.amount)::bigint
 -- One status at a time, so each is a range of the status index (an IN list let the planner
 -- walk the merchant's whole range by time instead).
-FROM unnest(ARRAY['PENDING', 'PROCESSING', 'UNRESOLVED']) AS s(status)
+FROM unnest(ARRAY['PENDING', 'PROCESSING', 'REQUIRES_ACTION', 'UNRESOLVED']) AS s(status)
 JOIN LATERAL (
     SELECT requested_at, currency, amount FROM payment_processes
     WHERE mid = $1 AND mode = $2 AND status = s.status
