@@ -104,3 +104,8 @@ class ReportsStore(Store):
             counts = await conn.fetch(Q["overview_counts"], *args)
             latency = await conn.fetch(Q["overview_latency"], *args)
         return list(counts), list(latency)
+
+    @translated
+    async def fold_rollup(self) -> int:
+        """Fold the overview's deltas into its rollup; how many delta rows it moved."""
+        return int(await self.pool.fetchval(Q["fold_rollup"]))

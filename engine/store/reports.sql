@@ -183,12 +183,18 @@ ORDER BY 1, 2, 3;
 
 -- overview_counts --
 -- Merchant $1's payments in mode $2 created in [$3, $4), per $6 ('hour' or 'day') in time zone
--- $5, per currency and outcome: from the rollup for those with an outcome, and counted
--- directly for those still open (few; the status index finds them).
+-- $5, per currency and outcome: from the rollup for those with an outcome (and its deltas not
+-- folded yet, migration 0019), and counted directly for those still open (few; the status
+-- index finds them).
 SELECT date_trunc($6, hour, $5) AS bucket, currency, outcome, reason,
        sum(n)::bigint AS n, sum(amount)::bigint AS amount
-FROM payment_rollup
-WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+FROM (
+    SELECT hour, currency, outcome, reason, n, amount FROM payment_rollup
+    WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+    UNION ALL
+    SELECT hour, currency, outcome, reason, n, amount FROM payment_rollup_delta
+    WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+) r
 GROUP BY 1, 2, 3, 4
 UNION ALL
 SELECT date_trunc($6, p.requested_at, $5), p.currency, 'OPEN', '', count(*),
@@ -207,6 +213,15 @@ GROUP BY 1, 2;
 -- The created -> final latency histogram of the same payments (see latency_bucket in
 -- sql/migrations/0012_backoffice.sql), per bucket of time.
 SELECT date_trunc($6, hour, $5) AS bucket, bucket AS le, sum(n)::bigint AS n
-FROM payment_latency_rollup
-WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+FROM (
+    SELECT hour, bucket, n FROM payment_latency_rollup
+    WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+    UNION ALL
+    SELECT hour, bucket, n FROM payment_latency_delta
+    WHERE mid = $1 AND mode = $2 AND hour >= $3 AND hour < $4
+) l
 GROUP BY 1, 2;
+
+-- fold_rollup --
+-- Move the overview's committed deltas into its rollup (migration 0019); how many it moved.
+SELECT fold_payment_rollup();

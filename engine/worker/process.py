@@ -30,6 +30,7 @@ from engine.providers import acquirer, atom
 from engine.providers.protocol import Provider, registry_key
 from engine.refunds import settle
 from engine.store import db, devdb
+from engine.store.reports import ReportsStore
 from engine.store.repository import Repository
 from engine.webhooks import delivery as webhooks
 from engine.webhooks import egress
@@ -119,6 +120,9 @@ class Worker:
         self.schedule.every("checkout-expiry", 1.0, self._expire_sessions)
         # Payments at the provider's page: inquired when due (no callback yet), or expired.
         self.schedule.every("requires-action", 1.0, self._actions)
+        # The overview's counts, appended by each settle, folded into its rollup (migration
+        # 0019; the overview reads what is not folded yet too, so this only keeps it small).
+        self.schedule.every("rollup-fold", 2.0, self._fold_rollup)
 
     def wake(self) -> None:
         """Make every lane look for work now (LISTEN connected, the reaper freed rows)."""
@@ -199,6 +203,10 @@ class Worker:
     async def _actions(self) -> None:
         with contextlib.suppress(errors.DatabaseUnavailable):
             await self.actions_pass()
+
+    async def _fold_rollup(self) -> None:
+        with contextlib.suppress(errors.DatabaseUnavailable):
+            await ReportsStore(self.repo.pool).fold_rollup()
 
     async def _expire_sessions(self) -> None:
         with contextlib.suppress(errors.DatabaseUnavailable):

@@ -169,6 +169,7 @@ async def test_approved_on_atoms_page_settles_by_callback_and_returns_to_the_com
     _, seen = await view(client, h.pk, h.session)
     assert seen["outcome"] == {"result": "success", "code": None} and seen["action"] is None
     # The overview's rollup counts it, though it came from REQUIRES_ACTION (migration 0018).
+    await pool.execute("SELECT fold_payment_rollup()")
     assert (
         await pool.fetchval(
             "SELECT sum(n) FROM payment_rollup WHERE outcome = 'SUCCESS' AND amount = 10000"

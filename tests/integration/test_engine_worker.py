@@ -110,6 +110,17 @@ async def test_serve_settles_and_reports_when_notified(
     )
     delivered = await pool.fetch("SELECT status FROM webhook_deliveries")
     assert [r["status"] for r in delivered] == ["DELIVERED", "DELIVERED"]
+    # The overview's deltas of those settles: folded into the rollup by the worker's lane (the
+    # rollup has rows only through a fold).
+    async with serving(Worker(tuned(settings, polling_enabled=False), repo, http, owner="fold")):
+        await wait_until(
+            lambda: _folded(pool), what="the worker folding the overview's deltas", timeout=10
+        )
+    assert await pool.fetchval("SELECT sum(n) FROM payment_rollup") == 2
+
+
+async def _folded(pool: asyncpg.Pool) -> bool:
+    return not await pool.fetchval("SELECT count(*) FROM payment_rollup_delta")
 
 
 @pytest.mark.parametrize("grace", [5.0, 0.0], ids=["finish-in-flight", "cancel-in-flight"])

@@ -201,6 +201,7 @@ async def test_resolve_settles_with_its_webhook_and_audit_row(
     )
     assert audit["detail"]["unresolvedReason"] == "OUTCOME_UNKNOWN"
     # Counted in the overview's rollup like any outcome.
+    await pool.execute("SELECT fold_payment_rollup()")
     assert (
         await pool.fetchval(
             "SELECT n FROM payment_rollup WHERE mid = $1 AND outcome = 'SUCCESS'", MID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -453,7 +454,8 @@ async def test_the_overview_equals_a_direct_count(store: ReportsStore, pool: asy
                 got.end,
             )
         )
-    # The rollup the trigger kept equals the rollup rebuilt from scratch.
+    # The rollup the trigger kept (its deltas folded) equals the rollup rebuilt from scratch.
+    await pool.execute("SELECT fold_payment_rollup()")
     kept = await pool.fetch("SELECT * FROM payment_rollup ORDER BY 1, 2, 3, 4, 5, 6")
     hist = await pool.fetch("SELECT * FROM payment_latency_rollup ORDER BY 1, 2, 3, 4")
     await pool.execute("SELECT rebuild_payment_rollup()")
@@ -470,3 +472,29 @@ async def test_an_unknown_range_or_zone_is_refused(
     with pytest.raises(errors.InvalidField) as caught:
         await reports.overview(store, MID, "test", range_, tz)
     assert caught.value.field == field
+
+
+async def test_two_folds_at_once_count_each_settle_once(pool: asyncpg.Pool) -> None:
+    """Settles append deltas (no shared row to wait on); folds move each delta exactly once,
+    however many run together, and the overview's sums never change while they do."""
+    now = datetime.now(UTC)
+    await pool.executemany(
+        "INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id, amount,"
+        " request_digest, webhook_url, requested_at, mode)"
+        " VALUES ($1, $1, $2, $1, 'C', 1000, 'd', 'http://127.0.0.1:9/h', $3, 'test')",
+        [(f"FOLD_{i}", MID, now) for i in range(40)],
+    )
+    # Forty settles in forty statements: forty deltas.
+    for i in range(40):
+        await pool.execute(
+            "UPDATE payment_processes SET status = 'SUCCESS', approval_no = 'A',"
+            " processed_at = now() WHERE tid = $1",
+            f"FOLD_{i}",
+        )
+    assert await pool.fetchval("SELECT count(*) FROM payment_rollup_delta") == 40
+    assert not await pool.fetchval("SELECT count(*) FROM payment_rollup")
+    moved = await asyncio.gather(*(pool.fetchval("SELECT fold_payment_rollup()") for _ in range(4)))
+    assert sum(moved) == 80  # 40 counts and 40 latency deltas, each moved by one fold
+    assert not await pool.fetchval("SELECT count(*) FROM payment_rollup_delta")
+    assert await pool.fetchval("SELECT sum(n) FROM payment_rollup") == 40
+    assert await pool.fetchval("SELECT sum(n) FROM payment_latency_rollup") == 40
