@@ -95,21 +95,23 @@ async def connect(dsn: str) -> asyncpg.Connection:
 LISTEN_PING_SECONDS = 5.0
 
 
-async def hold(conn: asyncpg.Connection, until: asyncio.Event) -> None:
+async def hold(
+    conn: asyncpg.Connection, until: asyncio.Event, *, every: float = LISTEN_PING_SECONDS
+) -> None:
     """Return when `until` is set or `conn` is lost (closed, or silent to a ping)."""
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _c: lost.set())
     while not (until.is_set() or lost.is_set() or conn.is_closed()):
         waits = {asyncio.ensure_future(until.wait()), asyncio.ensure_future(lost.wait())}
         done, pending = await asyncio.wait(
-            waits, timeout=LISTEN_PING_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            waits, timeout=every, return_when=asyncio.FIRST_COMPLETED
         )
         for waiting in pending:
             waiting.cancel()
         if done:
             return
         try:
-            await conn.fetchval("SELECT 1", timeout=LISTEN_PING_SECONDS)
+            await conn.fetchval("SELECT 1", timeout=every)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
             return
 
