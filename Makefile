@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint stop-db clean bench
+.PHONY: run run-ha test lint stop-db stop-ha clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ run: $(STAMP)
 	PROMETHEUS_MULTIPROC_DIR="$(abspath $(RUN_DIR))/metrics" PATH="$(abspath $(VENV))/bin:$$PATH" \
 		ENGINE_WEBHOOK_ALLOWED_HOSTS="$(ENGINE_WEBHOOK_ALLOWED_HOSTS)" \
 		exec $(VENV)/bin/supervisord -c $(SUPERVISOR)/supervisord.conf
+
+## run-ha: the highly available mode: three Patroni nodes on this machine (each an embedded
+## PostgreSQL; a synchronous standby confirms every commit), then everything `make run` runs,
+## on the URL that follows the primary. Data in $(RUN_DIR)/ha; `make stop-ha` stops the nodes.
+## Ports: PostgreSQL HA_BASE_PORT..+2, Patroni's REST API +10..+12, Raft +20..+22.
+HA_BASE_PORT ?= 5440
+HA = $(PY) -m engine.commands.ha --base-port $(HA_BASE_PORT) --dir $(RUN_DIR)/ha
+run-ha: $(STAMP)
+	$(HA) start
+	DATABASE_URL="$$($(HA) url)" $(MAKE) --no-print-directory run
+
+## stop-ha: stop the three nodes of `make run-ha` (replicas first; data is kept)
+stop-ha: $(STAMP)
+	$(HA) stop
 
 # The browser the back office's tests drive (tests/browser): Playwright cannot download its
 # own on these machines, so Debian's package it is, with a Korean font so the customer app's

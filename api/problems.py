@@ -13,6 +13,7 @@ from aiohttp.typedefs import Middleware
 from api import responses
 from api.schemas.problem import Problem as ProblemBody
 from engine import errors, metrics
+from engine.store.base import DRIVER_UNAVAILABLE
 
 log = structlog.get_logger()
 
@@ -141,6 +142,11 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         return p.response(request.path)
     except errors.PaymentError as exc:
         return _from_engine(exc).response(request.path)
+    except DRIVER_UNAVAILABLE as exc:
+        # A database call that no store translated (a pool acquired by hand): the database
+        # is away all the same, as while Patroni promotes a standby. 503, never a 500.
+        log.warning("api.database_unavailable", path=request.path, error=repr(exc))
+        return _from_engine(errors.DatabaseUnavailable()).response(request.path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

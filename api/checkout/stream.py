@@ -26,7 +26,7 @@ from aiohttp_sse import sse_response
 from api import problems, state
 from api.checkout.sessions import browser_session
 from engine.checkout import sessions
-from engine.store import devdb
+from engine.store import db, devdb
 from engine.store.checkout import CHANNEL, Session
 
 log = structlog.get_logger()
@@ -94,15 +94,14 @@ class Hub:
     async def listen(self, dsn: str) -> None:
         """Hold the LISTEN connection until closing; reconnect with a pause when it drops."""
         while not self.closing:
-            lost = asyncio.Event()
+            forever = asyncio.Event()  # held until lost: run_hub cancels this task to stop
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn)
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn = await db.connect(dsn)
                 await conn.add_listener(CHANNEL, self._heard)
                 self.connected.set()
                 self.wake_all()
-                await lost.wait()
+                await db.hold(conn, forever)
                 log.warning("checkout.listen_lost")
             except asyncio.CancelledError:
                 raise
@@ -111,7 +110,8 @@ class Hub:
             finally:
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():
-                    await conn.close()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
             await asyncio.sleep(0.5)
 
 

@@ -30,7 +30,19 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # The driver's own state broken under it: a pooled connection whose server died while
+    # it sat idle ("cannot switch to state 12; another operation is in progress"). The socket
+    # is gone, so the pool opens a new connection next time. It also covers, with several
+    # hosts in DATABASE_URL (target_session_attrs=read-write), none of them accepting writes
+    # right now (TargetServerAttributeNotMatched), as while Patroni promotes a standby.
+    asyncpg.InternalClientError,
+    # The node this connection reached no longer takes writes (a primary fenced or demoted
+    # under us): the primary has moved, which a caller sees as the database being away.
+    asyncpg.ReadOnlySQLTransactionError,
 )
+# The driver's own of those: what a web handler may safely read as "the database is away"
+# (an OSError or a timeout there may be the client's or another service's).
+DRIVER_UNAVAILABLE = tuple(e for e in UNAVAILABLE if e.__module__.startswith("asyncpg"))
 
 
 def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,14 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 
 # Connecting fails like this while PostgreSQL is down or starting; anything else (a wrong
 # password, a missing database) is a configuration error and stops the process.
-_NOT_UP_YET = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+# With several hosts (a Patroni cluster), none accepting writes yet is the same: wait.
+_NOT_UP_YET = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TargetServerAttributeNotMatched,
+)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -77,9 +85,35 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection set up like the pool's (for LISTEN and for tests)."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
     await _init_connection(conn)
     return conn
+
+
+# How often a LISTEN connection is pinged. A primary whose machine vanished closes no socket:
+# without a ping, a listener would wait on it forever instead of reconnecting to the new one.
+LISTEN_PING_SECONDS = 5.0
+
+
+async def hold(
+    conn: asyncpg.Connection, until: asyncio.Event, *, every: float = LISTEN_PING_SECONDS
+) -> None:
+    """Return when `until` is set or `conn` is lost (closed, or silent to a ping)."""
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _c: lost.set())
+    while not (until.is_set() or lost.is_set() or conn.is_closed()):
+        waits = {asyncio.ensure_future(until.wait()), asyncio.ensure_future(lost.wait())}
+        done, pending = await asyncio.wait(
+            waits, timeout=every, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiting in pending:
+            waiting.cancel()
+        if done:
+            return
+        try:
+            await conn.fetchval("SELECT 1", timeout=every)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            return
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:

@@ -30,6 +30,7 @@ from engine.providers import acquirer, atom
 from engine.providers.protocol import Provider, registry_key
 from engine.refunds import settle
 from engine.store import db, devdb
+from engine.store.base import UNAVAILABLE
 from engine.store.reports import ReportsStore
 from engine.store.repository import Repository
 from engine.webhooks import delivery as webhooks
@@ -213,23 +214,23 @@ class Worker:
             await sessions.expire_due(self.repo)
 
     async def _listen(self, dsn: str) -> None:
-        """Hold a LISTEN connection; reconnect if it drops (and poll once, in case we missed)."""
+        """Hold a LISTEN connection; reconnect if it drops (and poll once, in case we missed).
+
+        With several hosts in the DSN (a Patroni cluster) the new connection goes to whichever
+        node is the primary now: a standby refuses LISTEN, and the DSN asks for read-write.
+        """
         while not self.stopping.is_set():
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn)
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
+                conn = await db.connect(dsn)
                 await conn.add_listener(PAYMENTS_CHANNEL, lambda *_: self.payments.ring())
                 await conn.add_listener(REFUNDS_CHANNEL, lambda *_: self.refunds.ring())
                 await conn.add_listener(WEBHOOKS_CHANNEL, lambda *_: self.webhooks.ring())
                 self.wake()
-                stop_wait = asyncio.ensure_future(self.stopping.wait())
-                closed_wait = asyncio.ensure_future(closed.wait())
-                await asyncio.wait({stop_wait, closed_wait}, return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
-                closed_wait.cancel()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await db.hold(conn, self.stopping)
+                if not self.stopping.is_set():
+                    self.log.warning("worker.listen_lost")
+            except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.log.warning("worker.listen_failed", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), 1.0)
