@@ -32,6 +32,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await db.migrate(conn)
         repo = Repository(pool)
         app[state.REPO] = repo
+        app[state.LISTS] = pool
+        if settings.replica_reads:
+            app[state.LISTS] = await db.create_pool(
+                db.prefer_standby(dsn), min_size=1, max_size=settings.db_pool_max
+            )
         app[state.SNOWFLAKE] = ids.Snowflake(await repo.ops.next_node_id())
         app[state.WAKERS] = wakeup.Wakers(pool)
         app[state.INSERTS] = intake.GroupCommit(
@@ -44,6 +49,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await app[state.WAKERS].close()
         await repo.checkout.notices.close()
     finally:
+        if state.LISTS in app and app[state.LISTS] is not pool:
+            await app[state.LISTS].close()
         await pool.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 
 from config.settings import Settings
@@ -13,6 +14,8 @@ from engine.worker import wakeup
 
 SETTINGS = web.AppKey("settings", Settings)
 REPO = web.AppKey("repo", Repository)
+# The pool lists and charts read (a standby's with ENGINE_REPLICA_READS, else the REPO's).
+LISTS = web.AppKey("lists", asyncpg.Pool)
 SNOWFLAKE = web.AppKey("snowflake", ids.Snowflake)
 WAKERS = web.AppKey("wakers", wakeup.Wakers)
 INSERTS = web.AppKey("inserts", intake.GroupCommit)

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # Connections per process; a small pool per core beats a large one on PostgreSQL.
     db_pool_min: int = Field(default=2, ge=1, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)
+    # Lists and charts that need not read their own writes (the payments history of the API
+    # and the back office, its CSV export, its overview) read from a standby when
+    # DATABASE_URL names several hosts and one is a standby (a Patroni cluster): a second pool
+    # with target_session_attrs=prefer-standby. Off: everything reads the primary.
+    replica_reads: bool = False
 
     # --- intake (the `web` process) ---
     web_host: str = "127.0.0.1"

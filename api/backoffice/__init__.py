@@ -41,7 +41,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     pool = app[state.REPO].pool
     app[context.ACCOUNTS] = AccountStore(pool)
     app[context.CONSOLE] = BackofficeStore(pool)
-    app[context.REPORTS] = ReportsStore(pool)
+    app[context.REPORTS] = ReportsStore(pool, lists=app[state.LISTS])
     app[context.RECOVERY] = RecoveryStore(pool)
     ph = passwords.hasher(app[state.SETTINGS].backoffice_password_profile)
     app[context.CHECKER] = passwords.Checker(ph)

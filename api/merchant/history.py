@@ -185,7 +185,7 @@ async def list_history(request: web.Request) -> web.Response:
         query = _payment_query(request)
         limit = _integer(request, "limit")
         found = await reports.page(
-            ReportsStore(request.app[state.REPO].pool),
+            ReportsStore(request.app[state.REPO].pool, lists=request.app[state.LISTS]),
             who.mid,
             who.mode,
             query,

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
@@ -81,6 +82,15 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             )
     assert pool is not None
     return pool
+
+
+def prefer_standby(dsn: str) -> str:
+    """`dsn` for reads that may go to a standby: target_session_attrs=prefer-standby (a
+    standby when one answers, else the primary)."""
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "target_session_attrs"]
+    query.append(("target_session_attrs", "prefer-standby"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

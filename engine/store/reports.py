@@ -50,13 +50,23 @@ def item(r: asyncpg.Record) -> HistoryItem:
 
 
 class ReportsStore(Store):
-    """A merchant's payments, cancels and refunds as the back office and the API list them."""
+    """A merchant's payments, cancels and refunds as the back office and the API list them.
+
+    Lists, the export and the overview read `lists` (a standby's pool when replica reads are
+    on, else the same pool): none of them must see a write its caller just made. A payment's
+    timeline and a pasted reference read the primary, since they follow an action or a new
+    payment.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, lists: asyncpg.Pool | None = None) -> None:
+        super().__init__(pool)
+        self.lists = lists or pool
 
     @translated
     async def page(self, params: Sequence[Any]) -> list[HistoryItem]:
         """One page of payment_page (params as PaymentQuery.params builds them), read from
         the search's matches when a search matches few (page_statement)."""
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+        async with self.lists.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(Q["custom_plans"])
             rows = await conn.fetch(await page_statement(conn, params), *params)
         return [item(r) for r in rows]
@@ -72,7 +82,7 @@ class ReportsStore(Store):
         """
         try:
             async with (
-                self.pool.acquire() as conn,
+                self.lists.acquire() as conn,
                 conn.transaction(readonly=True, isolation="repeatable_read"),
             ):
                 await conn.execute(Q["custom_plans"])
@@ -100,7 +110,7 @@ class ReportsStore(Store):
     ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
         """(counts, latency histogram) rows per `unit` ('hour' or 'day') in time zone `tz`."""
         args = (mid, mode, start, end, tz, unit)
-        async with self.pool.acquire() as conn:
+        async with self.lists.acquire() as conn:
             counts = await conn.fetch(Q["overview_counts"], *args)
             latency = await conn.fetch(Q["overview_latency"], *args)
         return list(counts), list(latency)

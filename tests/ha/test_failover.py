@@ -27,9 +27,15 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
+from api import state
+from api.app import create_app
+from config.settings import Settings
 from engine.commands.ha import Cluster, Node
+from engine.reports import PaymentQuery
 from engine.store import db
+from engine.store.reports import ReportsStore
 from tests.chaos import harness
 from tests.chaos.harness import CHAOS_MID, ChaosConfig, Load, System, Watch
 from tests.e2e.conftest import free_port
@@ -286,3 +292,34 @@ async def test_a_planned_switchover_under_load(cluster: Cluster) -> None:
     outcome = await _run(cluster, "switchover", switch_over)
     _assert_held(outcome)
     assert outcome.fault["new"] != outcome.fault["old"], outcome.fault
+
+
+async def test_lists_read_a_standby_when_replica_reads_are_on(cluster: Cluster) -> None:
+    """ENGINE_REPLICA_READS: the web's lists pool is a standby's; a payment's timeline (which
+    may follow the caller's own action) still reads the primary; off, both are the primary."""
+    await asyncio.to_thread(cluster.wait_ready, 120)
+    target = await _database(cluster, "replica_reads")
+    settings = Settings(database_url=target.url, data_dir=Path(tempfile.gettempdir()))
+    for replica_reads, lists_on_standby in ((True, True), (False, False)):
+        app = create_app(settings.model_copy(update={"replica_reads": replica_reads}))
+        async with TestServer(app):
+            primary, lists = app[state.REPO].pool, app[state.LISTS]
+            assert await primary.fetchval("SELECT pg_is_in_recovery()") is False
+            assert await lists.fetchval("SELECT pg_is_in_recovery()") is lists_on_standby
+            store = ReportsStore(primary, lists=lists)
+            order = f"REPLICA_{replica_reads}"
+            await primary.execute(
+                "INSERT INTO payment_processes (public_id, tid, mid, order_id, user_public_id,"
+                " amount, request_digest, webhook_url, mode)"
+                " VALUES ($1, $1, 'replica_m', $1, 'C', 1000, 'd', 'http://127.0.0.1:9/h',"
+                " 'test')",
+                order,
+            )
+            params = PaymentQuery(search=order).params("replica_m", "test", None, 10)
+
+            async def listed() -> bool:
+                return [r.tid for r in await store.page(params)] == [order]
+
+            # Synchronous commit waits for the standby's flush, not its replay: soon, not now.
+            await wait_until(listed, what="the payment listed from the lists pool", timeout=10)
+            assert [r["to_status"] for r in await store.timeline("replica_m", "test", order)]
