@@ -144,6 +144,9 @@ async def measure(
         concurrency=cfg.concurrency,
     )
     await system.start_workers()
+    # The intake's payments (accepted with the workers stopped) drain first, so the paced run
+    # measures its own payments, not the queue the intake left.
+    await _settled(pg.url, f"{name}i", timeout=cfg.seconds * 10 + 60)
     paced = await loadgen.run_aiohttp(
         system.web,
         key,
