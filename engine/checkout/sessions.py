@@ -204,7 +204,36 @@ async def confirm(
         order_name=session.order_name,
         actor=f"customer:{customer.public_id}",
     )
-    writer = _SessionWriter(repo, public_id, customer, card)
+    return await _pay(
+        repo,
+        session,
+        new,
+        _SessionWriter(repo, public_id, customer, card),
+        ("confirm", "checkout.confirmed"),
+        snowflake=snowflake,
+        tid_prefix=tid_prefix,
+        default_webhook_url=default_webhook_url,
+        customer=customer.public_id,
+        card=card.last4,
+    )
+
+
+async def _pay(
+    repo: Repository,
+    session: Session,
+    new: NewPayment,
+    writer: _SessionWriter,
+    names: tuple[str, str],
+    *,
+    snowflake: ids.Snowflake,
+    tid_prefix: str,
+    default_webhook_url: str,
+    **fields: str,
+) -> Result:
+    """The session's one payment, through the intake with the session's compare-and-set:
+    refused if the session moved on meanwhile or its order is taken. `names`: the action (for
+    a refusal) and the event logged with `fields` when it is made."""
+    action, event = names
     try:
         accepted = await intake.accept(
             writer,
@@ -214,18 +243,12 @@ async def confirm(
             default_webhook_url=default_webhook_url,
         )
     except SessionMoved:
-        return await _refused(repo, public_id, "confirm")
+        return await _refused(repo, session.public_id, action)
     except errors.IdempotencyConflict:
-        log.warning("checkout.order_taken", session=public_id, order_id=session.order_id)
+        log.warning("checkout.order_taken", session=session.public_id, order_id=session.order_id)
         return Result(session, False, "order_taken")
-    log.info(
-        "checkout.confirmed",
-        session=public_id,
-        tid=accepted.payment.tid,
-        customer=customer.public_id,
-        card=card.last4,
-    )
-    after = await read(repo, public_id)
+    log.info(event, session=session.public_id, tid=accepted.payment.tid, **fields)
+    after = await read(repo, session.public_id)
     assert after is not None
     return Result(after, True, payment=accepted.payment)
 
@@ -270,25 +293,17 @@ async def pay_hosted(
         order_name=session.order_name,
         actor=f"checkout:{public_id}",
     )
-    try:
-        accepted = await intake.accept(
-            _SessionWriter(repo, public_id, None, None),
-            new,
-            snowflake=snowflake,
-            tid_prefix=tid_prefix,
-            default_webhook_url=default_webhook_url,
-        )
-    except SessionMoved:
-        return await _refused(repo, public_id, "pay")
-    except errors.IdempotencyConflict:
-        log.warning("checkout.order_taken", session=public_id, order_id=session.order_id)
-        return Result(session, False, "order_taken")
-    log.info(
-        "checkout.paying_hosted", session=public_id, tid=accepted.payment.tid, provider=provider
+    return await _pay(
+        repo,
+        session,
+        new,
+        _SessionWriter(repo, public_id, None, None),
+        ("pay", "checkout.paying_hosted"),
+        snowflake=snowflake,
+        tid_prefix=tid_prefix,
+        default_webhook_url=default_webhook_url,
+        provider=provider,
     )
-    after = await read(repo, public_id)
-    assert after is not None
-    return Result(after, True, payment=accepted.payment)
 
 
 async def expire_due(repo: Repository, limit: int = 500) -> int:
