@@ -191,17 +191,10 @@ async def confirm(
     if session.status not in OPEN:
         return await _refused(repo, public_id, "confirm")
     digest = {"checkoutSession": public_id, "amount": session.amount, "currency": session.currency}
-    new = NewPayment(
-        mid=session.mid,
-        order_id=session.order_id,
-        user_public_id=session.customer_ref or customer.public_id,
-        amount=session.amount,
-        currency=session.currency,
-        echo={"checkoutSessionId": public_id, "orderId": session.order_id},
-        webhook_url=None,
-        request_digest=intake.request_digest(digest),
-        mode="test" if session.mode == "test" else "live",
-        order_name=session.order_name,
+    new = _payment_of(
+        session,
+        customer=session.customer_ref or customer.public_id,
+        digest=digest,
         actor=f"customer:{customer.public_id}",
     )
     return await _pay(
@@ -215,6 +208,31 @@ async def confirm(
         default_webhook_url=default_webhook_url,
         customer=customer.public_id,
         card=card.last4,
+    )
+
+
+def _payment_of(
+    session: Session,
+    *,
+    customer: str,
+    digest: dict[str, Any],
+    actor: str,
+    provider: str = "card",
+) -> NewPayment:
+    """The payment a session makes: its order, amount and mode, the session named in the echo."""
+    return NewPayment(
+        mid=session.mid,
+        order_id=session.order_id,
+        user_public_id=customer,
+        amount=session.amount,
+        currency=session.currency,
+        echo={"checkoutSessionId": session.public_id, "orderId": session.order_id},
+        webhook_url=None,
+        request_digest=intake.request_digest(digest),
+        mode="test" if session.mode == "test" else "live",
+        provider=provider,
+        order_name=session.order_name,
+        actor=actor,
     )
 
 
@@ -279,19 +297,12 @@ async def pay_hosted(
     if session.status not in OPEN:
         return await _refused(repo, public_id, "pay")
     digest = {"checkoutSession": public_id, "amount": session.amount, "provider": provider}
-    new = NewPayment(
-        mid=session.mid,
-        order_id=session.order_id,
-        user_public_id=session.customer_ref or "checkout",
-        amount=session.amount,
-        currency=session.currency,
-        echo={"checkoutSessionId": public_id, "orderId": session.order_id},
-        webhook_url=None,
-        request_digest=intake.request_digest(digest),
-        mode="test" if session.mode == "test" else "live",
-        provider=provider,
-        order_name=session.order_name,
+    new = _payment_of(
+        session,
+        customer=session.customer_ref or "checkout",
+        digest=digest,
         actor=f"checkout:{public_id}",
+        provider=provider,
     )
     return await _pay(
         repo,
