@@ -55,7 +55,7 @@ SCALE_FILL = """
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
      webhook_url, provider, last_actor, status, approval_no, fail_reason, requested_at,
-     processed_at, attempts, next_attempt_at, webhook_sent_at, webhook_response_code, mode)
+     processed_at, attempts, next_attempt_at, mode)
 SELECT 'SC' || lpad(g::text, 12, '0'),
        'SCALE_20260101_' || lpad(g::text, 10, '0'),
        'bench_scale', 'S_' || g, 'USR_' || (g % 997), 1000 + g % 1000, 'KRW',
@@ -65,8 +65,7 @@ SELECT 'SC' || lpad(g::text, 12, '0'),
        CASE WHEN NOT $3 AND g % 5 <> 0 THEN 'AP' || g END,
        CASE WHEN NOT $3 AND g % 5 = 0 THEN 'INSUFFICIENT_BALANCE' END,
        now() - interval '1 day', CASE WHEN NOT $3 THEN now() - interval '1 day' END,
-       CASE WHEN $3 THEN 0 ELSE 1 END, now() - interval '1 minute',
-       CASE WHEN NOT $3 THEN now() - interval '1 day' END, CASE WHEN NOT $3 THEN 200 END, 'test'
+       CASE WHEN $3 THEN 0 ELSE 1 END, now() - interval '1 minute', 'test'
 FROM generate_series($1::bigint, $2::bigint) AS g
 """
 

@@ -121,8 +121,6 @@ class Payment:
     echo: dict[str, Any]
     request_digest: str
     webhook_url: str
-    webhook_sent_at: datetime | None
-    webhook_response_code: int | None
     requested_at: datetime
     processing_started_at: datetime | None
     processed_at: datetime | None
@@ -138,6 +136,10 @@ class Payment:
     canceled_at: datetime | None = None
     refunded_amount: int = 0
     refund_reserved: int = 0
+    # The webhook status, read from the payment's deliveries by the lookup (get_payment_by_tid,
+    # migration 0022); None from reads that do not join them (the intake, cancel, lists).
+    webhook_sent_at: datetime | None = None
+    webhook_response_code: int | None = None
     last_actor: str | None = None
     mode: str = "test"
     # The endpoint the webhooks go to; None for the operator's default receiver.

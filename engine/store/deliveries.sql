@@ -31,8 +31,9 @@ JOIN payment_processes p ON p.id = c.payment_id
 LEFT JOIN refunds r ON r.id = c.refund_id;
 
 -- deliveries_succeeded --
--- Mark the deliveries in $1 (held by worker $2) DELIVERED, record each attempt and the
--- payments' webhook columns: one statement for a whole pass. $3 response codes, $4 attempt
+-- Mark the deliveries in $1 (held by worker $2) DELIVERED and record each attempt: one
+-- statement for a whole pass. (The payment's row is not written: its lookup reads the
+-- webhook status from here, migration 0022.) $3 response codes, $4 attempt
 -- starts, $5 attempt numbers, $6 request headers (JSON text), $7 request bodies, $8 answer
 -- excerpts (arrays as long as $1). Returns the ids it marked.
 WITH o AS (
@@ -50,10 +51,6 @@ WITH o AS (
     INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code,
                                   request_headers, request_body, response_excerpt)
     SELECT id, attempt_no, started, code, headers::jsonb, body, excerpt FROM done
-), payment AS (
-    UPDATE payment_processes p
-    SET webhook_sent_at = now(), webhook_response_code = done.code, updated_at = now()
-    FROM done WHERE p.id = done.payment_id
 )
 SELECT id FROM done;
 
@@ -73,10 +70,6 @@ WITH failed AS (
     INSERT INTO webhook_attempts (delivery_id, attempt_no, started_at, response_code, error,
                                   request_headers, request_body, response_excerpt)
     SELECT id, attempts, $5, $3, $4, $8::jsonb, $9, $10 FROM failed
-), payment AS (
-    UPDATE payment_processes p
-    SET webhook_response_code = $3, updated_at = now()
-    FROM failed WHERE p.id = failed.payment_id AND $3::integer IS NOT NULL
 )
 SELECT status, attempts FROM failed;
 

@@ -58,8 +58,17 @@ SELECT * FROM payment_processes WHERE mid = $1 AND order_id = $2 AND mode = $3;
 
 -- get_payment_by_tid --
 -- One payment of merchant $2 in mode $3 by transaction id $1 (another merchant's, or the
--- other mode's, is not found).
-SELECT * FROM payment_processes WHERE tid = $1 AND mid = $2 AND mode = $3;
+-- other mode's, is not found), with its webhook status as its deliveries hold it (migration
+-- 0022): when one was last delivered, and the last response code any attempt got.
+SELECT p.*,
+       (SELECT max(d.delivered_at) FROM webhook_deliveries d
+        WHERE d.payment_id = p.id) AS webhook_sent_at,
+       (SELECT a.response_code FROM webhook_deliveries d
+        JOIN webhook_attempts a ON a.delivery_id = d.id
+        WHERE d.payment_id = p.id AND a.response_code IS NOT NULL
+        ORDER BY a.id DESC LIMIT 1) AS webhook_response_code
+FROM payment_processes p
+WHERE p.tid = $1 AND p.mid = $2 AND p.mode = $3;
 
 -- claim_pending --
 -- Claim up to $2 due PENDING (or UNRESOLVED, to inquire again) rows for worker $1, leased for

@@ -100,10 +100,13 @@ async def test_serve_settles_and_reports_when_notified(
 
     hooks = await sim.wait_for_webhooks(2, path=HOOK_PATH, timeout=0)
     assert sorted(h["body"]["transactionId"] for h in hooks) == sorted(tids)
-    rows = await pool.fetch("SELECT status, lease_owner, webhook_sent_at FROM payment_processes")
+    rows = await pool.fetch("SELECT id, status, lease_owner FROM payment_processes")
     assert len(rows) == 2
     assert all(r["status"] in FINAL and r["lease_owner"] is None for r in rows)
-    assert all(r["webhook_sent_at"] is not None for r in rows)
+    delivered = await pool.fetch(
+        "SELECT payment_id FROM webhook_deliveries WHERE delivered_at IS NOT NULL"
+    )
+    assert sorted(r["payment_id"] for r in delivered) == sorted(r["id"] for r in rows)
     assert (
         await pool.fetchval("SELECT count(*) FROM payment_processes WHERE status = 'PROCESSING'")
         == 0
