@@ -67,12 +67,13 @@ RETURNING version;
 
 -- close --
 -- open|scanned -> $3 ('confirmed' or 'canceled') by customer $2, while session $1 has not
--- expired. Returns the session's id and new version if this call moved it.
+-- expired. Returns what changed (its id, new version, and the columns this set) if this call
+-- moved it: the caller's answer needs no read after it.
 UPDATE checkout_sessions
 SET status = $3, version = version + 1, closed_at = now(), customer_id = $2,
     updated_at = now()
 WHERE public_id = $1 AND status IN ('open', 'scanned') AND expires_at > now()
-RETURNING id, version;
+RETURNING id, version, status, closed_at, customer_id, updated_at;
 
 -- notify_after_commit --
 -- This transaction's changes to sessions send their notices after its commit (migration 0015):
