@@ -3,6 +3,7 @@ that closes the session and stores its payment in one transaction (see checkout.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -283,10 +284,12 @@ class Checkout(Store):
                 closed = await conn.fetchrow(Q["close"], public_id, customer_id, "confirmed")
                 if closed is None:
                     raise SessionMoved(public_id)
-                payment = await payments.insert_one(conn, row)
+                linked = dataclasses.replace(
+                    row, checkout_session_id=closed["id"], card_token=card_token
+                )
+                payment = await payments.insert_one(conn, linked)
                 if payment is None:
                     raise _NoRow()
-                await conn.execute(Q["link_payment"], payment.id, closed["id"], card_token)
         except _NoRow:
             return None
         done = Closed(**dict(closed))

@@ -80,12 +80,6 @@ RETURNING id, version, status, closed_at, customer_id, updated_at;
 -- the caller sends them (Checkout.notices).
 SET LOCAL hamster.checkout_notify = 'after_commit';
 
--- link_payment --
--- The payment $1 was made by session $2 with the customer's card token $3 (null for a
--- provider with its own payment page, Atom), in the same transaction as its insert: the
--- worker never sees it without them.
-UPDATE payment_processes SET checkout_session_id = $2, card_token = $3 WHERE id = $1;
-
 -- customer_payments --
 -- Customer $1's payments across merchants, newest first, at most $2.
 SELECT p.id, p.tid, p.amount, p.currency, p.status, p.requested_at, p.refunded_amount,
