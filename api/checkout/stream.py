@@ -248,7 +248,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     waiter.cancel()
-                    if gone in done:
+                    if gone in done or hub.closing:
                         break
                     woken.clear()
                     must_read = not done or hub.generation != generation  # timed out, or lost
