@@ -298,11 +298,15 @@ class Run:
         """Open the streams, measure memory and idle CPU, then the final events under load."""
         cfg, files = self.cfg, self.folder
         total = cfg.streams + cfg.payments + cfg.drain_payments
-        took = await create_sessions(self.system, self.key, total, files / "all.jsonl")
-        lines = (files / "all.jsonl").read_text().splitlines()
+        took = await create_sessions(self.system, self.key, total, files / "made.jsonl")
+        lines = (files / "made.jsonl").read_text().splitlines()
         (files / "paid.jsonl").write_text("\n".join(lines[: cfg.payments]) + "\n")
         drained = lines[cfg.payments : cfg.payments + cfg.drain_payments]
         (files / "drained.jsonl").write_text("\n".join(drained) + "\n")
+        # The drained sessions' streams open when the drain starts (after the confirm
+        # phase's streams closed on their final events): fewer sockets open at once.
+        kept = lines[: cfg.payments] + lines[cfg.payments + cfg.drain_payments :]
+        (files / "all.jsonl").write_text("\n".join(kept) + "\n")
         self.log(f"{total} sessions created in {took:.1f}s")
         await asyncio.sleep(2)
         before = self.web().memory_info().rss
@@ -395,6 +399,14 @@ class Run:
         come at the drain rate while the other streams stay open."""
         cfg = self.cfg
         ids = session_ids(files / "drained.jsonl")
+        assert streams.stdin is not None
+        streams.stdin.write(f"open {files / 'drained.jsonl'}\n".encode())
+        await streams.stdin.drain()
+        opened = await read_json_line(streams, 900)
+        self.log(f"drain: streams {opened}")
+        self.figures["drain_open"] = opened["open"]
+        if opened["refused"]:
+            self.notes.append(f"drain: streams refused at open: {opened['refused']}")
         await self.system.stop_workers()
         self.log(f"drain: workers stopped; confirming {len(ids)} sessions")
         # As fast as the web answers, a few at a time: the rate does not matter here.
@@ -531,11 +543,13 @@ class Run:
 
 async def run(cfg: Config) -> int:
     """Start everything, measure once, print the table, write the results file."""
-    total = cfg.streams + cfg.payments + cfg.drain_payments
+    # Open at once: the streams that stay, and the confirm phase's or the drain's (the drain's
+    # open after the confirm phase's closed).
+    total = cfg.streams + max(cfg.payments, cfg.drain_payments)
     nofile, limit_note = raise_nofile(total + 2_000)
     if nofile < total + 500:
-        cfg.streams = max(0, nofile - 500 - cfg.payments - cfg.drain_payments)
-        total = cfg.streams + cfg.payments + cfg.drain_payments
+        cfg.streams = max(0, nofile - 500 - max(cfg.payments, cfg.drain_payments))
+        total = cfg.streams + max(cfg.payments, cfg.drain_payments)
         print(f"sse: {limit_note}: streams cut to {cfg.streams}", file=sys.stderr)
     started_at = datetime.now(UTC)
     folder = make_run_dir(cfg.keep)
@@ -547,7 +561,8 @@ async def run(cfg: Config) -> int:
         await pg.configure()
         await commit_timestamps(pg)
         # One client address holds every stream here: the per-address limit must allow it.
-        env = {"ENGINE_CHECKOUT_STREAMS_PER_ADDRESS": str(total + 100)} | cfg.env
+        every = cfg.streams + cfg.payments + cfg.drain_payments
+        env = {"ENGINE_CHECKOUT_STREAMS_PER_ADDRESS": str(every + 100)} | cfg.env
         system = System(
             pg,
             folder / "logs",

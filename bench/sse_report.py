@@ -61,6 +61,14 @@ def _drain_rows(t: Table, f: dict[str, float]) -> None:
     rate = f.get("drain_rate", nan)
     final = f"{f.get('drain_final', nan):,.0f} final payments at {rate:,.0f}/s"
     t.add(
+        Row(
+            "drain",
+            "streams open when the drain starts (info)",
+            [f.get("drain_open", nan)],
+            "streams",
+        )
+    )
+    t.add(
         Row("drain", "commit -> event p50, drained", [f.get("drain_p50", nan)], "ms", 1, note=final)
     )
     t.add(

@@ -95,7 +95,8 @@ def test_tiny_drain_run_reports_every_figure(tmp_path: Path) -> None:
     table = proc.stdout
     for metric in DRAIN_FIGURES:
         assert _figure(table, metric) != "n/a", f"no figure for {metric}\n{proc.stderr[-3000:]}"
-    assert _figure(table, "streams open on one web process") == "30"
+    assert _figure(table, "streams open on one web process") == "20"
+    assert _figure(table, "streams open when the drain starts") == "30"
     assert _figure(table, "drained payments whose event never came") == "0"
     assert _figure(table, "streams still open after the drain") == "20"
     assert "commit -> event p50, confirms" not in table  # the confirm phase did not run
