@@ -9,7 +9,9 @@ does (`GET .../events?key=<pk>&clientSecret=...`, publishable key in the query),
 `{"open": n, "refused": {...}}` once every stream has had its first event (or failed), then
 reads on. Each final event's arrival (wall clock, `time.time()`) is kept by session. On the
 line `report PATH` on stdin it writes the arrivals, pings seen, streams that ended without a
-final event, and how many are still open to PATH as JSON, and says so on stdout. The
+final event, and how many are still open to PATH as JSON, and says so on stdout. On the line
+`open PATH` it opens one more stream per session in PATH (same format) and prints the same
+`{"open": ...}` line once each of those has had its first event. The
 arrival time includes this process's own event loop: a busy generator reads late, and that
 lateness counts against the figure, not for it.
 
@@ -70,6 +72,7 @@ class Streams:
         self.arrivals: dict[str, float] = {}
         self.first = asyncio.Event()
         self.answers = 0
+        self.expected = len(self.sessions)
         self.refused: dict[str, int] = {}
         self.open = 0
         self.pings = 0
@@ -79,7 +82,7 @@ class Streams:
     def answered(self) -> None:
         """One more stream has had its first event, or will never have one."""
         self.answers += 1
-        if self.answers >= len(self.sessions):
+        if self.answers >= self.expected:
             self.first.set()
 
     async def follow(self, http: aiohttp.ClientSession, s: dict[str, str], gate: Any) -> None:
@@ -149,6 +152,24 @@ class Streams:
                 if command == "report":
                     Path(path).write_text(json.dumps(self.report()))
                     print(json.dumps({"reported": path, "open": self.open}))
+                    sys.stdout.flush()
+                elif command == "open":
+                    more = read_sessions(Path(path))
+                    started = time.monotonic()
+                    self.first.clear()
+                    self.answers, self.expected = 0, len(more)
+                    refused = dict(self.refused)
+                    tasks += [asyncio.create_task(self.follow(http, s, gate)) for s in more]
+                    if more:
+                        await self.first.wait()
+                    took = time.monotonic() - started
+                    now_refused = {
+                        k: v - refused.get(k, 0)
+                        for k, v in self.refused.items()
+                        if v - refused.get(k, 0)
+                    }
+                    line_out = {"open": self.open, "refused": now_refused, "seconds": took}
+                    print(json.dumps(line_out))
                     sys.stdout.flush()
             for task in tasks:
                 task.cancel()

@@ -1,12 +1,15 @@
 """A session's changes pushed to the browser over Server-Sent Events (aiohttp-sse).
 
-One LISTEN connection per web process (`Hub`) hears NOTIFY checkout '<session> <version>',
-sent by the database when a session's or its payment's change commits, and wakes the streams
-of that session: no database connection per stream. A woken stream reads the session and, if
-its version moved, sends `event: changed` with `id: <version>`; the SDK then reads the
-authoritative state. A stream closes after the final event; a browser that reconnects with
-the final version as Last-Event-ID gets 204, which tells EventSource to stop. After the LISTEN
-connection drops and comes back, every stream looks again (a notice may have been missed).
+One LISTEN connection per web process (`Hub`) hears NOTIFY checkout '<session> <version>
+<status> <payment status>' (migration 0020), sent when a session's or its payment's change
+commits, and wakes the streams of that session: no database connection per stream. A woken
+stream whose version moved sends `event: changed` with `id: <version>`, from the notice
+alone while the state is not final; the SDK then reads the authoritative state. A final state
+(and a notice that does not say its state) is read from the database first, so `final: true`
+goes out only for what the server committed, read back. A stream closes after the final
+event; a browser that reconnects with the final version as Last-Event-ID gets 204, which
+tells EventSource to stop. After the LISTEN connection drops and comes back, and when the
+session's time is up, every stream reads (a notice may have been missed; expiry is lazy).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from api import problems, state
 from api.checkout.sessions import browser_session
 from engine.checkout import sessions
 from engine.store import db, devdb
-from engine.store.checkout import CHANNEL, Session
+from engine.store.checkout import CHANNEL, Notice, Session
 
 log = structlog.get_logger()
 
@@ -42,21 +45,39 @@ class Hub:
         self.per_address = per_address
         self.ping_seconds = ping_seconds
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        # The newest notice heard for each session with a stream waiting.
+        self._latest: dict[str, Notice] = {}
         self._addresses: Counter[str] = Counter()
         self.closing = False
         self.connected = asyncio.Event()
         self.heard = 0
+        # Raised by wake_all: a stream that sees it moved reads the session.
+        self.generation = 0
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._waiting.values())
 
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.heard += 1
-        for event in self._waiting.get(payload.partition(" ")[0], ()):
+        notice = Notice.parse(payload)
+        if notice is None:
+            return
+        waiting = self._waiting.get(notice.public_id)
+        if not waiting:
+            return
+        known = self._latest.get(notice.public_id)
+        if known is None or notice.version > known.version:
+            self._latest[notice.public_id] = notice
+        for event in waiting:
             event.set()
 
+    def latest(self, public_id: str) -> Notice | None:
+        """The newest notice heard for this session while a stream waited on it."""
+        return self._latest.get(public_id)
+
     def wake_all(self) -> None:
-        """Every stream looks again (reconnected, or shutting down)."""
+        """Every stream reads again (reconnected: a notice may be lost; or shutting down)."""
+        self.generation += 1
         for waiting in self._waiting.values():
             for event in waiting:
                 event.set()
@@ -87,6 +108,7 @@ class Hub:
             waiting.discard(event)
             if not waiting:
                 self._waiting.pop(public_id, None)
+                self._latest.pop(public_id, None)
             self._addresses[address] -= 1
             if self._addresses[address] <= 0:
                 del self._addresses[address]
@@ -145,20 +167,55 @@ def _last_event_id(request: web.Request) -> int | None:
     return None
 
 
-def _payload(session: Session) -> str:
+def _payload(status: str, payment_status: str | None) -> str:
     return json.dumps(
         {
-            "status": session.status,
-            "paymentStatus": session.payment_status,
-            "final": sessions.is_final(session),
+            "status": status,
+            "paymentStatus": payment_status,
+            "final": sessions.is_final_state(status, payment_status),
         }
     )
 
 
-def _until_expiry(session: Session) -> float | None:
-    if session.status not in sessions.OPEN:
+def _until_expiry(session: Session, status: str) -> float | None:
+    if status not in sessions.OPEN:
         return None
     return max(0.0, (session.expires_at - datetime.now(UTC)).total_seconds()) + 0.05
+
+
+class _Follow:
+    """What one stream knows of its session: the last read, and what notices said since."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.version = session.version
+        self.status = session.status
+        self.payment_status = session.payment_status
+
+    @property
+    def final(self) -> bool:
+        return sessions.is_final_state(self.status, self.payment_status)
+
+    def read(self, session: Session) -> None:
+        """A fresh read: it is the truth, whatever notices said."""
+        self.session = session
+        self.version = session.version
+        self.status = session.status
+        self.payment_status = session.payment_status
+
+    def heard(self, notice: Notice | None) -> bool:
+        """Take a newer notice's state; True if a read is needed to know it (a final state,
+        or a notice that does not say it)."""
+        if notice is None or notice.version <= self.version:
+            return False
+        if not notice.known or notice.status is None:
+            return True
+        if sessions.is_final_state(notice.status, notice.payment_status):
+            return True
+        self.version = notice.version
+        self.status = notice.status
+        self.payment_status = notice.payment_status
+        return False
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -174,25 +231,32 @@ async def events(request: web.Request) -> web.StreamResponse:
             resp.ping_interval = hub.ping_seconds
             gone = asyncio.ensure_future(resp.wait())
             sent = last if last is not None else 0
+            known = _Follow(session)
+            generation = hub.generation
             try:
                 while not hub.closing:
-                    if session.version > sent:
-                        await resp.send(_payload(session), id=str(session.version), event="changed")
-                        sent = session.version
-                    if sessions.is_final(session):
+                    if known.version > sent:
+                        data = _payload(known.status, known.payment_status)
+                        await resp.send(data, id=str(known.version), event="changed")
+                        sent = known.version
+                    if known.final:
                         break
                     waiter = asyncio.ensure_future(woken.wait())
                     done, _ = await asyncio.wait(
                         {waiter, gone},
-                        timeout=_until_expiry(session),
+                        timeout=_until_expiry(known.session, known.status),
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     waiter.cancel()
-                    if gone in done:
+                    if gone in done or hub.closing:
                         break
                     woken.clear()
-                    fresh = await sessions.read(repo, session.public_id)
-                    session = fresh or session
+                    must_read = not done or hub.generation != generation  # timed out, or lost
+                    generation = hub.generation
+                    if known.heard(hub.latest(session.public_id)) or must_read:
+                        fresh = await sessions.read(repo, session.public_id)
+                        if fresh is not None:
+                            known.read(fresh)
             except (ConnectionResetError, RuntimeError):
                 pass  # the browser left
             finally:

@@ -185,7 +185,7 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
     session = await _session(request)
     repo = request.app[state.REPO]
     if action == "cancel":
-        result = await sessions.cancel(repo, session.public_id, customer)
+        result = await sessions.cancel(repo, session.public_id, customer, session)
     else:
         cards = await repo.customers.cards(customer.id)
         if not cards:
@@ -200,6 +200,7 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
                 snowflake=request.app[state.SNOWFLAKE],
                 tid_prefix=settings.tid_prefix,
                 default_webhook_url=str(settings.default_webhook_url),
+                session=session,
             )
             if result.changed:
                 request.app[state.WAKERS].payments.poke()

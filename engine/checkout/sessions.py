@@ -10,6 +10,7 @@ too, made lazily by whoever reads a session past its time, and by the worker's s
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import structlog
 from engine import errors, ids
 from engine.models import NewPayment, Payment, Status
 from engine.payments import intake
-from engine.store.checkout import NewSession, Session, SessionMoved
+from engine.store.checkout import Closed, NewSession, Session, SessionMoved
 from engine.store.customers import Card, Customer
 from engine.store.payments import NewRow
 from engine.store.repository import Repository
@@ -44,9 +45,17 @@ def _random(bits: int, width: int) -> str:
 def is_final(session: Session) -> bool:
     """True once the server has committed the session's end: canceled, expired, or its
     payment's final state."""
-    if session.status in ("canceled", "expired"):
+    return is_final_state(session.status, session.payment_status)
+
+
+def is_final_state(status: str, payment_status: str | None) -> bool:
+    """is_final for a session status and its payment's status (None: no payment)."""
+    if status in ("canceled", "expired"):
         return True
-    return session.payment_status is not None and Status(session.payment_status).is_final
+    return payment_status in _FINAL_PAYMENT
+
+
+_FINAL_PAYMENT = frozenset(s.value for s in Status if s.is_final)
 
 
 def outcome(session: Session) -> dict[str, Any] | None:
@@ -138,14 +147,47 @@ async def _refused(repo: Repository, public_id: str, action: str) -> Result:
     return Result(session, False, reason)
 
 
-async def cancel(repo: Repository, public_id: str, customer: Customer) -> Result:
-    """open|scanned -> canceled; anything else changes nothing and says why."""
-    if not await repo.checkout.cancel(public_id, customer.id):
+async def cancel(
+    repo: Repository, public_id: str, customer: Customer, session: Session | None = None
+) -> Result:
+    """open|scanned -> canceled; anything else changes nothing and says why.
+
+    `session`: the caller's read of it just before, if it has one: the answer is then that
+    read with what the compare-and-set wrote, and the session is not read again.
+    """
+    closed = await repo.checkout.cancel(public_id, customer.id)
+    if closed is None:
         return await _refused(repo, public_id, "cancel")
     log.info("checkout.canceled", session=public_id, customer=customer.public_id)
-    session = await read(repo, public_id)
-    assert session is not None
-    return Result(session, True)
+    if session is None:
+        session = await read(repo, public_id)
+        assert session is not None
+        return Result(session, True)
+    return Result(_closed(session, closed), True)
+
+
+def _closed(session: Session, closed: Closed, payment: Payment | None = None) -> Session:
+    """`session` as its compare-and-set left it (with the payment it made, if any)."""
+    after = dataclasses.replace(
+        session,
+        status=closed.status,
+        version=closed.version,
+        closed_at=closed.closed_at,
+        customer_id=closed.customer_id,
+        updated_at=closed.updated_at,
+    )
+    if payment is None:
+        return after
+    return dataclasses.replace(
+        after,
+        payment_tid=payment.tid,
+        payment_status=str(payment.status),
+        payment_approval_no=payment.approval_no,
+        payment_fail_reason=payment.fail_reason,
+        payment_refunded_amount=payment.refunded_amount,
+        payment_provider=payment.provider,
+        payment_action_url=payment.action_url,
+    )
 
 
 class _SessionWriter:
@@ -158,14 +200,21 @@ class _SessionWriter:
         self.public_id = public_id
         self.customer = customer
         self.card = card
+        self.closed: Closed | None = None  # what the compare-and-set wrote, once it did
 
     def insert_payment(
         self, new: NewPayment, *, public_id: str, tid: str, default_webhook_url: str
     ) -> Awaitable[Payment | None]:
-        row = NewRow(new, public_id, tid, default_webhook_url)
+        return self._insert(NewRow(new, public_id, tid, default_webhook_url))
+
+    async def _insert(self, row: NewRow) -> Payment | None:
         customer_id = self.customer.id if self.customer else None
         card_token = self.card.token if self.card else None
-        return self.repo.checkout.confirm(self.public_id, customer_id, card_token, row)
+        done = await self.repo.checkout.confirm(self.public_id, customer_id, card_token, row)
+        if done is None:
+            return None
+        payment, self.closed = done
+        return payment
 
     def payment_by_order(self, mid: str, order_id: str, mode: str) -> Awaitable[Payment | None]:
         return self.repo.payments.payment_by_order(mid, order_id, mode)
@@ -180,12 +229,16 @@ async def confirm(
     snowflake: ids.Snowflake,
     tid_prefix: str,
     default_webhook_url: str,
+    session: Session | None = None,
 ) -> Result:
     """open|scanned -> confirmed with exactly one PENDING payment on the customer's card.
 
     A session that moved on (confirmed by another phone, canceled, expired) changes nothing.
+    `session`: the caller's read of it just before, if it has one (it is not read again: the
+    compare-and-set decides, and the answer is that read with what the confirm wrote).
     """
-    session = await read(repo, public_id)
+    if session is None or session.public_id != public_id:
+        session = await read(repo, public_id)
     if session is None:
         raise errors.PaymentError(f"no checkout session {public_id!r}")
     if session.status not in OPEN:
@@ -266,9 +319,13 @@ async def _pay(
         log.warning("checkout.order_taken", session=session.public_id, order_id=session.order_id)
         return Result(session, False, "order_taken")
     log.info(event, session=session.public_id, tid=accepted.payment.tid, **fields)
-    after = await read(repo, session.public_id)
-    assert after is not None
-    return Result(after, True, payment=accepted.payment)
+    # A replay of a payment made before wrote nothing now; a hosted payment's answer should
+    # show the provider's page if the worker has it already: both read the session again.
+    if writer.closed is None or new.provider != "card":
+        after = await read(repo, session.public_id)
+        assert after is not None
+        return Result(after, True, payment=accepted.payment)
+    return Result(_closed(session, writer.closed, accepted.payment), True, payment=accepted.payment)
 
 
 # Ways to pay a session from the merchant's page, at a provider's own payment page.

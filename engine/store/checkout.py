@@ -3,6 +3,7 @@ that closes the session and stores its payment in one transaction (see checkout.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +17,48 @@ from engine.store.notices import Notices
 from engine.store.queries import load
 
 Q = load("checkout")
-# The channel session changes are announced on: NOTIFY checkout '<public id> <version>'.
+# The channel session changes are announced on (migration 0020):
+# NOTIFY checkout '<public id> <version> <session status> <payment status>', the payment
+# status '-' for none and '?' for "unknown, read the session".
 CHANNEL = "checkout"
+NO_PAYMENT = "-"
+UNKNOWN = "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One announced change of a session: its version and the state it reached."""
+
+    public_id: str
+    version: int
+    status: str | None  # None: the notice does not say (an old two-word one)
+    payment_status: str | None  # None: no payment, or unknown (see `known`)
+    known: bool  # the notice says the whole state: no read needed to know it
+
+    def text(self) -> str:
+        """The NOTIFY payload."""
+        payment = self.payment_status or (NO_PAYMENT if self.known else UNKNOWN)
+        return f"{self.public_id} {self.version} {self.status} {payment}"
+
+    @classmethod
+    def of(cls, public_id: str, version: int, status: str, payment_status: str | None) -> Notice:
+        """A change whose whole state is known (payment_status None: the session has none)."""
+        return cls(public_id, version, status, payment_status, True)
+
+    @classmethod
+    def parse(cls, payload: str) -> Notice | None:
+        """A payload read back; None if it is not one (nothing to act on)."""
+        words = payload.split(" ")
+        if len(words) < 2 or not words[1].isdigit() or len(words[1]) > 9:
+            return None
+        version = int(words[1])
+        if len(words) != 4:  # '<id> <version>': sent before migration 0020
+            return cls(words[0], version, None, None, False)
+        status, payment = words[2], words[3]
+        known = payment != UNKNOWN
+        return cls(
+            words[0], version, status, None if payment in (NO_PAYMENT, UNKNOWN) else payment, known
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +156,18 @@ class CustomerPayment:
     refunds: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """What a confirm's or a cancel's compare-and-set wrote, as it RETURNed it."""
+
+    id: int
+    version: int
+    status: str
+    closed_at: datetime
+    customer_id: int | None
+    updated_at: datetime
+
+
 class SessionMoved(Exception):
     """The session was no longer open or scanned (or its time was up): nothing was written."""
 
@@ -174,21 +227,24 @@ class Checkout(Store):
         row = await self.pool.fetchrow(Q["session"], public_id)
         return Session(**dict(row)) if row else None
 
-    async def _customer_step(self, statement: str, public_id: str, *args: Any) -> bool:
-        """One of the customer's steps on a session (a statement returning the new version):
-        its notice goes after the commit (migration 0015); True if this call moved it."""
+    async def _customer_step(
+        self, statement: str, public_id: str, status: str, *args: Any
+    ) -> asyncpg.Record | None:
+        """One of the customer's steps on a session (a statement returning the new version),
+        moving it to `status`: its notice goes after the commit (migration 0015). The row the
+        statement returned if this call moved it, else None."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["notify_after_commit"])
             moved = await conn.fetchrow(statement, public_id, *args)
         if moved is None:
-            return False
-        self.notices.send(f"{public_id} {moved['version']}")
-        return True
+            return None
+        self.notices.send(Notice.of(public_id, moved["version"], status, None).text())
+        return moved
 
     @translated
     async def expire(self, public_id: str) -> bool:
         """open|scanned -> expired if its time is up; True if this call moved it."""
-        return await self._customer_step(Q["expire"], public_id)
+        return await self._customer_step(Q["expire"], public_id, "expired") is not None
 
     @translated
     async def expire_due(self, limit: int) -> list[str]:
@@ -198,12 +254,15 @@ class Checkout(Store):
     @translated
     async def scan(self, public_id: str, customer_id: int) -> bool:
         """open -> scanned (the app opened it); True if this call moved it."""
-        return await self._customer_step(Q["scan"], public_id, customer_id)
+        return await self._customer_step(Q["scan"], public_id, "scanned", customer_id) is not None
 
     @translated
-    async def cancel(self, public_id: str, customer_id: int) -> bool:
-        """open|scanned -> canceled by the customer; True if this call moved it."""
-        return await self._customer_step(Q["close"], public_id, customer_id, "canceled")
+    async def cancel(self, public_id: str, customer_id: int) -> Closed | None:
+        """open|scanned -> canceled by the customer; what it wrote if this call moved it."""
+        moved = await self._customer_step(
+            Q["close"], public_id, "canceled", customer_id, "canceled"
+        )
+        return Closed(**dict(moved)) if moved is not None else None
 
     @translated
     async def confirm(
@@ -212,8 +271,9 @@ class Checkout(Store):
         customer_id: int | None,
         card_token: str | None,
         row: payments.NewRow,
-    ) -> Payment | None:
-        """open|scanned -> confirmed and its PENDING payment, in one transaction.
+    ) -> tuple[Payment, Closed] | None:
+        """open|scanned -> confirmed and its PENDING payment, in one transaction: the payment
+        and what the session's compare-and-set wrote.
 
         SessionMoved if the session had moved on (nothing written); None if the payment's
         order or tid is taken (nothing written either: the session stays as it was).
@@ -224,14 +284,17 @@ class Checkout(Store):
                 closed = await conn.fetchrow(Q["close"], public_id, customer_id, "confirmed")
                 if closed is None:
                     raise SessionMoved(public_id)
-                payment = await payments.insert_one(conn, row)
+                linked = dataclasses.replace(
+                    row, checkout_session_id=closed["id"], card_token=card_token
+                )
+                payment = await payments.insert_one(conn, linked)
                 if payment is None:
                     raise _NoRow()
-                await conn.execute(Q["link_payment"], payment.id, closed["id"], card_token)
         except _NoRow:
             return None
-        self.notices.send(f"{public_id} {closed['version']}")
-        return payment
+        done = Closed(**dict(closed))
+        self.notices.send(Notice.of(public_id, done.version, done.status, payment.status).text())
+        return payment, done
 
     @translated
     async def return_view(self, tid: str, mode: str) -> ReturnView | None:

@@ -67,23 +67,18 @@ RETURNING version;
 
 -- close --
 -- open|scanned -> $3 ('confirmed' or 'canceled') by customer $2, while session $1 has not
--- expired. Returns the session's id and new version if this call moved it.
+-- expired. Returns what changed (its id, new version, and the columns this set) if this call
+-- moved it: the caller's answer needs no read after it.
 UPDATE checkout_sessions
 SET status = $3, version = version + 1, closed_at = now(), customer_id = $2,
     updated_at = now()
 WHERE public_id = $1 AND status IN ('open', 'scanned') AND expires_at > now()
-RETURNING id, version;
+RETURNING id, version, status, closed_at, customer_id, updated_at;
 
 -- notify_after_commit --
 -- This transaction's changes to sessions send their notices after its commit (migration 0015):
 -- the caller sends them (Checkout.notices).
 SET LOCAL hamster.checkout_notify = 'after_commit';
-
--- link_payment --
--- The payment $1 was made by session $2 with the customer's card token $3 (null for a
--- provider with its own payment page, Atom), in the same transaction as its insert: the
--- worker never sees it without them.
-UPDATE payment_processes SET checkout_session_id = $2, card_token = $3 WHERE id = $1;
 
 -- customer_payments --
 -- Customer $1's payments across merchants, newest first, at most $2.

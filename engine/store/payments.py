@@ -36,6 +36,9 @@ class NewRow:
     public_id: str
     tid: str
     default_webhook_url: str
+    # A checkout session's payment (insert_one only): the session's id and the card's token.
+    checkout_session_id: int | None = None
+    card_token: str | None = None
 
 
 _PAYMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Payment))
@@ -71,6 +74,8 @@ async def insert_one(conn: asyncpg.Pool | asyncpg.Connection, row: NewRow) -> Pa
             row.default_webhook_url,
             new.mode,
             new.endpoint_id,
+            row.checkout_session_id,
+            row.card_token,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "payment_processes_tid_key":

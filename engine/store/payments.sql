@@ -9,14 +9,17 @@
 -- $12 order_name, $13 actor, $14 default webhook url, $15 mode, $16 the endpoint the asked
 -- url belongs to (the intake checked it is this merchant's and mode's) or null. With no url
 -- asked for, the merchant's newest active endpoint of this mode is used (looked up here: no
--- extra round trip), else the operator's default receiver (endpoint null).
+-- extra round trip), else the operator's default receiver (endpoint null). $17 the checkout
+-- session that makes it and $18 its customer's card token (null for any other payment): set
+-- here, not by an update after the insert (a second version of a row with many indexes).
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
-     webhook_url, endpoint_id, provider, order_name, last_actor, mode)
+     webhook_url, endpoint_id, provider, order_name, last_actor, mode, checkout_session_id,
+     card_token)
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
        coalesce($10, d.url, $14),
        CASE WHEN $10::text IS NULL THEN d.id ELSE $16::bigint END,
-       $11, $12, $13, $15
+       $11, $12, $13, $15, $17::bigint, $18::text
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (SELECT e.id, e.url FROM webhook_endpoints e
                    WHERE e.mid = $3 AND e.mode = $15 AND e.deleted_at IS NULL
@@ -27,10 +30,10 @@ RETURNING *;
 -- insert_payments --
 -- insert_payment for many requests in one statement (one transaction, one WAL flush): the
 -- intake's group commit. Each $n is an array with one element per request, in the order of
--- insert_payment's parameters ($8 echo as JSON text). Returns the rows inserted. A request
--- gets no row when its (mid, order_id) exists already (or came earlier in the same batch), or
--- when its random tid is taken: DO NOTHING without a target, so one taken tid does not fail
--- the whole batch. The intake tells the two apart by looking the order up.
+-- insert_payment's first sixteen parameters ($8 echo as JSON text). Returns the rows
+-- inserted. A request gets no row when its (mid, order_id) exists already (or came earlier in
+-- the same batch), or when its random tid is taken: DO NOTHING without a target, so one taken
+-- tid does not fail the whole batch. The intake tells the two apart by looking the order up.
 INSERT INTO payment_processes
     (public_id, tid, mid, order_id, user_public_id, amount, currency, echo, request_digest,
      webhook_url, endpoint_id, provider, order_name, last_actor, mode)

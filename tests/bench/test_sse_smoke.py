@@ -64,3 +64,44 @@ def test_tiny_sse_run_reports_every_figure(tmp_path: Path) -> None:
     text = results.read_text()
     assert "python -m bench.sse --streams 20" in text and "nproc" in text
     assert "ENGINE_CHECKOUT_STREAMS_PER_ADDRESS" in text
+
+
+DRAIN_FIGURES = (
+    "commit -> event p50, drained",
+    "commit -> event p99, drained",
+    "drained payments whose event never came",
+    "final payments per second, drained",
+    "confirms per second before the drain",
+)
+
+
+@pytest.mark.timeout(150)
+def test_tiny_drain_run_reports_every_figure(tmp_path: Path) -> None:
+    """`--phases drain`: the sessions are confirmed with the workers stopped, then drained;
+    every drained payment's final event comes, and the drain's lines have numbers."""
+    results = tmp_path / "SSE.md"
+    args = ["--streams", "20", "--phases", "drain", "--drain-payments", "10"]
+    args += ["--idle-seconds", "1", "--statements"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.sse", *args, "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = proc.stdout
+    for metric in DRAIN_FIGURES:
+        assert _figure(table, metric) != "n/a", f"no figure for {metric}\n{proc.stderr[-3000:]}"
+    assert _figure(table, "streams open on one web process") == "20"
+    assert _figure(table, "streams open when the drain starts") == "30"
+    assert _figure(table, "drained payments whose event never came") == "0"
+    assert _figure(table, "streams still open after the drain") == "20"
+    assert "commit -> event p50, confirms" not in table  # the confirm phase did not run
+    assert "before the workers started" not in table  # they were held back
+    assert "Statements while draining" in table
+    text = results.read_text()
+    assert "python -m bench.sse --streams 20 --phases drain" in text
+    assert "phase drain: 10 more sessions" in text

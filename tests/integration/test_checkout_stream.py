@@ -197,15 +197,126 @@ async def test_a_customer_step_notifies_after_its_commit_not_inside_it(
                 made["id"],
             )
             async with asyncio.timeout(10):
-                assert await heard.get() == f"{made['id']} 3"
+                assert await heard.get() == f"{made['id']} 3 open -"
         # The app's scan (opening the session) sends its own notice once committed.
         resp = await client.get(f"/app/pay/{made['id']}", headers=jane.headers())
         assert resp.status == 200
         async with asyncio.timeout(10):
-            assert await heard.get() == f"{made['id']} 4"
+            assert await heard.get() == f"{made['id']} 4 scanned -"
         assert (await act(client, jane, made["id"], "cancel"))[0] == 200
         async with asyncio.timeout(10):
-            assert await heard.get() == f"{made['id']} 5"
+            assert await heard.get() == f"{made['id']} 5 canceled -"
         assert heard.empty()
     finally:
         await listener.close()
+
+
+async def test_every_notice_says_the_state_it_announces(
+    client: Client, repo: Repository, settings: Settings, database_url: str, sim: SimulatorHandle
+) -> None:
+    """NOTIFY checkout '<session> <version> <status> <payment status>' (migration 0020): the
+    confirm's notice after its commit, then the worker's claim and settle in their own
+    transactions, each with the payment's status."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("checkout", lambda *a: heard.put_nowait(a[3]))
+        made = await create(client)
+        jane = await shopper(repo, sim)
+        status, body = await act(client, jane, made["id"], "confirm")
+        assert status == 200
+        async with asyncio.timeout(10):
+            assert await heard.get() == f"{made['id']} 2 confirmed PENDING"
+        # The answer is the compare-and-set's (no read after it), and it is what was stored.
+        stored = await repo.pool.fetchrow(
+            "SELECT p.tid, s.version FROM payment_processes p"
+            " JOIN checkout_sessions s ON s.id = p.checkout_session_id WHERE s.public_id = $1",
+            made["id"],
+        )
+        assert body["session"]["status"] == "confirmed" and body["session"]["final"] is False
+        assert body["session"]["payment"]["tid"] == stored["tid"]
+        assert body["session"]["payment"]["status"] == "PENDING"
+        async with aiohttp.ClientSession() as http:
+            worker = Worker(settings, repo, http, owner="test-worker")
+            assert (await worker.payments_pass()).settled == 1
+        async with asyncio.timeout(10):
+            claimed, settled = await heard.get(), await heard.get()
+        assert claimed == f"{made['id']} 3 confirmed PROCESSING"
+        assert settled == f"{made['id']} 4 confirmed SUCCESS"
+        assert heard.empty()
+    finally:
+        await listener.close()
+
+
+async def _notify(repo: Repository, payload: str) -> None:
+    await repo.pool.execute("SELECT pg_notify('checkout', $1)", payload)
+
+
+async def test_a_stream_passes_a_notice_on_unread_but_reads_a_final_one(
+    client: Client, repo: Repository, settings: Settings
+) -> None:
+    """A notice of a state that is not final goes out as it says (the stream does not read:
+    the database, left as it was, would say otherwise); a final state, or a notice that does
+    not say its state, is read first, so only a final state the database holds ends it."""
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    await _events(resp, 1)
+    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    await _notify(repo, f"{made['id']} 2 scanned -")
+    assert await _events(resp, 1) == [
+        {
+            "id": "2",
+            "event": "changed",
+            "data": {"status": "scanned", "paymentStatus": None, "final": False},
+        }
+    ]
+    # Neither of these is sent: the reads they cause find the session open, at version 1.
+    await _notify(repo, f"{made['id']} 3 canceled -")
+    await _notify(repo, f"{made['id']} 3")
+    await _notify(repo, f"{made['id']} 3 confirmed ?")
+    await _notify(repo, "not a notice")
+    # The database's own final change (version 4), read and sent, and the stream ends.
+    await repo.pool.execute(
+        "UPDATE checkout_sessions SET status = 'canceled', version = 4, closed_at = now()"
+        " WHERE public_id = $1",
+        made["id"],
+    )
+    assert await _events(resp) == [
+        {
+            "id": "4",
+            "event": "changed",
+            "data": {"status": "canceled", "paymentStatus": None, "final": True},
+        }
+    ]
+
+
+async def test_a_stream_reads_when_notices_may_have_been_lost(
+    client: Client, repo: Repository, settings: Settings
+) -> None:
+    """A change whose notice never came (a crash after its commit, or the LISTEN connection
+    lost meanwhile) reaches the stream when the hub wakes every stream: each reads."""
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    await _events(resp, 1)
+    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    async with repo.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL hamster.checkout_notify = 'after_commit'")  # no notice
+        await conn.execute(
+            "UPDATE checkout_sessions SET status = 'canceled', version = 2, closed_at = now()"
+            " WHERE public_id = $1",
+            made["id"],
+        )
+    hub.wake_all()  # as after the LISTEN connection came back
+    assert await _events(resp) == [
+        {
+            "id": "2",
+            "event": "changed",
+            "data": {"status": "canceled", "paymentStatus": None, "final": True},
+        }
+    ]

@@ -5,7 +5,8 @@
 //   pay.on("success", p => ...).on("failure", p => ...).on("error", e => ...).mount("#pay");
 //
 // `success` and `failure` fire only for a final state the server has committed: the event
-// stream (SSE) only says "changed", and the SDK then reads the session's authoritative view.
+// stream (SSE) only says "changed", and the SDK then reads the session's authoritative view
+// (for a final state or a new status; a payment merely moving on is not read).
 // Each fires at most once, and only one of them. Errors reach `error` handlers as
 // { code, message } after mount; nothing here throws into the merchant's page.
 
@@ -446,7 +447,9 @@ class Checkout {
       failures = 0;
       this.refresh();
     });
-    stream.addEventListener("changed", () => this.refresh());
+    stream.addEventListener("changed", (event) => {
+      if (this.needsRead(event.data)) this.refresh();
+    });
     stream.addEventListener("error", () => {
       if (this.closed) return;
       failures += 1;
@@ -460,6 +463,19 @@ class Checkout {
         this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
       }
     });
+  }
+
+  /** Whether a change the stream announced needs the session read: its end (the outcome is
+   *  always read, never taken from the stream), a new status, or the provider's page. */
+  needsRead(data) {
+    let change = null;
+    try {
+      change = JSON.parse(data);
+    } catch {
+      return true;
+    }
+    if (!change || change.final !== false || !this.view) return true;
+    return change.status !== this.view.status || change.paymentStatus === "REQUIRES_ACTION";
   }
 
   poll() {
