@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -24,7 +23,9 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api import problems, state
-from api.checkout.sessions import browser_session
+from api.checkout.sessions import BROWSER_PARAMS, BROWSER_PROBLEMS, browser_session
+from api.operations import EVENT_STREAM, documented, too_many
+from api.schemas.checkout import SessionChange
 from engine.checkout import sessions
 from engine.store import db, devdb
 from engine.store.checkout import CHANNEL, Session
@@ -146,13 +147,7 @@ def _last_event_id(request: web.Request) -> int | None:
 
 
 def _payload(session: Session) -> str:
-    return json.dumps(
-        {
-            "status": session.status,
-            "paymentStatus": session.payment_status,
-            "final": sessions.is_final(session),
-        }
-    )
+    return SessionChange.of(session, final=sessions.is_final(session)).data()
 
 
 def _until_expiry(session: Session) -> float | None:
@@ -161,6 +156,20 @@ def _until_expiry(session: Session) -> float | None:
     return max(0.0, (session.expires_at - datetime.now(UTC)).total_seconds()) + 0.05
 
 
+@documented(
+    "checkoutSessionEvents",
+    "Server-Sent Events: `changed`, the version as id; closes when final.",
+    params=BROWSER_PARAMS,
+    ok={
+        200: (
+            SessionChange,
+            "The event stream: each `changed` event's data is a SessionChange (x-event-data).",
+            [EVENT_STREAM],
+        ),
+        204: {"description": "Final already, and Last-Event-ID says it was seen."},
+    },
+    problems={429: too_many("Too many streams for this session or address.")} | BROWSER_PROBLEMS,
+)
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /api/public/checkout/sessions/{id}/events?key=&clientSecret=: the session's SSE."""
     session = await browser_session(request)
