@@ -232,6 +232,10 @@ def middleware(repo_key: web.AppKey[Repository], secret: str) -> Middleware:
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC or not request.path.startswith("/api/"):
             return await handler(request)
+        if isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
+            # A method the path does not have is 405 (naming the allowed ones) whatever the
+            # key: the route table is public (GET /openapi.json), so it tells nobody anything.
+            return await handler(request)
         browser = request.path.startswith(BROWSER)
         code = "authentication_error" if browser else None
         if browser:

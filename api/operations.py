@@ -23,11 +23,15 @@ REF = "#/components/schemas/{model}"
 MAX_PAGE = 500
 JSON = "application/json"
 PROBLEM = "application/problem+json"
+HTML = "text/html"
+EVENT_STREAM = "text/event-stream"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
-# A success answer: its model and what it means, or an OpenAPI response object as is.
-Reply = tuple[type[BaseModel], str] | dict[str, Any]
+# A success answer: its model and what it means (JSON), or the model, what it means and its
+# media types (HTML: a page instead, when the caller does not ask for JSON; EVENT_STREAM:
+# events whose data is the model), or an OpenAPI response object as is.
+Reply = tuple[type[BaseModel], str] | tuple[type[BaseModel], str, Sequence[str]] | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,26 @@ def content(media_type: str, model: str, example: Any = None) -> dict[str, Any]:
     if example is not None:
         media["examples"] = {"seed": {"value": example}}
     return {media_type: media}
+
+
+def answer(model: type[BaseModel], media_types: Sequence[str] = (JSON,)) -> dict[str, Any]:
+    """The content of a model's answer in each media type: JSON is the model; a page is HTML;
+    an event stream is text whose events' data is the model (named in x-event-data)."""
+    media: dict[str, Any] = {}
+    for media_type in media_types:
+        if media_type == JSON:
+            media |= content(JSON, model.__name__)
+        elif media_type == EVENT_STREAM:
+            ref = {"$ref": REF.format(model=model.__name__)}
+            media[EVENT_STREAM] = {"schema": {"type": "string"}, "x-event-data": ref}
+        else:
+            media[media_type] = {"schema": {"type": "string"}}
+    return media
+
+
+def page(description: str) -> dict[str, Any]:
+    """An HTML page's answer."""
+    return {"description": description, "content": {HTML: {"schema": {"type": "string"}}}}
 
 
 def problem(description: str) -> dict[str, Any]:

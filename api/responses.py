@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -32,18 +29,3 @@ def send(
         charset="utf-8",
         headers=headers,
     )
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """A plain JSON body, written like `send`'s: checkout's and the customer app's answers,
-    until they get response models of their own (and with them a generated OpenAPI entry)."""
-    return web.Response(
-        status=status,
-        text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        content_type=JSON,
-    )
-
-
-def iso(ts: datetime | None) -> str | None:
-    """A timestamp as ISO 8601 with its offset, or None."""
-    return ts.isoformat() if ts else None

@@ -30,8 +30,7 @@ def mount(app: web.Application) -> None:
     """Register every merchant and public route on `app`, and what their handlers keep."""
     for table in TABLES:
         app.add_routes(table)
-    # Checkout (its session API, the SDK's public view and stream) and the customer's app,
-    # documented by api/checkout/docs.py.
+    # Checkout (its session API, the SDK's public view and stream) and the customer's app.
     checkout_sessions.add_routes(app)
     checkout_stream.add_routes(app)
     customer_app.add_routes(app)

@@ -26,7 +26,7 @@ from api.backoffice import (
     payment,
     payments,
 )
-from engine.accounts import passwords
+from engine import passwords
 from engine.store.accounts import AccountStore
 from engine.store.backoffice import BackofficeStore
 from engine.store.recovery import RecoveryStore

@@ -14,7 +14,7 @@ from multidict import MultiDictProxy
 
 from api import state
 from api.backoffice import i18n
-from engine.accounts.passwords import Checker
+from engine.passwords import Checker
 from engine.store.accounts import AccountStore, Session, User
 from engine.store.backoffice import BackofficeStore
 from engine.store.recovery import RecoveryStore

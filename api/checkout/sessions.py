@@ -14,53 +14,53 @@ from typing import Any
 
 import segno
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import auth, body, problems, responses, state
-from api.schemas.common import check_text
-from engine import money
+from api.operations import BAD_JSON, documented
+from api.schemas.checkout import (
+    CheckoutSession,
+    PayRequest,
+    QrImages,
+    SessionAction,
+    SessionPayment,
+    SessionRequest,
+    SessionView,
+)
 from engine.checkout import sessions
-from engine.models import Status
 from engine.payments import intake
 from engine.store.checkout import NewSession, Session
 
 # What a session id looks like; anything else cannot exist and costs no query.
 SESSION_ID = re.compile(r"^cs_[0-9A-Za-z]{22}$")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
-
-class SessionRequest(BaseModel):
-    """POST /api/checkout/sessions."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    amount: int = Field(gt=0, le=2**62)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    order_id: str = Field(alias="orderId", min_length=1, max_length=64)
-    order_name: str = Field(alias="orderName", min_length=1, max_length=200)
-    customer_ref: str | None = Field(default=None, alias="customerRef", min_length=1, max_length=64)
-    success_url: str | None = Field(default=None, alias="successUrl", max_length=2048)
-    cancel_url: str | None = Field(default=None, alias="cancelUrl", max_length=2048)
-    expires_in_seconds: int = Field(default=180, alias="expiresInSeconds", ge=30, le=3600)
-
-    @field_validator("order_id", "order_name", "customer_ref")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        return None if value is None else check_text(value)
-
-    @field_validator("success_url", "cancel_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s\x00-\x1f]+$", value):
-            raise ValueError("must be an http(s) URL")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        if not money.is_currency(value):
-            raise ValueError("must be an ISO 4217 currency in use (e.g. KRW, USD, JPY)")
-        return value
+# The parameters of the routes with a session in the path, and of the browser's ones.
+ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+BROWSER_PARAMS = (
+    ID_PARAM,
+    {"name": "clientSecret", "in": "query", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "key",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "The publishable key, where no header can be sent (EventSource, images).",
+    },
+)
+NOT_FOUND = "No such session for this key (`code` not_found)."
+# What every browser route may refuse besides the key itself.
+BROWSER_PROBLEMS: dict[int, str | dict[str, Any]] = {
+    403: "A secret key was sent (`code` secret_key_in_browser).",
+    404: NOT_FOUND,
+}
+_IDEMPOTENCY_KEY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "The same key again answers with the session it made (200).",
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+}
 
 
 def not_found(public_id: str) -> problems.Problem:
@@ -74,84 +74,47 @@ def not_found(public_id: str) -> problems.Problem:
     )
 
 
-def merchant_view(s: Session) -> dict[str, Any]:
-    """What the merchant's server sees of its session."""
-    return {
-        "id": s.public_id,
-        "clientSecret": s.client_secret,
-        "status": s.status,
-        "expiresAt": responses.iso(s.expires_at),
-        "amount": s.amount,
-        "currency": s.currency,
-        "orderId": s.order_id,
-        "orderName": s.order_name,
-        "customerRef": s.customer_ref,
-        "successUrl": s.success_url,
-        "cancelUrl": s.cancel_url,
-        "paymentTid": s.payment_tid,
-        "paymentStatus": s.payment_status,
-        "outcome": sessions.outcome(s),
-    }
-
-
-def payment_view(s: Session) -> dict[str, Any] | None:
-    """The session's payment as the browser and the app see it."""
-    if s.payment_tid is None:
-        return None
-    return {
-        "tid": s.payment_tid,
-        "status": s.payment_status,
-        "amount": s.amount,
-        "currency": s.currency,
-        "approvalNo": s.payment_approval_no,
-        "failureReason": s.payment_fail_reason,
-    }
-
-
 def app_url(request: web.Request, public_id: str) -> str:
     """The deep link: the customer app's payment page for this session."""
     return f"{request.url.origin()}/app/pay/{public_id}"
 
 
-def public_view(request: web.Request, s: Session) -> dict[str, Any]:
+def public_view(request: web.Request, s: Session) -> SessionView:
     """What the SDK sees of a session (no order id, no urls of the merchant, no secrets)."""
     qr = f"{request.url.origin()}/api/public/checkout/sessions/{s.public_id}/qr"
     query = request.url.with_path("/").with_query(
         {"key": request.query.get("key") or _header_key(request), "clientSecret": s.client_secret}
     )
-    return {
-        "id": s.public_id,
-        "status": s.status,
-        "merchantName": s.merchant_name,
-        "amount": s.amount,
-        "currency": s.currency,
-        "orderName": s.order_name,
-        "expiresAt": responses.iso(s.expires_at),
-        "qr": {"svg": f"{qr}.svg?{query.query_string}", "png": f"{qr}.png?{query.query_string}"},
-        "appUrl": app_url(request, s.public_id),
-        "payment": payment_view(s),
-        "action": action_view(s),
-        "outcome": sessions.outcome(s),
-        "final": sessions.is_final(s),
-        "version": s.version,
+    return SessionView.of(
+        s,
+        qr=QrImages(svg=f"{qr}.svg?{query.query_string}", png=f"{qr}.png?{query.query_string}"),
+        app_url=app_url(request, s.public_id),
+        payment=SessionPayment.of_session(s),
+        action=SessionAction.of_session(s),
+        outcome=sessions.outcome(s),
+        final=sessions.is_final(s),
+    )
+
+
+def merchant_view(s: Session) -> CheckoutSession:
+    """What the merchant's server sees of its session."""
+    return CheckoutSession.of(s, outcome=sessions.outcome(s))
+
+
+@documented(
+    "payCheckoutSessionHosted",
+    "Pay the session at a provider's own page (Atom): the view's `action` then names the page"
+    " to send the customer to.",
+    params=BROWSER_PARAMS,
+    body=PayRequest,
+    ok={202: (SessionView, "The session's public view; its payment is PENDING.")},
+    problems={
+        400: BAD_JSON,
+        409: "The session is not open any more (`code` says why).",
+        422: "`method` is not one we know.",
     }
-
-
-def action_view(s: Session) -> dict[str, Any] | None:
-    """Where the customer must go now: the provider's page of a REQUIRES_ACTION payment."""
-    if s.payment_status == Status.REQUIRES_ACTION and s.payment_action_url:
-        return {"type": "redirect", "url": s.payment_action_url, "provider": s.payment_provider}
-    return None
-
-
-class PayRequest(BaseModel):
-    """POST /api/public/checkout/sessions/{id}/pay: pay at a provider's own page."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    method: str = Field(pattern=r"^atom$")
-
-
+    | BROWSER_PROBLEMS,
+)
 async def pay(request: web.Request) -> web.Response:
     """POST …/{id}/pay?clientSecret=: the session's payment through Atom's hosted page.
 
@@ -177,13 +140,29 @@ async def pay(request: web.Request) -> web.Response:
             slug="checkout-session-closed",
             extra={"code": done.reason or "session_closed"},
         )
-    return responses.json_response(public_view(request, done.session), 202)
+    return responses.send(public_view(request, done.session), 202)
 
 
 def _header_key(request: web.Request) -> str:
     return request.headers.get("Authorization", "").partition(" ")[2].strip()
 
 
+@documented(
+    "createCheckoutSession",
+    "An open checkout session (Idempotency-Key honoured).",
+    params=[_IDEMPOTENCY_KEY_PARAM],
+    body=SessionRequest,
+    ok={
+        201: (CheckoutSession, "The new session, with its clientSecret."),
+        200: (CheckoutSession, "A replay: the session this key or order made."),
+    },
+    problems={
+        400: BAD_JSON,
+        403: "A publishable key (`code` publishable_key_not_allowed).",
+        409: "The order or key was used with another request.",
+        422: "A field or the Idempotency-Key is invalid (`field` names it).",
+    },
+)
 async def create_session(request: web.Request) -> web.Response:
     """POST /api/checkout/sessions: 201 with the open session; 200 for a replay."""
     settings = request.app[state.SETTINGS]
@@ -210,7 +189,7 @@ async def create_session(request: web.Request) -> web.Response:
         actor=who.actor,
     )
     session, created = await sessions.create(request.app[state.REPO], new)
-    return responses.json_response(merchant_view(session), 201 if created else 200)
+    return responses.send(merchant_view(session), 201 if created else 200)
 
 
 async def _session(request: web.Request) -> Session:
@@ -239,9 +218,16 @@ async def _session(request: web.Request) -> Session:
     return found
 
 
+@documented(
+    "getCheckoutSession",
+    "The session now, with its payment's tid.",
+    params=[ID_PARAM],
+    ok={200: (CheckoutSession, "The session.")},
+    problems={404: NOT_FOUND},
+)
 async def get_session(request: web.Request) -> web.Response:
     """GET /api/checkout/sessions/{id}: the session now, with its payment's tid."""
-    return responses.json_response(merchant_view(await _session(request)))
+    return responses.send(merchant_view(await _session(request)))
 
 
 async def browser_session(request: web.Request) -> Session:
@@ -253,9 +239,16 @@ async def browser_session(request: web.Request) -> Session:
     return found
 
 
+@documented(
+    "viewCheckoutSession",
+    "The SDK's view of a session (publishable key).",
+    params=BROWSER_PARAMS,
+    ok={200: (SessionView, "The session's public view.")},
+    problems=BROWSER_PROBLEMS,
+)
 async def public_session(request: web.Request) -> web.Response:
     """GET /api/public/checkout/sessions/{id}?clientSecret=: the SDK's view."""
-    return responses.json_response(public_view(request, await browser_session(request)))
+    return responses.send(public_view(request, await browser_session(request)))
 
 
 def qr_image(text: str, kind: str) -> tuple[bytes, str]:
@@ -269,6 +262,22 @@ def qr_image(text: str, kind: str) -> tuple[bytes, str]:
     return out.getvalue(), "image/png"
 
 
+_KIND_PARAM = {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["svg", "png"]}}
+_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@documented(
+    "checkoutSessionQr",
+    "The app's link for this session as a QR code (svg or png).",
+    params=[*BROWSER_PARAMS, _KIND_PARAM],
+    ok={
+        200: {
+            "description": "The image.",
+            "content": {"image/svg+xml": _IMAGE, "image/png": _IMAGE},
+        }
+    },
+    problems=BROWSER_PROBLEMS,
+)
 async def qr(request: web.Request) -> web.Response:
     """GET /api/public/checkout/sessions/{id}/qr.svg|qr.png: the deep link as a QR code."""
     session = await browser_session(request)
@@ -294,8 +303,27 @@ async def cors_headers(request: web.Request, response: web.StreamResponse) -> No
             response.headers["Vary"] = "Origin"
 
 
+# A CORS preflight carries no credentials, by design (public). Its entry serves several
+# routes, so each takes its operationId from its method and path (the empty id).
+_ALLOWED = {204: {"description": "Allowed."}}
+
+
+@documented("", "CORS preflight.", params=[ID_PARAM], ok=_ALLOWED, public=True)
 async def preflight(request: web.Request) -> web.Response:
     """OPTIONS on a browser route: the CORS answer (headers added by cors_headers)."""
+    return web.Response(status=204)
+
+
+@documented(
+    "",
+    "CORS preflight.",
+    params=[ID_PARAM, _KIND_PARAM],
+    ok=_ALLOWED,
+    problems={404: "Not a QR image kind."},
+    public=True,
+)
+async def qr_preflight(request: web.Request) -> web.Response:
+    """OPTIONS on the QR image's route: the CORS answer."""
     return web.Response(status=204)
 
 
@@ -309,7 +337,7 @@ def add_routes(app: web.Application) -> None:
             web.get(public, public_session),
             web.options(public, preflight),
             web.get(public + "/qr.{kind:svg|png}", qr),
-            web.options(public + "/qr.{kind:svg|png}", preflight),
+            web.options(public + "/qr.{kind:svg|png}", qr_preflight),
             web.options(public + "/events", preflight),
             web.post(public + "/pay", pay),
             web.options(public + "/pay", preflight),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -27,7 +26,9 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api import problems, state
-from api.checkout.sessions import browser_session
+from api.checkout.sessions import BROWSER_PARAMS, BROWSER_PROBLEMS, browser_session
+from api.operations import EVENT_STREAM, documented, too_many
+from api.schemas.checkout import SessionChange
 from engine.checkout import sessions
 from engine.store import db, devdb
 from engine.store.checkout import CHANNEL, Notice, Session
@@ -168,13 +169,8 @@ def _last_event_id(request: web.Request) -> int | None:
 
 
 def _payload(status: str, payment_status: str | None) -> str:
-    return json.dumps(
-        {
-            "status": status,
-            "paymentStatus": payment_status,
-            "final": sessions.is_final_state(status, payment_status),
-        }
-    )
+    final = sessions.is_final_state(status, payment_status)
+    return SessionChange(status=status, payment_status=payment_status, final=final).data()
 
 
 def _until_expiry(session: Session, status: str) -> float | None:
@@ -218,6 +214,20 @@ class _Follow:
         return False
 
 
+@documented(
+    "checkoutSessionEvents",
+    "Server-Sent Events: `changed`, the version as id; closes when final.",
+    params=BROWSER_PARAMS,
+    ok={
+        200: (
+            SessionChange,
+            "The event stream: each `changed` event's data is a SessionChange (x-event-data).",
+            [EVENT_STREAM],
+        ),
+        204: {"description": "Final already, and Last-Event-ID says it was seen."},
+    },
+    problems={429: too_many("Too many streams for this session or address.")} | BROWSER_PROBLEMS,
+)
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /api/public/checkout/sessions/{id}/events?key=&clientSecret=: the session's SSE."""
     session = await browser_session(request)

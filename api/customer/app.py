@@ -8,13 +8,26 @@ did comes back as JSON (`Accept: application/json`) or as a 303 to the payment p
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from api import auth, problems, responses, state
-from api.checkout.sessions import SESSION_ID, not_found, payment_view
+from api.checkout.sessions import ID_PARAM, SESSION_ID, not_found
 from api.customer import pages, returns
+from api.operations import HTML, JSON, H, answer, documented, page
+from api.schemas.checkout import SessionOutcome, SessionPayment
+from api.schemas.customer import (
+    ActionResult,
+    AppSession,
+    Card,
+    History,
+    HistoryItem,
+    HistoryRefund,
+    PayData,
+    PayPage,
+)
 from engine.checkout import sessions
 from engine.customers import accounts
 from engine.store.checkout import CustomerPayment, Session
@@ -22,6 +35,23 @@ from engine.store.customers import Customer
 
 _FORM_LIMIT = 8 * 1024
 HISTORY_LIMIT = 100
+
+# What the document says of the app's routes: its own cookie sign-in, not an API key.
+_LOCATION = {"Location": {"required": True, "schema": {"type": "string"}}}
+
+
+def _see_other(where: str) -> dict[str, Any]:
+    return {"description": f"See other: {where}.", "headers": _LOCATION}
+
+
+_TO_LOGIN = _see_other("signed out, the login form (with `next`)")
+_SIGNED_OUT = "Not signed in (`code` signed_out)."
+_CSRF = "Missing or wrong CSRF token (`code` csrf)."
+_NO_SESSION = "No such session (`code` not_found)."
+_FORM: dict[int, str | dict[str, Any]] = {
+    413: "The form is too large.",
+    422: "The form could not be read.",
+}
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -66,41 +96,41 @@ async def _session(request: web.Request) -> Session:
     return found
 
 
-def _session_json(request: web.Request, s: Session) -> dict[str, Any]:
-    return {
-        "id": s.public_id,
-        "status": s.status,
-        "merchantName": s.merchant_name,
-        "orderName": s.order_name,
-        "amount": s.amount,
-        "currency": s.currency,
-        "amountText": pages.amount_text(s.amount, s.currency, pages.lang(request)),
-        "expiresAt": responses.iso(s.expires_at),
-        "payment": payment_view(s),
-        "outcome": sessions.outcome(s),
-        "final": sessions.is_final(s),
-    }
+def _app_session(request: web.Request, s: Session) -> AppSession:
+    return AppSession.of(
+        s,
+        amount_text=pages.amount_text(s.amount, s.currency, pages.lang(request)),
+        payment=SessionPayment.of_session(s),
+        outcome=sessions.outcome(s),
+        final=sessions.is_final(s),
+    )
 
 
-async def _pay_context(
+async def _pay_page(
     request: web.Request, s: Session, customer: Customer, error: str | None
-) -> dict[str, Any]:
+) -> PayPage:
     cards = await request.app[state.REPO].customers.cards(customer.id)
-    outcome = sessions.outcome(s)
+    outcome = SessionOutcome.of_session(s)
     back = None
     if outcome is not None:
-        back = s.success_url if outcome["result"] == "success" else s.cancel_url
-    return {
-        "session": _session_json(request, s),
-        "amount_text": pages.amount_text(s.amount, s.currency, pages.lang(request)),
-        "card": {"brand": cards[0].brand, "last4": cards[0].last4} if cards else None,
-        "payment": payment_view(s),
-        "outcome": outcome,
-        "error": error,
-        "return_url": back,
-    }
+        back = s.success_url if outcome.result == "success" else s.cancel_url
+    return PayPage(
+        session=_app_session(request, s),
+        amount_text=pages.amount_text(s.amount, s.currency, pages.lang(request)),
+        card=Card.of(cards[0]) if cards else None,
+        payment=SessionPayment.of_session(s),
+        outcome=outcome,
+        error=error,
+        return_url=back,
+    )
 
 
+def _render_pay(request: web.Request, pay: PayPage, status: int = 200) -> web.Response:
+    """The payment page: the template reads the same members as the JSON."""
+    return pages.render(request, "pay", pay.model_dump(mode="json", by_alias=True), status)
+
+
+@documented("getApp", "The QR payment menu, or the login form.", ok={200: page("The page.")})
 async def home(request: web.Request) -> web.Response:
     """GET /app/: the QR payment menu, or the login form."""
     if await pages.signed_in(request) is not None:
@@ -116,6 +146,17 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
     response.set_cookie(name, value, max_age=max_age, path="/app", httponly=True, samesite="Lax")
 
 
+@documented(
+    "postAppLogin",
+    "Sign in (form: email, password, csrf, next), then 303 to `next`.",
+    ok={303: _see_other("signed in, `next`; or the login form when its cookie is missing")},
+    problems=_FORM
+    | {
+        401: page("The login form again: the email or the password is wrong."),
+        403: _CSRF,
+        429: page("The login form again: too many failed sign-ins from this address."),
+    },
+)
 async def login(request: web.Request) -> web.StreamResponse:
     """POST /app/login (email, password, csrf, next): a session cookie, then `next`."""
     form = await _form(request)
@@ -150,6 +191,12 @@ def _login_again(
     return pages.render(request, "login", context, status)
 
 
+@documented(
+    "postAppLogout",
+    "Sign out (form: csrf), then 303 to the app.",
+    ok={303: _see_other("the app's menu")},
+    problems={403: _CSRF} | _FORM,
+)
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /app/logout (csrf): the session stops working now."""
     form = await _form(request)
@@ -163,20 +210,34 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+@documented(
+    "getAppPayById",
+    "The payment page (opening it marks the session scanned).",
+    params=[ID_PARAM],
+    ok={200: page("The page."), 303: _TO_LOGIN},
+    problems={404: _NO_SESSION},
+)
 async def pay_page(request: web.Request) -> web.Response:
     """GET /app/pay/{id}: the payment page (opening it marks the session scanned)."""
     customer, _ = await _customer(request)
     session = await _session(request)
     session = await sessions.scan(request.app[state.REPO], session, customer)
-    return pages.render(request, "pay", await _pay_context(request, session, customer, None))
+    return _render_pay(request, await _pay_page(request, session, customer, None))
 
 
+@documented(
+    "getAppApiPayById",
+    "The payment page's data.",
+    params=[ID_PARAM],
+    ok={200: (PayData, "The data.")},
+    problems={401: _SIGNED_OUT, 404: _NO_SESSION},
+)
 async def pay_json(request: web.Request) -> web.Response:
     """GET /app/api/pay/{id}: the payment page's data, for the app's script."""
     customer, csrf = await _customer(request)
     session = await _session(request)
-    context = await _pay_context(request, session, customer, None)
-    return responses.json_response(context | {"csrf": csrf})
+    shown = await _pay_page(request, session, customer, None)
+    return responses.send(PayData(**shown.model_dump(), csrf=csrf))
 
 
 async def _act(request: web.Request, action: str) -> web.StreamResponse:
@@ -205,67 +266,94 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
             if result.changed:
                 request.app[state.WAKERS].payments.poke()
     if _wants_json(request):
-        body = {
-            "changed": result.changed,
-            "reason": result.reason,
-            "session": _session_json(request, result.session),
-        }
-        return responses.json_response(body, 200 if result.changed else 409)
+        body = ActionResult(
+            changed=result.changed,
+            reason=result.reason,
+            session=_app_session(request, result.session),
+        )
+        return responses.send(body, 200 if result.changed else 409)
     if result.changed:
         raise web.HTTPSeeOther(f"/app/pay/{session.public_id}")
-    context = await _pay_context(request, result.session, customer, result.reason)
-    return pages.render(request, "pay", context, 409)
+    shown = await _pay_page(request, result.session, customer, result.reason)
+    return _render_pay(request, shown, 409)
 
 
+def _action(op_id: str, summary: str) -> Callable[[H], H]:
+    """The entry of a confirm or a cancel: JSON when asked for (Accept), else pages."""
+    refused = {
+        "description": "Not done: the session had moved on (`reason` says why); as JSON, or"
+        " the payment page saying so.",
+        "content": answer(ActionResult, [JSON, HTML]),
+    }
+    return documented(
+        op_id,
+        summary,
+        params=[ID_PARAM],
+        ok={
+            200: (ActionResult, "Done (Accept: application/json)."),
+            303: _see_other("done, the payment page; or, signed out, the login form"),
+        },
+        problems=_FORM | {401: _SIGNED_OUT, 403: _CSRF, 404: _NO_SESSION, 409: refused},
+    )
+
+
+@_action("postAppPayByIdConfirm", "Pay with the customer's card, once.")
 async def confirm(request: web.Request) -> web.StreamResponse:
     """POST /app/pay/{id}/confirm: pay with the customer's card (once, whatever the clicks)."""
     return await _act(request, "confirm")
 
 
+@_action("postAppPayByIdCancel", "Cancel the purchase.")
 async def cancel(request: web.Request) -> web.StreamResponse:
     """POST /app/pay/{id}/cancel: cancel the purchase; nothing is charged."""
     return await _act(request, "cancel")
 
 
-def _history_item(request: web.Request, p: CustomerPayment) -> dict[str, Any]:
+def _history_item(request: web.Request, p: CustomerPayment) -> HistoryItem:
     language = pages.lang(request)
-    return {
-        "merchantName": p.merchant_name,
-        "orderName": p.order_name,
-        "amount": p.amount,
-        "currency": p.currency,
-        "amount_text": pages.amount_text(p.amount, p.currency, language),
-        "status": p.status,
-        "created_text": p.requested_at.strftime("%Y-%m-%d %H:%M"),
-        "createdAt": responses.iso(p.requested_at),
-        "tid": p.tid,
-        "refundedAmount": p.refunded_amount,
-        "refunds": [
-            {
-                "amount": r["amount"],
-                "amount_text": pages.amount_text(r["amount"], r["currency"], language),
-                "status": r["status"],
-                "created_text": r["requested_at"].strftime("%Y-%m-%d %H:%M"),
-            }
-            for r in p.refunds
-        ],
-    }
+    refunds = [
+        HistoryRefund(
+            amount=r["amount"],
+            amount_text=pages.amount_text(r["amount"], r["currency"], language),
+            status=r["status"],
+            created_text=r["requested_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+        for r in p.refunds
+    ]
+    return HistoryItem.of(
+        p,
+        amount_text=pages.amount_text(p.amount, p.currency, language),
+        created_text=p.requested_at.strftime("%Y-%m-%d %H:%M"),
+        refunds=refunds,
+    )
 
 
-async def _history(request: web.Request) -> list[dict[str, Any]]:
+async def _history(request: web.Request) -> History:
     customer, _ = await _customer(request)
     paid = await request.app[state.REPO].checkout.customer_payments(customer.id, HISTORY_LIMIT)
-    return [_history_item(request, p) for p in paid]
+    return History(items=[_history_item(request, p) for p in paid])
 
 
+@documented(
+    "getAppHistory",
+    "The usage history page.",
+    ok={200: page("The page."), 303: _TO_LOGIN},
+)
 async def history_page(request: web.Request) -> web.Response:
     """GET /app/history: the customer's payments across merchants, newest first."""
-    return pages.render(request, "history", {"items": await _history(request)})
+    shown = (await _history(request)).model_dump(mode="json", by_alias=True)
+    return pages.render(request, "history", shown)
 
 
+@documented(
+    "getAppApiHistory",
+    "The usage history.",
+    ok={200: (History, "The items.")},
+    problems={401: _SIGNED_OUT},
+)
 async def history_json(request: web.Request) -> web.Response:
     """GET /app/api/history: the same as JSON."""
-    return responses.json_response({"items": await _history(request)})
+    return responses.send(await _history(request))
 
 
 def add_routes(app: web.Application) -> None:

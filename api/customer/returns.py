@@ -17,6 +17,7 @@ from aiohttp import web
 
 from api import problems, state
 from api.customer import pages
+from api.operations import documented, page
 from engine.checkout import returns
 from engine.models import Status
 from engine.payments import actions
@@ -33,6 +34,18 @@ def _not_found() -> problems.Problem:
     )
 
 
+@documented(
+    "getAppReturnByModeByTid",
+    "The completion page a provider's hosted page sends the customer back to (its URL carries"
+    " a MAC, `sig`; anything else is 404).",
+    params=[
+        {"name": "mode", "in": "path", "required": True, "schema": {"enum": ["test", "live"]}},
+        {"name": "tid", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+    ],
+    ok={200: page("The page.")},
+    problems={404: "No such payment (`field` tid)."},
+)
 async def return_page(request: web.Request) -> web.Response:
     """GET /app/return/{mode}/{tid}: the completion screen."""
     settings = request.app[state.SETTINGS]

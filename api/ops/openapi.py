@@ -18,10 +18,10 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api import operations, responses, routes, state
 from api.auth import PUBLIC
-from api.checkout import docs as checkout_docs
 from api.merchant import payments
 from api.operations import JSON, REF, Operation, documented, problem
 from api.ops import observability
+from api.schemas import checkout
 from api.schemas import problem as problem_schema
 from config.settings import Settings
 from engine import money
@@ -59,21 +59,25 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """This document, as served."""
 
 
-def _operation(op: Operation, path: str) -> dict[str, Any]:
+def _operation(op: Operation, method: str, path: str) -> dict[str, Any]:
     """The OpenAPI operation object of `op` mounted at `path`."""
     answers: dict[str, Any] = {}
     for status, reply in op.ok.items():
         if isinstance(reply, dict):
             answers[str(status)] = reply
             continue
-        model, description = reply
+        model, description, *media = reply
         answers[str(status)] = {
             "description": description,
-            "content": operations.content(JSON, model.__name__),
+            "content": operations.answer(model, *media),
         } | ({"links": op.links[status]} if status in op.links else {})
     for status, what in op.problems.items():
         answers[str(status)] = problem(what) if isinstance(what, str) else what
-    operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary}
+    # An entry that serves several routes (the CORS preflight) is named by each route.
+    operation: dict[str, Any] = {
+        "operationId": op.id or _operation_id(method, path),
+        "summary": op.summary,
+    }
     if op.params:
         operation["parameters"] = list(op.params)
     if op.body is not None:
@@ -118,15 +122,13 @@ def _router(settings: Settings) -> web.UrlDispatcher:
 
 
 def _operation_id(method: str, path: str) -> str:
-    """An operation id made of the method and the path's words (checkout's hand-made entries)."""
+    """An operation id made of the method and the path's words."""
     words = re.findall(r"[a-z0-9]+", path.replace("{", "by ").lower())
     return method + "".join(w.capitalize() for w in words)
 
 
-def _paths(router: web.UrlDispatcher, max_amount: int) -> tuple[dict[str, Any], list[Operation]]:
+def _paths(router: web.UrlDispatcher) -> tuple[dict[str, Any], list[Operation]]:
     seeds = {seed: path for path, seed in payments.SEED_ALIASES.items()}
-    # Checkout's and the customer app's routes are described by hand, for now.
-    checkout = checkout_docs.paths(max_amount)
     paths: dict[str, Any] = {}
     used: list[Operation] = []
     for resource in router.resources():
@@ -138,20 +140,10 @@ def _paths(router: web.UrlDispatcher, max_amount: int) -> tuple[dict[str, Any], 
                 continue
             op = operations.DOCUMENTED.get(route.handler)
             method = route.method.lower()
-            if op is None and method in checkout.get(path, {}):
-                operation = checkout[path][method]
-                if method == "options":  # a CORS preflight carries no credentials, by design
-                    operation = operation | {"security": []}
-                if "operationId" not in operation:
-                    operation = operation | {"operationId": _operation_id(method, path)}
-                paths.setdefault(path, {})[method] = _secured(path, operation)
-                continue
-            if op is None and route.method == "OPTIONS":
-                continue  # a CORS preflight of the browser's routes
             if op is None:
                 raise LookupError(f"{route.method} {path} has no @documented entry")
             used.append(op)
-            operation = _operation(op, path)
+            operation = _operation(op, method, path)
             if path in seeds:
                 # The seed's path, the alias of a resource path: the same operation, renamed.
                 operation["operationId"] += "SeedPath"
@@ -198,6 +190,8 @@ def _state_the_validators(schemas: dict[str, Any], settings: Settings) -> None:
         schemas["RefundRequest"]["properties"]["reason"]["anyOf"][0]["pattern"] = NO_CONTROLS
     if "EndpointRequest" in schemas:
         _endpoint_request(schemas["EndpointRequest"]["properties"])
+    if "SessionRequest" in schemas:
+        _session_request(schemas["SessionRequest"]["properties"], settings)
 
 
 def _payment_request(body: dict[str, Any], settings: Settings) -> None:
@@ -233,6 +227,17 @@ def _payment_request(body: dict[str, Any], settings: Settings) -> None:
         text["pattern"] = NO_CONTROLS
 
 
+def _session_request(body: dict[str, Any], settings: Settings) -> None:
+    # The intake's maximum (ENGINE_MAX_AMOUNT): a session must be payable.
+    body["amount"]["maximum"] = settings.max_amount
+    body["currency"]["enum"] = sorted(money.currencies())
+    for name in ("orderId", "orderName"):
+        body[name]["pattern"] = NO_CONTROLS
+    body["customerRef"]["anyOf"][0]["pattern"] = NO_CONTROLS
+    for name in ("successUrl", "cancelUrl"):
+        body[name]["anyOf"][0]["pattern"] = checkout.URL_PATTERN
+
+
 def _endpoint_request(endpoint: dict[str, Any]) -> None:
     endpoint["url"].update(format="uri", pattern=WEBHOOK_URL_PATTERN)
     endpoint["url"]["description"] = (
@@ -253,7 +258,7 @@ def document(settings: Settings, router: web.UrlDispatcher | None = None) -> dic
 
     The amount maximum, the default currency and webhook url come from `settings`.
     """
-    paths, used = _paths(_router(settings) if router is None else router, settings.max_amount)
+    paths, used = _paths(_router(settings) if router is None else router)
     return {
         "openapi": "3.1.0",
         "info": {

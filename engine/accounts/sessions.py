@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from config.settings import Settings
-from engine.accounts.passwords import Checker
+from engine.passwords import Checker
 from engine.store.accounts import AccountStore, User
 
 log = structlog.get_logger()

@@ -6,7 +6,7 @@ import re
 
 from argon2 import PasswordHasher
 
-from engine.accounts import passwords
+from engine import passwords
 from engine.accounts.sessions import MAX_EMAIL, normal_email
 from engine.store.accounts import AccountStore, User
 from engine.store.repository import Repository

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from config import settings as config_settings
-from engine.customers import accounts, passwords
+from engine import passwords
+from engine.customers import accounts
 from engine.merchants.keys import key_hash, parse
 from engine.store import db
 from engine.store.repository import Repository
@@ -52,9 +53,11 @@ async def _customer(repo: Repository, saved: Path) -> dict[str, str]:
         assert customer is not None
     else:
         customer, hashed = found
-        if not isinstance(password, str) or not passwords.verify(hashed, password):
+        checker = accounts.PASSWORDS
+        if not isinstance(password, str) or not await checker.verify(hashed, password):
             password = secrets.token_urlsafe(12)
-            await repo.customers.set_password(customer.id, passwords.hash(password))
+            hashed = await passwords.hash_password(checker.ph, password)
+            await repo.customers.set_password(customer.id, hashed)
     if not await repo.customers.cards(customer.id):
         await repo.customers.add_card(customer.id, *DEMO_CARD)
     kept = {"email": DEMO_EMAIL, "password": str(password)}

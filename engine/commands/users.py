@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from config import settings as config_settings
-from engine import logs
-from engine.accounts import passwords, users
+from engine import logs, passwords
+from engine.accounts import users
 from engine.store import db, devdb
 from engine.store.accounts import AccountStore
 from engine.store.repository import Repository

@@ -7,7 +7,6 @@ hands back a token: we store that token, the brand and the last four digits, not
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -16,15 +15,15 @@ from typing import Any
 import aiohttp
 import structlog
 
-from engine import ids
-from engine.customers import passwords
+from engine import ids, passwords
 from engine.store.customers import Card, Customer, Customers
 
 log = structlog.get_logger()
 
 SESSION_SECONDS = 30 * 24 * 3600
-# Spent on an unknown email too, so timing does not tell which emails have accounts.
-_DUMMY_HASH = passwords.hash("not a password of anyone")
+# Customers' passwords: the strong profile (the checker spends the same work on an unknown
+# email, so timing does not tell which emails have accounts).
+PASSWORDS = passwords.Checker(passwords.hasher())
 
 
 class CardRefused(Exception):
@@ -54,21 +53,21 @@ async def sign_up(
     store: Customers, email: str, password: str, name: str | None = None
 ) -> Customer | None:
     """A new customer; None if the email is taken."""
-    hashed = await asyncio.to_thread(passwords.hash, password)
+    hashed = await passwords.hash_password(PASSWORDS.ph, password)
     return await store.create(new_public_id(), email, hashed, name)
 
 
 async def sign_in(store: Customers, email: str, password: str) -> SignedIn | None:
     """A session for the right email and password; None otherwise (which one is not said)."""
     found = await store.by_email(email)
-    hashed = found[1] if found else _DUMMY_HASH
-    ok = await asyncio.to_thread(passwords.verify, hashed, password)
+    # An unknown email is checked against the decoy: the same work, and never a match.
+    ok = await PASSWORDS.verify(found[1] if found else None, password)
     if found is None or not ok:
         log.info("customer.sign_in_failed")
         return None
-    customer = found[0]
-    if passwords.needs_rehash(hashed):
-        await store.set_password(customer.id, await asyncio.to_thread(passwords.hash, password))
+    customer, hashed = found
+    if PASSWORDS.needs_rehash(hashed):
+        await store.set_password(customer.id, await passwords.hash_password(PASSWORDS.ph, password))
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     await store.start_session(customer.id, token_hash(token), csrf, SESSION_SECONDS)

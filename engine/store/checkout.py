@@ -61,9 +61,10 @@ class Notice:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NewSession:
-    """A validated session request of a merchant's server."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOrder:
+    """What a merchant's server asked a session for: the order, where the customer goes back
+    to, and the request's idempotency key, digest and actor (what a replay is compared by)."""
 
     mid: str
     mode: str
@@ -74,33 +75,28 @@ class NewSession:
     customer_ref: str | None
     success_url: str | None
     cancel_url: str | None
-    expires_in_seconds: int
     idempotency_key: str | None
     request_digest: str
     actor: str
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """One checkout session, with its merchant's name and its payment (if it made one)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSession(SessionOrder):
+    """A validated session request of a merchant's server, and how long it may stay open."""
+
+    expires_in_seconds: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session(SessionOrder):
+    """One checkout session: its order as asked, where it is, its merchant's name and its
+    payment (if it made one)."""
 
     id: int
     public_id: str
     client_secret: str
-    mid: str
-    mode: str
-    order_id: str
-    order_name: str
-    amount: int
-    currency: str
-    customer_ref: str | None
-    success_url: str | None
-    cancel_url: str | None
     status: str
     version: int
-    idempotency_key: str | None
-    request_digest: str
-    actor: str
     created_at: datetime
     updated_at: datetime
     expires_at: datetime

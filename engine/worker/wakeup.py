@@ -3,19 +3,15 @@
 A NOTIFY in a transaction makes its commit queue behind PostgreSQL's single notification
 lock, which caps commits near a thousand a second however fast the rest is. So the intake
 commits first and then pokes: one NOTIFY in flight at a time per process, and any pokes that
-arrive meanwhile fold into one more after it. A poke lost to a crash only costs latency: the
-scheduled poll still finds the row.
+arrive meanwhile fold into one more after it (engine/store/notices.py, with an empty payload).
+A poke lost to a crash only costs latency: the scheduled poll still finds the row.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import asyncpg
-import structlog
 
-log = structlog.get_logger()
+from engine.store import notices
 
 PAYMENTS = "payments_pending"
 REFUNDS = "refunds_pending"
@@ -37,31 +33,19 @@ class Wakers:
 
 
 class Waker:
-    """Coalescing NOTIFY sender for one channel."""
+    """Coalescing wake-up for one channel: a NOTIFY with an empty payload, sent by Notices.
+
+    Every poke asks for the same notice, so the pokes that arrive while one is in flight fold
+    into one more after it (engine/store/notices.py).
+    """
 
     def __init__(self, pool: asyncpg.Pool, channel: str) -> None:
-        self._pool = pool
-        self._channel = channel
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
+        self._notices = notices.Notices(pool, channel)
 
     def poke(self) -> None:
         """Ask for a NOTIFY soon; never blocks and never raises."""
-        self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._send())
-
-    async def _send(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            try:
-                await self._pool.execute("SELECT pg_notify($1, '')", self._channel)
-            except Exception as exc:  # the poll is the safety net; a poke is best effort
-                log.warning("wakeup.failed", channel=self._channel, error=str(exc))
-                return
+        self._notices.send("")
 
     async def close(self) -> None:
         """Let a NOTIFY in flight finish."""
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 2)
+        await self._notices.close()

@@ -10,7 +10,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
-from engine.accounts import passwords, users
+from engine import passwords
+from engine.accounts import users
 from engine.store.accounts import AccountStore, User
 from engine.store.repository import Repository
 from tests.integration.engine_support import tuned

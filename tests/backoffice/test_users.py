@@ -11,7 +11,8 @@ import pytest
 from argon2 import PasswordHasher
 
 from config.settings import Settings
-from engine.accounts import passwords, users
+from engine import passwords
+from engine.accounts import users
 from engine.commands import users as users_command
 from engine.store.accounts import AccountStore
 from engine.store.repository import Repository

@@ -26,6 +26,7 @@ from engine.reports import query
 from engine.store.repository import Repository
 from simulator.server import SimulatorHandle
 from tests.conftest import MID, SEED_REQUEST
+from tests.integration.checkout_support import ORDER, publishable, shopper
 
 PROBLEM = "application/problem+json"
 # Where the document is registered for $ref resolution; its refs are all "#/components/...".
@@ -64,7 +65,8 @@ async def conforms(
         f"{method} {template}: {resp.status} undocumented: {text}"
     )
     response = documented[str(resp.status)]
-    assert list(response["content"]) == [resp.content_type], (resp.content_type, response)
+    # One media type, or several where the caller chooses (Accept: JSON or the page).
+    assert resp.content_type in response["content"], (resp.content_type, response)
     for name, header in response.get("headers", {}).items():
         assert not header.get("required") or name in resp.headers, name
     body = json.loads(text)
@@ -155,11 +157,21 @@ def test_every_route_is_documented(settings: Settings) -> None:
     documented = {(method, path) for path, item in doc["paths"].items() for method in item}
     assert routed == documented
     assert ("get", "/openapi.json") in routed
-    # And every error the document names is a problem+json.
+    # And every error the document names is a problem+json; but the customer app's pages,
+    # which answer a person with a page (the login form again), and its confirm and cancel,
+    # whose refusal is what they did (ActionResult) or the payment page saying so.
+    pages = {
+        ("post", "/app/login", "401"): ["text/html"],
+        ("post", "/app/login", "429"): ["text/html"],
+        ("post", "/app/pay/{id}/confirm", "409"): ["application/json", "text/html"],
+        ("post", "/app/pay/{id}/cancel", "409"): ["application/json", "text/html"],
+    }
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
-                if int(status) >= 400:
+                if (method, path, status) in pages:
+                    assert list(response["content"]) == pages[method, path, status]
+                elif int(status) >= 400:
                     assert list(response["content"]) == [PROBLEM], (method, path, status)
                     ref = response["content"][PROBLEM]["schema"]["$ref"]
                     assert ref == "#/components/schemas/Problem"
@@ -595,3 +607,75 @@ async def test_endpoint_and_limit_responses_match_the_document(
     resp = await client.post("/api/keys", json={})
     assert resp.status == 409
     assert (await conforms(doc, "POST", "/api/keys", resp))["limit"] == 1
+
+
+async def test_checkout_and_app_responses_match_the_document(
+    client: TestClient, repo: Repository, settings: Settings, sim: SimulatorHandle
+) -> None:
+    # The SDK (/sdk/v1/hamster.js) and the app's pages read these members by these names, in
+    # this order: the bodies' bytes are the contract, the models only write them.
+    doc = openapi.document(settings)
+    sessions, one = "/api/checkout/sessions", "/api/checkout/sessions/{id}"
+    public = "/api/public/checkout/sessions/{id}"
+    confirm, pay_data = "/app/pay/{id}/confirm", "/app/api/pay/{id}"
+    pk = {"Authorization": f"Bearer {await publishable(repo, settings)}"}
+
+    resp = await client.post(sessions, json=ORDER, headers={"Idempotency-Key": "k-1"})
+    assert resp.status == 201, await resp.text()
+    made = await conforms(doc, "POST", sessions, resp)
+    assert list(made) == [
+        "id", "clientSecret", "status", "expiresAt", "amount", "currency", "orderId",
+        "orderName", "customerRef", "successUrl", "cancelUrl", "paymentTid", "paymentStatus",
+        "outcome",
+    ]  # fmt: skip
+    resp = await client.post(sessions, json=ORDER, headers={"Idempotency-Key": "k-1"})
+    assert resp.status == 200
+    assert await conforms(doc, "POST", sessions, resp) == made
+    resp = await client.post(sessions, json={**ORDER, "currency": "XXY"})
+    assert resp.status == 422
+    assert (await conforms(doc, "POST", sessions, resp))["field"] == "currency"
+    resp = await client.get(one.format(id=made["id"]))
+    assert resp.status == 200
+    assert await conforms(doc, "GET", one, resp) == made
+
+    secret = {"clientSecret": made["clientSecret"]}
+    resp = await client.get(public.format(id=made["id"]), params=secret, headers=pk)
+    assert resp.status == 200
+    assert list(await conforms(doc, "GET", public, resp)) == [
+        "id", "status", "merchantName", "amount", "currency", "orderName", "expiresAt", "qr",
+        "appUrl", "payment", "action", "outcome", "final", "version",
+    ]  # fmt: skip
+    resp = await client.post(
+        public.format(id=made["id"]) + "/pay", params=secret, json={"method": "card"}, headers=pk
+    )
+    assert resp.status == 422
+    assert (await conforms(doc, "POST", public + "/pay", resp))["field"] == "method"
+
+    jane = await shopper(repo, sim)
+    resp = await client.get(pay_data.format(id=made["id"]), headers=jane.headers())
+    assert resp.status == 200
+    data = await conforms(doc, "GET", pay_data, resp)
+    assert list(data) == [
+        "session", "amount_text", "card", "payment", "outcome", "error", "return_url", "csrf",
+    ]  # fmt: skip
+    assert data["csrf"] == jane.csrf and data["card"]["last4"] == "4242"
+    resp = await client.post(confirm.format(id=made["id"]), headers=jane.headers())
+    assert resp.status == 200
+    done = await conforms(doc, "POST", confirm, resp)
+    assert list(done) == ["changed", "reason", "session"] and done["changed"] is True
+    assert list(done["session"]["payment"]) == [
+        "tid", "status", "amount", "currency", "approvalNo", "failureReason",
+    ]  # fmt: skip
+    resp = await client.post(confirm.format(id=made["id"]), headers=jane.headers())
+    assert resp.status == 409
+    assert (await conforms(doc, "POST", confirm, resp))["changed"] is False
+    resp = await client.get("/app/api/history", headers=jane.headers())
+    assert resp.status == 200
+    [item] = (await conforms(doc, "GET", "/app/api/history", resp))["items"]
+    assert list(item) == [
+        "merchantName", "orderName", "amount", "currency", "amount_text", "status",
+        "created_text", "createdAt", "tid", "refundedAmount", "refunds",
+    ]  # fmt: skip
+    resp = await client.get("/app/api/history")
+    assert resp.status == 401
+    await conforms(doc, "GET", "/app/api/history", resp)

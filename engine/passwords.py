@@ -1,8 +1,11 @@
-"""Passwords: Argon2id in its PHC string form, checked off the event loop.
+"""Passwords, the back office's users' and the customers': Argon2id in its PHC string form,
+hashed and checked off the event loop.
 
 The strong profile is argon2-cffi's default (RFC 9106's second recommendation: 64 MiB, 3
 passes, 4 lanes). The fast profile exists so the test suite can log in hundreds of times;
-production refuses it (config/settings.production_problems).
+production refuses it (config/settings.production_problems). A PHC string carries its own
+parameters, so a hash made under either profile (or an older default) verifies under both;
+`Checker.needs_rehash` says when one falls short of today's profile.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ MAX_LENGTH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def hasher(profile: str) -> PasswordHasher:
+def hasher(profile: str = "strong") -> PasswordHasher:
     """The hasher of a settings profile: "strong", or "fast" (tests only)."""
     if profile == "fast":
         return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -66,3 +69,10 @@ class Checker:
         if len(password) > MAX_LENGTH:
             return False
         return await asyncio.to_thread(self._verify, stored, password)
+
+    def needs_rehash(self, stored: str) -> bool:
+        """Whether `stored` was made with other parameters than this checker's hasher."""
+        try:
+            return self.ph.check_needs_rehash(stored)
+        except InvalidHashError:
+            return True
