@@ -101,6 +101,39 @@ FROM (
 ORDER BY created_at DESC, kind DESC, id DESC
 LIMIT $12;
 
+-- export_plans --
+-- The export walks each branch's index by time, as the page does, and merges the walks: its
+-- first lines leave at once and the server never sorts the whole result (spilling millions of
+-- rows to disk) before the first byte. A sort the result cannot do without (a search's few
+-- matches) is still chosen: a disabled plan node only counts against a plan.
+SET LOCAL enable_sort = off;
+
+-- export_csv --
+-- The CSV export's lines, for COPY (...) TO STDOUT (FORMAT csv) with every column quoted but
+-- the amount (ReportsStore.export_csv; the columns are engine/reports' CSV_HEADER): the rows of
+-- the payment_page statement that page_statement chose (put in below as `page`, its parameters
+-- inlined: COPY takes none), in its order.
+-- A text cell that a spreadsheet would take for a formula (it begins with =, +, -, @, a tab
+-- or a carriage return; ascii() is the first character's code) gets a ' in front (OWASP's
+-- advice against CSV injection): the ids and the merchant's or customer's words. Kind, status
+-- and currency are the engine's own words, the amount a number (a minus stays a minus), the
+-- time formatted here: ISO 8601 in UTC with microseconds, as engine.reports.utc_iso writes it,
+-- so that every line ends in Z" (ReportsStore.export_csv finds the line ends by it).
+SELECT kind,
+       CASE WHEN ascii(tid) IN (61, 43, 45, 64, 9, 13) THEN '''' || tid ELSE tid END AS tid,
+       CASE WHEN ascii(refund_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || refund_id
+            ELSE coalesce(refund_id, '') END AS refund_id,
+       CASE WHEN ascii(order_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || order_id
+            ELSE order_id END AS order_id,
+       CASE WHEN ascii(order_name) IN (61, 43, 45, 64, 9, 13) THEN '''' || order_name
+            ELSE coalesce(order_name, '') END AS order_name,
+       CASE WHEN ascii(user_public_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || user_public_id
+            ELSE user_public_id END AS customer_id,
+       amount, currency, status,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+FROM ({page}) h
+ORDER BY h.created_at DESC, h.kind DESC, h.id DESC
+
 -- search_matches --
 -- The head of payment_page for a search: merchant $1's payments in mode $13 that the search $8
 -- (not null) matches, found through the tid and prefix indexes (a bitmap of each), so that no
