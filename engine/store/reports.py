@@ -118,7 +118,10 @@ class ReportsStore(Store):
         with no limit), in its order, passed to `write` a network read at a time: PostgreSQL
         writes them (export_csv, by COPY), so this process only forwards bytes.
 
-        One read-only repeatable-read transaction (one snapshot). Memory stays flat: asyncpg
+        The planner plans the COPY for all its rows: a walk of the indexes by time, or for
+        most of a long history a scan and a sort (in work_mem, spilling to disk), whose first
+        line takes a few seconds (the header is written before). One read-only
+        repeatable-read transaction (one snapshot). Memory stays flat: asyncpg
         reads no more from the server until `write` returns, and `write` (a streamed
         response's) waits while the client is behind. If `write` raises (the client went
         away), the export stops at once and that error is raised.
@@ -146,7 +149,6 @@ class ReportsStore(Store):
                         raise
 
                 await conn.execute(Q["custom_plans"])
-                await conn.execute(Q["export_plans"])
                 page = await page_statement(conn, params)
                 # asyncpg inlines the parameters (each quoted by the server's quote_literal)
                 # wherever $n appears: in comments too, where a value holding a line break

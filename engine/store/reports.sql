@@ -101,13 +101,6 @@ FROM (
 ORDER BY created_at DESC, kind DESC, id DESC
 LIMIT $12;
 
--- export_plans --
--- The export walks each branch's index by time, as the page does, and merges the walks: its
--- first lines leave at once and the server never sorts the whole result (spilling millions of
--- rows to disk) before the first byte. A sort the result cannot do without (a search's few
--- matches) is still chosen: a disabled plan node only counts against a plan.
-SET LOCAL enable_sort = off;
-
 -- export_csv --
 -- The CSV export's lines, for COPY (...) TO STDOUT (FORMAT csv) with every column quoted but
 -- the amount (ReportsStore.export_csv; the columns are engine/reports' CSV_HEADER): the rows of
