@@ -15,8 +15,9 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- $3 statuses (text[]), $4 created_at >= , $5 created_at < , $6 amount >= , $7 amount <= ,
 -- $8 prefix of order_id, of lower(order_name) (compared lowered) or of user_public_id;
 -- $9, $10, $11 the (created_at, kind, id) the page starts after (null, '', 0 for the first);
--- $12 how many rows (null: all, for the export), $13 the mode, $14 the currency; the search $8
--- also matches a tid exactly.
+-- $12 how many rows (null: all, for the export), $13 the mode, $14 the currency (compared as
+-- $14::bpchar, the columns' char(3): compared as text, the column would be cast and its index
+-- could not be searched); the search $8 also matches a tid exactly.
 -- Each branch walks its own index in the page's order and stops after $12 rows, so the final
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
@@ -38,7 +39,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.requested_at, 'payment', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.requested_at DESC, p.id DESC
@@ -56,7 +57,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.canceled_at, 'cancel', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.canceled_at DESC, p.id DESC
@@ -75,7 +76,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.updated_at, 'cancel', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.updated_at DESC, p.id DESC
@@ -92,7 +93,7 @@ FROM (
        AND ($7::bigint IS NULL OR r.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR r.currency = $14)
+       AND ($14::text IS NULL OR r.currency = $14::bpchar)
        AND (r.requested_at, 'refund', r.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY r.requested_at DESC, r.id DESC

@@ -21,7 +21,14 @@ from engine.merchants import keys
 from engine.models import HistoryItem, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
-from engine.store.reports import PAGE, SEARCH_PAGE, ReportsStore, item, page_statement
+from engine.store.reports import (
+    FILTER_PAGE,
+    PAGE,
+    SEARCH_PAGE,
+    ReportsStore,
+    item,
+    page_statement,
+)
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -142,6 +149,26 @@ async def test_a_search_lists_the_same_from_its_matches_as_by_walking_the_histor
                     after = query.params(MID, "test", row.key, 2)
                     got = [item(r) for r in await conn.fetch(statement, *after)]
                     assert got == items[n + 1 : n + 3], (query, n)
+
+
+async def test_a_currency_is_compared_as_the_column_is_so_its_index_serves(
+    pool: asyncpg.Pool, data: Data
+) -> None:
+    # currency is char(3); compared with a text parameter, the column was cast to text and its
+    # index (payment_search_currency_history_idx) could only be skipped through, not searched
+    # (a payment + FAILED + USD + 7 days page read every currency's rows of those 7 days).
+    query = PaymentQuery(currency="USD", statuses=frozenset({"PENDING", "REFUNDED"}))
+    args = query.params(MID, "test", None, 51)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q["custom_plans"])
+        statement = await page_statement(conn, args)
+        assert statement == FILTER_PAGE
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {statement}", *args))
+        rows = await conn.fetch(statement, *args)
+    # Every branch compares char(3) with char(3): an index on the column can be searched.
+    assert plan.count("(currency = 'USD'::bpchar)") == 2 and "(currency)::text" not in plan, plan
+    want = data.expected(MID, "test", lambda r: r.currency == "USD" and r.status in query.statuses)
+    assert [(r["kind"], r["id"]) for r in rows] == _want(want) and want
 
 
 async def test_a_tid_is_found_exactly_and_a_pasted_reference_opens_it(
