@@ -7,7 +7,7 @@ triggers off, in an own embedded PostgreSQL (the wheel's default settings, as `m
   filter and with none, as the caller sees it (round trips included), with EXPLAIN ANALYZE
   of the first page saved; target 50 ms;
 - the CSV export of about 1,000,000 rows (a date range sized to it): rows/s through
-  export_rows + csv_chunks, and this process's RSS sampled throughout; target 50,000 rows/s;
+  export_csv, and this process's RSS sampled throughout; target 50,000 rows/s;
 - overview() for today, 7 and 30 days: p95; target 200 ms.
 
 The figures go to bench/BACKOFFICE.md. See bench/README.md.
@@ -195,12 +195,16 @@ async def export(store: ReportsStore, conn: asyncpg.Connection, target: int) -> 
     me = psutil.Process()
     rss = [me.memory_info().rss]
     rows = size = 0
-    started = time.perf_counter()
-    async for chunk in reports.export_csv(store, MID, MODE, query):
+
+    async def write(chunk: bytes) -> None:
+        nonlocal rows, size
         size += len(chunk)
         rows += chunk.count(b"\n")
         if len(rss) < rows // 50_000 + 1:
             rss.append(me.memory_info().rss)
+
+    started = time.perf_counter()
+    await reports.export_csv(store, MID, MODE, query, write)
     seconds = time.perf_counter() - started
     rss.append(me.memory_info().rss)
     rows -= 1  # the header
@@ -233,8 +237,19 @@ async def overviews(store: ReportsStore, samples: int) -> list[str]:
     return out
 
 
-async def run(n: int, samples: int, export_rows: int, keep: bool, reuse: Path | None) -> int:
-    """Fill (or reuse a kept fill), measure, write BACKOFFICE.md."""
+PARTS = ("pages", "export", "overview")
+
+
+async def run(
+    n: int,
+    samples: int,
+    export_rows: int,
+    keep: bool,
+    reuse: Path | None,
+    only: frozenset[str] = frozenset(PARTS),
+) -> int:
+    """Fill (or reuse a kept fill), measure `only` those parts, write BACKOFFICE.md when all
+    were measured (else print them only)."""
     folder = reuse or make_run_dir(keep)
     keep = keep or reuse is not None
     pg = Postgres(folder)
@@ -261,11 +276,15 @@ async def run(n: int, samples: int, export_rows: int, keep: bool, reuse: Path | 
                 "SELECT count(*) FROM payment_processes WHERE mid = $1 AND mode = $2", MID, MODE
             )
             store = ReportsStore(pool)
-            page_lines = await pages(store, conn, n, samples)
-            log("pages measured")
-            export_lines = await export(store, conn, min(export_rows, n // 2))
-            log("export measured")
-            overview_lines = await overviews(store, samples)
+            page_lines = export_lines = overview_lines = ["(not measured: --only)"]
+            if "pages" in only:
+                page_lines = await pages(store, conn, n, samples)
+                log("pages measured")
+            if "export" in only:
+                export_lines = await export(store, conn, min(export_rows, n // 2))
+                log("export measured")
+            if "overview" in only:
+                overview_lines = await overviews(store, samples)
         finally:
             await pool.close()
             await conn.close()
@@ -302,7 +321,8 @@ async def run(n: int, samples: int, export_rows: int, keep: bool, reuse: Path | 
                 "",
             ]
         )
-        RESULTS.write_text(text)
+        if only == frozenset(PARTS):
+            RESULTS.write_text(text)
         if keep:
             log(f"database kept in {folder} (measure again with --reuse {folder})")
         print(text.split("<details>")[0])
@@ -325,9 +345,16 @@ def main() -> int:
     p.add_argument(
         "--reuse", type=Path, help="measure again on the folder a --keep run kept (no fill)"
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="measure only this part (repeatable); BACKOFFICE.md is written only when all are",
+    )
     a = p.parse_args()
     n = a.rows or (1_000_000 if a.quick else 10_000_000)
-    return asyncio.run(run(n, a.samples, a.export_rows, a.keep, a.reuse))
+    only = frozenset(a.only or PARTS)
+    return asyncio.run(run(n, a.samples, a.export_rows, a.keep, a.reuse, only))
 
 
 if __name__ == "__main__":

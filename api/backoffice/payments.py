@@ -2,7 +2,8 @@
 
 The rows come from engine/reports (the API's `GET /api/payments` reads the same), one page at
 a time by keyset (a signed cursor, as the API's). The CSV export is the engine's, streamed
-chunk by chunk from one snapshot, so a large export holds one batch in memory at a time.
+chunk by chunk from one snapshot as PostgreSQL writes it, and only as fast as the client
+reads, so a large export holds one network read in memory at a time.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     )
     middleware.headers(response, request.app[state.SETTINGS].env == "production")
     await response.prepare(request)
-    chunks = reports.export_csv(request.app[context.REPORTS], mid, mode, f.payment_query)
-    async for chunk in chunks:
-        await response.write(chunk)
+    await reports.export_csv(
+        request.app[context.REPORTS], mid, mode, f.payment_query, response.write
+    )
     await response.write_eof()
     return response
 

@@ -12,11 +12,14 @@ Interface (store = engine.store.reports.ReportsStore(pool)):
   `secret`, the server's api_key_secret, valid for that (mid, mode) only). limit 1..200.
   Rows are engine.models.HistoryItem (kind, tid, refund_id, order_id, order_name,
   user_public_id, amount, currency, status, created_at). GET /api/payments uses this.
-- `export_csv(store, mid, mode, query)`: async iterator of encoded CSV chunks (header
-  first) of every matching row, for a streamed response (CSV_HEADER names the columns;
-  amounts in minor units with the currency, times ISO 8601 UTC). Built from
-  `export_batches(...)` (lists of rows, server-side cursor, one snapshot) and
-  `csv_chunks(batches)`; `export_rows(...)` yields the same rows one by one.
+- `await export_csv(store, mid, mode, query, write)`: writes the CSV of every matching row
+  to `write` (an async callable taking bytes, a streamed response's), chunk by chunk from one
+  snapshot, header first (CSV_HEADER names the columns; amounts in minor units with the
+  currency, never quoted; every other cell quoted; times ISO 8601 UTC). PostgreSQL writes the
+  lines (COPY of the page's own query); a text cell a spreadsheet would run as a formula
+  (beginning with =, +, -, @, tab, CR) gets a ' in front (`cell`). `export_batches(...)`
+  lists the same rows as HistoryItems (server-side cursor, one snapshot), `export_rows(...)`
+  one by one, and `csv_chunks(batches)` writes them as the same CSV bytes (the reference).
 - `await find_exact(store, mid, mode, text) -> str | None`: the tid of the payment whose
   tid or order id is exactly `text` (a pasted reference opens the payment).
 - `await timeline(store, mid, mode, tid) -> list[Entry]`: state changes, cancel, refunds
@@ -32,6 +35,7 @@ Interface (store = engine.store.reports.ReportsStore(pool)):
 from engine.reports.listing import (
     CSV_HEADER,
     Page,
+    cell,
     csv_chunks,
     export_batches,
     export_csv,
@@ -53,6 +57,7 @@ __all__ = [
     "Page",
     "PaymentQuery",
     "actor_kind",
+    "cell",
     "csv_chunks",
     "export_batches",
     "export_csv",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +14,8 @@ from engine.models import HistoryItem
 from engine.reports.query import PaymentQuery, check_limit, decode_cursor, encode_cursor
 from engine.store.reports import ReportsStore, item
 
-# Rows fetched from the server-side cursor at a time: large enough that round trips do not
-# count, small enough that memory stays flat whatever the export's size.
+# Rows export_batches fetches from its server-side cursor at a time: large enough that round
+# trips do not count, small enough that memory stays flat whatever the export's size.
 EXPORT_BATCH = 5000
 
 CSV_HEADER = (
@@ -96,14 +96,27 @@ def utc_iso(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+# A first character that makes a spreadsheet read a cell as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str | None) -> str:
+    """A text cell as the export writes it: a ' in front of one a spreadsheet would take for a
+    formula (=HYPERLINK(...) becomes '=HYPERLINK(...)), None as empty. For the ids and the
+    merchant's or customer's words; the amount stays a number, negative or not."""
+    if not text:
+        return ""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _line(i: HistoryItem) -> tuple[object, ...]:
     return (
         i.kind.value,
-        i.tid,
-        i.refund_id or "",
-        i.order_id,
-        i.order_name or "",
-        i.user_public_id,
+        cell(i.tid),
+        cell(i.refund_id),
+        cell(i.order_id),
+        cell(i.order_name),
+        cell(i.user_public_id),
         i.amount,
         i.currency,
         i.status,
@@ -111,48 +124,53 @@ def _line(i: HistoryItem) -> tuple[object, ...]:
     )
 
 
-def _record_line(r: Mapping[str, Any]) -> tuple[object, ...]:
-    # The same columns as _line, from a payment_page record (the export's fast path).
-    return (
-        r["kind"],
-        r["tid"],
-        r["refund_id"] or "",
-        r["order_id"],
-        r["order_name"] or "",
-        r["user_public_id"],
-        r["amount"],
-        r["currency"],
-        r["status"],
-        utc_iso(r["created_at"]),
-    )
+def _writer(buffer: io.StringIO) -> Any:
+    # Every cell quoted but the amount (a number): a quoted cell stays one cell whatever
+    # separator the spreadsheet assumes (a ; inside a name cannot start a new cell).
+    return csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
 
 
-async def _csv(batches: AsyncIterable[Sequence[Any]], line: Any) -> AsyncIterator[bytes]:
+def _header() -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    yield buffer.getvalue().encode()
+    _writer(buffer).writerow(CSV_HEADER)
+    return buffer.getvalue().encode()
+
+
+HEADER = _header()
+
+
+async def csv_chunks(batches: AsyncIterable[list[HistoryItem]]) -> AsyncIterator[bytes]:
+    """The CSV of `batches` (as export_batches yields them), written here by Python's csv
+    module: the header first, then one encoded chunk per batch. export_csv writes the same
+    bytes (the tests hold them equal) without building an object per row; this is its
+    reference.
+    """
+    buffer = io.StringIO()
+    writer = _writer(buffer)
+    yield HEADER
     async for rows in batches:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(map(line, rows))
+        writer.writerows(map(_line, rows))
         yield buffer.getvalue().encode()
 
 
-def csv_chunks(batches: AsyncIterable[list[HistoryItem]]) -> AsyncIterator[bytes]:
-    """The CSV (RFC 4180, UTF-8, CRLF) of `batches` (as export_batches yields them): the
-    header first, then one encoded chunk per batch.
+async def export_csv(
+    store: ReportsStore,
+    mid: str,
+    mode: str,
+    query: PaymentQuery,
+    write: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Write the CSV of every row `query` matches to `write` (a streamed response's), chunk by
+    chunk, from one snapshot: RFC 4180, UTF-8, CRLF, the header (CSV_HEADER) first.
 
-    Money is the integer amount in minor units with its currency; times are ISO 8601 UTC.
-    Values are written as stored (no spreadsheet-formula escaping), so the file equals the
-    listing.
+    Money is the integer amount in minor units (never quoted) with its currency; times are
+    ISO 8601 UTC (utc_iso). Every other cell is quoted, and a text cell beginning with =, +,
+    -, @, a tab or a carriage return gets a ' in front (cell(): OWASP's advice, so that a
+    merchant's order name or a customer's id never runs as a formula in a spreadsheet).
+    PostgreSQL writes the lines (ReportsStore.export_csv, the page's own query); this
+    process only forwards them, a network read at a time, waiting for `write`.
     """
-    return _csv(batches, _line)
-
-
-def export_csv(
-    store: ReportsStore, mid: str, mode: str, query: PaymentQuery, *, batch: int = EXPORT_BATCH
-) -> AsyncIterator[bytes]:
-    """The CSV of every row `query` matches (as csv_chunks writes it), chunk by chunk, for a
-    streamed response; straight from the records, without building a HistoryItem each."""
-    return _csv(store.stream(query.params(mid, mode, None, None), batch), _record_line)
+    await write(HEADER)
+    await store.export_csv(query.params(mid, mode, None, None), write)

@@ -6,7 +6,8 @@ mean, and the checks on them, belong to engine/reports (PaymentQuery builds them
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,23 @@ FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], others="payment_p
 # matches more walks payment_search by time (cost grows with the rows passed over to find a
 # page of matches, few when matches are that many).
 SEARCH_SET_MAX = 10_000
+# export_csv's columns that COPY quotes (all but the amount, a number): a quoted cell is one
+# cell whatever the spreadsheet's separator.
+EXPORT_QUOTED = (
+    "kind",
+    "tid",
+    "refund_id",
+    "order_id",
+    "order_name",
+    "customer_id",
+    "currency",
+    "status",
+    "created_at",
+)
+# An export holds a connection and a snapshot while the client downloads: one that takes longer
+# than this (a client reading very slowly) is cut off, so that neither is held for ever.
+EXPORT_TIMEOUT_SECONDS = 3600.0
+_COMMENTS = re.compile(r"--[^\n]*")
 
 
 async def page_statement(conn: asyncpg.Connection, params: Sequence[Any]) -> str:
@@ -92,6 +110,64 @@ class ReportsStore(Store):
                     yield rows
         except UNAVAILABLE as exc:
             raise errors.DatabaseUnavailable() from exc
+
+    async def export_csv(
+        self, params: Sequence[Any], write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """The CSV lines (CRLF-terminated, no header) of every row payment_page matches (params
+        with no limit), in its order, passed to `write` a network read at a time: PostgreSQL
+        writes them (export_csv, by COPY), so this process only forwards bytes.
+
+        The planner plans the COPY for all its rows: a walk of the indexes by time, or for
+        most of a long history a scan and a sort (in work_mem, spilling to disk), whose first
+        line takes a few seconds (the header is written before). One read-only
+        repeatable-read transaction (one snapshot). Memory stays flat: asyncpg
+        reads no more from the server until `write` returns, and `write` (a streamed
+        response's) waits while the client is behind. If `write` raises (the client went
+        away), the export stops at once and that error is raised.
+        """
+        gone: list[BaseException] = []
+        try:
+            async with (
+                self.lists.acquire() as conn,
+                conn.transaction(readonly=True, isolation="repeatable_read"),
+            ):
+
+                async def lines(data: bytes) -> None:
+                    # COPY ends each line with \n; the file's end with CRLF (RFC 4180). Every
+                    # line ends in Z" then \n (the time is the last cell, quoted), and Z"\n
+                    # cannot occur inside a cell (a quote in a quoted cell is doubled): so these
+                    # are exactly the line ends; a line break inside a name stays as it was.
+                    try:
+                        await write(data.replace(b'Z"\n', b'Z"\r\n'))
+                    except BaseException as exc:
+                        # Closing the connection ends the COPY at once (the pool opens
+                        # another). asyncpg's cancel request instead waits for an answer the
+                        # server never gives when it had already sent the last line.
+                        gone.append(exc)
+                        conn.terminate()
+                        raise
+
+                await conn.execute(Q["custom_plans"])
+                page = await page_statement(conn, params)
+                # asyncpg inlines the parameters (each quoted by the server's quote_literal)
+                # wherever $n appears: in comments too, where a value holding a line break
+                # would end the comment. So the statement goes without them.
+                statement = _COMMENTS.sub("", Q["export_csv"].format(page=page.rstrip("; \n")))
+                await conn.copy_from_query(
+                    statement,
+                    *params,
+                    output=lines,
+                    format="csv",
+                    force_quote=EXPORT_QUOTED,
+                    timeout=EXPORT_TIMEOUT_SECONDS,
+                )
+        except BaseException as exc:
+            if gone:  # the writer's error, not the database's (whatever closing it raised)
+                raise gone[0] from None
+            if isinstance(exc, UNAVAILABLE):
+                raise errors.DatabaseUnavailable() from exc
+            raise
 
     @translated
     async def find_exact(self, mid: str, mode: str, text: str) -> str | None:

