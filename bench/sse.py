@@ -364,8 +364,7 @@ class Run:
         self.cpu_window("settling", mark, extra)  # confirms sent until the last one final
         await self.read_statements("settling", len(commits))
         sampling.cancel()
-        await asyncio.sleep(2)  # the last events' way to the client
-        report = await self.streams_report(streams, files / "streams-report.json")
+        report = await self.arrived(streams, files / "streams-report.json", set(commits))
         arrivals: dict[str, float] = report["arrivals"]
         from_confirm = [1000 * (arrivals[s] - confirms[s][1]) for s in ok if s in arrivals]
         answer = [1000 * (confirms[s][1] - confirms[s][0]) for s in ok]
@@ -393,6 +392,22 @@ class Run:
         await streams.stdin.drain()
         self.log(f"streams: {await read_json_line(streams, 60)}")
         return json.loads(path.read_text())
+
+    async def arrived(
+        self, streams: asyncio.subprocess.Process, path: Path, ids: set[str], timeout: float = 60
+    ) -> Any:
+        """The streams' report once every session in `ids` has its final event, or after
+        `timeout` seconds (the ones still missing count as never came, with a note)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = await self.streams_report(streams, path)
+            missing = ids - set(report["arrivals"])
+            if not missing:
+                return report
+            if time.monotonic() > deadline:
+                self.notes.append(f"{len(missing)} final events still missing after {timeout:.0f}s")
+                return report
+            await asyncio.sleep(1)
 
     async def drain(self, streams: asyncio.subprocess.Process, files: Path) -> None:
         """Confirm D sessions with the workers stopped, then start them: the final states
@@ -437,8 +452,7 @@ class Run:
         self.cpu_window("draining", mark, extra)  # workers started until the last one final
         await self.read_statements("draining", len(commits))
         sampling.cancel()
-        await asyncio.sleep(2)  # the last events' way to the client
-        report = await self.streams_report(streams, files / "streams-report-drain.json")
+        report = await self.arrived(streams, files / "streams-report-drain.json", set(commits))
         arrivals: dict[str, float] = report["arrivals"]
         events = event_figures(commits, arrivals)
         events["rate"] = events.pop("drain_rate")
