@@ -21,15 +21,25 @@ from engine.store.queries import load
 Q = load("reports")
 # payment_page over the whole table, over a search's matches, and through payment_search for
 # a currency or amount filter (migration 0017 moved those indexes there).
-PAGE = Q["payment_page"].format(payments="payment_processes", others="payment_processes")
+_WHOLE = "payment_processes"
+PAGE = Q["payment_page"].format(payments=_WHOLE, cancels=_WHOLE, others=_WHOLE)
 SEARCH_PAGE = (
-    Q["search_matches"] + "\n" + Q["payment_page"].format(payments="matched", others="matched")
+    Q["search_matches"]
+    + "\n"
+    + Q["payment_page"].format(payments="matched", cancels="matched", others="matched")
 )
-FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], others="payment_processes")
-# A search that matches fewer of the merchant's payments than this is listed from its matches
-# (found through the search indexes, then sorted: cost grows with the matches); one that
-# matches more walks payment_search by time (cost grows with the rows passed over to find a
-# page of matches, few when matches are that many).
+FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], cancels=_WHOLE, others=_WHOLE)
+# payment_page over an amount range's matches (found through payment_search's amount index);
+# the refunds are filtered by their own amount, over the whole table.
+AMOUNT_PAGE = (
+    Q["amount_matches"]
+    + "\n"
+    + Q["payment_page"].format(payments="matched", cancels="matched", others=_WHOLE)
+)
+# A search (or an amount range) that matches fewer of the merchant's payments than this is
+# listed from its matches (found through the search or amount indexes, then sorted: cost grows
+# with the matches); one that matches more walks payment_search by time (cost grows with the
+# rows passed over to find a page of matches, few when matches are that many).
 SEARCH_SET_MAX = 10_000
 # export_csv's columns that COPY quotes (all but the amount, a number): a quoted cell is one
 # cell whatever the spreadsheet's separator.
@@ -52,13 +62,19 @@ _COMMENTS = re.compile(r"--[^\n]*")
 
 async def page_statement(conn: asyncpg.Connection, params: Sequence[Any]) -> str:
     """The statement for these payment_page params: SEARCH_PAGE for a search with few matches
-    (counted on `conn`, in a transaction after custom_plans); FILTER_PAGE for one with many,
-    or for a currency or amount filter (a walk of payment_search); else PAGE. All list the
-    same rows; they differ only in how they find them."""
+    (counted on `conn`, in a transaction after custom_plans); AMOUNT_PAGE for an amount range
+    with few matches (and no search); FILTER_PAGE for a search with many, or another amount or
+    a currency filter (a walk of payment_search); else PAGE. All list the same rows; they
+    differ only in how they find them."""
     mid, search, mode = params[0], params[7], params[12]
+    amount_from, amount_to = params[5], params[6]
     if search is None:
-        by_value = any(params[i] is not None for i in (5, 6, 13))  # amount from, to; currency
-        return FILTER_PAGE if by_value else PAGE
+        if amount_from is not None or amount_to is not None:
+            size = await conn.fetchval(
+                Q["amount_size"], mid, mode, amount_from, amount_to, SEARCH_SET_MAX
+            )
+            return AMOUNT_PAGE if size < SEARCH_SET_MAX else FILTER_PAGE
+        return FILTER_PAGE if params[13] is not None else PAGE  # a currency
     size = await conn.fetchval(Q["search_size"], mid, mode, search, SEARCH_SET_MAX)
     return SEARCH_PAGE if size < SEARCH_SET_MAX else FILTER_PAGE
 

@@ -24,7 +24,7 @@ from engine.merchants import keys
 from engine.models import HistoryKey, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
-from engine.store.reports import FILTER_PAGE, PAGE, SEARCH_PAGE, page_statement
+from engine.store.reports import AMOUNT_PAGE, FILTER_PAGE, PAGE, SEARCH_PAGE, page_statement
 from engine.store.repository import Repository
 from engine.worker.process import Worker
 from simulator.server import SimulatorHandle
@@ -793,10 +793,14 @@ async def test_a_million_payments_are_listed_through_indexes(
                 "payment_search_amount_idx",
             ),
             "currency": (PaymentQuery(currency="KRW"), walk_search),
+            # 2 % of a merchant's 200,000 amounts: listed from the amount index's matches
+            # (AMOUNT_PAGE), as any range under SEARCH_SET_MAX matches.
             "failed, amount from": (
                 PaymentQuery(statuses=frozenset({"FAILED"}), amount_min=99_000),
-                walk_search,
+                "payment_search_amount_idx",
             ),
+            # Every amount from 2,000 up: too many matches to sort, so the walk by time.
+            "amount from, many": (PaymentQuery(amount_min=2_000), walk_search),
         }
         # A walk by time: what a search with few matches must not do in any branch (it would
         # pass over every row of the merchant looking for them).
@@ -823,8 +827,10 @@ async def test_a_million_payments_are_listed_through_indexes(
                 other = PAGE if statement == SEARCH_PAGE else SEARCH_PAGE
                 if filters.search is not None:
                     assert await conn.fetch(other, *args) == rows, name
-                if statement == FILTER_PAGE:
+                if statement in (FILTER_PAGE, AMOUNT_PAGE):
                     assert await conn.fetch(PAGE, *args) == rows, name
+                if statement == AMOUNT_PAGE:
+                    assert await conn.fetch(FILTER_PAGE, *args) == rows, name
             nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
             on_payments = [
                 n

@@ -22,6 +22,7 @@ from engine.models import HistoryItem, HistoryKind
 from engine.reports import PaymentQuery
 from engine.store.queries import load
 from engine.store.reports import (
+    AMOUNT_PAGE,
     FILTER_PAGE,
     PAGE,
     SEARCH_PAGE,
@@ -149,6 +150,41 @@ async def test_a_search_lists_the_same_from_its_matches_as_by_walking_the_histor
                     after = query.params(MID, "test", row.key, 2)
                     got = [item(r) for r in await conn.fetch(statement, *after)]
                     assert got == items[n + 1 : n + 3], (query, n)
+
+
+async def test_an_amount_range_lists_the_same_from_its_matches_as_by_walking(
+    pool: asyncpg.Pool, data: Data
+) -> None:
+    # An amount range with few matches is listed from them (AMOUNT_PAGE: the cancels too, which
+    # otherwise walk every cancel by time); a refund is kept or not by its own amount, whatever
+    # its payment's. Every statement must agree with the oracle, whole and in pages of 2.
+    ranges = [
+        (PaymentQuery(amount_min=3000, amount_max=8000), lambda r: 3000 <= r.amount <= 8000),
+        (PaymentQuery(amount_max=5000), lambda r: r.amount <= 5000),
+        (PaymentQuery(amount_min=6000), lambda r: r.amount >= 6000),
+        (
+            PaymentQuery(kinds=frozenset({"refund", "cancel"}), amount_max=5000),
+            lambda r: r.kind in ("refund", "cancel") and r.amount <= 5000,
+        ),
+    ]
+    kinds_seen: set[str] = set()
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(Q["custom_plans"])
+        for query, keep in ranges:
+            everything = query.params(MID, "test", None, None)
+            assert await page_statement(conn, everything) == AMOUNT_PAGE
+            want = _want(data.expected(MID, "test", keep))
+            assert want, query
+            for statement in (PAGE, FILTER_PAGE, AMOUNT_PAGE):
+                items = [item(r) for r in await conn.fetch(statement, *everything)]
+                assert _seen(items) == want, (query, statement == AMOUNT_PAGE)
+                kinds_seen |= {i.kind.value for i in items}
+                for n, row in enumerate(items):
+                    after = query.params(MID, "test", row.key, 2)
+                    got = [item(r) for r in await conn.fetch(statement, *after)]
+                    assert got == items[n + 1 : n + 3], (query, n)
+    # The data has each kind in some range, so each branch was compared.
+    assert kinds_seen == {"payment", "cancel", "refund"}
 
 
 async def test_a_currency_is_compared_as_the_column_is_so_its_index_serves(
