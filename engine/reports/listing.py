@@ -12,24 +12,13 @@ from typing import Any
 
 from engine.models import HistoryItem
 from engine.reports.query import PaymentQuery, check_limit, decode_cursor, encode_cursor
-from engine.store.reports import ReportsStore, item
+from engine.store.reports import CSV_COLUMNS, ReportsStore, item
 
 # Rows export_batches fetches from its server-side cursor at a time: large enough that round
 # trips do not count, small enough that memory stays flat whatever the export's size.
 EXPORT_BATCH = 5000
 
-CSV_HEADER = (
-    "kind",
-    "tid",
-    "refund_id",
-    "order_id",
-    "order_name",
-    "customer_id",
-    "amount",
-    "currency",
-    "status",
-    "created_at",
-)
+CSV_HEADER = CSV_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)

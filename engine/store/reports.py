@@ -24,7 +24,7 @@ Q = load("reports")
 _WHOLE = "payment_processes"
 PAGE = Q["payment_page"].format(payments=_WHOLE, cancels=_WHOLE, others=_WHOLE)
 SEARCH_PAGE = (
-    Q["search_matches"]
+    Q["matched"].format(ids=Q["search_ids"])
     + "\n"
     + Q["payment_page"].format(payments="matched", cancels="matched", others="matched")
 )
@@ -32,7 +32,7 @@ FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], cancels=_WHOLE, o
 # payment_page over an amount range's matches (found through payment_search's amount index);
 # the refunds are filtered by their own amount, over the whole table.
 AMOUNT_PAGE = (
-    Q["amount_matches"]
+    Q["matched"].format(ids=Q["amount_ids"])
     + "\n"
     + Q["payment_page"].format(payments="matched", cancels="matched", others=_WHOLE)
 )
@@ -41,19 +41,22 @@ AMOUNT_PAGE = (
 # with the matches); one that matches more walks payment_search by time (cost grows with the
 # rows passed over to find a page of matches, few when matches are that many).
 SEARCH_SET_MAX = 10_000
-# export_csv's columns that COPY quotes (all but the amount, a number): a quoted cell is one
-# cell whatever the spreadsheet's separator.
-EXPORT_QUOTED = (
+# The CSV export's columns, in order (export_csv names its columns so; its header line).
+CSV_COLUMNS = (
     "kind",
     "tid",
     "refund_id",
     "order_id",
     "order_name",
     "customer_id",
+    "amount",
     "currency",
     "status",
     "created_at",
 )
+# export_csv's columns that COPY quotes (all but the amount, a number): a quoted cell is one
+# cell whatever the spreadsheet's separator.
+EXPORT_QUOTED = tuple(c for c in CSV_COLUMNS if c != "amount")
 # An export holds a connection and a snapshot while the client downloads: one that takes longer
 # than this (a client reading very slowly) is cut off, so that neither is held for ever.
 EXPORT_TIMEOUT_SECONDS = 3600.0

@@ -26,8 +26,8 @@ SET LOCAL max_parallel_workers_per_gather = 0;
 -- sort never sees more than 4 * $12 rows, however long the history.
 -- (x, 'kind', id) < ($9, $10, $11) is exact; its index bound is x <= $9.
 -- The payments branch reads payment_processes; or for a search with few matches the CTE
--- matched (search_matches); or for an amount range with few matches the CTE matched
--- (amount_matches); or for a currency or amount filter, payment_search joined to
+-- matched (matched over search_ids); or for an amount range with few matches the CTE matched
+-- (over amount_ids); or for a currency or amount filter, payment_search joined to
 -- payment_processes (searched), whose indexes serve those filters. The cancel branches read
 -- payment_processes, or matched; the refund branch joins payment_processes, or a search's
 -- matched (a refund's amount is its own, so an amount's matches never limit the refunds).
@@ -111,9 +111,9 @@ LIMIT $12;
 
 -- export_csv --
 -- The CSV export's lines, for COPY (...) TO STDOUT (FORMAT csv) with every column quoted but
--- the amount (ReportsStore.export_csv; the columns are engine/reports' CSV_HEADER): the rows of
--- the payment_page statement that page_statement chose (put in below as `page`, its parameters
--- inlined: COPY takes none), in its order.
+-- the amount (ReportsStore.export_csv; the columns are CSV_COLUMNS in engine/store/reports.py):
+-- the rows of the payment_page statement that page_statement chose (put in below as `page`,
+-- its parameters inlined: COPY takes none), in its order.
 -- A text cell that a spreadsheet would take for a formula (it begins with =, +, -, @, a tab
 -- or a carriage return; ascii() is the first character's code) gets a ' in front (OWASP's
 -- advice against CSV injection): the ids and the merchant's or customer's words. Kind, status
@@ -135,39 +135,38 @@ SELECT kind,
 FROM ({page}) h
 ORDER BY h.created_at DESC, h.kind DESC, h.id DESC
 
--- search_matches --
--- The head of payment_page for a search: merchant $1's payments in mode $13 that the search $8
--- (not null) matches, found through the tid and prefix indexes (a bitmap of each), so that no
--- branch walks the merchant's history by time looking for them: a walk's estimate cannot know
--- how many it passes over, the matches' count can (search_size).
+-- matched --
+-- The head of payment_page for a search or an amount range with few matches: the payments
+-- whose ids the statement below it lists (search_ids or amount_ids, put in by
+-- engine/store/reports.py), read once and kept (materialized), so that no branch walks the
+-- merchant's history by time looking for them: a walk's estimate cannot know how many rows it
+-- passes over, the matches' count can (search_size, amount_size). The branches filter and
+-- sort the matches.
 WITH matched AS MATERIALIZED (
     SELECT p.id, p.mid, p.mode, p.tid, p.order_id, p.order_name, p.user_public_id, p.amount,
            p.currency, p.status, p.requested_at, p.canceled_at, p.updated_at
     FROM payment_processes p
-    WHERE p.id IN (
-        SELECT s.id FROM payment_search s
-        WHERE s.mid = $1 AND s.mode = $13
-          AND (s.order_id ^@ $8::text OR lower(s.order_name) ^@ lower($8::text)
-               OR s.user_public_id ^@ $8::text)
-        UNION ALL
-        SELECT t.id FROM payment_processes t WHERE t.tid = $8::text AND t.mid = $1 AND t.mode = $13)
+    WHERE p.id IN ({ids})
 )
 
--- amount_matches --
--- The head of payment_page for an amount range with few matches: merchant $1's payments in
--- mode $13 whose amount is within $6..$7, found through payment_search's amount index, so
--- that the cancel branches do not walk every cancel by time looking for the few in the range
--- (at 10,000,000 payments: 80,000 cancels passed over, 589 ms for a first page). The
--- branches filter and sort the matches; amount_size counts them first.
-WITH matched AS MATERIALIZED (
-    SELECT p.id, p.mid, p.mode, p.tid, p.order_id, p.order_name, p.user_public_id, p.amount,
-           p.currency, p.status, p.requested_at, p.canceled_at, p.updated_at
-    FROM payment_processes p
-    WHERE p.id IN (
-        SELECT s.id FROM payment_search s
-        WHERE s.mid = $1 AND s.mode = $13
-          AND ($6::bigint IS NULL OR s.amount >= $6) AND ($7::bigint IS NULL OR s.amount <= $7))
-)
+-- search_ids --
+-- Merchant $1's payments in mode $13 that the search $8 (not null) matches, found through the
+-- tid and prefix indexes (a bitmap of each).
+SELECT s.id FROM payment_search s
+WHERE s.mid = $1 AND s.mode = $13
+  AND (s.order_id ^@ $8::text OR lower(s.order_name) ^@ lower($8::text)
+       OR s.user_public_id ^@ $8::text)
+UNION ALL
+SELECT t.id FROM payment_processes t WHERE t.tid = $8::text AND t.mid = $1 AND t.mode = $13
+
+-- amount_ids --
+-- Merchant $1's payments in mode $13 whose amount is within $6..$7, found through
+-- payment_search's amount index, so that the cancel branches do not walk every cancel by
+-- time looking for the few in the range (at 10,000,000 payments: 80,000 cancels passed over,
+-- 589 ms for a first page).
+SELECT s.id FROM payment_search s
+WHERE s.mid = $1 AND s.mode = $13
+  AND ($6::bigint IS NULL OR s.amount >= $6) AND ($7::bigint IS NULL OR s.amount <= $7)
 
 -- searched --
 -- payment_page's payments for a currency or amount filter, or a search with many matches: the

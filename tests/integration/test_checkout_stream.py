@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from api.checkout.stream import HUB
+from api.checkout.stream import HUB, Hub
 from config.settings import Settings
 from engine.checkout import sessions
 from engine.store.repository import Repository
@@ -153,12 +153,7 @@ async def test_stream_limits_come_from_the_settings(
 async def test_expiry_reaches_the_stream_without_a_reader(
     client: Client, repo: Repository, settings: Settings
 ) -> None:
-    hub = client.app[HUB]
-    await wait_until(hub.connected.is_set, what="the LISTEN connection")
-    pk = await publishable(repo, settings)
-    made = await create(client)
-    resp = await _stream(client, pk, made)
-    await _events(resp, 1)
+    *_, resp = await _waiting(client, repo, settings)
     await repo.pool.execute("UPDATE checkout_sessions SET expires_at = now()")
     # The stream's own timer was set for three minutes: the sweep's NOTIFY wakes it.
     assert await sessions.expire_due(repo) == 1
@@ -248,6 +243,20 @@ async def test_every_notice_says_the_state_it_announces(
         await listener.close()
 
 
+async def _waiting(
+    client: Client, repo: Repository, settings: Settings
+) -> tuple[Hub, dict[str, Any], Any]:
+    """A new session's stream, past its first event and waiting on the hub."""
+    hub = client.app[HUB]
+    await wait_until(hub.connected.is_set, what="the LISTEN connection")
+    pk = await publishable(repo, settings)
+    made = await create(client)
+    resp = await _stream(client, pk, made)
+    await _events(resp, 1)
+    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    return hub, made, resp
+
+
 async def _notify(repo: Repository, payload: str) -> None:
     await repo.pool.execute("SELECT pg_notify('checkout', $1)", payload)
 
@@ -259,13 +268,7 @@ async def test_a_stream_sends_what_a_notice_says_and_reads_when_it_cannot_tell(
     as it was, would say otherwise), a final one included: a NOTIFY arrives only after its
     transaction committed. A notice that does not say its state (an older two-word one, a
     confirmed session's '?') is read first, and an older version is ignored."""
-    hub = client.app[HUB]
-    await wait_until(hub.connected.is_set, what="the LISTEN connection")
-    pk = await publishable(repo, settings)
-    made = await create(client)
-    resp = await _stream(client, pk, made)
-    await _events(resp, 1)
-    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    _, made, resp = await _waiting(client, repo, settings)
     await _notify(repo, f"{made['id']} 2 scanned -")
     assert await _events(resp, 1) == [
         {
@@ -295,13 +298,7 @@ async def test_a_stream_reads_when_notices_may_have_been_lost(
 ) -> None:
     """A change whose notice never came (a crash after its commit, or the LISTEN connection
     lost meanwhile) reaches the stream when the hub wakes every stream: each reads."""
-    hub = client.app[HUB]
-    await wait_until(hub.connected.is_set, what="the LISTEN connection")
-    pk = await publishable(repo, settings)
-    made = await create(client)
-    resp = await _stream(client, pk, made)
-    await _events(resp, 1)
-    await wait_until(lambda: len(hub) == 1, what="the stream waiting")
+    hub, made, resp = await _waiting(client, repo, settings)
     async with repo.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL hamster.checkout_notify = 'after_commit'")  # no notice
         await conn.execute(
