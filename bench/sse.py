@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -463,22 +465,27 @@ class Run:
         if report["errors"]:
             self.notes.append(f"stream errors after the drain: {report['errors']}")
 
+    @contextlib.asynccontextmanager
+    async def db(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the bench's own to its PostgreSQL, closed after use."""
+        conn = await asyncpg.connect(self.pg.url)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
     async def reset_statements(self) -> None:
         """Forget pg_stat_statements' counts (--statements only)."""
         if self.cfg.statements:
-            conn = await asyncpg.connect(self.pg.url)
-            try:
+            async with self.db() as conn:
                 await conn.execute("SELECT pg_stat_statements_reset()")
-            finally:
-                await conn.close()
 
     async def read_statements(self, window: str, finals: int) -> None:
         """The window's busiest statements: calls, calls per final payment, mean and total
         time (--statements only)."""
         if not self.cfg.statements:
             return
-        conn = await asyncpg.connect(self.pg.url)
-        try:
+        async with self.db() as conn:
             rows = await conn.fetch(
                 "SELECT calls, total_exec_time, mean_exec_time,"
                 " left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query"
@@ -487,8 +494,6 @@ class Run:
                 " AND query NOT ILIKE '%pg_stat%'"
                 " ORDER BY total_exec_time DESC LIMIT 15"
             )
-        finally:
-            await conn.close()
         head = f"{'calls':>8} {'/final':>7} {'mean ms':>8} {'total ms':>9}  statement"
         lines = [f"Statements while {window} (pg_stat_statements, {finals} final payments):", head]
         for r in rows:
@@ -504,8 +509,7 @@ class Run:
         statement's start (`processed_at`) and its claim (`processing_started_at`), epoch
         seconds. The commit time is that of the transaction that last wrote the session row
         (its final version); without commit timestamps it is `processed_at` too."""
-        conn = await asyncpg.connect(self.pg.url)
-        try:
+        async with self.db() as conn:
             rows = await conn.fetch(
                 "SELECT cs.public_id, extract(epoch FROM p.processed_at)::float8 AS started,"
                 " extract(epoch FROM coalesce(pg_xact_commit_timestamp(cs.xmin),"
@@ -518,14 +522,11 @@ class Run:
                 list(ids),
             )
             return {r["public_id"]: (r["committed"], r["started"], r["claimed"]) for r in rows}
-        finally:
-            await conn.close()
 
     async def sample_waits(self, waits: dict[str, int]) -> None:
         """What PostgreSQL's busy sessions wait on, 10 times a second while settling: where
         the time of a confirm or a settle goes when it is not CPU."""
-        conn = await asyncpg.connect(self.pg.url)
-        try:
+        async with self.db() as conn:
             while True:
                 rows = await conn.fetch(
                     "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait,"
@@ -537,8 +538,6 @@ class Run:
                     key = f"{r['wait']} | {r['query']}"
                     waits[key] = waits.get(key, 0) + 1
                 await asyncio.sleep(0.1)
-        finally:
-            await conn.close()
 
     async def wait_final(
         self, n: int, ids: set[str], timeout: float = 120
