@@ -19,22 +19,70 @@ from engine.store.base import UNAVAILABLE, Store, translated
 from engine.store.queries import load
 
 Q = load("reports")
-# payment_page over the whole table, over a search's matches, and through payment_search for
-# a currency or amount filter (migration 0017 moved those indexes there).
 _WHOLE = "payment_processes"
-PAGE = Q["payment_page"].format(payments=_WHOLE, cancels=_WHOLE, others=_WHOLE)
+
+
+def payment_page(payments: str, cancels: str, refunds: str = "refunds") -> str:
+    """payment_page with its payments read from `payments`, its cancels from `cancels` and its
+    refunds from `refunds` (each a table, or a parenthesized SELECT with the table's columns):
+    one `branch` per kind and time column, every filter applied alike in each."""
+    branches = (
+        ("payment", f"{payments} p", "p.requested_at", "p.status <> 'CANCELED'", "p.status"),
+        (
+            "cancel",
+            f"{cancels} p",
+            "p.canceled_at",
+            "p.status = 'CANCELED' AND p.canceled_at IS NOT NULL",
+            "'CANCELED'",
+        ),
+        # Canceled without a canceled_at: timed by updated_at (expected to be none or very few).
+        (
+            "cancel",
+            f"{cancels} p",
+            "p.updated_at",
+            "p.status = 'CANCELED' AND p.canceled_at IS NULL",
+            "'CANCELED'",
+        ),
+        (
+            "refund",
+            f"{refunds} r JOIN payment_processes p ON p.id = r.payment_id AND p.mid = r.mid",
+            "r.requested_at",
+            "true",
+            "r.status",
+        ),
+    )
+    return Q["payment_page"].format(
+        branches="\n    UNION ALL\n".join(
+            Q["branch"].format(
+                kind=kind,
+                source=source,
+                at=at,
+                state=state,
+                status=status,
+                row="r" if kind == "refund" else "p",
+                refund_id="r.public_id" if kind == "refund" else "NULL::text",
+            )
+            for kind, source, at, state, status in branches
+        )
+    )
+
+
+# payment_page over the whole table; over a search's few matches (their ids and times, then
+# the rows a page shows); through payment_search for a currency or amount filter or a search
+# with many matches (migration 0017 moved those indexes there); over an amount range's few
+# matches (found through payment_search's amount index; the refunds are filtered by their own
+# amount, over the whole table).
+PAGE = payment_page(_WHOLE, _WHOLE)
 SEARCH_PAGE = (
     Q["matched"].format(ids=Q["search_ids"])
     + "\n"
-    + Q["payment_page"].format(payments="matched", cancels="matched", others="matched")
+    + payment_page(Q["matched_payments"], "matched_cancels", "matched_refunds")
 )
-FILTER_PAGE = Q["payment_page"].format(payments=Q["searched"], cancels=_WHOLE, others=_WHOLE)
-# payment_page over an amount range's matches (found through payment_search's amount index);
-# the refunds are filtered by their own amount, over the whole table.
+FILTER_PAGE = payment_page(Q["searched"], _WHOLE)
 AMOUNT_PAGE = (
     Q["matched"].format(ids=Q["amount_ids"])
     + "\n"
-    + Q["payment_page"].format(payments="matched", cancels="matched", others=_WHOLE)
+    + payment_page(Q["matched_payments"], "matched_cancels")
 )
 # A search (or an amount range) that matches fewer of the merchant's payments than this is
 # listed from its matches (found through the search or amount indexes, then sorted: cost grows

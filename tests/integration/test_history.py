@@ -848,7 +848,17 @@ async def test_a_million_payments_are_listed_through_indexes(
             assert any(n.get("Index Name") == index for n in nodes), (name, scans)
             if filters.search is not None and index not in (walk_by_time, walk_search):
                 assert statement == SEARCH_PAGE, name
-                assert not walks & {n.get("Index Name") for n in nodes}, (name, scans)
+                walked = {
+                    n.get("Index Name")
+                    for n in nodes
+                    if "(id = ANY" not in n.get("Index Cond", "")  # a lookup by id
+                }
+                assert not walks & walked, (name, scans)
+                if {"cancel", "refund"} <= filters.kinds:
+                    # Its cancels and refunds are looked up by the matches' ids (migration
+                    # 0023), never found by reading every match's row.
+                    by_id = {"payment_processes_canceled_id_idx", "refunds_payment_idx"}
+                    assert by_id <= {n.get("Index Name") for n in nodes}, (name, scans)
             assert rows, name
             if name == "second page":
                 assert rows[0] == first[50]
