@@ -724,10 +724,13 @@ class Bench:
         await self.fresh()
         prefix = f"l{rep}"
         mark = self.cpu_mark()
+        before = await self.conn.fetchrow(sql.BACKGROUND)
         res = await self.open_load(prefix, self.cfg.light_rate, self.cfg.light_seconds)
         self.cpu_since(mark, f"e2e light {self.cfg.light_rate:.0f}/s", res.ok)
         settled = await self.wait_settled(self.drain_timeout(res.requests))
+        after = await self.conn.fetchrow(sql.BACKGROUND)
         s = await self.e2e_stats(prefix)
+        await self.light_tail(rep, prefix, before, after)
         self.v["light_p50"].append(s.get("p50_ms") or math.nan)
         self.v["light_p99"].append(s.get("p99_ms") or math.nan)
         self.breakdown("light", s)
@@ -741,6 +744,30 @@ class Bench:
             f" accept->webhook p50 {s.get('p50_ms') or math.nan:.1f} ms,"
             f" p99 {s.get('p99_ms') or math.nan:.1f} ms"
         )
+
+    async def light_tail(
+        self, rep: int, prefix: str, before: asyncpg.Record, after: asyncpg.Record
+    ) -> None:
+        """A note on the light run's slowest 1 %: when they came and which leg was slow."""
+        rows = await self.conn.fetch(sql.LIGHT_TAIL, prefix)
+        if not rows:
+            return
+        legs = {
+            leg: statistics.median(r[f"{leg}_ms"] for r in rows)
+            for leg in ("queue", "settle", "webhook")
+        }
+        seconds = sorted({int(r["at_s"]) for r in rows})
+        totals = [r["total_ms"] for r in rows]
+        note = (
+            f"light run {rep + 1} tail: the {len(rows)} slowest (>= "
+            f"{min(totals):.0f} ms, max {max(totals):.0f})"
+            f" came in seconds {seconds} of the run; their median legs: queue"
+            f" {legs['queue']:.1f}, settle {legs['settle']:.1f}, webhook {legs['webhook']:.1f} ms;"
+            f" meanwhile {after['checkpoints'] - before['checkpoints']} checkpoint(s) and"
+            f" {after['autovacuums'] - before['autovacuums']} autovacuum/analyze pass(es)"
+        )
+        self.notes.append(note)
+        self.log(note)
 
     async def probe(self, rep: int) -> float:
         """Closed-loop saturation: webhooks delivered/s in the second half of the window."""

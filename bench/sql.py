@@ -121,6 +121,38 @@ FROM p, span
 GROUP BY span.first_req, span.last_req
 """
 
+# The light run's slowest payments (accept -> webhook at or above the p99): when each came
+# (seconds after the first) and how long each leg took, to tell a warm-up (early), a pause or
+# a checkpoint (clustered in time) and a queue (a leg that grows) apart.
+LIGHT_TAIL = """
+WITH p AS (
+    SELECT p.requested_at,
+           extract(epoch FROM d.delivered_at - p.requested_at) AS total,
+           extract(epoch FROM p.processing_started_at - p.requested_at) AS queue,
+           extract(epoch FROM p.processed_at - p.processing_started_at) AS settle,
+           extract(epoch FROM d.delivered_at - p.processed_at) AS webhook
+    FROM payment_processes p
+    JOIN webhook_deliveries d ON d.payment_id = p.id AND d.status = 'DELIVERED'
+    WHERE p.order_id LIKE $1 || '%'
+), cut AS (
+    SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY total) AS p99,
+           min(requested_at) AS first FROM p
+)
+SELECT extract(epoch FROM p.requested_at - cut.first) AS at_s, 1000 * total AS total_ms,
+       1000 * queue AS queue_ms, 1000 * settle AS settle_ms, 1000 * webhook AS webhook_ms
+FROM p, cut
+WHERE total >= cut.p99
+ORDER BY p.requested_at
+"""
+
+# What PostgreSQL did in the background (sampled before and after a run): checkpoints, and
+# autovacuum or autoanalyze passes over the hot tables.
+BACKGROUND = """
+SELECT (SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints,
+       (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)
+        FROM pg_stat_user_tables) AS autovacuums
+"""
+
 DEAD_COUNT = "SELECT count(*) FROM webhook_deliveries WHERE status = 'DEAD'"
 
 ROW_COUNT = "SELECT count(*) FROM payment_processes"
