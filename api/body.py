@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from api import models, problems
+from api import models, problems, state
 from config.settings import Settings
 
 # What aiohttp decodes for us; anything else would reach the JSON parser still compressed.
@@ -129,3 +129,11 @@ async def read_model(
     except ValidationError as exc:
         errs = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
         raise problems.validation(errs[0]["field"], errs[0]["message"], errs) from None
+
+
+async def model_of(request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
+    """`read_model` under the app's settings; `empty_ok`: no body (or a blank one) reads as {}."""
+    settings = request.app[state.SETTINGS]
+    if empty_ok:
+        return await read_model(request, settings, model, empty={})
+    return await read_model(request, settings, model)

@@ -141,6 +141,14 @@ def path_id(name: str, minimum: int = 1) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+def id_in_path(request: web.Request, not_found: Callable[[str], Exception]) -> int:
+    """The `id` of the path (see path_id); `not_found(raw)` is raised unless it is 1-18 digits."""
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise not_found(raw)
+    return int(raw)
+
+
 def id_links(status_ops: Sequence[str], source: str = "$response.body#/id") -> dict[str, Any]:
     """Links from a response's id to the operations that take it as their `id`."""
     return {op: {"operationId": op, "parameters": {"id": source}} for op in status_ops}

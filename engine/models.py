@@ -215,8 +215,8 @@ class Settled:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A webhook delivery this worker holds, with what its payload needs."""
+class DeliveryBase:
+    """A webhook delivery as every reader sees it: which event, sent where, how often so far."""
 
     id: int
     event_id: str
@@ -224,6 +224,12 @@ class Delivery:
     event_status: str
     url: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(DeliveryBase):
+    """A webhook delivery this worker holds, with what its payload needs."""
+
     payment_id: int
     tid: str
     amount: int
@@ -244,15 +250,10 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRecord:
+class DeliveryRecord(DeliveryBase):
     """A webhook delivery as listed for people (dead letters, a payment's history)."""
 
-    id: int
-    event_id: str
-    event_status: str
-    url: str
     status: str
-    attempts: int
     last_response_code: int | None
     last_error: str | None
     created_at: datetime

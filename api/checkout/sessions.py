@@ -173,17 +173,11 @@ async def create_session(request: web.Request) -> web.Response:
     if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise problems.validation("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
     who = auth.caller(request)
+    # The request's members are the session's order by name (and how long it stays open).
     new = NewSession(
+        **req.model_dump(),
         mid=who.mid,
         mode=who.mode,
-        order_id=req.order_id,
-        order_name=req.order_name,
-        amount=req.amount,
-        currency=req.currency,
-        customer_ref=req.customer_ref,
-        success_url=req.success_url,
-        cancel_url=req.cancel_url,
-        expires_in_seconds=req.expires_in_seconds,
         idempotency_key=key,
         request_digest=intake.request_digest(req.model_dump(mode="json")),
         actor=who.actor,

@@ -18,8 +18,7 @@ from pydantic import AnyHttpUrl, ValidationError
 
 from api import auth, problems, responses, state
 from api import body as request_body
-from api.body import M
-from api.operations import UNAVAILABLE, documented, id_links, path_id, too_many
+from api.operations import UNAVAILABLE, documented, id_in_path, id_links, path_id, too_many
 from api.schemas.endpoints import (
     Endpoint,
     EndpointCreated,
@@ -34,7 +33,6 @@ from engine.errors import WebhookRetryable
 from engine.models import Delivery
 from engine.webhooks import egress, sending, signing
 
-_ID = re.compile(r"^[0-9]{1,18}$")
 # Printable ASCII without spaces: what a URL on the wire is. Anything else is refused rather
 # than normalised, since a payment's webhookUrl must match it exactly.
 _URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
@@ -44,13 +42,6 @@ _BAD_JSON = (
     "The body is not JSON: malformed, not UTF-8, duplicate keys, too deep;"
     " or it could not be read as its headers describe it."
 )
-
-
-async def _body(request: web.Request, model: type[M], *, empty_ok: bool) -> M:
-    settings = request.app[state.SETTINGS]
-    if empty_ok:
-        return await request_body.read_model(request, settings, model, empty={})
-    return await request_body.read_model(request, settings, model)
 
 
 def check_url(url: str) -> str:
@@ -69,10 +60,7 @@ def check_url(url: str) -> str:
 
 
 def _endpoint_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not _ID.match(raw):
-        raise errors.EndpointNotFound(raw[:40])
-    return int(raw)
+    return id_in_path(request, lambda raw: errors.EndpointNotFound(raw[:40]))
 
 
 @documented(
@@ -96,9 +84,9 @@ def _endpoint_id(request: web.Request) -> int:
 )
 async def create_endpoint(request: web.Request) -> web.Response:
     """POST /api/webhook-endpoints: 201 with the endpoint and its secret, shown once."""
-    body: EndpointRequest = await _body(request, EndpointRequest, empty_ok=False)
+    req = await request_body.model_of(request, EndpointRequest)
     who = auth.caller(request)
-    created, secret = await register(request.app, who.mid, who.mode, body.url, body.description)
+    created, secret = await register(request.app, who.mid, who.mode, req.url, req.description)
     return responses.send(EndpointCreated.of(created, secret=secret), 201)
 
 
@@ -188,12 +176,12 @@ async def roll_endpoint(request: web.Request) -> web.Response:
     without missing a webhook.
     """
     endpoint_id = _endpoint_id(request)
-    body: EndpointRollRequest = await _body(request, EndpointRollRequest, empty_ok=True)
+    req = await request_body.model_of(request, EndpointRollRequest, empty_ok=True)
     who = auth.caller(request)
     repo = request.app[state.REPO]
     secret = signing.new_secret()
     if not await repo.endpoints.roll_endpoint(
-        who.mid, who.mode, endpoint_id, secret, body.grace_seconds
+        who.mid, who.mode, endpoint_id, secret, req.grace_seconds
     ):
         raise errors.EndpointNotFound(endpoint_id)
     found = await repo.endpoints.endpoint(who.mid, who.mode, endpoint_id)

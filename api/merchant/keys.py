@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import auth, body, problems, responses, state
-from api.body import M
-from api.operations import UNAVAILABLE, documented, id_links, path_id
+from api.operations import UNAVAILABLE, documented, id_in_path, id_links, path_id
 from api.schemas.keys import ApiKeyInfo, ApiKeyList, IssuedKey, IssueRequest, RolledKey, RollRequest
 
 _NOT_FOUND = "This merchant has no such (active) API key."
@@ -18,15 +17,11 @@ _AT_LIMIT = (
 )
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
-    return await body.read_model(request, request.app[state.SETTINGS], model, empty={})
-
-
 def _key_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise problems.Problem(404, "Not Found", f"no API key {raw!r}", slug="key-not-found")
-    return int(raw)
+    return id_in_path(
+        request,
+        lambda raw: problems.Problem(404, "Not Found", f"no API key {raw!r}", slug="key-not-found"),
+    )
 
 
 @documented(
@@ -65,9 +60,9 @@ async def issue_key(request: web.Request) -> web.Response:
     A test key never mints a live key (nor a live key a test one): live keys come from the
     operator's CLI (and later the back office), so a leaked test key stays a sandbox key.
     """
-    body: IssueRequest = await _body(request, IssueRequest)
+    req = await body.model_of(request, IssueRequest, empty_ok=True)
     who = auth.caller(request)
-    if body.mode is not None and body.mode != who.mode:
+    if req.mode is not None and req.mode != who.mode:
         raise problems.Problem(
             403,
             "Forbidden",
@@ -81,7 +76,7 @@ async def issue_key(request: web.Request) -> web.Response:
         who.mode,
         settings.api_key_secret,
         max_keys=settings.max_api_keys,
-        kind=body.kind,
+        kind=req.kind,
     )
     return responses.send(IssuedKey.of(issued), 201)
 
@@ -98,14 +93,14 @@ async def issue_key(request: web.Request) -> web.Response:
 async def roll_key(request: web.Request) -> web.Response:
     """POST /api/keys/{id}/roll: a new key now; the old one stops after the grace period."""
     key_id = _key_id(request)
-    body: RollRequest = await _body(request, RollRequest)
+    req = await body.model_of(request, RollRequest, empty_ok=True)
     who = auth.caller(request)
     settings = request.app[state.SETTINGS]
     rolled = await request.app[state.REPO].merchants.roll_key(
         who.mid,
         who.mode,
         key_id,
-        body.grace_seconds,
+        req.grace_seconds,
         settings.api_key_secret,
         max_keys=settings.max_api_keys,
     )

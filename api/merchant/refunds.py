@@ -81,7 +81,7 @@ async def create_refund(request: web.Request) -> web.Response:
         raise problems.validation(
             "Idempotency-Key", "send an Idempotency-Key header of 1-255 printable characters"
         )
-    req = await body.read_model(request, request.app[state.SETTINGS], RefundRequest)
+    req = await body.model_of(request, RefundRequest)
     tid = _tid(request)
     who = auth.caller(request)
     digest = intake.request_digest({"tid": tid, "amount": req.amount, "reason": req.reason})

@@ -172,8 +172,7 @@ def response_signature(
     currency: str,
 ) -> str:
     """The signature of a response or callback (lowercase hex)."""
-    message = f"{creds.merch_id}{atom_txn_id}{merch_txn_id}{status_code}{amount}{currency}"
-    return _hmac_hex(creds.res_hash_key, message)
+    return answer_signature(creds, atom_txn_id, merch_txn_id, status_code, amount, currency)
 
 
 def refund_request_signature(
@@ -201,11 +200,14 @@ def refund_response_signature(
     currency: str,
 ) -> str:
     """The signature of a refund or refund-status answer (lowercase hex)."""
-    message = (
-        f"{creds.merch_id}{atom_refund_id}{merch_txn_id}{refund_txn_id}{status_code}"
-        f"{amount}{currency}"
+    return answer_signature(
+        creds, atom_refund_id, merch_txn_id, refund_txn_id, status_code, amount, currency
     )
-    return _hmac_hex(creds.res_hash_key, message)
+
+
+def answer_signature(creds: AtomCredentials, *fields: str) -> str:
+    """The signature of any answer: merchId, then the answer's signed `fields` in their order."""
+    return _hmac_hex(creds.res_hash_key, creds.merch_id + "".join(fields))
 
 
 def signatures_match(expected: str, received: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +17,12 @@ from engine.providers.atom_crypto import (
     AtomCredentials,
     AtomProtocolError,
     AtomSignatureError,
+    answer_signature,
     decrypt,
     derive_key,
     encrypt,
     refund_request_signature,
-    refund_response_signature,
     request_signature,
-    response_signature,
     signatures_match,
 )
 
@@ -38,16 +36,18 @@ TOKEN_ISSUED = "OTS0100"
 REFUNDED = APPROVED
 REJECTED = DECLINED
 
-_ANSWER_FIELDS = ("merchTxnId", "atomTxnId", "statusCode", "amount", "currency", "signature")
-_REFUND_ANSWER_FIELDS = (
+# What each answer's signature covers after merchId, in order (atom_crypto.answer_signature).
+# All are required strings but atomTokenId, which only a hosted AUTH's answer has.
+_ANSWER_SIGNED = ("atomTxnId", "atomTokenId", "merchTxnId", "statusCode", "amount", "currency")
+_REFUND_ANSWER_SIGNED = (
+    "atomRefundId",
     "merchTxnId",
     "refundTxnId",
-    "atomRefundId",
     "statusCode",
     "amount",
     "currency",
-    "signature",
 )
+_OPTIONAL = frozenset({"atomTokenId"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +166,13 @@ def _answer_fields(creds: AtomCredentials, enc_data: str, fields: tuple[str, ...
 
 
 def _verified(
-    creds: AtomCredentials,
-    enc_data: str,
-    fields: tuple[str, ...],
-    signature_of: Callable[[Any], str],
-    reference: str,
+    creds: AtomCredentials, enc_data: str, signed: tuple[str, ...], reference: str
 ) -> Any:
-    """An answer's fields, once its signature (`signature_of` them) matches; else raises."""
-    data = _answer_fields(creds, enc_data, fields)
-    if not signatures_match(signature_of(data), data["signature"]):
+    """An answer's fields, once its signature over the `signed` ones matches; else raises."""
+    required = (*(name for name in signed if name not in _OPTIONAL), "signature")
+    data = _answer_fields(creds, enc_data, required)
+    expected = answer_signature(creds, *(_text(data, name) for name in signed))
+    if not signatures_match(expected, data["signature"]):
         raise AtomSignatureError(
             f"signature does not verify for {reference} {data[reference]!r}",
             merch_txn_id=data["merchTxnId"],
@@ -182,9 +180,16 @@ def _verified(
     return data
 
 
-def _description(data: Any) -> str | None:
+def _common(data: Any) -> dict[str, Any]:
+    """What every answer says, payment's or refund's: the members both answers' classes have."""
     description = data.get("description")
-    return description if isinstance(description, str) else None
+    return {
+        "merch_txn_id": data["merchTxnId"],
+        "status_code": data["statusCode"],
+        "amount": data["amount"],
+        "currency": data["currency"],
+        "description": description if isinstance(description, str) else None,
+    }
 
 
 def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
@@ -193,27 +198,10 @@ def open_answer(creds: AtomCredentials, enc_data: str) -> AtomAnswer:
     Raises AtomCryptoError (undecryptable), AtomProtocolError (not an Atom answer) or
     AtomSignatureError (the signature does not match the fields).
     """
-    data = _verified(
-        creds,
-        enc_data,
-        _ANSWER_FIELDS,
-        lambda d: response_signature(
-            creds,
-            d["atomTxnId"] + _text(d, "atomTokenId"),
-            d["merchTxnId"],
-            d["statusCode"],
-            d["amount"],
-            d["currency"],
-        ),
-        "merchTxnId",
-    )
+    data = _verified(creds, enc_data, _ANSWER_SIGNED, "merchTxnId")
     return AtomAnswer(
-        merch_txn_id=data["merchTxnId"],
+        **_common(data),
         atom_txn_id=data["atomTxnId"],
-        status_code=data["statusCode"],
-        amount=data["amount"],
-        currency=data["currency"],
-        description=_description(data),
         atom_token_id=_text(data, "atomTokenId"),
         action_url=_text(data, "actionUrl"),
         payment_method=_method(_text(data, "paymentMethod")),
@@ -232,29 +220,11 @@ def _text(data: Any, name: str) -> str:
 
 def open_refund_answer(creds: AtomCredentials, enc_data: str) -> AtomRefundAnswer:
     """Decrypt and verify a refund or refund-status answer; raises as open_answer does."""
-    data = _verified(
-        creds,
-        enc_data,
-        _REFUND_ANSWER_FIELDS,
-        lambda d: refund_response_signature(
-            creds,
-            d["atomRefundId"],
-            d["merchTxnId"],
-            d["refundTxnId"],
-            d["statusCode"],
-            d["amount"],
-            d["currency"],
-        ),
-        "refundTxnId",
-    )
+    data = _verified(creds, enc_data, _REFUND_ANSWER_SIGNED, "refundTxnId")
     return AtomRefundAnswer(
-        merch_txn_id=data["merchTxnId"],
+        **_common(data),
         refund_txn_id=data["refundTxnId"],
         atom_refund_id=data["atomRefundId"],
-        status_code=data["statusCode"],
-        amount=data["amount"],
-        currency=data["currency"],
-        description=_description(data),
     )
 
 
