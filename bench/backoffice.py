@@ -32,6 +32,7 @@ from bench import backoffice_sql as sql
 from bench.system import Postgres, make_run_dir
 from engine import reports
 from engine.reports import PaymentQuery
+from engine.reports.query import decode_cursor
 from engine.store import db
 from engine.store.queries import load
 from engine.store.reports import SEARCH_PAGE, SEARCH_SET_MAX, ReportsStore, page_statement
@@ -125,11 +126,14 @@ async def timed(coro_fn: Any, samples: int) -> list[float]:
     return out
 
 
-async def explain(conn: asyncpg.Connection, query: PaymentQuery) -> tuple[str, float, str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of a first page, its execution time in ms (the count of a
-    search's matches not included), and which statement page() runs (from a search's matches
-    or walking the history by time)."""
-    params = query.params(MID, MODE, None, 51)
+async def explain(
+    conn: asyncpg.Connection, query: PaymentQuery, after: str | None = None
+) -> tuple[str, float, str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of a page (the first, or the one after cursor `after`), its
+    execution time in ms (the count of a search's matches not included), and which statement
+    page() runs (from a search's matches or walking the history by time)."""
+    position = None if after is None else decode_cursor(after, MID, MODE, SECRET)
+    params = query.params(MID, MODE, position, 51)
     async with conn.transaction(readonly=True):
         await conn.execute(load("reports")["custom_plans"])
         statement = await page_statement(conn, params)
@@ -169,13 +173,16 @@ async def pages(store: ReportsStore, conn: asyncpg.Connection, n: int, samples: 
             + f" | {execution:.1f} | {how} | {', '.join(used)} |"
         )
         plans.append(f"### {name}\n\n```\n{text}\n```\n")
+        if deep:
+            deep_text = (await explain(conn, query, deep))[0]
+            plans.append(f"### {name}, 20th page\n\n```\n{deep_text}\n```\n")
     return [
         "| filter | rows | p95 first page ms | p95 20th page ms | EXPLAIN ANALYZE ms | reads"
         " | indexes |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *lines,
         "",
-        "<details><summary>EXPLAIN (ANALYZE, BUFFERS) of each first page</summary>",
+        "<details><summary>EXPLAIN (ANALYZE, BUFFERS) of each first and 20th page</summary>",
         "",
         *plans,
         "</details>",
