@@ -254,6 +254,7 @@ async def run(
     keep: bool,
     reuse: Path | None,
     only: frozenset[str] = frozenset(PARTS),
+    results: Path | None = None,
 ) -> int:
     """Fill (or reuse a kept fill), measure `only` those parts, write BACKOFFICE.md when all
     were measured (else print them only)."""
@@ -330,6 +331,8 @@ async def run(
         )
         if only == frozenset(PARTS):
             RESULTS.write_text(text)
+        if results is not None:
+            results.write_text(text)
         if keep:
             log(f"database kept in {folder} (measure again with --reuse {folder})")
         print(text.split("<details>")[0])
@@ -358,10 +361,13 @@ def main() -> int:
         choices=PARTS,
         help="measure only this part (repeatable); BACKOFFICE.md is written only when all are",
     )
+    p.add_argument(
+        "--results", type=Path, help="also write the whole report (plans included) to this file"
+    )
     a = p.parse_args()
     n = a.rows or (1_000_000 if a.quick else 10_000_000)
     only = frozenset(a.only or PARTS)
-    return asyncio.run(run(n, a.samples, a.export_rows, a.keep, a.reuse, only))
+    return asyncio.run(run(n, a.samples, a.export_rows, a.keep, a.reuse, only, a.results))
 
 
 if __name__ == "__main__":
