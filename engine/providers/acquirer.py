@@ -49,15 +49,18 @@ class AcquirerClient:
     # Built once; each call that has to try again runs a copy (a run keeps its own state).
     _retrying: AsyncRetrying = field(init=False, repr=False, compare=False)
 
+    _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_retrying", retrying(self.max_attempts))
+        object.__setattr__(self, "_timeout", aiohttp.ClientTimeout(total=self.timeout_seconds))
 
     async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, str]:
         async with self.session.request(
             method,
             f"{self.base_url}{path}",
             json=body,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            timeout=self._timeout,
         ) as resp:
             return resp.status, await resp.text()
 
