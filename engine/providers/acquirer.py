@@ -48,7 +48,7 @@ class AcquirerClient:
     name: str = "card"
     # Built once; each call that has to try again runs a copy (a run keeps its own state).
     _retrying: AsyncRetrying = field(init=False, repr=False, compare=False)
-
+    # The same for every request (immutable), not built per request.
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
