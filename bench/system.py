@@ -198,14 +198,20 @@ class System:
         env.update(self.extra_env)
         return env
 
-    def start_process(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        """Start `args` from the repository root, output to logs/<name>-<n>.log."""
+    def start_process(
+        self, name: str, args: list[str], cwd: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        """Start `args` from `cwd` (the repository root), output to logs/<name>-<n>.log.
+
+        Another checkout as `cwd` runs its own code (`python -m` imports from the current
+        folder first): bench.workercpu compares two that way.
+        """
         self._started += 1
         log = open(self.logs / f"{name}-{self._started}.log", "wb")  # noqa: SIM115
         try:
             return subprocess.Popen(
                 args,
-                cwd=ROOT,
+                cwd=cwd,
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

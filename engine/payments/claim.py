@@ -8,6 +8,7 @@ the provider has no record is the charge sent again, with the same reference.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -255,9 +256,12 @@ async def run_once(
             log.warning("payment.settle_lost_race", count=len(actions) - len(waiting))
     settled = await repo.payments.settle(owner, outcomes)
     provider_of = {c.id: c.provider for c in claimed}
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for s in settled:
-        metrics.PAYMENTS_SETTLED.labels(s.status.value, provider_of[s.id]).inc()
+        counts[s.status.value, provider_of[s.id]] += 1
         log.info("payment.settled", tid=s.tid, status=s.status.value, worker=owner)
+    for (status, provider), n in counts.items():  # one write per series, not per payment
+        metrics.PAYMENTS_SETTLED.labels(status, provider).inc(n)
     lost = {o.id for o in outcomes} - {s.id for s in settled}
     for c in claimed:
         if c.id in lost:

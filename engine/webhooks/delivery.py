@@ -176,10 +176,11 @@ async def _record(
     for s in ok:
         d = s.delivery
         if d.id in recorded:
-            metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
             log.info("webhook.sent", tid=d.tid, delivery=d.id, status=s.result, attempt=d.attempts)
         else:
             log.warning("webhook.record_lost_race", tid=d.tid, delivery=d.id)
+    if recorded:
+        metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc(len(recorded))
     hastened = await _hasten(repo, {s.delivery.url for s in ok if s.delivery.id in recorded})
     await asyncio.gather(
         *(

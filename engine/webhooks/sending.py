@@ -9,6 +9,7 @@ merchant's answer counts, and a failure becomes a short reason code (`timeout`, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -140,7 +141,7 @@ async def send(
             headers=headers,
             allow_redirects=False,
             # The session's connect timeout stays; `timeout` bounds the whole attempt.
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=session.timeout.sock_connect),
+            timeout=_timeout(timeout, session.timeout.sock_connect),
         ) as resp:
             read = await _drain(resp)
             if capture is not None:
@@ -162,6 +163,12 @@ async def send(
         raise WebhookRetryable(None, "disconnected") from exc
     except (aiohttp.ClientError, ValueError) as exc:
         raise WebhookRetryable(None, "request_failed") from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float, sock_connect: float | None) -> aiohttp.ClientTimeout:
+    """One ClientTimeout (immutable) per setting, not one built for every attempt."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=sock_connect)
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> bytes:

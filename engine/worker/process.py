@@ -270,6 +270,7 @@ async def run(settings: config_settings.Settings) -> None:
             egress.client_session(settings, policy) as webhook_session,
         ):
             worker = Worker(settings, Repository(pool), session, webhook_session=webhook_session)
+            event_loop.steady_heap()  # everything above lives as long as the process
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)

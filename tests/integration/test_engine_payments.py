@@ -4,6 +4,8 @@ the outbox, an unreachable acquirer, the reaper, and two workers draining one qu
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -475,7 +477,9 @@ async def test_reaper_requeues_a_dead_workers_rows_and_nothing_is_charged_twice(
 # --- 5. retries within one call -----------------------------------------------------------
 
 
-def _counting_session() -> tuple[aiohttp.ClientSession, list[str]]:
+def _counting_session(
+    connector: aiohttp.BaseConnector | None = None,
+) -> tuple[aiohttp.ClientSession, list[str]]:
     """A session that records every request it starts (each attempt of a call)."""
     started: list[str] = []
     trace = aiohttp.TraceConfig()
@@ -484,7 +488,67 @@ def _counting_session() -> tuple[aiohttp.ClientSession, list[str]]:
         started.append(str(params.url))
 
     trace.on_request_start.append(on_start)
-    return aiohttp.ClientSession(trace_configs=[trace]), started
+    return aiohttp.ClientSession(connector=connector, trace_configs=[trace]), started
+
+
+class _RefusedFirst(aiohttp.abc.AbstractResolver):
+    """The network, failing once: the first lookup names a port where nothing listens (the
+    connection is refused, the request never sent), later ones the simulator's."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.lookups = 0
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        self.lookups += 1
+        to = 9 if self.lookups == 1 else self.port
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": to,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_call_refused_once_is_sent_again_and_charges_once(
+    sim: SimulatorHandle, http: aiohttp.ClientSession
+) -> None:
+    await acquirer_config(http, sim, success_rate=1.0)
+    resolver = _RefusedFirst(sim.port)
+    connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
+    session, started = _counting_session(connector)
+    async with session:
+        client = AcquirerClient(session, f"http://acquirer.test:{sim.port}/acquirer", 1.0, 3)
+        claimed = Claimed(1, "DUMMY_20260101_00000002", 1000, "KRW", "ORD_2", 1)
+        outcome = await client.authorize(claimed)
+    assert outcome.status is Status.SUCCESS
+    assert len(started) == 2 and resolver.lookups == 2
+    [charge] = await ledger(http, sim)
+    assert charge["reference"] == claimed.tid and charge["approvalNo"] == outcome.approval_no
+
+
+async def test_a_call_refused_with_one_attempt_allowed_is_not_sent_again(
+    sim: SimulatorHandle, http: aiohttp.ClientSession
+) -> None:
+    connector = aiohttp.TCPConnector(resolver=_RefusedFirst(sim.port), use_dns_cache=False)
+    session, started = _counting_session(connector)
+    async with session:
+        client = AcquirerClient(session, f"http://acquirer.test:{sim.port}/acquirer", 1.0, 1)
+        claimed = Claimed(1, "DUMMY_20260101_00000003", 1000, "KRW", "ORD_3", 1)
+        with pytest.raises(ProviderUnavailable) as caught:
+            await client.authorize(claimed)
+    assert caught.value.maybe_processed is False
+    assert len(started) == 1
+    assert await ledger(http, sim) == []
 
 
 async def test_a_call_that_never_arrived_is_retried_up_to_max_attempts() -> None:
