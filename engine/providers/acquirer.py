@@ -7,7 +7,6 @@ retried within a call; anything that may have charged is left to the status inqu
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,16 +26,6 @@ log = structlog.get_logger()
 RETRY_WAIT = Backoff(0.05, 1.0)
 
 
-def retrying(max_attempts: int) -> AsyncRetrying:
-    """Within one call: only a connection never made is tried again, up to `max_attempts`."""
-    return AsyncRetrying(
-        stop=stop_after_attempt(max_attempts),
-        wait=RETRY_WAIT,
-        retry=retry_if_exception_type(aiohttp.ClientConnectorError),
-        reraise=True,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class AcquirerClient:
     """Authorizes and inquires over HTTP."""
@@ -46,13 +35,10 @@ class AcquirerClient:
     timeout_seconds: float
     max_attempts: int
     name: str = "card"
-    # Built once; each call that has to try again runs a copy (a run keeps its own state).
-    _retrying: AsyncRetrying = field(init=False, repr=False, compare=False)
     # The same for every request (immutable), not built per request.
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_retrying", retrying(self.max_attempts))
         object.__setattr__(self, "_timeout", aiohttp.ClientTimeout(total=self.timeout_seconds))
 
     async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, str]:
@@ -67,17 +53,14 @@ class AcquirerClient:
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
         # Only a connection never made proves the request never arrived: that alone is sent
         # again here, up to max_attempts. Anything else may have charged: no retry.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=RETRY_WAIT,
+            retry=retry_if_exception_type(aiohttp.ClientConnectorError),
+            reraise=True,
+        )
         try:
-            try:
-                answer = await self._send(method, path, body)
-            except aiohttp.ClientConnectorError as first:
-                # Tenacity decides from here, the failed try counting as its first (so the
-                # stop, the waits and the re-raise are all its own). Entering it only now
-                # spares the calls that connect, nearly all, its per-call cost: some 40 us
-                # of a worker's CPU per payment (bench/workercpu.py).
-                answer = await self._retrying.copy()(
-                    _replayed(first, self._send), method, path, body
-                )
+            answer: tuple[int, str] = await retrying(self._send, method, path, body)
         except aiohttp.ClientConnectorError as exc:
             raise ProviderUnavailable(f"connect failed: {exc}", maybe_processed=False) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -145,20 +128,6 @@ class AcquirerClient:
         if status != 200:
             raise ProviderRejected(f"acquirer refused the {what} ({status}): {answer}")
         return answer
-
-
-def _replayed(
-    failure: BaseException, send: Callable[..., Awaitable[tuple[int, str]]]
-) -> Callable[..., Awaitable[tuple[int, str]]]:
-    """`send` whose first call raises `failure` again instead of sending: an attempt made."""
-    replay = [failure]
-
-    async def attempt(*args: Any) -> tuple[int, str]:
-        if replay:
-            raise replay.pop()
-        return await send(*args)
-
-    return attempt
 
 
 def _refund_outcome(refund: ClaimedRefund, answer: Any) -> RefundOutcome:
