@@ -36,6 +36,7 @@ async def serve(settings: config_settings.Settings) -> None:
             site = web.TCPSite(runner, settings.web_host, port, reuse_port=True)
             await site.start()
             log.info("web.listening", url=site.name)
+        event_loop.steady_heap()  # the app, its pools and sessions live as long as the process
         await stop.wait()
     finally:
         for runner in reversed(runners):  # the metrics port first: it reads the app's pool
